@@ -1,0 +1,233 @@
+//! The run context: what every call carries besides its input, passed explicitly (no globals).
+//!
+//! A [`RunContext`] holds a cancellation token, the tracing span the run belongs to, an optional
+//! [`EventSink`] that receives streaming [`Event`]s (model tokens, retrieved documents, tool calls,
+//! agent steps), free-form tags, and [`Limits`]. Cloning is cheap; a child context made with
+//! [`RunContext::child`] shares cancellation and events.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+/// Something that happened during a run, for streaming UIs and logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A model produced text.
+    Token {
+        /// The new text.
+        text: String,
+    },
+    /// A retriever returned documents.
+    Retrieved {
+        /// The query.
+        query: String,
+        /// How many documents came back.
+        count: usize,
+        /// Their `source` metadata, in rank order.
+        sources: Vec<String>,
+    },
+    /// A tool is about to run.
+    ToolStart {
+        /// The tool.
+        name: String,
+        /// Its arguments.
+        arguments: Value,
+    },
+    /// A tool finished.
+    ToolEnd {
+        /// The tool.
+        name: String,
+        /// What it returned (or the error text).
+        output: String,
+    },
+    /// A step of an agent or chain, described by its producer.
+    Step {
+        /// What kind of step ("thought", "action", "observation"...).
+        kind: String,
+        /// Its text.
+        text: String,
+    },
+    /// Something the user should know that is not an error (an input truncated, a fallback taken).
+    Warning {
+        /// What happened.
+        message: String,
+    },
+    /// Progress of a long job.
+    Progress {
+        /// What is progressing.
+        task: String,
+        /// Units done.
+        done: u64,
+        /// Units in all, when known.
+        total: Option<u64>,
+    },
+}
+
+/// Receives [`Event`]s. Implemented for closures and for unbounded channels.
+pub trait EventSink: Send + Sync {
+    /// Handles one event. Must not block for long: it runs on the producer's task.
+    fn send(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> EventSink for F {
+    fn send(&self, event: Event) {
+        self(event);
+    }
+}
+
+impl EventSink for tokio::sync::mpsc::UnboundedSender<Event> {
+    fn send(&self, event: Event) {
+        // A dropped receiver means nobody is listening any more, which is not an error for the run.
+        let _ = tokio::sync::mpsc::UnboundedSender::send(self, event);
+    }
+}
+
+/// Bounds that apply to a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most calls a [`Runnable::batch`](crate::Runnable::batch) runs at once.
+    pub max_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_concurrency: 8 }
+    }
+}
+
+/// What a call carries besides its input. See the [module docs](self).
+#[derive(Clone)]
+pub struct RunContext {
+    cancel: CancellationToken,
+    span: tracing::Span,
+    events: Option<Arc<dyn EventSink>>,
+    tags: Arc<[String]>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .field("has_events", &self.events.is_some())
+            .field("tags", &self.tags)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RunContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RunContext {
+    /// A fresh context: not cancelled, no event sink, the current tracing span, default limits.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            span: tracing::Span::current(),
+            events: None,
+            tags: Arc::from(Vec::new()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sends events to `sink`.
+    #[must_use]
+    pub fn with_events(mut self, sink: impl EventSink + 'static) -> Self {
+        self.events = Some(Arc::new(sink));
+        self
+    }
+
+    /// Sets the batch concurrency cap (at least 1).
+    #[must_use]
+    pub fn with_max_concurrency(mut self, max_concurrency: usize) -> Self {
+        self.limits.max_concurrency = max_concurrency.max(1);
+        self
+    }
+
+    /// Adds a tag (for tracing and event consumers).
+    #[must_use]
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        let mut tags = self.tags.to_vec();
+        tags.push(tag.into());
+        self.tags = Arc::from(tags);
+        self
+    }
+
+    /// Runs under this tracing span.
+    #[must_use]
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// A context for a sub-run: cancelled when this one is (but cancelling it leaves this one alone),
+    /// same events, tags and limits.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self { cancel: self.cancel.child_token(), ..self.clone() }
+    }
+
+    /// The cancellation token; cancel it to stop the run.
+    #[must_use]
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Requests cancellation of the run.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether cancellation was requested.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// `Err(Error::Cancelled)` once cancellation was requested; long loops call this between steps.
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
+    }
+
+    /// The tracing span of the run.
+    #[must_use]
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The tags.
+    #[must_use]
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// The limits.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether anyone listens for events (producers may skip building costly events when not).
+    #[must_use]
+    pub fn has_event_sink(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Emits an event to the sink, if there is one.
+    pub fn emit(&self, event: Event) {
+        if let Some(sink) = &self.events {
+            sink.send(event);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The one error type of catena, with kinds a caller can act on.
+//!
+//! Every fallible catena call returns [`Result<T>`]. Match on [`Error::kind`] to decide what to do:
+//! retry a [`ErrorKind::ModelTransient`], shorten the prompt on [`ErrorKind::ContextLengthExceeded`],
+//! show an [`ErrorKind::InvalidInput`] to the user. The message always says what went wrong and, where
+//! there is one, what to do next.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The `Result` alias used across catena.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What class of failure an [`Error`] is: the part of an error a program branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller passed something unusable (a missing prompt variable, an empty query, k = 0...).
+    InvalidInput,
+    /// A model call failed in a way that may succeed if retried (rate limit, overload, reset).
+    ModelTransient,
+    /// A model call failed and retrying the same request will not help (bad model file, 4xx).
+    ModelPermanent,
+    /// The prompt does not fit the model's context window.
+    ContextLengthExceeded,
+    /// A vector store or database operation failed.
+    Store,
+    /// A tool failed while running.
+    Tool,
+    /// Output (usually a model's) could not be parsed into the expected shape.
+    Parse,
+    /// Reading or writing a file failed.
+    Io,
+    /// The operation ran past its deadline.
+    Timeout,
+    /// The operation was cancelled through its [`RunContext`](crate::RunContext).
+    Cancelled,
+}
+
+/// The error type of every catena crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`ErrorKind::InvalidInput`].
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A model failed; `kind` says whether retrying can help.
+    #[error("model error ({kind}): {message}")]
+    Model {
+        /// Transient, permanent or context-length.
+        kind: ModelErrorKind,
+        /// What happened, and what to do about it.
+        message: String,
+    },
+    /// See [`ErrorKind::Store`].
+    #[error("store error: {0}")]
+    Store(String),
+    /// A tool failed.
+    #[error("tool `{tool}` failed: {message}")]
+    Tool {
+        /// The tool's name.
+        tool: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// See [`ErrorKind::Parse`].
+    #[error("could not parse {what}: {message}")]
+    Parse {
+        /// What was being parsed ("model output as JSON", "tool arguments"...).
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// An I/O error, with the path involved when there is one.
+    #[error("{}: {source}", path.as_ref().map_or_else(|| "I/O error".to_owned(), |p| p.display().to_string()))]
+    Io {
+        /// The file or directory the operation was on.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// See [`ErrorKind::Timeout`].
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// See [`ErrorKind::Cancelled`].
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The three ways a model call can fail, as far as a caller's next step is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ModelErrorKind {
+    /// Retrying may succeed.
+    Transient,
+    /// Retrying the same request will fail again.
+    Permanent,
+    /// The request is longer than the model's context window.
+    ContextLengthExceeded,
+}
+
+impl std::fmt::Display for ModelErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+            Self::ContextLengthExceeded => "context length exceeded",
+        })
+    }
+}
+
+impl Error {
+    /// The class of this error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::Model { kind: ModelErrorKind::Transient, .. } => ErrorKind::ModelTransient,
+            Self::Model { kind: ModelErrorKind::Permanent, .. } => ErrorKind::ModelPermanent,
+            Self::Model { kind: ModelErrorKind::ContextLengthExceeded, .. } => {
+                ErrorKind::ContextLengthExceeded
+            }
+            Self::Store(_) => ErrorKind::Store,
+            Self::Tool { .. } => ErrorKind::Tool,
+            Self::Parse { .. } => ErrorKind::Parse,
+            Self::Io { .. } => ErrorKind::Io,
+            Self::Timeout(_) => ErrorKind::Timeout,
+            Self::Cancelled => ErrorKind::Cancelled,
+        }
+    }
+
+    /// Whether retrying the same call may succeed: transient model errors and timeouts.
+    ///
+    /// This is the default predicate of [`RetryPolicy`](crate::RetryPolicy).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind(), ErrorKind::ModelTransient | ErrorKind::Timeout)
+    }
+
+    /// An [`Error::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::InvalidInput(message.into())
+    }
+
+    /// A transient [`Error::Model`].
+    pub fn model_transient(message: impl Into<String>) -> Self {
+        Self::Model { kind: ModelErrorKind::Transient, message: message.into() }
+    }
+
+    /// A permanent [`Error::Model`].
+    pub fn model_permanent(message: impl Into<String>) -> Self {
+        Self::Model { kind: ModelErrorKind::Permanent, message: message.into() }
+    }
+
+    /// A context-length [`Error::Model`].
+    pub fn context_length(message: impl Into<String>) -> Self {
+        Self::Model { kind: ModelErrorKind::ContextLengthExceeded, message: message.into() }
+    }
+
+    /// An [`Error::Parse`].
+    pub fn parse(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Parse { what: what.into(), message: message.into() }
+    }
+
+    /// An [`Error::Tool`].
+    pub fn tool(tool: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Tool { tool: tool.into(), message: message.into() }
+    }
+
+    /// An [`Error::Store`].
+    pub fn store(message: impl Into<String>) -> Self {
+        Self::Store(message.into())
+    }
+
+    /// An [`Error::Io`] naming the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: Some(path.into()), source }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Self {
+        Self::Io { path: None, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_transience() {
+        assert_eq!(Error::model_transient("429").kind(), ErrorKind::ModelTransient);
+        assert!(Error::model_transient("429").is_transient());
+        assert!(!Error::model_permanent("bad file").is_transient());
+        assert_eq!(Error::context_length("too long").kind(), ErrorKind::ContextLengthExceeded);
+        assert!(Error::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(!Error::Cancelled.is_transient());
+    }
+
+    #[test]
+    fn io_error_names_its_path() {
+        let e = Error::io("/no/such", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(e.to_string().starts_with("/no/such: "), "{e}");
+    }
+}

@@ -1,0 +1,74 @@
+//! # catena-core
+//!
+//! The vocabulary every catena crate speaks: documents and messages, the component traits, prompt
+//! templates, errors, the run context, and [`Runnable`], the one composition trait chains are built
+//! from. It has no heavy dependencies; backends live in sibling crates.
+//!
+//! ```
+//! use catena_core::prelude::*;
+//! use catena_core::testing::ScriptedChatModel;
+//! use serde_json::json;
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # rt.block_on(async {
+//! // A prompt, a model and a parser, piped into one chain.
+//! let prompt = ChatPromptTemplate::new().user("Say hello to {name}.")?;
+//! let model = ScriptedChatModel::new(["Hello, Ferris!"]);
+//! let chain = prompt.pipe(model).pipe(StrOutputParser);
+//!
+//! let answer = chain.invoke(json!({"name": "Ferris"}), &RunContext::new()).await?;
+//! assert_eq!(answer, "Hello, Ferris!");
+//! # Ok::<(), catena_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Contents
+//! - [`document`]: [`Document`], [`ScoredDocument`], metadata.
+//! - [`message`]: [`Message`], [`ChatRequest`], [`ChatResponse`], [`ChatDelta`], [`Usage`], sampling.
+//! - [`traits`]: [`ChatModel`], [`Embedder`], [`VectorStore`], [`Retriever`], [`Reranker`], [`Tool`] /
+//!   [`TypedTool`], [`Memory`], [`Loader`], [`Splitter`].
+//! - [`runnable`]: [`Runnable`] and its combinators (pipe, map, parallel, assign, retry, fallbacks, timeout).
+//! - [`prompt`]: [`PromptTemplate`], [`ChatPromptTemplate`], [`FewShotPromptTemplate`].
+//! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`].
+//! - [`filter`]: [`Filter`], typed metadata filters.
+//! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
+//! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
+//! - `testing` (feature `testing`): a scripted chat model and a deterministic embedder.
+
+pub mod context;
+pub mod document;
+pub mod error;
+pub mod filter;
+pub mod message;
+pub mod output;
+pub mod prompt;
+pub mod runnable;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod traits;
+
+pub use async_trait::async_trait;
+pub use context::{Event, EventSink, Limits, RunContext};
+pub use document::{Document, Metadata, ScoredDocument};
+pub use error::{Error, ErrorKind, ModelErrorKind, Result};
+pub use filter::Filter;
+pub use message::{
+    ChatDelta, ChatRequest, ChatResponse, DeltaAccumulator, FinishReason, Message, ResponseFormat, Role,
+    Sampling, ToolCall, ToolChoice, ToolSpec, Usage,
+};
+pub use output::{JsonOutputParser, StrOutputParser};
+pub use prompt::{ChatPromptTemplate, FewShotPromptTemplate, PromptTemplate};
+pub use runnable::{BoxRunnable, Parallel, Passthrough, RetryPolicy, Runnable, RunnableExt};
+pub use traits::{
+    ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tool,
+    ToolOutput, TypedTool, VectorQuery, VectorStore,
+};
+
+/// The names most programs need: `use catena_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        ChatModel, ChatPromptTemplate, ChatRequest, ChatResponse, Document, Embedder, Error, Message,
+        PromptTemplate, Result, RetryPolicy, Retriever, RunContext, Runnable, RunnableExt, ScoredDocument,
+        StrOutputParser, Tool, TypedTool, VectorStore,
+    };
+}

@@ -1,0 +1,379 @@
+//! The component traits. Each is object-safe and used behind `Arc<dyn _>`; each is also a
+//! [`Runnable`], so components compose with the combinators of [`RunnableExt`](crate::RunnableExt).
+//!
+//! | trait | as a `Runnable` |
+//! |---|---|
+//! | [`ChatModel`] | `ChatRequest -> ChatResponse` (streams partial responses) |
+//! | [`Embedder`] | `Vec<String> -> Vec<Vec<f32>>` |
+//! | [`VectorStore`] | [`VectorQuery`] `-> Vec<ScoredDocument>` |
+//! | [`Retriever`] | `String -> Vec<ScoredDocument>` |
+//! | [`Reranker`] | [`RerankInput`] `-> Vec<ScoredDocument>` |
+//! | [`Tool`] (and [`TypedTool`]) | `serde_json::Value -> ToolOutput` |
+//! | [`Memory`] | `() -> Vec<Message>` |
+//! | [`Loader`] | `() -> Vec<Document>` |
+//! | [`Splitter`] | `Vec<Document> -> Vec<Document>` |
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, TryStreamExt};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    ChatDelta, ChatRequest, ChatResponse, Document, Error, Filter, Message, Result, RunContext,
+    Runnable, ScoredDocument, ToolSpec,
+};
+
+/// A model that answers a conversation: local (llama.cpp), remote (OpenAI-compatible, rig), or
+/// scripted for tests.
+///
+/// Implementors provide [`chat`](ChatModel::chat) and, when they can produce text incrementally,
+/// [`chat_stream`](ChatModel::chat_stream). A model that emits tokens should also send
+/// [`Event::Token`](crate::Event::Token) to the run context, so a chain's caller can stream tokens
+/// even from inside `invoke`.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// Produces the whole reply.
+    async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse>;
+
+    /// Produces the reply as deltas; the last one carries the finish reason and usage.
+    /// The default yields one delta with the whole reply of [`chat`](ChatModel::chat).
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<ChatDelta>> {
+        Box::pin(stream::once(async move {
+            let response = self.chat(request, ctx).await?;
+            Ok(ChatDelta {
+                content: response.message.content,
+                tool_calls: response.message.tool_calls,
+                finish_reason: Some(response.finish_reason),
+                usage: Some(response.usage),
+            })
+        }))
+    }
+
+    /// A name for logs and `GET /v1/models`.
+    fn model_name(&self) -> &str {
+        "chat-model"
+    }
+}
+
+#[async_trait]
+impl<T: ChatModel + ?Sized> Runnable<ChatRequest, ChatResponse> for T {
+    async fn invoke(&self, input: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
+        self.chat(input, ctx).await
+    }
+
+    /// Yields one partial [`ChatResponse`] per delta: its message holds that delta's text only.
+    fn stream<'a>(&'a self, input: ChatRequest, ctx: &'a RunContext) -> BoxStream<'a, Result<ChatResponse>> {
+        Box::pin(self.chat_stream(input, ctx).map_ok(|delta| {
+            let mut acc = crate::DeltaAccumulator::default();
+            acc.push(delta);
+            acc.finish()
+        }))
+    }
+}
+
+/// Turns texts into vectors.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// One vector per text, in order, each of [`dimensions`](Embedder::dimensions) floats.
+    async fn embed(&self, texts: &[String], ctx: &RunContext) -> Result<Vec<Vec<f32>>>;
+
+    /// The length of every vector.
+    fn dimensions(&self) -> usize;
+
+    /// Embeds one text.
+    async fn embed_one(&self, text: &str, ctx: &RunContext) -> Result<Vec<f32>> {
+        self.embed(&[text.to_owned()], ctx)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::model_permanent("embedder returned no vector for one input"))
+    }
+}
+
+#[async_trait]
+impl<T: Embedder + ?Sized> Runnable<Vec<String>, Vec<Vec<f32>>> for T {
+    async fn invoke(&self, input: Vec<String>, ctx: &RunContext) -> Result<Vec<Vec<f32>>> {
+        self.embed(&input, ctx).await
+    }
+}
+
+/// A document and its vector, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedded {
+    /// The document (its id is assigned on upsert when absent).
+    pub document: Document,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A nearest-neighbour query, for a [`VectorStore`] used as a [`Runnable`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorQuery {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// How many results.
+    pub k: usize,
+    /// Only documents whose metadata match.
+    pub filter: Option<Filter>,
+}
+
+/// Stores documents with their vectors and finds the nearest ones.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Inserts, or replaces those with the same id. Returns the ids, in order.
+    /// Either every record is written or none is.
+    async fn upsert(&self, records: Vec<Embedded>) -> Result<Vec<String>>;
+
+    /// The `k` documents nearest to `query` that match `filter`, most similar first. Scores are
+    /// similarities (higher is closer); the store documents their scale.
+    async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>>;
+
+    /// Deletes these ids; returns how many existed.
+    async fn delete(&self, ids: &[String]) -> Result<usize>;
+
+    /// Number of stored documents.
+    async fn count(&self) -> Result<usize>;
+}
+
+#[async_trait]
+impl<T: VectorStore + ?Sized> Runnable<VectorQuery, Vec<ScoredDocument>> for T {
+    async fn invoke(&self, input: VectorQuery, _ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
+        self.search(&input.vector, input.k, input.filter.as_ref()).await
+    }
+}
+
+/// Finds documents relevant to a query.
+#[async_trait]
+pub trait Retriever: Send + Sync {
+    /// Relevant documents, most relevant first.
+    async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>>;
+}
+
+#[async_trait]
+impl<T: Retriever + ?Sized> Runnable<String, Vec<ScoredDocument>> for T {
+    async fn invoke(&self, input: String, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
+        self.retrieve(&input, ctx).await
+    }
+}
+
+/// The input of a [`Reranker`] used as a [`Runnable`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RerankInput {
+    /// The query.
+    pub query: String,
+    /// Candidates to reorder.
+    pub documents: Vec<ScoredDocument>,
+}
+
+/// Reorders (and may drop) candidate documents for a query.
+#[async_trait]
+pub trait Reranker: Send + Sync {
+    /// The documents worth keeping, best first, with the reranker's scores.
+    async fn rerank(
+        &self,
+        query: &str,
+        documents: Vec<ScoredDocument>,
+        ctx: &RunContext,
+    ) -> Result<Vec<ScoredDocument>>;
+}
+
+#[async_trait]
+impl<T: Reranker + ?Sized> Runnable<RerankInput, Vec<ScoredDocument>> for T {
+    async fn invoke(&self, input: RerankInput, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
+        self.rerank(&input.query, input.documents, ctx).await
+    }
+}
+
+/// What a tool returns: text for the model, plus an optional structured artifact for the program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ToolOutput {
+    /// What the model sees as the observation.
+    pub content: String,
+    /// Data for the caller that the model does not see (rows, documents...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Value>,
+}
+
+impl ToolOutput {
+    /// Text only.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self { content: content.into(), artifact: None }
+    }
+}
+
+impl From<String> for ToolOutput {
+    fn from(content: String) -> Self {
+        Self::text(content)
+    }
+}
+
+/// Something an agent can call: a name, a description, a JSON Schema of its arguments.
+///
+/// Most tools are written as a [`TypedTool`], which derives the schema from an arguments struct and
+/// gets this trait for free. Implement `Tool` directly for tools whose schema is only known at run
+/// time (say, one per database table).
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name the model calls it by (letters, digits, `_`, `-`).
+    fn name(&self) -> &str;
+
+    /// What it does and when to use it.
+    fn description(&self) -> &str;
+
+    /// JSON Schema of the arguments object.
+    fn parameters(&self) -> Value;
+
+    /// Runs it. Invalid arguments are an [`Error::Tool`] whose message the model can act on.
+    async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput>;
+
+    /// The tool as offered in a [`ChatRequest`].
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name().to_owned(),
+            description: self.description().to_owned(),
+            parameters: self.parameters(),
+        }
+    }
+}
+
+#[async_trait]
+impl<T: Tool + ?Sized> Runnable<Value, ToolOutput> for T {
+    async fn invoke(&self, input: Value, ctx: &RunContext) -> Result<ToolOutput> {
+        self.call(input, ctx).await
+    }
+}
+
+/// A tool with typed arguments: a struct deriving `Deserialize` and `JsonSchema`.
+///
+/// ```
+/// use catena_core::{RunContext, Result, Tool, ToolOutput, TypedTool, async_trait};
+/// use schemars::JsonSchema;
+/// use serde::Deserialize;
+///
+/// /// Adds two numbers.
+/// struct Add;
+///
+/// #[derive(Deserialize, JsonSchema)]
+/// struct AddArgs {
+///     /// The first number.
+///     a: f64,
+///     /// The second number.
+///     b: f64,
+/// }
+///
+/// #[async_trait]
+/// impl TypedTool for Add {
+///     type Args = AddArgs;
+///     const NAME: &'static str = "add";
+///     const DESCRIPTION: &'static str = "Adds two numbers.";
+///     async fn run(&self, args: AddArgs, _ctx: &RunContext) -> Result<ToolOutput> {
+///         Ok(ToolOutput::text((args.a + args.b).to_string()))
+///     }
+/// }
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let out = Add.call(serde_json::json!({"a": 2, "b": 3}), &RunContext::new()).await.unwrap();
+/// assert_eq!(out.content, "5");
+/// assert_eq!(Add.parameters()["properties"]["a"]["type"], "number");
+/// assert!(Add.call(serde_json::json!({"a": 2}), &RunContext::new()).await.is_err());
+/// # });
+/// ```
+#[async_trait]
+pub trait TypedTool: Send + Sync {
+    /// The arguments; their schema is generated with schemars, doc comments included.
+    type Args: DeserializeOwned + JsonSchema + Send;
+    /// See [`Tool::name`].
+    const NAME: &'static str;
+    /// See [`Tool::description`].
+    const DESCRIPTION: &'static str;
+
+    /// Runs the tool on parsed arguments.
+    async fn run(&self, args: Self::Args, ctx: &RunContext) -> Result<ToolOutput>;
+}
+
+#[async_trait]
+impl<T: TypedTool> Tool for T {
+    fn name(&self) -> &str {
+        T::NAME
+    }
+
+    fn description(&self) -> &str {
+        T::DESCRIPTION
+    }
+
+    fn parameters(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(T::Args)).unwrap_or(Value::Null)
+    }
+
+    async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {
+        let args: T::Args = serde_json::from_value(arguments)
+            .map_err(|e| Error::tool(T::NAME, format!("invalid arguments: {e}")))?;
+        self.run(args, ctx).await
+    }
+}
+
+/// Conversation memory: what an agent or chat chain remembers between turns.
+#[async_trait]
+pub trait Memory: Send + Sync {
+    /// The messages to put before the next turn (possibly a summary plus recent turns).
+    async fn messages(&self) -> Result<Vec<Message>>;
+
+    /// Records new turns. Memories that summarise may call a model, under `ctx`.
+    async fn add(&self, messages: &[Message], ctx: &RunContext) -> Result<()>;
+
+    /// Forgets everything.
+    async fn clear(&self) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: Memory + ?Sized> Runnable<(), Vec<Message>> for T {
+    async fn invoke(&self, _input: (), _ctx: &RunContext) -> Result<Vec<Message>> {
+        self.messages().await
+    }
+}
+
+/// Produces documents from a source (files, a directory, a URL), as a stream so large sources
+/// never have to fit in memory.
+pub trait Loader: Send + Sync {
+    /// The documents, one at a time. A per-item error does not end the stream: callers decide
+    /// whether to stop or to report and go on.
+    fn load<'a>(&'a self, ctx: &'a RunContext) -> BoxStream<'a, Result<Document>>;
+}
+
+#[async_trait]
+impl<T: Loader + ?Sized> Runnable<(), Vec<Document>> for T {
+    /// Collects every document; fails on the first error.
+    async fn invoke(&self, _input: (), ctx: &RunContext) -> Result<Vec<Document>> {
+        self.load(ctx).try_collect().await
+    }
+}
+
+/// Cuts documents into chunks.
+pub trait Splitter: Send + Sync {
+    /// The chunks of one text.
+    fn split_text(&self, text: &str) -> Result<Vec<String>>;
+
+    /// The chunks of each document, each a [`Document`] carrying its parent's metadata.
+    fn split_documents(&self, documents: &[Document]) -> Result<Vec<Document>> {
+        let mut chunks = Vec::new();
+        for document in documents {
+            for text in self.split_text(&document.content)? {
+                chunks.push(Document { id: None, content: text, metadata: document.metadata.clone() });
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+#[async_trait]
+impl<T: Splitter + ?Sized> Runnable<Vec<Document>, Vec<Document>> for T {
+    async fn invoke(&self, input: Vec<Document>, _ctx: &RunContext) -> Result<Vec<Document>> {
+        self.split_documents(&input)
+    }
+}
