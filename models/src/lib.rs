@@ -1,1 +1,38 @@
-//! placeholder
+//! # catena-models
+//!
+//! Model backends for catena. With the default `llama` feature, models run in this process
+//! through llama.cpp: [`LlamaChatModel`] (a [`ChatModel`](catena_core::ChatModel)) and
+//! [`LlamaEmbedder`] (an [`Embedder`](catena_core::Embedder)), on CPU unless a GPU feature
+//! (`cuda`, `vulkan`, `metal`) is enabled. [`files`] fetches, verifies and caches the default
+//! models; [`convert`] turns sentence-transformers BERT models into GGUF.
+//!
+//! ```no_run
+//! use catena_core::{ChatModel, ChatRequest, Embedder, Message, RunContext};
+//! use catena_models::{LlamaChatModel, LlamaEmbedder};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> catena_core::Result<()> {
+//! // Both defaults are fetched on first use (with pip) and cached under ~/.cache/catena/models.
+//! let chat = LlamaChatModel::load_default().await?;
+//! let embedder = LlamaEmbedder::load_default().await?;
+//!
+//! let ctx = RunContext::new();
+//! let reply = chat.chat(ChatRequest::new(vec![Message::user("Name a colour.")]), &ctx).await?;
+//! let vectors = embedder.embed(&[reply.text().to_owned()], &ctx).await?;
+//! println!("{} -> {} dimensions", reply.text(), vectors[0].len());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Contents
+//! - [`files`]: default models ([`files::CHAT`], [`files::EMBED`]), cache folder, pull and verify.
+//! - [`convert`] (feature `llama`): BERT safetensors to GGUF with llama.cpp's GGUF writer.
+//! - [`LlamaChatModel`], [`LlamaEmbedder`], [`LlamaOptions`] (feature `llama`).
+
+#[cfg(feature = "llama")]
+pub mod convert;
+pub mod files;
+#[cfg(feature = "llama")]
+mod llama;
+
+#[cfg(feature = "llama")]
+pub use llama::{LlamaChatModel, LlamaEmbedder, LlamaOptions};

@@ -1,0 +1,125 @@
+//! llama.cpp in process (feature `llama`): [`LlamaChatModel`] and [`LlamaEmbedder`].
+//!
+//! llama.cpp contexts are not `Send`, and its backend initialises once per process. So each loaded
+//! model lives on its own inference thread, which owns the model and its context and is fed jobs
+//! through a channel; the public handles are `Send + Sync + Clone` and cheap to share. Dropping the
+//! last handle ends the thread and frees the model.
+
+mod chat;
+mod embed;
+mod template;
+
+use std::sync::OnceLock;
+
+use catena_core::{Error, Result};
+use llama_cpp_2::llama_backend::LlamaBackend;
+
+pub use chat::LlamaChatModel;
+pub use embed::LlamaEmbedder;
+
+/// How a model is loaded and run. Every field has a default that works on a laptop CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaOptions {
+    /// CPU threads for generation (default: the number of cores).
+    pub threads: Option<u32>,
+    /// CPU threads for prompt processing (default: `threads`).
+    pub threads_batch: Option<u32>,
+    /// Context window in tokens (default: 4096 for chat, capped at the model's training length;
+    /// the model's length for embeddings).
+    pub n_ctx: Option<u32>,
+    /// Most tokens submitted per decode call (default 512).
+    pub n_batch: Option<u32>,
+    /// Physical micro-batch size (default 512).
+    pub n_ubatch: Option<u32>,
+    /// Layers offloaded to the GPU (needs a GPU feature: `cuda`, `vulkan`, `metal`; default 0).
+    pub n_gpu_layers: u32,
+    /// Memory-map the model file (default true).
+    pub use_mmap: bool,
+    /// Lock the model in RAM (default false).
+    pub use_mlock: bool,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            threads_batch: None,
+            n_ctx: None,
+            n_batch: None,
+            n_ubatch: None,
+            n_gpu_layers: 0,
+            use_mmap: true,
+            use_mlock: false,
+        }
+    }
+}
+
+impl LlamaOptions {
+    pub(crate) fn threads(&self) -> i32 {
+        let cores = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
+        self.threads.map_or_else(|| i32::try_from(cores).unwrap_or(4), |t| i32::try_from(t.max(1)).unwrap_or(4))
+    }
+
+    pub(crate) fn threads_batch(&self) -> i32 {
+        self.threads_batch.map_or_else(|| self.threads(), |t| i32::try_from(t.max(1)).unwrap_or(4))
+    }
+
+    pub(crate) fn model_params(&self) -> llama_cpp_2::model::params::LlamaModelParams {
+        llama_cpp_2::model::params::LlamaModelParams::default()
+            .with_n_gpu_layers(self.n_gpu_layers)
+            .with_use_mmap(self.use_mmap)
+            .with_use_mlock(self.use_mlock)
+    }
+}
+
+/// The process-wide llama.cpp backend, initialised on first use, with llama.cpp's logging routed
+/// to `tracing` (so it is silent unless a subscriber asks for it).
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::model_permanent(format!("cannot initialise llama.cpp: {e}")))
+}
+
+/// Loads a GGUF with llama.cpp after checking that it is one, mapping failures to typed errors.
+pub(crate) fn load_model(
+    path: &std::path::Path,
+    options: &LlamaOptions,
+) -> Result<llama_cpp_2::model::LlamaModel> {
+    crate::files::check_gguf(path)?;
+    let backend = backend()?;
+    llama_cpp_2::model::LlamaModel::load_from_file(backend, path, &options.model_params()).map_err(|e| {
+        Error::model_permanent(format!(
+            "llama.cpp could not load {} ({e}); the file may be truncated or of an unsupported \
+             architecture. For the defaults, `catena models pull --force` fetches them again",
+            path.display()
+        ))
+    })
+}
+
+/// Starts a named inference thread running `body`, which first reports (through `ready`) whether
+/// the model loaded, then serves jobs until every sender is dropped. Returns the job sender once
+/// the model is ready.
+pub(crate) fn spawn_worker<J, I>(
+    name: &str,
+    body: impl FnOnce(std::sync::mpsc::SyncSender<Result<I>>, std::sync::mpsc::Receiver<J>) + Send + 'static,
+) -> Result<(std::sync::mpsc::Sender<J>, I)>
+where
+    J: Send + 'static,
+    I: Send + 'static,
+{
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<J>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<I>>(1);
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || body(ready_tx, jobs_rx))
+        .map_err(|e| Error::model_permanent(format!("cannot start the inference thread: {e}")))?;
+    let info = ready_rx
+        .recv()
+        .map_err(|_| Error::model_permanent("the inference thread ended while loading the model"))??;
+    Ok((jobs_tx, info))
+}

@@ -1,0 +1,142 @@
+//! Chat templates: the GGUF's own Jinja template rendered with minijinja, falling back to
+//! llama.cpp's built-in template matcher, then to ChatML.
+
+use catena_core::{Message, ToolSpec};
+use serde_json::{Value, json};
+
+/// Which renderer produced a prompt (reported in logs so a surprising prompt can be explained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TemplateKind {
+    /// The model's `tokenizer.chat_template`, rendered by minijinja.
+    Jinja,
+    /// llama.cpp's built-in matcher for well-known templates.
+    Builtin,
+    /// Plain ChatML, when the model has no usable template.
+    ChatMl,
+}
+
+/// A compiled chat template plus what it needs to render.
+pub(crate) struct ChatTemplate {
+    env: Option<minijinja::Environment<'static>>,
+    source: Option<String>,
+    bos: String,
+    eos: String,
+}
+
+const NAME: &str = "chat";
+
+impl ChatTemplate {
+    /// Compiles `source` (the GGUF's `tokenizer.chat_template`), if any. A template minijinja
+    /// cannot parse is logged and left to the fallbacks.
+    pub(crate) fn new(source: Option<String>, bos: String, eos: String) -> Self {
+        let env = source.as_ref().and_then(|src| {
+            let mut env = minijinja::Environment::new();
+            minijinja_contrib::add_to_environment(&mut env);
+            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+            });
+            env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
+            match env.add_template_owned(NAME, src.clone()) {
+                Ok(()) => Some(env),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the model's chat template does not compile; using fallbacks");
+                    None
+                }
+            }
+        });
+        Self { env, source, bos, eos }
+    }
+
+    /// Renders the conversation with the generation prompt open for the assistant.
+    pub(crate) fn render(
+        &self,
+        model: &llama_cpp_2::model::LlamaModel,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> (String, TemplateKind) {
+        if let Some(env) = &self.env {
+            match self.render_jinja(env, messages, tools) {
+                Ok(prompt) => return (prompt, TemplateKind::Jinja),
+                Err(e) => tracing::warn!(error = %e, "chat template failed to render; trying llama.cpp's built-in"),
+            }
+        }
+        if let Some(prompt) = self.render_builtin(model, messages) {
+            return (prompt, TemplateKind::Builtin);
+        }
+        (chatml(messages), TemplateKind::ChatMl)
+    }
+
+    fn render_jinja(
+        &self,
+        env: &minijinja::Environment<'static>,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<String, minijinja::Error> {
+        let messages: Vec<Value> = messages.iter().map(message_json).collect();
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        let ctx = minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(&messages)),
+            tools => if tools.is_empty() { minijinja::Value::from(()) } else { minijinja::Value::from(minijinja::value::Serde(&tools)) },
+            add_generation_prompt => true,
+            bos_token => self.bos.as_str(),
+            eos_token => self.eos.as_str(),
+        };
+        env.get_template(NAME)?.render(ctx)
+    }
+
+    fn render_builtin(&self, model: &llama_cpp_2::model::LlamaModel, messages: &[Message]) -> Option<String> {
+        let template = match &self.source {
+            Some(src) => llama_cpp_2::model::LlamaChatTemplate::new(src).ok()?,
+            None => model.chat_template(None).ok()?,
+        };
+        let chat: Vec<llama_cpp_2::model::LlamaChatMessage> = messages
+            .iter()
+            .filter_map(|m| llama_cpp_2::model::LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()).ok())
+            .collect();
+        model.apply_chat_template(&template, &chat, true).ok()
+    }
+}
+
+fn message_json(m: &Message) -> Value {
+    let mut v = json!({"role": m.role.as_str(), "content": m.content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = json!(id);
+    }
+    v
+}
+
+/// ChatML, the format most small instruct models (SmolLM2 among them) are trained on.
+pub(crate) fn chatml(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        out.push_str("<|im_start|>");
+        out.push_str(m.role.as_str());
+        out.push('\n');
+        out.push_str(&m.content);
+        out.push_str("<|im_end|>\n");
+    }
+    out.push_str("<|im_start|>assistant\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_shape() {
+        let p = chatml(&[Message::system("s"), Message::user("u")]);
+        assert_eq!(p, "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n");
+    }
+}
