@@ -1,1 +1,40 @@
-//! placeholder
+//! # catena-tools
+//!
+//! Tools are what an agent can do. Any [`Tool`](catena_core::Tool) (usually a
+//! [`TypedTool`](catena_core::TypedTool) with a schemars-derived argument struct) goes into a
+//! [`ToolRegistry`], which offers their specs to a model and dispatches the model's calls by name.
+//!
+//! ```
+//! use catena_core::{Result, RunContext, ToolCall, ToolOutput, TypedTool, async_trait};
+//! use catena_tools::ToolRegistry;
+//! use schemars::JsonSchema;
+//! use serde::Deserialize;
+//!
+//! struct Shout;
+//! #[derive(Deserialize, JsonSchema)]
+//! struct ShoutArgs { text: String }
+//! #[async_trait]
+//! impl TypedTool for Shout {
+//!     type Args = ShoutArgs;
+//!     const NAME: &'static str = "shout";
+//!     const DESCRIPTION: &'static str = "Upper-cases text.";
+//!     async fn run(&self, args: ShoutArgs, _: &RunContext) -> Result<ToolOutput> {
+//!         Ok(ToolOutput::text(args.text.to_uppercase()))
+//!     }
+//! }
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let tools = ToolRegistry::new().with(Shout).unwrap();
+//! let call = ToolCall { id: "1".into(), name: "shout".into(), arguments: serde_json::json!({"text": "hi"}) };
+//! assert_eq!(tools.call(&call, &RunContext::new()).await.unwrap().content, "HI");
+//! assert_eq!(tools.specs()[0].name, "shout");
+//! # });
+//! ```
+//!
+//! ## Contents
+//! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
+
+mod registry;
+
+pub use registry::ToolRegistry;

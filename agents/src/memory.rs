@@ -1,0 +1,102 @@
+//! Buffer and window memories.
+
+use async_trait::async_trait;
+use catena_core::{Memory, Message, Result, Role, RunContext};
+use tokio::sync::Mutex;
+
+/// Remembers every message, in order.
+#[derive(Debug, Default)]
+pub struct BufferMemory {
+    messages: Mutex<Vec<Message>>,
+}
+
+impl BufferMemory {
+    /// An empty memory.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Memory for BufferMemory {
+    async fn messages(&self) -> Result<Vec<Message>> {
+        Ok(self.messages.lock().await.clone())
+    }
+
+    async fn add(&self, messages: &[Message], _ctx: &RunContext) -> Result<()> {
+        self.messages.lock().await.extend_from_slice(messages);
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.messages.lock().await.clear();
+        Ok(())
+    }
+}
+
+/// Remembers the last `k` exchanges. An exchange starts at a user message and runs to the next
+/// one, so tool calls and their results stay with the turn that made them. System messages are
+/// always kept.
+#[derive(Debug)]
+pub struct WindowMemory {
+    k: usize,
+    messages: Mutex<Vec<Message>>,
+}
+
+impl WindowMemory {
+    /// Keeps `k` exchanges.
+    #[must_use]
+    pub fn new(k: usize) -> Self {
+        Self { k, messages: Mutex::new(Vec::new()) }
+    }
+}
+
+#[async_trait]
+impl Memory for WindowMemory {
+    async fn messages(&self) -> Result<Vec<Message>> {
+        let all = self.messages.lock().await;
+        let starts: Vec<usize> = all.iter().enumerate().filter(|(_, m)| m.role == Role::User).map(|(i, _)| i).collect();
+        let cut = if starts.len() > self.k { starts.get(starts.len() - self.k).copied().unwrap_or(all.len()) } else { 0 };
+        let cut = if self.k == 0 { all.len() } else { cut };
+        Ok(all
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| *i >= cut || m.role == Role::System)
+            .map(|(_, m)| m.clone())
+            .collect())
+    }
+
+    async fn add(&self, messages: &[Message], _ctx: &RunContext) -> Result<()> {
+        self.messages.lock().await.extend_from_slice(messages);
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.messages.lock().await.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[tokio::test]
+    async fn window_keeps_system_and_whole_exchanges() {
+        let m = WindowMemory::new(2);
+        let ctx = RunContext::new();
+        m.add(&[Message::system("rules")], &ctx).await.unwrap();
+        for i in 0..4 {
+            m.add(&[Message::user(format!("q{i}")), Message::assistant(format!("a{i}"))], &ctx).await.unwrap();
+        }
+        let kept: Vec<String> = m.messages().await.unwrap().into_iter().map(|m| m.content).collect();
+        assert_eq!(kept, ["rules", "q2", "a2", "q3", "a3"]);
+        assert_eq!(WindowMemory::new(0).messages().await.unwrap().len(), 0);
+        let b = BufferMemory::new();
+        b.add(&[Message::user("x")], &ctx).await.unwrap();
+        b.clear().await.unwrap();
+        assert!(b.messages().await.unwrap().is_empty());
+    }
+}
