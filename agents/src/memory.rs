@@ -56,8 +56,13 @@ impl WindowMemory {
 impl Memory for WindowMemory {
     async fn messages(&self) -> Result<Vec<Message>> {
         let all = self.messages.lock().await;
-        let starts: Vec<usize> = all.iter().enumerate().filter(|(_, m)| m.role == Role::User).map(|(i, _)| i).collect();
-        let cut = if starts.len() > self.k { starts.get(starts.len() - self.k).copied().unwrap_or(all.len()) } else { 0 };
+        let starts: Vec<usize> =
+            all.iter().enumerate().filter(|(_, m)| m.role == Role::User).map(|(i, _)| i).collect();
+        let cut = if starts.len() > self.k {
+            starts.get(starts.len() - self.k).copied().unwrap_or(all.len())
+        } else {
+            0
+        };
         let cut = if self.k == 0 { all.len() } else { cut };
         Ok(all
             .iter()
@@ -89,7 +94,9 @@ mod tests {
         let ctx = RunContext::new();
         m.add(&[Message::system("rules")], &ctx).await.unwrap();
         for i in 0..4 {
-            m.add(&[Message::user(format!("q{i}")), Message::assistant(format!("a{i}"))], &ctx).await.unwrap();
+            m.add(&[Message::user(format!("q{i}")), Message::assistant(format!("a{i}"))], &ctx)
+                .await
+                .unwrap();
         }
         let kept: Vec<String> = m.messages().await.unwrap().into_iter().map(|m| m.content).collect();
         assert_eq!(kept, ["rules", "q2", "a2", "q3", "a3"]);

@@ -68,7 +68,7 @@ pub use traits::{
 pub mod prelude {
     pub use crate::{
         ChatModel, ChatPromptTemplate, ChatRequest, ChatResponse, Document, Embedder, Error, Message,
-        PromptTemplate, Result, RetryPolicy, Retriever, RunContext, Runnable, RunnableExt, ScoredDocument,
+        PromptTemplate, Result, Retriever, RetryPolicy, RunContext, Runnable, RunnableExt, ScoredDocument,
         StrOutputParser, Tool, TypedTool, VectorStore,
     };
 }

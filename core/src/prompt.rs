@@ -121,7 +121,10 @@ impl PromptTemplate {
 
 fn as_object<'a>(input: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
     input.as_object().ok_or_else(|| {
-        Error::invalid_input(format!("{what} needs a JSON object of variables, got {}", json_type_name(input)))
+        Error::invalid_input(format!(
+            "{what} needs a JSON object of variables, got {}",
+            json_type_name(input)
+        ))
     })
 }
 

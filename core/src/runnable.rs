@@ -81,7 +81,11 @@ where
     /// The default waits for the input stream to end: with exactly one item it streams on it; an
     /// error is passed on; several items cannot be merged generically, so that is an
     /// [`Error::InvalidInput`] telling where to put the step instead.
-    fn transform<'a>(&'a self, inputs: BoxStream<'a, Result<I>>, ctx: &'a RunContext) -> BoxStream<'a, Result<O>> {
+    fn transform<'a>(
+        &'a self,
+        inputs: BoxStream<'a, Result<I>>,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<O>> {
         Box::pin(
             stream::once(async move {
                 let items: Vec<Result<I>> = inputs.collect().await;
@@ -124,7 +128,11 @@ where
         (**self).stream(input, ctx)
     }
 
-    fn transform<'a>(&'a self, inputs: BoxStream<'a, Result<I>>, ctx: &'a RunContext) -> BoxStream<'a, Result<O>> {
+    fn transform<'a>(
+        &'a self,
+        inputs: BoxStream<'a, Result<I>>,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<O>> {
         (**self).transform(inputs, ctx)
     }
 }
@@ -253,7 +261,11 @@ where
         self.second.transform(self.first.stream(input, ctx), ctx)
     }
 
-    fn transform<'a>(&'a self, inputs: BoxStream<'a, Result<I>>, ctx: &'a RunContext) -> BoxStream<'a, Result<O>> {
+    fn transform<'a>(
+        &'a self,
+        inputs: BoxStream<'a, Result<I>>,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<O>> {
         self.second.transform(self.first.transform(inputs, ctx), ctx)
     }
 }
@@ -286,7 +298,11 @@ where
         Box::pin(self.inner.stream(input, ctx).map(move |r| r.map(&self.f)))
     }
 
-    fn transform<'a>(&'a self, inputs: BoxStream<'a, Result<I>>, ctx: &'a RunContext) -> BoxStream<'a, Result<O>> {
+    fn transform<'a>(
+        &'a self,
+        inputs: BoxStream<'a, Result<I>>,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<O>> {
         Box::pin(self.inner.transform(inputs, ctx).map(move |r| r.map(&self.f)))
     }
 }
@@ -337,7 +353,11 @@ impl<I: Send + 'static> Runnable<I, I> for Passthrough {
         Ok(input)
     }
 
-    fn transform<'a>(&'a self, inputs: BoxStream<'a, Result<I>>, _ctx: &'a RunContext) -> BoxStream<'a, Result<I>> {
+    fn transform<'a>(
+        &'a self,
+        inputs: BoxStream<'a, Result<I>>,
+        _ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<I>> {
         inputs
     }
 }
@@ -383,10 +403,8 @@ impl<I: Send + Clone + 'static> Parallel<I> {
     }
 
     async fn run(&self, input: I, ctx: &RunContext) -> Result<JsonMap<String, Value>> {
-        let outputs = futures::future::join_all(
-            self.branches.iter().map(|(_, r)| r.invoke(input.clone(), ctx)),
-        )
-        .await;
+        let outputs =
+            futures::future::join_all(self.branches.iter().map(|(_, r)| r.invoke(input.clone(), ctx))).await;
         let mut out = JsonMap::new();
         for ((name, _), value) in self.branches.iter().zip(outputs) {
             out.insert(name.clone(), value?);

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream};
 
 use crate::{
-    ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, Event, FinishReason, Message,
-    Result, RunContext, ToolCall, Usage,
+    ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, Event, FinishReason, Message, Result,
+    RunContext, ToolCall, Usage,
 };
 
 /// One scripted reply.
@@ -93,7 +93,11 @@ impl ChatModel for ScriptedChatModel {
         match self.next(request.clone())? {
             ScriptedReply::Text(text) => {
                 ctx.emit(Event::Token { text: text.clone() });
-                Ok(ChatResponse { usage: u(&text), message: Message::assistant(text), finish_reason: FinishReason::Stop })
+                Ok(ChatResponse {
+                    usage: u(&text),
+                    message: Message::assistant(text),
+                    finish_reason: FinishReason::Stop,
+                })
             }
             ScriptedReply::ToolCalls(calls) => Ok(ChatResponse {
                 usage: u(""),
@@ -104,7 +108,11 @@ impl ChatModel for ScriptedChatModel {
         }
     }
 
-    fn chat_stream<'a>(&'a self, request: ChatRequest, ctx: &'a RunContext) -> BoxStream<'a, Result<ChatDelta>> {
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<ChatDelta>> {
         let reply = self.next(request.clone());
         let deltas: Vec<Result<ChatDelta>> = match reply {
             Err(e) => vec![Err(e)],

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    ChatDelta, ChatRequest, ChatResponse, Document, Error, Filter, Message, Result, RunContext,
-    Runnable, ScoredDocument, ToolSpec,
+    ChatDelta, ChatRequest, ChatResponse, Document, Error, Filter, Message, Result, RunContext, Runnable,
+    ScoredDocument, ToolSpec,
 };
 
 /// A model that answers a conversation: local (llama.cpp), remote (OpenAI-compatible, rig), or

@@ -78,7 +78,11 @@ fn flaky(fail_first: usize, calls: Arc<AtomicUsize>, transient: bool) -> impl Ru
             };
             // Input 0 always succeeds, so batch tests can see it is not retried.
             if x != 0 && n <= fail_first {
-                if transient { Err(Error::model_transient("503")) } else { Err(Error::model_permanent("400")) }
+                if transient {
+                    Err(Error::model_transient("503"))
+                } else {
+                    Err(Error::model_permanent("400"))
+                }
             } else {
                 Ok(x)
             }
@@ -116,7 +120,8 @@ async fn retry_counts_attempts_and_only_retries_transient_errors() {
 async fn retry_in_batch_retries_only_failed_items() {
     let calls = Arc::new(AtomicUsize::new(0));
     let r = flaky(1, calls.clone(), true).with_retry(fast_policy(3));
-    let out: Vec<u32> = r.batch(vec![0, 1, 2], &RunContext::new()).await.into_iter().map(Result::unwrap).collect();
+    let out: Vec<u32> =
+        r.batch(vec![0, 1, 2], &RunContext::new()).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(out, [0, 1, 2]);
     // 3 first attempts + 2 retries (inputs 1 and 2); input 0 succeeded and is not run again.
     assert_eq!(calls.load(Ordering::SeqCst), 5);
@@ -129,7 +134,11 @@ fn backoff_grows_exponentially_within_jitter_bounds() {
         let full = 100.0 * 2f64.powi(i32::try_from(retry).unwrap() - 1);
         for _ in 0..50 {
             let d = p.backoff(retry).as_secs_f64() * 1000.0;
-            assert!(d <= full + 1e-6 && d >= full * 0.5 - 1e-6, "retry {retry}: {d} ms not in [{}, {full}]", full * 0.5);
+            assert!(
+                d <= full + 1e-6 && d >= full * 0.5 - 1e-6,
+                "retry {retry}: {d} ms not in [{}, {full}]",
+                full * 0.5
+            );
         }
     }
     let no_jitter = p.clone().with_jitter(0.0);
@@ -150,12 +159,19 @@ async fn fallbacks_are_tried_in_order() {
             }
         })
     };
-    let r = step("primary", false).with_fallbacks(vec![step("second", false).boxed(), step("third", true).boxed(), step("fourth", true).boxed()]);
+    let r = step("primary", false).with_fallbacks(vec![
+        step("second", false).boxed(),
+        step("third", true).boxed(),
+        step("fourth", true).boxed(),
+    ]);
     assert_eq!(r.invoke(1, &RunContext::new()).await.unwrap(), "third:1");
     assert_eq!(*order.lock().unwrap(), ["primary", "second", "third"]);
 
     let all_fail = step("a", false).with_fallbacks(vec![step("b", false).boxed()]);
-    assert_eq!(all_fail.invoke(1, &RunContext::new()).await.unwrap_err().to_string(), "model error (permanent): b");
+    assert_eq!(
+        all_fail.invoke(1, &RunContext::new()).await.unwrap_err().to_string(),
+        "model error (permanent): b"
+    );
 }
 
 #[tokio::test]
@@ -189,11 +205,17 @@ async fn timeout_fails_and_cancels_the_inner_future() {
 async fn parallel_and_assign_build_objects() {
     let upper = from_fn(|v: Value, _| async move { Ok(json!(v["q"].as_str().unwrap_or("").to_uppercase())) });
     let p = Parallel::new().branch("orig", Passthrough).branch("upper", upper);
-    assert_eq!(p.invoke(json!({"q": "hi"}), &RunContext::new()).await.unwrap(), json!({"orig": {"q": "hi"}, "upper": "HI"}));
+    assert_eq!(
+        p.invoke(json!({"q": "hi"}), &RunContext::new()).await.unwrap(),
+        json!({"orig": {"q": "hi"}, "upper": "HI"})
+    );
 
     let len = from_fn(|v: Value, _| async move { Ok(json!(v["q"].as_str().map_or(0, str::len))) });
     let a = Passthrough::assign().with("len", len);
-    assert_eq!(a.invoke(json!({"q": "abc"}), &RunContext::new()).await.unwrap(), json!({"q": "abc", "len": 3}));
+    assert_eq!(
+        a.invoke(json!({"q": "abc"}), &RunContext::new()).await.unwrap(),
+        json!({"q": "abc", "len": 3})
+    );
     assert_eq!(a.invoke(json!("abc"), &RunContext::new()).await.unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
@@ -222,7 +244,10 @@ async fn component_trait_objects_are_runnables() {
     assert_eq!(v.len(), 2);
     assert_eq!(v[0].len(), 16);
 
-    let model = ScriptedChatModel::from_replies([ScriptedReply::Fail(|| Error::model_transient("overloaded")), ScriptedReply::Text("ok".into())]);
+    let model = ScriptedChatModel::from_replies([
+        ScriptedReply::Fail(|| Error::model_transient("overloaded")),
+        ScriptedReply::Text("ok".into()),
+    ]);
     let r = model.with_retry(fast_policy(2));
     let reply = r.invoke(ChatRequest::new(vec![Message::user("hi")]), &RunContext::new()).await.unwrap();
     assert_eq!(reply.text(), "ok");

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-fn ranked<'a, S: AsRef<str>>(retrieved: &'a [S], k: usize) -> impl Iterator<Item = &'a str> {
+fn ranked<S: AsRef<str>>(retrieved: &[S], k: usize) -> impl Iterator<Item = &str> {
     let mut seen = HashSet::new();
     retrieved.iter().map(AsRef::as_ref).filter(move |id| seen.insert(*id)).take(k)
 }

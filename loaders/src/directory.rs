@@ -27,7 +27,8 @@ impl DirectoryLoader {
     /// Only files with these extensions (without the dot, case-insensitive).
     #[must_use]
     pub fn with_extensions<S: AsRef<str>>(mut self, extensions: impl IntoIterator<Item = S>) -> Self {
-        self.extensions = extensions.into_iter().map(|e| e.as_ref().trim_start_matches('.').to_lowercase()).collect();
+        self.extensions =
+            extensions.into_iter().map(|e| e.as_ref().trim_start_matches('.').to_lowercase()).collect();
         self
     }
 
@@ -43,7 +44,10 @@ impl DirectoryLoader {
     pub fn files(&self) -> Vec<Result<PathBuf>> {
         if !self.root.is_dir() {
             let reason = if self.root.exists() { "is not a folder" } else { "does not exist" };
-            return vec![Err(Error::io(&self.root, std::io::Error::new(std::io::ErrorKind::NotFound, reason)))];
+            return vec![Err(Error::io(
+                &self.root,
+                std::io::Error::new(std::io::ErrorKind::NotFound, reason),
+            ))];
         }
         walkdir::WalkDir::new(&self.root)
             .sort_by_file_name()

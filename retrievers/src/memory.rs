@@ -40,7 +40,11 @@ fn unit(v: &[f32]) -> Vec<f32> {
 }
 
 fn check_finite(v: &[f32]) -> Result<()> {
-    if v.iter().all(|x| x.is_finite()) { Ok(()) } else { Err(Error::invalid_input("vector contains NaN or infinity")) }
+    if v.iter().all(|x| x.is_finite()) {
+        Ok(())
+    } else {
+        Err(Error::invalid_input("vector contains NaN or infinity"))
+    }
 }
 
 #[async_trait]
@@ -53,7 +57,9 @@ impl VectorStore for InMemoryVectorStore {
         for r in &records {
             check_finite(&r.vector)?;
             match dims {
-                None if r.vector.is_empty() => return Err(Error::invalid_input("cannot store an empty vector")),
+                None if r.vector.is_empty() => {
+                    return Err(Error::invalid_input("cannot store an empty vector"));
+                }
                 None => dims = Some(r.vector.len()),
                 Some(d) if d != r.vector.len() => {
                     return Err(Error::invalid_input(format!(
@@ -103,7 +109,9 @@ impl VectorStore for InMemoryVectorStore {
             .vectors
             .iter()
             .enumerate()
-            .filter(|(i, _)| filter.is_none_or(|f| rows.documents.get(*i).is_some_and(|d| f.matches(&d.metadata))))
+            .filter(|(i, _)| {
+                filter.is_none_or(|f| rows.documents.get(*i).is_some_and(|d| f.matches(&d.metadata)))
+            })
             .map(|(i, v)| (v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(), i))
             .collect();
         // Highest score first; ties keep insertion order, so results are deterministic.
@@ -147,7 +155,10 @@ mod tests {
     #[tokio::test]
     async fn search_filter_upsert_delete() {
         let s = InMemoryVectorStore::new();
-        let ids = s.upsert(vec![rec("a", vec![1.0, 0.0]), rec("bb", vec![0.0, 1.0]), rec("ccc", vec![0.7, 0.7])]).await.unwrap();
+        let ids = s
+            .upsert(vec![rec("a", vec![1.0, 0.0]), rec("bb", vec![0.0, 1.0]), rec("ccc", vec![0.7, 0.7])])
+            .await
+            .unwrap();
         assert_eq!(s.count().await.unwrap(), 3);
         let hits = s.search(&[1.0, 0.1], 2, None).await.unwrap();
         assert_eq!(hits[0].document.content, "a");
@@ -157,7 +168,12 @@ mod tests {
         assert_eq!(filtered.len(), 2);
         assert!(filtered.iter().all(|h| h.document.content.len() >= 2));
         // Same id replaces.
-        s.upsert(vec![Embedded { document: Document::new("a2").with_id(ids[0].clone()), vector: vec![0.0, 1.0] }]).await.unwrap();
+        s.upsert(vec![Embedded {
+            document: Document::new("a2").with_id(ids[0].clone()),
+            vector: vec![0.0, 1.0],
+        }])
+        .await
+        .unwrap();
         assert_eq!(s.count().await.unwrap(), 3);
         assert_eq!(s.delete(&[ids[1].clone(), "nope".into()]).await.unwrap(), 1);
         assert_eq!(s.count().await.unwrap(), 2);

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::{Embedder, Error, Event, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore};
+use catena_core::{
+    Embedder, Error, Event, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore,
+};
 
 /// Embeds the query with `embedder` and returns the `k` nearest documents of `store` (default 4),
 /// optionally only those matching a metadata filter or scoring at least a threshold.

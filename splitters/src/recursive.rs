@@ -132,10 +132,15 @@ impl RecursiveCharacterSplitter {
         let mut total = 0usize;
         for &piece in splits {
             let len = char_len(piece);
-            let with_sep = |current: &std::collections::VecDeque<&str>| if current.is_empty() { 0 } else { sep_len };
+            let with_sep =
+                |current: &std::collections::VecDeque<&str>| if current.is_empty() { 0 } else { sep_len };
             if total + len + with_sep(&current) > self.chunk_size {
                 if total > self.chunk_size {
-                    tracing::debug!(total, chunk_size = self.chunk_size, "created a chunk longer than chunk_size");
+                    tracing::debug!(
+                        total,
+                        chunk_size = self.chunk_size,
+                        "created a chunk longer than chunk_size"
+                    );
                 }
                 if !current.is_empty() {
                     self.push_joined(&current, separator, out);
@@ -143,7 +148,8 @@ impl RecursiveCharacterSplitter {
                         || (total + len + with_sep(&current) > self.chunk_size && total > 0)
                     {
                         let Some(first) = current.pop_front() else { break };
-                        total = total.saturating_sub(char_len(first) + if current.is_empty() { 0 } else { sep_len });
+                        total = total
+                            .saturating_sub(char_len(first) + if current.is_empty() { 0 } else { sep_len });
                     }
                 }
             }
@@ -265,8 +271,24 @@ mod tests {
         let s = RecursiveCharacterSplitter::new(10, 1).unwrap();
         let got = s.split_text(text).unwrap();
         let want = [
-            "Hi.", "I'm", "Harrison.", "How? Are?", "You?", "Okay then", "f f f f.", "This is a", "weird", "text to",
-            "write,", "but gotta", "test the", "splitting", "gggg", "some how.", "Bye!", "-H.",
+            "Hi.",
+            "I'm",
+            "Harrison.",
+            "How? Are?",
+            "You?",
+            "Okay then",
+            "f f f f.",
+            "This is a",
+            "weird",
+            "text to",
+            "write,",
+            "but gotta",
+            "test the",
+            "splitting",
+            "gggg",
+            "some how.",
+            "Bye!",
+            "-H.",
         ];
         assert_eq!(got, want);
     }

@@ -34,7 +34,8 @@ impl ToolRegistry {
     /// Adds a shared tool.
     pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<()> {
         let name = tool.name().to_owned();
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let valid =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid {
             return Err(Error::invalid_input(format!(
                 "tool name {name:?} is not valid: use letters, digits, `_` and `-`"

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatDelta, ChatModel, ChatRequest, ChatResponse, DeltaAccumulator, Error, Event, FinishReason, ResponseFormat,
-    Result, RunContext, Sampling, Usage,
+    ChatDelta, ChatModel, ChatRequest, ChatResponse, DeltaAccumulator, Error, Event, FinishReason,
+    ResponseFormat, Result, RunContext, Sampling, Usage,
 };
 use futures::stream::{BoxStream, StreamExt};
 use llama_cpp_2::context::LlamaContext;
@@ -60,7 +60,10 @@ struct Inner {
 
 impl std::fmt::Debug for LlamaChatModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaChatModel").field("name", &self.inner.name).field("n_ctx", &self.inner.n_ctx).finish()
+        f.debug_struct("LlamaChatModel")
+            .field("name", &self.inner.name)
+            .field("n_ctx", &self.inner.n_ctx)
+            .finish()
     }
 }
 
@@ -109,9 +112,14 @@ impl LlamaChatModel {
         self.inner.n_ctx
     }
 
-    fn submit(&self, request: ChatRequest, cancel: CancellationToken) -> Result<tokio::sync::mpsc::UnboundedReceiver<Result<ChatDelta>>> {
+    fn submit(
+        &self,
+        request: ChatRequest,
+        cancel: CancellationToken,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Result<ChatDelta>>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let jobs = self.inner.jobs.lock().map_err(|_| Error::model_permanent("model handle lock poisoned"))?;
+        let jobs =
+            self.inner.jobs.lock().map_err(|_| Error::model_permanent("model handle lock poisoned"))?;
         jobs.send(Job { request, deltas: tx, cancel })
             .map_err(|_| Error::model_permanent("the inference thread has stopped"))?;
         Ok(rx)
@@ -130,17 +138,21 @@ impl ChatModel for LlamaChatModel {
     }
 
     /// Streams tokens as they are generated. Dropping the stream cancels generation.
-    fn chat_stream<'a>(&'a self, request: ChatRequest, ctx: &'a RunContext) -> BoxStream<'a, Result<ChatDelta>> {
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<ChatDelta>> {
         let cancel = ctx.cancellation().child_token();
         let guard = cancel.clone().drop_guard();
         match self.submit(request, cancel) {
             Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
             Ok(rx) => Box::pin(tokio_stream_from(rx).map(move |delta| {
                 let _keep_until_stream_dropped = &guard;
-                if let Ok(d) = &delta {
-                    if !d.content.is_empty() {
-                        ctx.emit(Event::Token { text: d.content.clone() });
-                    }
+                if let Ok(d) = &delta
+                    && !d.content.is_empty()
+                {
+                    ctx.emit(Event::Token { text: d.content.clone() });
                 }
                 delta
             })),
@@ -152,7 +164,9 @@ impl ChatModel for LlamaChatModel {
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> BoxStream<'static, T> {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> BoxStream<'static, T> {
     Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
@@ -192,13 +206,18 @@ fn worker(
     let mut ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(Error::model_permanent(format!("cannot create a llama.cpp context: {e}"))));
+            let _ =
+                ready.send(Err(Error::model_permanent(format!("cannot create a llama.cpp context: {e}"))));
             return;
         }
     };
     let vocab = model.vocab();
     let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
-    let template = ChatTemplate::new(model.meta_val_str("tokenizer.chat_template").ok(), piece(vocab.bos()), piece(vocab.eos()));
+    let template = ChatTemplate::new(
+        model.meta_val_str("tokenizer.chat_template").ok(),
+        piece(vocab.bos()),
+        piece(vocab.eos()),
+    );
     let name = model.meta_val_str("general.name").unwrap_or_default();
     if ready.send(Ok(Loaded { name, n_ctx })).is_err() {
         return;
@@ -219,7 +238,13 @@ struct Session {
 }
 
 impl Session {
-    fn run(&mut self, model: &LlamaModel, ctx: &mut LlamaContext<'_>, template: &ChatTemplate, job: Job) -> Result<()> {
+    fn run(
+        &mut self,
+        model: &LlamaModel,
+        ctx: &mut LlamaContext<'_>,
+        template: &ChatTemplate,
+        job: Job,
+    ) -> Result<()> {
         let Job { request, deltas, cancel } = job;
         if request.messages.is_empty() {
             return Err(Error::invalid_input("a chat request needs at least one message"));
@@ -246,7 +271,8 @@ impl Session {
 
         // Reuse the longest common prefix with what the context already holds; at least the last
         // prompt token is evaluated again, since its logits are needed.
-        let common = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        let common =
+            self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
         if ctx.clear_kv_cache_seq(Some(0), u32::try_from(common).ok(), None).ok() != Some(true) {
             ctx.clear_kv_cache();
             self.cached.clear();
@@ -276,7 +302,9 @@ impl Session {
             }
             generated += 1;
             let (piece, stopped) = text.push(&vocab.token_to_piece(token, false, None));
-            if !piece.is_empty() && deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err() {
+            if !piece.is_empty()
+                && deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err()
+            {
                 // Nobody listens any more (client gone): stop spending compute.
                 break FinishReason::Cancelled;
             }
@@ -303,13 +331,24 @@ impl Session {
             let _ = deltas.send(Err(Error::Cancelled));
             return Ok(());
         }
-        let _ = deltas.send(Ok(ChatDelta { content: tail, finish_reason: Some(finish), usage: Some(usage), ..ChatDelta::default() }));
+        let _ = deltas.send(Ok(ChatDelta {
+            content: tail,
+            finish_reason: Some(finish),
+            usage: Some(usage),
+            ..ChatDelta::default()
+        }));
         Ok(())
     }
 
     /// Evaluates `tokens[from..]` in `n_batch` chunks; returns the batch index of the last token's
     /// logits.
-    fn decode_prompt(&mut self, ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken], from: usize, cancel: &CancellationToken) -> Result<i32> {
+    fn decode_prompt(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        tokens: &[LlamaToken],
+        from: usize,
+        cancel: &CancellationToken,
+    ) -> Result<i32> {
         let n_batch = usize::try_from(self.n_batch).unwrap_or(512).max(1);
         let rest = tokens.get(from..).unwrap_or_default();
         let mut batch = LlamaBatch::new(n_batch, 1);
@@ -324,7 +363,9 @@ impl Session {
             for (i, &t) in chunk.iter().enumerate() {
                 let pos = i32::try_from(self.cached.len() + i).unwrap_or(i32::MAX);
                 let is_last = ci + 1 == chunks && i + 1 == chunk.len();
-                batch.add(t, pos, &[0], is_last).map_err(|e| Error::model_permanent(format!("batch: {e}")))?;
+                batch
+                    .add(t, pos, &[0], is_last)
+                    .map_err(|e| Error::model_permanent(format!("batch: {e}")))?;
                 if is_last {
                     last_index = i32::try_from(i).unwrap_or(0);
                 }
@@ -378,7 +419,9 @@ fn build_sampler(model: &LlamaModel, s: &Sampling, format: Option<&ResponseForma
 fn rand_seed() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    h.write_u64(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+    );
     (h.finish() & 0xffff_ffff) as u32
 }
 
@@ -398,7 +441,11 @@ struct TextAssembler {
 
 impl TextAssembler {
     fn new(stops: Vec<String>) -> Self {
-        Self { bytes: Vec::new(), pending: String::new(), stops: stops.into_iter().filter(|s| !s.is_empty()).collect() }
+        Self {
+            bytes: Vec::new(),
+            pending: String::new(),
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+        }
     }
 
     /// Adds a token's bytes; returns the text safe to emit and whether a stop string was hit.

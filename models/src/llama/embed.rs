@@ -90,9 +90,14 @@ impl LlamaEmbedder {
     /// Loads a GGUF embedding model, blocking until it is ready.
     pub fn load_blocking(path: &Path, options: LlamaOptions) -> Result<Self> {
         let path = path.to_path_buf();
-        let (jobs, loaded) = spawn_worker("catena-llama-embed", move |ready, jobs| worker(&path, &options, &ready, &jobs))?;
+        let (jobs, loaded) =
+            spawn_worker("catena-llama-embed", move |ready, jobs| worker(&path, &options, &ready, &jobs))?;
         Ok(Self {
-            inner: Arc::new(Inner { jobs: Mutex::new(jobs), dimensions: loaded.dimensions, max_tokens: loaded.max_tokens }),
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(jobs),
+                dimensions: loaded.dimensions,
+                max_tokens: loaded.max_tokens,
+            }),
         })
     }
 
@@ -112,7 +117,11 @@ impl Embedder for LlamaEmbedder {
         }
         let (reply, rx) = oneshot::channel();
         {
-            let jobs = self.inner.jobs.lock().map_err(|_| Error::model_permanent("embedder handle lock poisoned"))?;
+            let jobs = self
+                .inner
+                .jobs
+                .lock()
+                .map_err(|_| Error::model_permanent("embedder handle lock poisoned"))?;
             jobs.send(Job { texts: texts.to_vec(), reply })
                 .map_err(|_| Error::model_permanent("the embedding thread has stopped"))?;
         }
@@ -169,7 +178,8 @@ fn worker(
     let mut ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(Error::model_permanent(format!("cannot create an embedding context: {e}"))));
+            let _ =
+                ready.send(Err(Error::model_permanent(format!("cannot create an embedding context: {e}"))));
             return;
         }
     };
@@ -215,23 +225,25 @@ fn embed_all(
     let mut batch = LlamaBatch::new(n_batch, i32::try_from(MAX_SEQS).unwrap_or(1));
     let mut group: Vec<usize> = Vec::new();
     let mut group_tokens = 0;
-    let mut flush = |group: &mut Vec<usize>, batch: &mut LlamaBatch, vectors: &mut Vec<Vec<f32>>| -> Result<()> {
-        if group.is_empty() {
-            return Ok(());
-        }
-        ctx.clear_kv_cache();
-        ctx.decode(batch).map_err(|e| Error::model_transient(format!("llama.cpp embedding decode failed: {e}")))?;
-        for seq in 0..group.len() {
-            let seq = i32::try_from(seq).unwrap_or(0);
-            let raw = ctx
-                .embeddings_seq_ith(seq)
-                .map_err(|e| Error::model_permanent(format!("no pooled embedding (is this an embedding model?): {e}")))?;
-            vectors.push(normalise(raw));
-        }
-        group.clear();
-        batch.clear();
-        Ok(())
-    };
+    let mut flush =
+        |group: &mut Vec<usize>, batch: &mut LlamaBatch, vectors: &mut Vec<Vec<f32>>| -> Result<()> {
+            if group.is_empty() {
+                return Ok(());
+            }
+            ctx.clear_kv_cache();
+            ctx.decode(batch)
+                .map_err(|e| Error::model_transient(format!("llama.cpp embedding decode failed: {e}")))?;
+            for seq in 0..group.len() {
+                let seq = i32::try_from(seq).unwrap_or(0);
+                let raw = ctx.embeddings_seq_ith(seq).map_err(|e| {
+                    Error::model_permanent(format!("no pooled embedding (is this an embedding model?): {e}"))
+                })?;
+                vectors.push(normalise(raw));
+            }
+            group.clear();
+            batch.clear();
+            Ok(())
+        };
     for (i, tokens) in sequences.iter().enumerate() {
         if !group.is_empty() && (group_tokens + tokens.len() > n_batch || group.len() >= MAX_SEQS as usize) {
             flush(&mut group, &mut batch, &mut vectors)?;

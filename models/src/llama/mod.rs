@@ -57,7 +57,8 @@ impl Default for LlamaOptions {
 impl LlamaOptions {
     pub(crate) fn threads(&self) -> i32 {
         let cores = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
-        self.threads.map_or_else(|| i32::try_from(cores).unwrap_or(4), |t| i32::try_from(t.max(1)).unwrap_or(4))
+        self.threads
+            .map_or_else(|| i32::try_from(cores).unwrap_or(4), |t| i32::try_from(t.max(1)).unwrap_or(4))
     }
 
     pub(crate) fn threads_batch(&self) -> i32 {

@@ -58,7 +58,9 @@ impl ChatTemplate {
         if let Some(env) = &self.env {
             match self.render_jinja(env, messages, tools) {
                 Ok(prompt) => return (prompt, TemplateKind::Jinja),
-                Err(e) => tracing::warn!(error = %e, "chat template failed to render; trying llama.cpp's built-in"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat template failed to render; trying llama.cpp's built-in")
+                }
             }
         }
         if let Some(prompt) = self.render_builtin(model, messages) {
@@ -95,25 +97,30 @@ impl ChatTemplate {
         };
         let chat: Vec<llama_cpp_2::model::LlamaChatMessage> = messages
             .iter()
-            .filter_map(|m| llama_cpp_2::model::LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()).ok())
+            .filter_map(|m| {
+                llama_cpp_2::model::LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()).ok()
+            })
             .collect();
         model.apply_chat_template(&template, &chat, true).ok()
     }
 }
 
 fn message_json(m: &Message) -> Value {
-    let mut v = json!({"role": m.role.as_str(), "content": m.content});
+    let mut v = serde_json::Map::new();
+    v.insert("role".into(), json!(m.role.as_str()));
+    v.insert("content".into(), json!(m.content));
     if !m.tool_calls.is_empty() {
-        v["tool_calls"] = m
+        let calls = m
             .tool_calls
             .iter()
             .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
             .collect();
+        v.insert("tool_calls".into(), Value::Array(calls));
     }
     if let Some(id) = &m.tool_call_id {
-        v["tool_call_id"] = json!(id);
+        v.insert("tool_call_id".into(), json!(id));
     }
-    v
+    Value::Object(v)
 }
 
 /// ChatML, the format most small instruct models (SmolLM2 among them) are trained on.
@@ -137,6 +144,9 @@ mod tests {
     #[test]
     fn chatml_shape() {
         let p = chatml(&[Message::system("s"), Message::user("u")]);
-        assert_eq!(p, "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            p,
+            "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 }

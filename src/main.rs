@@ -1,0 +1,310 @@
+//! The `catena` command-line tool: manage local models, chat, embed.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use catena::core::{ChatModel, ChatRequest, Embedder, Error, Message, ResponseFormat, Result, RunContext};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, convert, files};
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+
+/// catena: agent and RAG orchestration on local models.
+///
+/// Models default to the built-in ones (fetched on first use and cached under
+/// ~/.cache/catena/models, or $CATENA_MODELS_DIR). Set RUST_LOG=info to see llama.cpp's logs.
+#[derive(Parser)]
+#[command(name = "catena", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, list and convert model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Chat with a model: one reply to PROMPT, or an interactive session without one.
+    Chat(ChatArgs),
+    /// Embed texts (arguments, or one per line of stdin); prints one JSON object per line.
+    Embed(EmbedArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Fetch the default models into the cache (skipped when a verified copy is there).
+    Pull {
+        /// Which model.
+        #[arg(value_enum, default_value_t = Which::All)]
+        which: Which,
+        /// Fetch again even if cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the default models, where they are cached, their sizes and checksums.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a sentence-transformers BERT model folder (safetensors) to GGUF.
+    Convert {
+        /// The folder with config.json, model.safetensors and tokenizer.json.
+        dir: PathBuf,
+        /// The GGUF file to write.
+        out: PathBuf,
+        /// Store weight matrices as f16 (half the size) instead of f32.
+        #[arg(long)]
+        f16: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Which {
+    Chat,
+    Embed,
+    All,
+}
+
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// The prompt; without one, reads turns from stdin until EOF.
+    prompt: Option<String>,
+    /// `chat` (the default model) or a path to a GGUF file.
+    #[arg(long, short, default_value = "chat")]
+    model: String,
+    /// A system message.
+    #[arg(long, short)]
+    system: Option<String>,
+    /// A JSON Schema file: the reply is constrained to JSON matching it.
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
+    /// Most tokens per reply.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Context window in tokens.
+    #[arg(long)]
+    ctx_size: Option<u32>,
+}
+
+#[derive(clap::Args)]
+struct EmbedArgs {
+    /// Texts to embed; without any, one text per line of stdin.
+    texts: Vec<String>,
+    /// `embed` (the default model) or a path to a GGUF file.
+    #[arg(long, short, default_value = "embed")]
+    model: String,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Models(cmd) => models(cmd).await,
+        Command::Chat(args) => chat(args).await,
+        Command::Embed(args) => embed(args).await,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::model_permanent(format!("background task failed: {e}")))?
+}
+
+/// A default model by name, fetched with a progress display if needed, or a GGUF path.
+async fn model_path(reference: &str) -> Result<PathBuf> {
+    let reference = reference.to_owned();
+    blocking(move || match files::default_model(&reference) {
+        Some(m) => files::pull(&m, &files::PullOptions { force: false, progress: true }),
+        None => files::resolve(&reference),
+    })
+    .await
+}
+
+async fn models(cmd: ModelsCommand) -> Result<()> {
+    match cmd {
+        ModelsCommand::Pull { which, force } => {
+            let chosen: Vec<files::DefaultModel> = match which {
+                Which::Chat => vec![files::CHAT],
+                Which::Embed => vec![files::EMBED],
+                Which::All => files::DEFAULTS.to_vec(),
+            };
+            for m in chosen {
+                let path =
+                    blocking(move || files::pull(&m, &files::PullOptions { force, progress: true })).await?;
+                println!("{:<6} {}", m.name, path.display());
+            }
+            Ok(())
+        }
+        ModelsCommand::List { json } => {
+            let models = files::list();
+            if json {
+                let out = serde_json::to_string_pretty(&models)
+                    .map_err(|e| Error::parse("model list", e.to_string()))?;
+                println!("{out}");
+                return Ok(());
+            }
+            println!("models folder: {}", files::models_dir().display());
+            for m in models {
+                let state = match (m.size, &m.sha256) {
+                    (Some(size), Some(sha)) => format!("{:.1} MB  sha256 {}", size as f64 / 1e6, sha),
+                    (Some(size), None) => {
+                        format!("{:.1} MB  (not verified: run `catena models pull`)", size as f64 / 1e6)
+                    }
+                    _ => "not fetched (`catena models pull`)".to_owned(),
+                };
+                println!("{:<6} {}\n       {}\n       {state}", m.name, m.description, m.path.display());
+            }
+            Ok(())
+        }
+        ModelsCommand::Convert { dir, out, f16 } => {
+            let options = convert::ConvertOptions {
+                weight_type: if f16 { convert::WeightType::F16 } else { convert::WeightType::F32 },
+                name: None,
+            };
+            let target = out.clone();
+            blocking(move || convert::convert_bert(&dir, &target, &options)).await?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+async fn chat(args: ChatArgs) -> Result<()> {
+    let path = model_path(&args.model).await?;
+    let model =
+        LlamaChatModel::load(&path, LlamaOptions { n_ctx: args.ctx_size, ..LlamaOptions::default() }).await?;
+    let format = match &args.json_schema {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+            let schema = serde_json::from_str(&text)
+                .map_err(|e| Error::invalid_input(format!("{} is not valid JSON: {e}", file.display())))?;
+            Some(ResponseFormat::JsonSchema { name: "output".into(), schema })
+        }
+    };
+    let mut history: Vec<Message> = args.system.iter().map(|s| Message::system(s.clone())).collect();
+    let make_request = |history: &[Message]| {
+        let mut req = ChatRequest::new(history.to_vec()).with_max_tokens(args.max_tokens);
+        req.sampling.temperature = args.temperature;
+        req.response_format = format.clone();
+        req
+    };
+    if let Some(prompt) = &args.prompt {
+        history.push(Message::user(prompt.clone()));
+        stream_reply(&model, make_request(&history)).await?;
+        return Ok(());
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if interactive {
+        eprintln!("catena chat on {} — type a message; Ctrl-D to quit.", model.model_name());
+    }
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(Error::from)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        history.push(Message::user(line));
+        let reply = stream_reply(&model, make_request(&history)).await?;
+        history.push(Message::assistant(reply));
+    }
+    Ok(())
+}
+
+/// Streams a reply to stdout as it is generated; Ctrl-C stops the generation.
+async fn stream_reply(model: &LlamaChatModel, request: ChatRequest) -> Result<String> {
+    let ctx = RunContext::new();
+    let cancel = ctx.cancellation().clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    let mut stream = model.chat_stream(request, &ctx);
+    let mut out = std::io::stdout();
+    let mut text = String::new();
+    let mut result = Ok(());
+    while let Some(delta) = stream.next().await {
+        match delta {
+            Ok(d) => {
+                text.push_str(&d.content);
+                let _ = out.write_all(d.content.as_bytes());
+                let _ = out.flush();
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(stream);
+    ctrl_c.abort();
+    println!();
+    match result {
+        Err(Error::Cancelled) => {
+            eprintln!("(stopped)");
+            Ok(text)
+        }
+        other => other.map(|()| text),
+    }
+}
+
+async fn embed(args: EmbedArgs) -> Result<()> {
+    let path = model_path(&args.model).await?;
+    let embedder = LlamaEmbedder::load(&path, LlamaOptions::default()).await?;
+    let texts: Vec<String> = if args.texts.is_empty() {
+        std::io::stdin().lock().lines().collect::<std::io::Result<_>>().map_err(Error::from)?
+    } else {
+        args.texts
+    };
+    let ctx = RunContext::new().with_events(|event: catena::core::Event| {
+        if let catena::core::Event::Warning { message } = event {
+            eprintln!("warning: {message}");
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    for chunk in texts.chunks(64) {
+        let vectors = embedder.embed(chunk, &ctx).await?;
+        for (text, vector) in chunk.iter().zip(vectors) {
+            let line = serde_json::json!({"text": text, "embedding": vector});
+            writeln!(out, "{line}").map_err(Error::from)?;
+        }
+    }
+    Ok(())
+}
