@@ -222,7 +222,7 @@ fn worker(
     if ready.send(Ok(Loaded { name, n_ctx })).is_err() {
         return;
     }
-    let mut session = Session { cached: Vec::new(), n_batch };
+    let mut session = Session { cached: Vec::new(), n_batch, calls: 0 };
     while let Ok(job) = jobs.recv() {
         let deltas = job.deltas.clone();
         if let Err(e) = session.run(&model, &mut ctx, &template, job) {
@@ -235,6 +235,8 @@ fn worker(
 struct Session {
     cached: Vec<LlamaToken>,
     n_batch: u32,
+    /// Tool calls made so far, for unique call ids.
+    calls: u64,
 }
 
 impl Session {
@@ -249,7 +251,13 @@ impl Session {
         if request.messages.is_empty() {
             return Err(Error::invalid_input("a chat request needs at least one message"));
         }
-        let (prompt, kind) = template.render(model, &request.messages, &request.tools);
+        // With tools, the reply is decoded under a grammar of "call one of these tools" (or
+        // "answer", when the model may choose); see tools.rs.
+        let tool_plan = super::tools::plan(&request)?;
+        let (prompt, kind) = match &tool_plan {
+            Some(plan) => template.render(model, &plan.messages, &[]),
+            None => template.render(model, &request.messages, &request.tools),
+        };
         tracing::trace!(?kind, prompt_len = prompt.len(), "rendered chat prompt");
         let vocab = model.vocab();
         // Templates that write the BOS token themselves must not get a second one.
@@ -267,7 +275,11 @@ impl Session {
                 tokens.len()
             )));
         }
-        let mut sampler = build_sampler(model, &request.sampling, request.response_format.as_ref())?;
+        let grammar = match &tool_plan {
+            Some(plan) => Some(schema_grammar(&plan.schema)?),
+            None => format_grammar(request.response_format.as_ref())?,
+        };
+        let mut sampler = build_sampler(model, &request.sampling, grammar.as_deref())?;
 
         // Reuse the longest common prefix with what the context already holds; at least the last
         // prompt token is evaluated again, since its logits are needed.
@@ -288,6 +300,7 @@ impl Session {
             .min(n_ctx - tokens.len());
         let mut text = TextAssembler::new(request.sampling.stop.clone());
         let mut generated = 0usize;
+        let mut held = String::new();
         let mut batch = LlamaBatch::new(1, 1);
         let finish = loop {
             if cancel.is_cancelled() {
@@ -302,7 +315,10 @@ impl Session {
             }
             generated += 1;
             let (piece, stopped) = text.push(&vocab.token_to_piece(token, false, None));
-            if !piece.is_empty()
+            if tool_plan.is_some() {
+                // A tool-mode reply is JSON: it is parsed whole at the end, not streamed.
+                held.push_str(&piece);
+            } else if !piece.is_empty()
                 && deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err()
             {
                 // Nobody listens any more (client gone): stop spending compute.
@@ -331,11 +347,33 @@ impl Session {
             let _ = deltas.send(Err(Error::Cancelled));
             return Ok(());
         }
+        if tool_plan.is_none() {
+            let _ = deltas.send(Ok(ChatDelta {
+                content: tail,
+                finish_reason: Some(finish),
+                usage: Some(usage),
+                ..ChatDelta::default()
+            }));
+            return Ok(());
+        }
+        held.push_str(&tail);
+        if finish == FinishReason::Length {
+            return Err(Error::parse(
+                "tool-call reply",
+                format!(
+                    "generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"
+                ),
+            ));
+        }
+        let call_id = format!("call_{}", self.calls);
+        self.calls += 1;
+        let (content, tool_calls) = super::tools::parse_reply(&held, &call_id)?;
+        let finish = if tool_calls.is_empty() { finish } else { FinishReason::ToolCalls };
         let _ = deltas.send(Ok(ChatDelta {
-            content: tail,
+            content,
+            tool_calls,
             finish_reason: Some(finish),
             usage: Some(usage),
-            ..ChatDelta::default()
         }));
         Ok(())
     }
@@ -385,17 +423,20 @@ impl Session {
     }
 }
 
-fn build_sampler(model: &LlamaModel, s: &Sampling, format: Option<&ResponseFormat>) -> Result<LlamaSampler> {
-    let mut chain = Vec::new();
-    let grammar = match format {
+fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<String>> {
+    Ok(match format {
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::Grammar { gbnf }) => Some(gbnf.clone()),
         Some(ResponseFormat::JsonObject) => Some(schema_grammar(&serde_json::json!({"type": "object"}))?),
         Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema_grammar(schema)?),
-    };
+    })
+}
+
+fn build_sampler(model: &LlamaModel, s: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
+    let mut chain = Vec::new();
     if let Some(g) = grammar {
         chain.push(
-            LlamaSampler::grammar(model, &g, "root")
+            LlamaSampler::grammar(model, g, "root")
                 .map_err(|e| Error::invalid_input(format!("invalid grammar: {e}")))?,
         );
     }

@@ -8,6 +8,7 @@
 mod chat;
 mod embed;
 mod template;
+mod tools;
 
 use std::sync::OnceLock;
 
