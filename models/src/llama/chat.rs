@@ -5,19 +5,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatDelta, ChatModel, ChatRequest, ChatResponse, DeltaAccumulator, Error, Event, FinishReason,
-    ResponseFormat, Result, RunContext, Sampling, Usage,
+    ChatDelta, ChatModel, ChatRequest, ChatResponse, DeltaAccumulator, Error, Event, ResponseFormat, Result,
+    RunContext, Sampling,
 };
 use futures::stream::{BoxStream, StreamExt};
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::scheduler::Scheduler;
 use super::template::ChatTemplate;
 use super::{LlamaOptions, load_model, spawn_worker};
 
@@ -29,13 +28,16 @@ const DEFAULT_TOP_P: f32 = 0.95;
 const DEFAULT_MIN_P: f32 = 0.05;
 const DEFAULT_REPEAT_PENALTY: f32 = 1.1;
 const REPEAT_WINDOW: i32 = 64;
+/// Requests decoded together by default.
+const DEFAULT_PARALLEL: u32 = 4;
 
 /// A chat model running in this process through llama.cpp.
 ///
-/// Loading starts an inference thread that owns the model and one context; requests queue on it
-/// and stream their tokens back. The conversation evaluated last is kept in the context, so a
-/// request that extends it (a chat's next turn, an agent's next step) evaluates only the new
-/// tokens; [`Usage::cached_prompt_tokens`] reports how many were reused.
+/// Loading starts an inference thread that owns the model and one context with
+/// [`LlamaOptions::parallel`] sequences: up to that many requests are decoded together in shared
+/// batches, the rest wait. Each sequence keeps the tokens it evaluated, and a request goes to the
+/// sequence sharing the longest prefix with it, so a chat's next turn or an agent's next step
+/// evaluates only the new tokens; `Usage::cached_prompt_tokens` reports how many were reused.
 ///
 /// ```no_run
 /// use catena_core::{ChatModel, ChatRequest, Message, RunContext};
@@ -67,10 +69,10 @@ impl std::fmt::Debug for LlamaChatModel {
     }
 }
 
-struct Job {
-    request: ChatRequest,
-    deltas: UnboundedSender<Result<ChatDelta>>,
-    cancel: CancellationToken,
+pub(crate) struct Job {
+    pub(crate) request: ChatRequest,
+    pub(crate) deltas: UnboundedSender<Result<ChatDelta>>,
+    pub(crate) cancel: CancellationToken,
 }
 
 struct Loaded {
@@ -179,19 +181,23 @@ fn worker(
 ) {
     let setup = || -> Result<(LlamaModel, u32)> {
         let model = load_model(path, options)?;
-        let n_ctx = options.n_ctx.unwrap_or(4096).min(model.n_ctx_train().max(256)).max(64);
-        Ok((model, n_ctx))
+        let seq_ctx = options.n_ctx.unwrap_or(4096).min(model.n_ctx_train().max(256)).max(64);
+        Ok((model, seq_ctx))
     };
-    let (model, n_ctx) = match setup() {
+    let (model, seq_ctx) = match setup() {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let n_batch = options.n_batch.unwrap_or(512).clamp(32, n_ctx);
+    let n_seq = options.parallel.unwrap_or(DEFAULT_PARALLEL).clamp(1, 64);
+    let n_batch = options.n_batch.unwrap_or(512).clamp(32, seq_ctx);
+    // One KV cache shared by all sequences, sized so each can hold a full window.
     let params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
+        .with_n_ctx(std::num::NonZeroU32::new(seq_ctx.saturating_mul(n_seq)))
+        .with_n_seq_max(n_seq)
+        .with_kv_unified(true)
         .with_n_batch(n_batch)
         .with_n_ubatch(options.n_ubatch.unwrap_or(512).clamp(32, n_batch))
         .with_n_threads(options.threads())
@@ -219,211 +225,13 @@ fn worker(
         piece(vocab.eos()),
     );
     let name = model.meta_val_str("general.name").unwrap_or_default();
-    if ready.send(Ok(Loaded { name, n_ctx })).is_err() {
+    if ready.send(Ok(Loaded { name, n_ctx: seq_ctx })).is_err() {
         return;
     }
-    let mut session = Session { cached: Vec::new(), n_batch, calls: 0 };
-    while let Ok(job) = jobs.recv() {
-        let deltas = job.deltas.clone();
-        if let Err(e) = session.run(&model, &mut ctx, &template, job) {
-            let _ = deltas.send(Err(e));
-        }
-    }
+    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx).run(&mut ctx, jobs);
 }
 
-/// The tokens currently evaluated in the context (sequence 0), for prefix reuse.
-struct Session {
-    cached: Vec<LlamaToken>,
-    n_batch: u32,
-    /// Tool calls made so far, for unique call ids.
-    calls: u64,
-}
-
-impl Session {
-    fn run(
-        &mut self,
-        model: &LlamaModel,
-        ctx: &mut LlamaContext<'_>,
-        template: &ChatTemplate,
-        job: Job,
-    ) -> Result<()> {
-        let Job { request, deltas, cancel } = job;
-        if request.messages.is_empty() {
-            return Err(Error::invalid_input("a chat request needs at least one message"));
-        }
-        // With tools, the reply is decoded under a grammar of "call one of these tools" (or
-        // "answer", when the model may choose); see tools.rs.
-        let tool_plan = super::tools::plan(&request)?;
-        let (prompt, kind) = match &tool_plan {
-            Some(plan) => template.render(model, &plan.messages, &[]),
-            None => template.render(model, &request.messages, &request.tools),
-        };
-        tracing::trace!(?kind, prompt_len = prompt.len(), "rendered chat prompt");
-        let vocab = model.vocab();
-        // Templates that write the BOS token themselves must not get a second one.
-        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
-        let add_bos = vocab.should_add_bos() && !(bos.is_empty() || prompt.starts_with(&bos));
-        let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
-        let n_ctx = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
-        if tokens.is_empty() {
-            return Err(Error::invalid_input("the rendered prompt has no tokens"));
-        }
-        if tokens.len() >= n_ctx {
-            return Err(Error::context_length(format!(
-                "the prompt has {} tokens but the context holds {n_ctx}; shorten the conversation \
-                 (or use memory that summarises) or load the model with a larger n_ctx",
-                tokens.len()
-            )));
-        }
-        let grammar = match &tool_plan {
-            Some(plan) => Some(schema_grammar(&plan.schema)?),
-            None => format_grammar(request.response_format.as_ref())?,
-        };
-        let mut sampler = build_sampler(model, &request.sampling, grammar.as_deref())?;
-
-        // Reuse the longest common prefix with what the context already holds; at least the last
-        // prompt token is evaluated again, since its logits are needed.
-        let common =
-            self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
-        if ctx.clear_kv_cache_seq(Some(0), u32::try_from(common).ok(), None).ok() != Some(true) {
-            ctx.clear_kv_cache();
-            self.cached.clear();
-        }
-        let reused = self.cached.len().min(common);
-        self.cached.truncate(reused);
-        let mut logits_at = self.decode_prompt(ctx, &tokens, reused, &cancel)?;
-
-        let max_new = request
-            .sampling
-            .max_tokens
-            .map_or(n_ctx - tokens.len(), |m| usize::try_from(m).unwrap_or(usize::MAX))
-            .min(n_ctx - tokens.len());
-        let mut text = TextAssembler::new(request.sampling.stop.clone());
-        let mut generated = 0usize;
-        let mut held = String::new();
-        let mut batch = LlamaBatch::new(1, 1);
-        let finish = loop {
-            if cancel.is_cancelled() {
-                break FinishReason::Cancelled;
-            }
-            if generated >= max_new {
-                break FinishReason::Length;
-            }
-            let token = sampler.sample(ctx, logits_at);
-            if vocab.is_eog(token) {
-                break FinishReason::Stop;
-            }
-            generated += 1;
-            let (piece, stopped) = text.push(&vocab.token_to_piece(token, false, None));
-            if tool_plan.is_some() {
-                // A tool-mode reply is JSON: it is parsed whole at the end, not streamed.
-                held.push_str(&piece);
-            } else if !piece.is_empty()
-                && deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err()
-            {
-                // Nobody listens any more (client gone): stop spending compute.
-                break FinishReason::Cancelled;
-            }
-            if stopped {
-                break FinishReason::Stop;
-            }
-            batch.clear();
-            let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
-            batch.add(token, pos, &[0], true).map_err(|e| Error::model_permanent(format!("batch: {e}")))?;
-            if let Err(e) = ctx.decode(&mut batch) {
-                self.reset(ctx);
-                return Err(Error::model_transient(format!("llama.cpp decode failed: {e}")));
-            }
-            self.cached.push(token);
-            logits_at = 0;
-        };
-        let tail = text.finish();
-        let usage = Usage {
-            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
-            cached_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
-            completion_tokens: u32::try_from(generated).unwrap_or(u32::MAX),
-        };
-        if finish == FinishReason::Cancelled && cancel.is_cancelled() {
-            let _ = deltas.send(Err(Error::Cancelled));
-            return Ok(());
-        }
-        if tool_plan.is_none() {
-            let _ = deltas.send(Ok(ChatDelta {
-                content: tail,
-                finish_reason: Some(finish),
-                usage: Some(usage),
-                ..ChatDelta::default()
-            }));
-            return Ok(());
-        }
-        held.push_str(&tail);
-        if finish == FinishReason::Length {
-            return Err(Error::parse(
-                "tool-call reply",
-                format!(
-                    "generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"
-                ),
-            ));
-        }
-        let call_id = format!("call_{}", self.calls);
-        self.calls += 1;
-        let (content, tool_calls) = super::tools::parse_reply(&held, &call_id)?;
-        let finish = if tool_calls.is_empty() { finish } else { FinishReason::ToolCalls };
-        let _ = deltas.send(Ok(ChatDelta {
-            content,
-            tool_calls,
-            finish_reason: Some(finish),
-            usage: Some(usage),
-        }));
-        Ok(())
-    }
-
-    /// Evaluates `tokens[from..]` in `n_batch` chunks; returns the batch index of the last token's
-    /// logits.
-    fn decode_prompt(
-        &mut self,
-        ctx: &mut LlamaContext<'_>,
-        tokens: &[LlamaToken],
-        from: usize,
-        cancel: &CancellationToken,
-    ) -> Result<i32> {
-        let n_batch = usize::try_from(self.n_batch).unwrap_or(512).max(1);
-        let rest = tokens.get(from..).unwrap_or_default();
-        let mut batch = LlamaBatch::new(n_batch, 1);
-        let mut last_index = 0;
-        let chunks = rest.chunks(n_batch).count();
-        for (ci, chunk) in rest.chunks(n_batch).enumerate() {
-            if cancel.is_cancelled() {
-                self.reset(ctx);
-                return Err(Error::Cancelled);
-            }
-            batch.clear();
-            for (i, &t) in chunk.iter().enumerate() {
-                let pos = i32::try_from(self.cached.len() + i).unwrap_or(i32::MAX);
-                let is_last = ci + 1 == chunks && i + 1 == chunk.len();
-                batch
-                    .add(t, pos, &[0], is_last)
-                    .map_err(|e| Error::model_permanent(format!("batch: {e}")))?;
-                if is_last {
-                    last_index = i32::try_from(i).unwrap_or(0);
-                }
-            }
-            if let Err(e) = ctx.decode(&mut batch) {
-                self.reset(ctx);
-                return Err(Error::model_transient(format!("llama.cpp decode failed: {e}")));
-            }
-            self.cached.extend_from_slice(chunk);
-        }
-        Ok(last_index)
-    }
-
-    fn reset(&mut self, ctx: &mut LlamaContext<'_>) {
-        ctx.clear_kv_cache();
-        self.cached.clear();
-    }
-}
-
-fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<String>> {
+pub(crate) fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<String>> {
     Ok(match format {
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::Grammar { gbnf }) => Some(gbnf.clone()),
@@ -432,7 +240,7 @@ fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<String>> {
     })
 }
 
-fn build_sampler(model: &LlamaModel, s: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
+pub(crate) fn build_sampler(model: &LlamaModel, s: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
     let mut chain = Vec::new();
     if let Some(g) = grammar {
         chain.push(
@@ -466,22 +274,52 @@ fn rand_seed() -> u32 {
     (h.finish() & 0xffff_ffff) as u32
 }
 
-/// JSON Schema to GBNF with llama.cpp's own converter.
+/// JSON Schema to GBNF with llama.cpp's own converter, then tightened in two places so every
+/// reply the grammar admits is also cheap and safe to use:
+/// - whitespace between tokens is at most one space (the stock rule allows newlines and runs of
+///   indentation, which small models wander into until `max_tokens` runs out);
+/// - exponents have at most two digits (the stock rule allows sixteen, so `1e592` parses as
+///   JSON grammar but not as an `f64`).
 pub(crate) fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
-    llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-        .map_err(|e| Error::invalid_input(format!("cannot turn the JSON schema into a grammar: {e}")))
+    let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+        .map_err(|e| Error::invalid_input(format!("cannot turn the JSON schema into a grammar: {e}")))?;
+    Ok(grammar
+        .lines()
+        .map(|line| match line {
+            r#"space ::= | " " | "\n"{1,2} [ \t]{0,20}"# => r#"space ::= | " ""#.to_owned(),
+            l if l.starts_with("number ::= ") => {
+                l.replace("[eE] [-+]? integral-part", "[eE] [-+]? [0-9]{1,2}")
+            }
+            l => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+#[cfg(test)]
+mod grammar_tests {
+    #[test]
+    fn json_grammar_is_tightened() {
+        let g = super::schema_grammar(
+            &serde_json::json!({"type": "object", "properties": {"x": {"type": "number"}}}),
+        )
+        .unwrap_or_default();
+        assert!(g.contains(r#"space ::= | " ""#), "{g}");
+        assert!(g.contains("[eE] [-+]? [0-9]{1,2}"), "{g}");
+        assert!(!g.contains(r#""\n"{1,2}"#), "{g}");
+    }
 }
 
 /// Turns token bytes into text deltas: holds back incomplete UTF-8 sequences, and any tail that
 /// could be the start of a stop string, so stop strings never leak into the output.
-struct TextAssembler {
+pub(crate) struct TextAssembler {
     bytes: Vec<u8>,
     pending: String,
     stops: Vec<String>,
 }
 
 impl TextAssembler {
-    fn new(stops: Vec<String>) -> Self {
+    pub(crate) fn new(stops: Vec<String>) -> Self {
         Self {
             bytes: Vec::new(),
             pending: String::new(),
@@ -490,7 +328,7 @@ impl TextAssembler {
     }
 
     /// Adds a token's bytes; returns the text safe to emit and whether a stop string was hit.
-    fn push(&mut self, piece: &[u8]) -> (String, bool) {
+    pub(crate) fn push(&mut self, piece: &[u8]) -> (String, bool) {
         self.bytes.extend_from_slice(piece);
         // Everything up to an incomplete UTF-8 sequence at the very end can be released (invalid
         // bytes inside become U+FFFD); the incomplete tail waits for the next token.
@@ -539,7 +377,7 @@ impl TextAssembler {
     }
 
     /// What is left when generation ends without a stop string.
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let mut out = self.pending;
         out.push_str(&String::from_utf8_lossy(&self.bytes));
         out

@@ -7,6 +7,7 @@
 
 mod chat;
 mod embed;
+mod scheduler;
 mod template;
 mod tools;
 
@@ -25,9 +26,12 @@ pub struct LlamaOptions {
     pub threads: Option<u32>,
     /// CPU threads for prompt processing (default: `threads`).
     pub threads_batch: Option<u32>,
-    /// Context window in tokens (default: 4096 for chat, capped at the model's training length;
-    /// the model's length for embeddings).
+    /// Context window in tokens, per request (default: 4096 for chat, capped at the model's
+    /// training length; the model's length for embeddings).
     pub n_ctx: Option<u32>,
+    /// Chat requests decoded together, each in its own sequence of one shared KV cache
+    /// (default 4). Memory for the cache grows with `parallel * n_ctx`.
+    pub parallel: Option<u32>,
     /// Most tokens submitted per decode call (default 512).
     pub n_batch: Option<u32>,
     /// Physical micro-batch size (default 512).
@@ -46,6 +50,7 @@ impl Default for LlamaOptions {
             threads: None,
             threads_batch: None,
             n_ctx: None,
+            parallel: None,
             n_batch: None,
             n_ubatch: None,
             n_gpu_layers: 0,

@@ -1,0 +1,383 @@
+//! The chat inference loop: several requests decoded together, in shared batches.
+//!
+//! The context holds `n_seq` sequences ("slots"). Each loop iteration builds one batch from the
+//! next token of every generating request plus as much of waiting prompts as fits in `n_batch`,
+//! decodes it once, and samples every request whose logits are ready. So N concurrent requests
+//! share each forward pass instead of queueing behind one another, and a long prompt is fed in
+//! chunks without stalling the others.
+//!
+//! Each slot keeps the tokens it has evaluated. A new request that continues a slot's
+//! conversation (an agent's next step, a chat's next turn) goes to that slot and evaluates only
+//! what is new; any other request takes the least recently used free slot.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
+
+use catena_core::{ChatDelta, ChatRequest, Error, FinishReason, Result, Usage};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::chat::{Job, TextAssembler, build_sampler, format_grammar, schema_grammar};
+use super::template::ChatTemplate;
+use super::tools;
+
+pub(crate) struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    template: &'m ChatTemplate,
+    slots: Vec<Slot>,
+    waiting: VecDeque<Job>,
+    n_batch: usize,
+    /// Most tokens one sequence may hold.
+    seq_ctx: usize,
+    /// Tool calls made so far, for unique call ids.
+    calls: u64,
+    /// Admissions so far: the clock for least-recently-used slot choice.
+    clock: u64,
+}
+
+/// A free slot is chosen for a prompt when the prompt continues it: it keeps at least this share
+/// of the slot's cached tokens. Otherwise the least recently used free slot is taken, so one
+/// conversation does not evict another's cache just because both start with the same system prompt.
+const CONTINUES_THRESHOLD: f64 = 0.8;
+
+struct Slot {
+    seq: i32,
+    /// Tokens evaluated into this sequence's KV cells, in order.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+    last_used: u64,
+}
+
+/// A request being served.
+struct Active {
+    deltas: UnboundedSender<Result<ChatDelta>>,
+    cancel: tokio_util::sync::CancellationToken,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens already in the cache (reused or fed).
+    fed: usize,
+    reused: usize,
+    sampler: LlamaSampler,
+    text: TextAssembler,
+    /// Tool-mode replies are JSON, parsed whole at the end instead of streamed.
+    tool_mode: bool,
+    held: String,
+    generated: usize,
+    max_new: usize,
+    /// A sampled token still to be fed.
+    next: Option<LlamaToken>,
+    /// Where this request's logits are in the batch just decoded.
+    logits_at: Option<i32>,
+}
+
+enum Step {
+    Continue,
+    Done(FinishReason),
+}
+
+impl<'m> Scheduler<'m> {
+    pub(crate) fn new(
+        model: &'m LlamaModel,
+        template: &'m ChatTemplate,
+        n_seq: u32,
+        n_batch: u32,
+        seq_ctx: u32,
+    ) -> Self {
+        let slots = (0..n_seq.max(1))
+            .map(|s| Slot {
+                seq: i32::try_from(s).unwrap_or(0),
+                cached: Vec::new(),
+                active: None,
+                last_used: 0,
+            })
+            .collect();
+        Self {
+            model,
+            template,
+            slots,
+            waiting: VecDeque::new(),
+            n_batch: usize::try_from(n_batch).unwrap_or(512).max(1),
+            seq_ctx: usize::try_from(seq_ctx).unwrap_or(2048),
+            calls: 0,
+            clock: 0,
+        }
+    }
+
+    /// Serves jobs until every sender is gone and no request is left.
+    pub(crate) fn run(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) {
+        let mut batch = LlamaBatch::new(self.n_batch, i32::try_from(self.slots.len()).unwrap_or(1));
+        loop {
+            let busy = self.slots.iter().any(|s| s.active.is_some()) || !self.waiting.is_empty();
+            if !busy {
+                match jobs.recv() {
+                    Ok(job) => self.waiting.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = jobs.try_recv() {
+                self.waiting.push_back(job);
+            }
+            self.admit(ctx);
+            self.drop_abandoned();
+            if !self.fill(&mut batch) {
+                continue;
+            }
+            if let Err(e) = ctx.decode(&mut batch) {
+                self.fail_batch(ctx, &format!("llama.cpp decode failed: {e}"));
+                continue;
+            }
+            self.sample_all(ctx);
+        }
+    }
+
+    /// Moves waiting jobs into free slots: the one whose conversation the prompt continues, or else
+    /// the least recently used.
+    fn admit(&mut self, ctx: &mut LlamaContext<'_>) {
+        while self.slots.iter().any(|s| s.active.is_none()) {
+            let Some(job) = self.waiting.pop_front() else { return };
+            let deltas = job.deltas.clone();
+            let prepared = match self.prepare(job) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = deltas.send(Err(e));
+                    continue;
+                }
+            };
+            let prompt = &prepared.prompt;
+            let free = || self.slots.iter().enumerate().filter(|(_, s)| s.active.is_none());
+            let continued = free()
+                .map(|(i, s)| (i, common_prefix(&s.cached, prompt), s.cached.len()))
+                .filter(|&(_, shared, held)| shared > 0 && shared as f64 >= CONTINUES_THRESHOLD * held as f64)
+                .max_by_key(|&(_, shared, _)| shared)
+                .map(|(i, _, _)| i);
+            let chosen = continued.or_else(|| free().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i));
+            self.clock += 1;
+            let clock = self.clock;
+            let Some(slot) = chosen.and_then(|i| self.slots.get_mut(i)) else { return };
+            slot.last_used = clock;
+            // At least the last prompt token is evaluated again: its logits are needed.
+            let mut common = common_prefix(&slot.cached, &prepared.prompt).min(prepared.prompt.len() - 1);
+            if ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), u32::try_from(common).ok(), None).ok()
+                != Some(true)
+            {
+                let _ = ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), None, None);
+                common = 0;
+            }
+            slot.cached.truncate(common);
+            let mut active = prepared;
+            active.fed = common;
+            active.reused = common;
+            slot.active = Some(active);
+        }
+    }
+
+    /// Renders, tokenizes and validates a request.
+    fn prepare(&mut self, job: Job) -> Result<Active> {
+        let Job { request, deltas, cancel } = job;
+        let ChatRequest { messages, tools: tool_specs, .. } = &request;
+        if messages.is_empty() {
+            return Err(Error::invalid_input("a chat request needs at least one message"));
+        }
+        // With tools, the reply is decoded under a grammar of "call one of these tools" (or
+        // "answer", when the model may choose); see tools.rs.
+        let plan = tools::plan(&request)?;
+        let (prompt, kind) = match &plan {
+            Some(p) => self.template.render(self.model, &p.messages, &[]),
+            None => self.template.render(self.model, messages, tool_specs),
+        };
+        tracing::trace!(?kind, prompt_len = prompt.len(), "rendered chat prompt");
+        let vocab = self.model.vocab();
+        // Templates that write the BOS token themselves must not get a second one.
+        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        let add_bos = vocab.should_add_bos() && !(bos.is_empty() || prompt.starts_with(&bos));
+        let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
+        if tokens.is_empty() {
+            return Err(Error::invalid_input("the rendered prompt has no tokens"));
+        }
+        if tokens.len() >= self.seq_ctx {
+            return Err(Error::context_length(format!(
+                "the prompt has {} tokens but the context holds {} per request; shorten the conversation \
+                 (or use memory that summarises) or load the model with a larger n_ctx",
+                tokens.len(),
+                self.seq_ctx
+            )));
+        }
+        let grammar = match &plan {
+            Some(p) => Some(schema_grammar(&p.schema)?),
+            None => format_grammar(request.response_format.as_ref())?,
+        };
+        let sampler = build_sampler(self.model, &request.sampling, grammar.as_deref())?;
+        let room = self.seq_ctx - tokens.len();
+        let max_new =
+            request.sampling.max_tokens.map_or(room, |m| usize::try_from(m).unwrap_or(usize::MAX)).min(room);
+        Ok(Active {
+            deltas,
+            cancel,
+            prompt: tokens,
+            fed: 0,
+            reused: 0,
+            sampler,
+            text: TextAssembler::new(request.sampling.stop.clone()),
+            tool_mode: plan.is_some(),
+            held: String::new(),
+            generated: 0,
+            max_new,
+            next: None,
+            logits_at: None,
+        })
+    }
+
+    /// Ends requests whose caller cancelled or went away.
+    fn drop_abandoned(&mut self) {
+        for slot in &mut self.slots {
+            let gone = slot.active.as_ref().is_some_and(|a| a.cancel.is_cancelled() || a.deltas.is_closed());
+            if gone && let Some(a) = slot.active.take() {
+                let _ = a.deltas.send(Err(Error::Cancelled));
+                // A request cancelled mid-prompt leaves part of its prompt in the cache: still a
+                // valid prefix, so it stays for reuse.
+            }
+        }
+    }
+
+    /// Puts the next token of every generating request, then waiting prompt tokens, into the
+    /// batch. Returns whether there is anything to decode.
+    fn fill(&mut self, batch: &mut LlamaBatch) -> bool {
+        batch.clear();
+        let mut used = 0usize;
+        for slot in &mut self.slots {
+            let Some(a) = slot.active.as_mut() else { continue };
+            a.logits_at = None;
+            if let Some(token) = a.next.take() {
+                let pos = i32::try_from(slot.cached.len()).unwrap_or(i32::MAX);
+                if batch.add(token, pos, &[slot.seq], true).is_err() {
+                    a.next = Some(token);
+                    continue;
+                }
+                slot.cached.push(token);
+                a.logits_at = Some(i32::try_from(used).unwrap_or(0));
+                used += 1;
+            }
+        }
+        for slot in &mut self.slots {
+            let Some(a) = slot.active.as_mut() else { continue };
+            if a.logits_at.is_some() || a.fed >= a.prompt.len() || a.next.is_some() {
+                continue;
+            }
+            let budget = self.n_batch.saturating_sub(used);
+            if budget == 0 {
+                break;
+            }
+            let end = (a.fed + budget).min(a.prompt.len());
+            for i in a.fed..end {
+                let last = i + 1 == a.prompt.len();
+                let Some(&token) = a.prompt.get(i) else { break };
+                let pos = i32::try_from(slot.cached.len()).unwrap_or(i32::MAX);
+                if batch.add(token, pos, &[slot.seq], last).is_err() {
+                    break;
+                }
+                slot.cached.push(token);
+                if last {
+                    a.logits_at = Some(i32::try_from(used).unwrap_or(0));
+                }
+                used += 1;
+                a.fed += 1;
+            }
+        }
+        used > 0
+    }
+
+    /// A failed decode leaves the KV cells of every sequence in the batch in an unknown state, so
+    /// every active request gets the error and its cache is dropped.
+    fn fail_batch(&mut self, ctx: &mut LlamaContext<'_>, message: &str) {
+        for slot in &mut self.slots {
+            if let Some(a) = slot.active.take() {
+                let _ = a.deltas.send(Err(Error::model_transient(message.to_owned())));
+                let _ = ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), None, None);
+                slot.cached.clear();
+            }
+        }
+    }
+
+    fn sample_all(&mut self, ctx: &mut LlamaContext<'_>) {
+        let vocab = self.model.vocab();
+        for slot in &mut self.slots {
+            let Some(a) = slot.active.as_mut() else { continue };
+            let Some(at) = a.logits_at.take() else { continue };
+            let step = if a.generated >= a.max_new {
+                Step::Done(FinishReason::Length)
+            } else {
+                let token = a.sampler.sample(ctx, at);
+                if vocab.is_eog(token) {
+                    Step::Done(FinishReason::Stop)
+                } else {
+                    a.generated += 1;
+                    let (piece, stopped) = a.text.push(&vocab.token_to_piece(token, false, None));
+                    if a.tool_mode {
+                        a.held.push_str(&piece);
+                    } else if !piece.is_empty()
+                        && a.deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err()
+                    {
+                        // Nobody listens any more: stop spending compute on it.
+                        a.cancel.cancel();
+                    }
+                    if stopped {
+                        Step::Done(FinishReason::Stop)
+                    } else if a.generated >= a.max_new {
+                        Step::Done(FinishReason::Length)
+                    } else {
+                        a.next = Some(token);
+                        Step::Continue
+                    }
+                }
+            };
+            if let Step::Done(reason) = step
+                && let Some(done) = slot.active.take()
+            {
+                finish(done, reason, &mut self.calls);
+            }
+        }
+    }
+}
+
+/// Sends a finished request's last delta: the remaining text (or the parsed tool call), the finish
+/// reason and the token counts.
+fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
+    let usage = Usage {
+        prompt_tokens: u32::try_from(a.prompt.len()).unwrap_or(u32::MAX),
+        cached_prompt_tokens: u32::try_from(a.reused).unwrap_or(u32::MAX),
+        completion_tokens: u32::try_from(a.generated).unwrap_or(u32::MAX),
+    };
+    let tail = a.text.finish();
+    if !a.tool_mode {
+        let _ = a.deltas.send(Ok(ChatDelta {
+            content: tail,
+            finish_reason: Some(reason),
+            usage: Some(usage),
+            ..ChatDelta::default()
+        }));
+        return;
+    }
+    let mut held = a.held;
+    held.push_str(&tail);
+    if reason == FinishReason::Length {
+        let _ = a.deltas.send(Err(Error::parse(
+            "tool-call reply",
+            format!("generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"),
+        )));
+        return;
+    }
+    let call_id = format!("call_{calls}");
+    *calls += 1;
+    let delta = tools::parse_reply(&held, &call_id).map(|(content, tool_calls)| {
+        let finish_reason = Some(if tool_calls.is_empty() { reason } else { FinishReason::ToolCalls });
+        ChatDelta { content, tool_calls, finish_reason, usage: Some(usage) }
+    });
+    let _ = a.deltas.send(delta);
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
