@@ -43,8 +43,8 @@ lint: setup ## clippy with the workspace lints, and rustfmt check
 doc: setup ## build the API docs
 	$(CARGO) doc --workspace --no-deps
 
-bench: models ## run the benchmarks (see docs/benchmarks.md)
-	$(CARGO) bench --workspace
+bench: models ## run the benchmarks side by side with their references (see docs/benchmarks.md)
+	benches/run.sh
 
 clean: ## remove build outputs (keeps the model cache)
 	$(CARGO) clean

@@ -29,6 +29,30 @@ enum Command {
     Chat(ChatArgs),
     /// Embed texts (arguments, or one per line of stdin); prints one JSON object per line.
     Embed(EmbedArgs),
+    /// Evaluate models and pipelines.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// A model's perplexity on a text file (sliding window; lower is better).
+    Perplexity {
+        /// The text file.
+        file: PathBuf,
+        /// `chat` (the default model) or a path to a GGUF file.
+        #[arg(long, short, default_value = "chat")]
+        model: String,
+        /// Tokens per window.
+        #[arg(long, default_value_t = 512)]
+        window: usize,
+        /// Tokens the window moves each step (default: half the window).
+        #[arg(long)]
+        stride: Option<usize>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +154,27 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Models(cmd) => models(cmd).await,
         Command::Chat(args) => chat(args).await,
         Command::Embed(args) => embed(args).await,
+        Command::Eval(EvalCommand::Perplexity { file, model, window, stride, json }) => {
+            let path = model_path(&model).await?;
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let stride = stride.unwrap_or(window / 2).max(1);
+            let report = blocking(move || {
+                catena::models::perplexity(&path, &text, window, stride, &LlamaOptions::default())
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| Error::parse("report", e.to_string()))?
+                );
+            } else {
+                println!(
+                    "perplexity {:.4} (mean NLL {:.4} nats over {} of {} tokens, {} windows)",
+                    report.perplexity, report.mean_nll, report.scored, report.tokens, report.windows
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -27,6 +27,7 @@
 //! - [`files`]: default models ([`files::CHAT`], [`files::EMBED`]), cache folder, pull and verify.
 //! - [`convert`] (feature `llama`): BERT safetensors to GGUF with llama.cpp's GGUF writer.
 //! - [`LlamaChatModel`], [`LlamaEmbedder`], [`LlamaOptions`] (feature `llama`).
+//! - [`perplexity()`]: a model's perplexity on a text, with a sliding window (feature `llama`).
 
 #[cfg(feature = "llama")]
 pub mod convert;
@@ -35,4 +36,6 @@ pub mod files;
 mod llama;
 
 #[cfg(feature = "llama")]
-pub use llama::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+pub use llama::{
+    LlamaChatModel, LlamaEmbedder, LlamaOptions, Perplexity, backend as llama_backend, perplexity,
+};

@@ -362,3 +362,26 @@ fn concurrent_requests_are_decoded_together_and_all_complete() {
     assert_eq!(again.usage.prompt_tokens, first.usage.prompt_tokens);
     assert_eq!(again.usage.cached_prompt_tokens, again.usage.prompt_tokens - 1);
 }
+
+#[test]
+fn perplexity_ranks_natural_text_below_scrambled_text() {
+    let path = files::resolve("chat").unwrap();
+    let text = "The quick brown fox jumps over the lazy dog. The dog sleeps in the sun while the fox runs \
+                into the forest. Later that day, the fox returns home to its den and rests.";
+    let mut words: Vec<&str> = text.split(' ').collect();
+    words.reverse();
+    let scrambled = words.join(" ");
+    let opts = LlamaOptions::default();
+    let natural = catena_models::perplexity(&path, text, 16, 8, &opts).unwrap();
+    let chunked = catena_models::perplexity(&path, text, 16, 16, &opts).unwrap();
+    let noise = catena_models::perplexity(&path, &scrambled, 16, 8, &opts).unwrap();
+    assert_eq!(natural.scored, natural.tokens - 1, "every token after the first is scored once");
+    // Non-overlapping windows cannot predict each window's first token.
+    assert_eq!(chunked.scored, chunked.tokens - chunked.windows);
+    assert!(natural.windows > chunked.windows, "a smaller stride evaluates more windows");
+    assert!(natural.perplexity.is_finite() && natural.perplexity > 1.0);
+    assert!(natural.perplexity < noise.perplexity, "{} vs {}", natural.perplexity, noise.perplexity);
+    assert!(natural.perplexity <= chunked.perplexity * 1.05, "more context does not make it much worse");
+    let err = catena_models::perplexity(&path, "x", 32, 64, &opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}

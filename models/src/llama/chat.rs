@@ -228,7 +228,7 @@ fn worker(
     if ready.send(Ok(Loaded { name, n_ctx: seq_ctx })).is_err() {
         return;
     }
-    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx).run(&mut ctx, jobs);
+    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options.reuse_prefix).run(&mut ctx, jobs);
 }
 
 pub(crate) fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<String>> {

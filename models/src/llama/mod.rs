@@ -7,6 +7,7 @@
 
 mod chat;
 mod embed;
+mod perplexity;
 mod scheduler;
 mod template;
 mod tools;
@@ -18,6 +19,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 
 pub use chat::LlamaChatModel;
 pub use embed::LlamaEmbedder;
+pub use perplexity::{Perplexity, perplexity};
 
 /// How a model is loaded and run. Every field has a default that works on a laptop CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,9 @@ pub struct LlamaOptions {
     pub use_mmap: bool,
     /// Lock the model in RAM (default false).
     pub use_mlock: bool,
+    /// Reuse evaluated prompt prefixes between requests (default true). Off, every request
+    /// evaluates its whole prompt: only useful to measure what reuse saves.
+    pub reuse_prefix: bool,
 }
 
 impl Default for LlamaOptions {
@@ -56,6 +61,7 @@ impl Default for LlamaOptions {
             n_gpu_layers: 0,
             use_mmap: true,
             use_mlock: false,
+            reuse_prefix: true,
         }
     }
 }
@@ -81,7 +87,10 @@ impl LlamaOptions {
 
 /// The process-wide llama.cpp backend, initialised on first use, with llama.cpp's logging routed
 /// to `tracing` (so it is silent unless a subscriber asks for it).
-pub(crate) fn backend() -> Result<&'static LlamaBackend> {
+///
+/// llama.cpp initialises once per process, so a program that also calls `llama-cpp-2` directly
+/// must use this handle rather than `LlamaBackend::init()`.
+pub fn backend() -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

@@ -37,6 +37,7 @@ pub(crate) struct Scheduler<'m> {
     calls: u64,
     /// Admissions so far: the clock for least-recently-used slot choice.
     clock: u64,
+    reuse_prefix: bool,
 }
 
 /// A free slot is chosen for a prompt when the prompt continues it: it keeps at least this share
@@ -85,6 +86,7 @@ impl<'m> Scheduler<'m> {
         n_seq: u32,
         n_batch: u32,
         seq_ctx: u32,
+        reuse_prefix: bool,
     ) -> Self {
         let slots = (0..n_seq.max(1))
             .map(|s| Slot {
@@ -103,6 +105,7 @@ impl<'m> Scheduler<'m> {
             seq_ctx: usize::try_from(seq_ctx).unwrap_or(2048),
             calls: 0,
             clock: 0,
+            reuse_prefix,
         }
     }
 
@@ -159,7 +162,11 @@ impl<'m> Scheduler<'m> {
             let Some(slot) = chosen.and_then(|i| self.slots.get_mut(i)) else { return };
             slot.last_used = clock;
             // At least the last prompt token is evaluated again: its logits are needed.
-            let mut common = common_prefix(&slot.cached, &prepared.prompt).min(prepared.prompt.len() - 1);
+            let mut common = if self.reuse_prefix {
+                common_prefix(&slot.cached, &prepared.prompt).min(prepared.prompt.len() - 1)
+            } else {
+                0
+            };
             if ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), u32::try_from(common).ok(), None).ok()
                 != Some(true)
             {

@@ -1,0 +1,80 @@
+"""The llama-cpp-python side of the local-inference benchmarks (what LangChain's LlamaCpp and
+LlamaCppEmbeddings wrap), with the parameters of models/benches/llama.rs: 2 threads, n_ctx 2048,
+n_batch 512, greedy, repeat penalty off, the same prompt text and the same model files.
+
+Usage: python llama_cpp_python_bench.py chat|embed CHAT_GGUF EMBED_GGUF
+Prints JSON lines like the Rust side.
+"""
+import json
+import resource
+import sys
+import time
+
+from llama_cpp import Llama
+
+THREADS, N_CTX, N_BATCH, GEN_TOKENS, RUNS = 2, 2048, 512, 128, 3
+
+
+def long_prompt(run):
+    body = ("Retrieval-augmented generation grounds a language model's answer in documents "
+            "retrieved for the question. A splitter cuts documents into chunks, an embedder "
+            "turns each chunk into a vector, and a vector store finds the chunks nearest to the "
+            "question. ")
+    return f"Run {run}. {body * 8} Summarise the text above in detail."
+
+
+def chatml(user):
+    return ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+            f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def median(v):
+    return sorted(v)[len(v) // 2]
+
+
+def chat(path):
+    llm = Llama(model_path=path, n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_BATCH, n_threads=THREADS,
+                n_threads_batch=THREADS, verbose=False)
+    pp, tg = [], []
+    for run in range(RUNS):
+        prompt = chatml(long_prompt(run))
+        n_prompt = len(llm.tokenize(prompt.encode(), add_bos=False, special=True))
+        llm.reset()  # no prompt cache between runs, like the Rust side's varied prompts
+        start = time.perf_counter()
+        first, n = None, 0
+        for _ in llm.create_completion(prompt, max_tokens=GEN_TOKENS, temperature=0.0, repeat_penalty=1.0,
+                                       top_k=1, stream=True):
+            n += 1
+            if first is None:
+                first = time.perf_counter() - start
+        total = time.perf_counter() - start
+        pp.append(n_prompt / first)
+        tg.append((n - 1) / (total - first))
+        print(json.dumps({"run": run, "prompt_tokens": n_prompt, "generated": n, "pp": pp[-1], "tg": tg[-1]}))
+    print(json.dumps({"summary": "chat", "impl": "llama-cpp-python", "pp_tok_s": median(pp), "tg_tok_s": median(tg)}))
+
+
+def chunks(n):
+    words = ["vector", "store", "query", "rust", "ownership", "borrow", "model", "token", "chunk", "embed",
+             "retrieval", "agent", "tool", "memory", "prompt", "splitter"]
+    return [" ".join(words[(i * 7 + j * 13 + j // 5) % len(words)] for j in range(230)) for i in range(n)]
+
+
+def embed(path):
+    llm = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=THREADS,
+                n_threads_batch=THREADS, verbose=False)
+    texts = chunks(128)
+    rates = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        out = llm.embed(texts, normalize=True)
+        assert len(out) == len(texts)
+        rates.append(len(texts) / (time.perf_counter() - start))
+    print(json.dumps({"summary": "embed", "impl": "llama-cpp-python", "chunks_s": median(rates)}))
+
+
+if __name__ == "__main__":
+    part, chat_path, embed_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    chat(chat_path) if part == "chat" else embed(embed_path)
+    print(json.dumps({"part": part, "impl": "llama-cpp-python",
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

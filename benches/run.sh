@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every benchmark and the reference implementations side by side, writing JSON lines to
+# target-independent results under benches/results/ (docs/benchmarks.md is written from them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=benches/results
+mkdir -p "$out"
+venv="$(benches/setup-python.sh)"
+chat_gguf="$(cargo run --quiet --bin catena -- models pull chat | awk '{print $2}')"
+embed_gguf="$(cargo run --quiet --bin catena -- models pull embed | awk '{print $2}')"
+for part in chat embed reuse concurrency; do
+  echo "== catena/bare: $part" >&2
+  cargo bench --quiet -p catena-models --bench llama -- "$part" | tee "$out/llama-$part.jsonl"
+done
+for part in chat embed; do
+  echo "== llama-cpp-python: $part" >&2
+  "$venv/bin/python" benches/reference/llama_cpp_python_bench.py "$part" "$chat_gguf" "$embed_gguf" \
+    | tee "$out/llama-cpp-python-$part.jsonl"
+done

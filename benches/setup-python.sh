@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the Python environment the comparison benchmarks and reference scripts run in:
+# llama-cpp-python (what LangChain's LlamaCpp wraps; built from source, several minutes),
+# langchain-text-splitters, and NumPy/tokenizers/safetensors for the embedding reference.
+# Idempotent: a marker records the pinned set that was installed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${CATENA_BENCH_VENV:-$HOME/.cache/catena/bench-venv}"
+pins=(llama-cpp-python==0.3.36 langchain-text-splitters==1.1.3 numpy tokenizers safetensors psutil)
+marker="$venv/.catena-pins"
+if [ -f "$marker" ] && [ "$(cat "$marker")" = "${pins[*]}" ]; then
+  echo "$venv"
+  exit 0
+fi
+python3 -m venv "$venv" 2>/dev/null || { python3 -m pip install -q virtualenv && python3 -m virtualenv -q "$venv"; }
+"$venv/bin/python" -m pip install -q --upgrade pip >&2
+# Build llama.cpp inside llama-cpp-python for this CPU, as a user installing it would.
+CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/python" -m pip install -q "${pins[@]}" >&2
+echo "${pins[*]}" > "$marker"
+echo "$venv"

@@ -1,0 +1,359 @@
+//! Local-inference benchmarks: catena against a bare llama-cpp-2 loop with identical parameters,
+//! in the same process and run. `make bench` runs every part and the llama-cpp-python comparison;
+//! by hand:
+//!
+//! ```text
+//! cargo bench -p catena-models --bench llama -- chat|embed|reuse|concurrency
+//! ```
+//!
+//! Each part prints JSON lines (one per measurement) that docs/benchmarks.md is written from.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use catena_core::{ChatModel, ChatRequest, Embedder, Message, RunContext};
+use catena_models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, files};
+use futures::StreamExt;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
+use serde_json::json;
+
+const THREADS: u32 = 2;
+const N_CTX: u32 = 2048;
+const N_BATCH: u32 = 512;
+const GEN_TOKENS: u32 = 128;
+const RUNS: usize = 3;
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: do nothing then.
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let part = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "chat".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    match part.as_str() {
+        "chat" => rt.block_on(chat()),
+        "embed" => rt.block_on(embed()),
+        "reuse" => rt.block_on(reuse()),
+        "concurrency" => rt.block_on(concurrency()),
+        other => panic!("unknown part {other}: chat, embed, reuse, concurrency"),
+    }
+    println!("{}", json!({"part": part, "peak_rss_mb": peak_rss_mb()}));
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A ~400-token user message; `run` varies its first words so no run reuses another's cache.
+fn long_prompt(run: usize) -> String {
+    let body = "Retrieval-augmented generation grounds a language model's answer in documents \
+                retrieved for the question. A splitter cuts documents into chunks, an embedder \
+                turns each chunk into a vector, and a vector store finds the chunks nearest to the \
+                question. ";
+    format!("Run {run}. {} Summarise the text above in detail.", body.repeat(8))
+}
+
+/// The ChatML text catena renders for [system?, user] with SmolLM2's template.
+fn chatml(user: &str) -> String {
+    format!(
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    )
+}
+
+struct Timing {
+    prompt_tokens: usize,
+    generated: usize,
+    /// Seconds from request to first generated token (prompt processing + one sample).
+    first: f64,
+    /// Seconds from first to last token.
+    rest: f64,
+}
+
+impl Timing {
+    fn pp_rate(&self) -> f64 {
+        self.prompt_tokens as f64 / self.first
+    }
+    fn tg_rate(&self) -> f64 {
+        (self.generated.saturating_sub(1)) as f64 / self.rest
+    }
+}
+
+/// The reference: llama-cpp-2 used directly, same parameters, greedy, no catena layers.
+fn bare_generate(backend: &LlamaBackend, model: &LlamaModel, prompt: &str, max_new: usize) -> Timing {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(N_CTX))
+        .with_n_batch(N_BATCH)
+        .with_n_ubatch(N_BATCH)
+        .with_n_threads(THREADS as i32)
+        .with_n_threads_batch(THREADS as i32);
+    let mut ctx = model.new_context(backend, params).unwrap();
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
+    let start = Instant::now();
+    let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
+    for (ci, chunk) in tokens.chunks(N_BATCH as usize).enumerate() {
+        batch.clear();
+        for (i, &t) in chunk.iter().enumerate() {
+            let pos = ci * N_BATCH as usize + i;
+            batch.add(t, pos as i32, &[0], pos + 1 == tokens.len()).unwrap();
+        }
+        ctx.decode(&mut batch).unwrap();
+    }
+    let mut sampler = LlamaSampler::greedy();
+    let mut last = batch.n_tokens() - 1;
+    let mut n = 0;
+    let mut first = 0.0;
+    let mut pos = tokens.len();
+    let mut single = LlamaBatch::new(1, 1);
+    while n < max_new {
+        let token = sampler.sample(&ctx, last);
+        if n == 0 {
+            first = start.elapsed().as_secs_f64();
+        }
+        n += 1;
+        if model.vocab().is_eog(token) || n >= max_new {
+            break;
+        }
+        let _ = model.vocab().token_to_piece(token, false, None);
+        single.clear();
+        single.add(token, pos as i32, &[0], true).unwrap();
+        ctx.decode(&mut single).unwrap();
+        pos += 1;
+        last = 0;
+    }
+    Timing { prompt_tokens: tokens.len(), generated: n, first, rest: start.elapsed().as_secs_f64() - first }
+}
+
+fn greedy(req: ChatRequest) -> ChatRequest {
+    let mut req = req.with_temperature(0.0);
+    req.sampling.repeat_penalty = Some(1.0);
+    req
+}
+
+async fn catena_generate(model: &LlamaChatModel, user: &str, max_new: u32) -> Timing {
+    let req = greedy(ChatRequest::new(vec![Message::user(user)]).with_max_tokens(max_new));
+    let ctx = RunContext::new();
+    let start = Instant::now();
+    let mut stream = model.chat_stream(req, &ctx);
+    let mut first = None;
+    let mut usage = None;
+    while let Some(delta) = stream.next().await {
+        let d = delta.unwrap();
+        if first.is_none() && !d.content.is_empty() {
+            first = Some(start.elapsed().as_secs_f64());
+        }
+        usage = d.usage.or(usage);
+    }
+    let total = start.elapsed().as_secs_f64();
+    let usage = usage.unwrap();
+    let first = first.unwrap_or(total);
+    Timing {
+        prompt_tokens: usage.prompt_tokens as usize,
+        generated: usage.completion_tokens as usize,
+        first,
+        rest: total - first,
+    }
+}
+
+fn options() -> LlamaOptions {
+    LlamaOptions {
+        threads: Some(THREADS),
+        n_ctx: Some(N_CTX),
+        n_batch: Some(N_BATCH),
+        n_ubatch: Some(N_BATCH),
+        parallel: Some(1),
+        ..LlamaOptions::default()
+    }
+}
+
+async fn chat() {
+    let path = files::resolve("chat").unwrap();
+    let catena = LlamaChatModel::load(&path, options()).await.unwrap();
+    // llama.cpp initialises once per process: the bare loop shares catena's backend handle.
+    let backend = catena_models::llama_backend().unwrap();
+    let bare_model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
+    let (mut c_pp, mut c_tg, mut b_pp, mut b_tg) = (vec![], vec![], vec![], vec![]);
+    for run in 0..RUNS {
+        // Alternate the order so neither side always runs on a warmer cache.
+        let user = long_prompt(run);
+        let c = catena_generate(&catena, &user, GEN_TOKENS).await;
+        let b = bare_generate(backend, &bare_model, &chatml(&user), c.generated);
+        assert_eq!(c.prompt_tokens, b.prompt_tokens, "both sides evaluate the same prompt");
+        c_pp.push(c.pp_rate());
+        c_tg.push(c.tg_rate());
+        b_pp.push(b.pp_rate());
+        b_tg.push(b.tg_rate());
+        println!(
+            "{}",
+            json!({"run": run, "prompt_tokens": c.prompt_tokens, "generated": c.generated,
+                   "catena_pp": c.pp_rate(), "bare_pp": b.pp_rate(), "catena_tg": c.tg_rate(), "bare_tg": b.tg_rate()})
+        );
+    }
+    let (cp, ct, bp, bt) = (median(c_pp), median(c_tg), median(b_pp), median(b_tg));
+    println!(
+        "{}",
+        json!({"summary": "chat", "threads": THREADS, "catena_pp_tok_s": cp, "bare_pp_tok_s": bp, "pp_ratio": cp / bp,
+               "catena_tg_tok_s": ct, "bare_tg_tok_s": bt, "tg_ratio": ct / bt})
+    );
+}
+
+/// ~256-token chunks of varied text.
+fn chunks(n: usize) -> Vec<String> {
+    let words = [
+        "vector",
+        "store",
+        "query",
+        "rust",
+        "ownership",
+        "borrow",
+        "model",
+        "token",
+        "chunk",
+        "embed",
+        "retrieval",
+        "agent",
+        "tool",
+        "memory",
+        "prompt",
+        "splitter",
+    ];
+    (0..n)
+        .map(|i| {
+            (0..230).map(|j| words[(i * 7 + j * 13 + j / 5) % words.len()]).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+async fn embed() {
+    let path = files::resolve("embed").unwrap();
+    let texts = chunks(128);
+    let catena =
+        LlamaEmbedder::load(&path, LlamaOptions { threads: Some(THREADS), ..LlamaOptions::default() })
+            .await
+            .unwrap();
+    let backend = catena_models::llama_backend().unwrap();
+    let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
+    let params = LlamaContextParams::default()
+        .with_embeddings(true)
+        .with_n_ctx(NonZeroU32::new(512))
+        .with_n_batch(512)
+        .with_n_ubatch(512)
+        .with_n_threads(THREADS as i32)
+        .with_n_threads_batch(THREADS as i32);
+    let mut ctx = model.new_context(backend, params).unwrap();
+    let tokens_per_text = model.vocab().tokenize(texts[0].as_bytes(), true, false).len();
+    let (mut c_rates, mut b_rates) = (vec![], vec![]);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let v = catena.embed(&texts, &RunContext::new()).await.unwrap();
+        assert_eq!(v.len(), texts.len());
+        c_rates.push(texts.len() as f64 / start.elapsed().as_secs_f64());
+
+        // The bare loop: one text per decode, as llama.cpp's embedding example does by default.
+        let start = Instant::now();
+        let mut batch = LlamaBatch::new(512, 1);
+        for text in &texts {
+            let tokens = model.vocab().tokenize(text.as_bytes(), true, false);
+            batch.clear();
+            for (i, &t) in tokens.iter().take(256).enumerate() {
+                batch.add(t, i as i32, &[0], true).unwrap();
+            }
+            ctx.clear_kv_cache();
+            ctx.decode(&mut batch).unwrap();
+            let e = ctx.embeddings_seq_ith(0).unwrap();
+            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
+            std::hint::black_box(e.iter().map(|x| x / norm).collect::<Vec<_>>());
+        }
+        b_rates.push(texts.len() as f64 / start.elapsed().as_secs_f64());
+    }
+    let (c, b) = (median(c_rates), median(b_rates));
+    println!(
+        "{}",
+        json!({"summary": "embed", "tokens_per_chunk": tokens_per_text, "chunks": texts.len(),
+               "catena_chunks_s": c, "bare_chunks_s": b, "ratio": c / b})
+    );
+}
+
+/// An agent-like conversation: 8 steps, each adding the model's step and an observation.
+async fn agent_steps(model: &LlamaChatModel) -> (u32, u32, f64) {
+    let mut messages = vec![
+        Message::system("You are an agent. Think step by step and use tools."),
+        Message::user("Find the population of the three largest cities in France and add them up."),
+    ];
+    let (mut evaluated, mut total) = (0, 0);
+    let start = Instant::now();
+    for step in 0..8 {
+        let reply = model
+            .chat(greedy(ChatRequest::new(messages.clone()).with_max_tokens(24)), &RunContext::new())
+            .await
+            .unwrap();
+        evaluated += reply.usage.prompt_tokens - reply.usage.cached_prompt_tokens;
+        total += reply.usage.prompt_tokens;
+        messages.push(reply.message);
+        messages.push(Message::user(format!(
+            "Observation {step}: the tool returned a table with {} rows of city names and populations.",
+            step + 3
+        )));
+    }
+    (evaluated, total, start.elapsed().as_secs_f64())
+}
+
+async fn reuse() {
+    let path = files::resolve("chat").unwrap();
+    let with = LlamaChatModel::load(&path, options()).await.unwrap();
+    let without =
+        LlamaChatModel::load(&path, LlamaOptions { reuse_prefix: false, ..options() }).await.unwrap();
+    let (e1, t1, s1) = agent_steps(&with).await;
+    let (e0, t0, s0) = agent_steps(&without).await;
+    println!(
+        "{}",
+        json!({"summary": "reuse", "steps": 8, "prompt_tokens_total": t1, "evaluated_with_reuse": e1,
+               "evaluated_without_reuse": e0, "prompt_tokens_total_without": t0,
+               "saved_share": 1.0 - f64::from(e1) / f64::from(e0), "wall_with_s": s1, "wall_without_s": s0,
+               "wall_ratio": s1 / s0})
+    );
+}
+
+async fn concurrency() {
+    let path = files::resolve("chat").unwrap();
+    let model = LlamaChatModel::load(&path, LlamaOptions { parallel: Some(4), ..options() }).await.unwrap();
+    for n in [1usize, 2, 4] {
+        let start = Instant::now();
+        let calls = (0..n).map(|i| {
+            let m = model.clone();
+            async move {
+                let req = greedy(
+                    ChatRequest::new(vec![Message::user(format!(
+                        "Story {i}: tell me about a lighthouse keeper."
+                    ))])
+                    .with_max_tokens(96),
+                );
+                m.chat(req, &RunContext::new()).await.unwrap().usage.completion_tokens
+            }
+        });
+        let tokens: u32 = futures::future::join_all(calls).await.into_iter().sum();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({"summary": "concurrency", "requests": n, "tokens": tokens, "seconds": secs, "tok_s": f64::from(tokens) / secs})
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
