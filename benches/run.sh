@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 out=benches/results
 mkdir -p "$out"
 venv="$(benches/setup-python.sh)"
-chat_gguf="$(cargo run --quiet --bin catena -- models pull chat | awk '{print $2}')"
-embed_gguf="$(cargo run --quiet --bin catena -- models pull embed | awk '{print $2}')"
+bin="${CARGO_TARGET_DIR:-$HOME/.cache/catena/target}/debug/catena"
+chat_gguf="$("$bin" models pull chat | awk '{print $2}')"
+embed_gguf="$("$bin" models pull embed | awk '{print $2}')"
 for part in chat embed reuse concurrency; do
   echo "== catena/bare: $part" >&2
   cargo bench --quiet -p catena-models --bench llama -- "$part" | tee "$out/llama-$part.jsonl"

@@ -67,10 +67,17 @@ async fn docs_question_retrieves_the_splitting_guide_and_streams_a_grounded_answ
 
 #[test]
 fn the_rag_example_prints_a_streamed_answer_and_its_sources() {
-    // Runs the example program itself, as `make demo` does (it is already built by
-    // `cargo test --all-targets`; otherwise cargo builds it here).
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "rag", "--", "How do I split documents?"])
+    // Runs the example program itself, as `make demo` does. `cargo test --all-targets` builds it
+    // next to this test's binary (target/debug/examples/rag).
+    let exe = std::env::current_exe().unwrap();
+    let example = exe.parent().and_then(Path::parent).unwrap().join("examples").join("rag");
+    assert!(
+        example.exists(),
+        "{} is missing: run the tests with `cargo test --all-targets`",
+        example.display()
+    );
+    let out = std::process::Command::new(&example)
+        .arg("How do I split documents?")
         .current_dir(root())
         .output()
         .unwrap();

@@ -296,20 +296,6 @@ pub(crate) fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
         .join("\n"))
 }
 
-#[cfg(test)]
-mod grammar_tests {
-    #[test]
-    fn json_grammar_is_tightened() {
-        let g = super::schema_grammar(
-            &serde_json::json!({"type": "object", "properties": {"x": {"type": "number"}}}),
-        )
-        .unwrap_or_default();
-        assert!(g.contains(r#"space ::= | " ""#), "{g}");
-        assert!(g.contains("[eE] [-+]? [0-9]{1,2}"), "{g}");
-        assert!(!g.contains(r#""\n"{1,2}"#), "{g}");
-    }
-}
-
 /// Turns token bytes into text deltas: holds back incomplete UTF-8 sequences, and any tail that
 /// could be the start of a stop string, so stop strings never leak into the output.
 pub(crate) struct TextAssembler {
@@ -419,5 +405,15 @@ mod tests {
         assert_eq!(t.push(b"ab ST").0, "ab ");
         assert_eq!(t.push(b"ar").0, "STar");
         assert_eq!(t.finish(), "");
+    }
+
+    #[test]
+    fn json_grammar_is_tightened() {
+        let g =
+            schema_grammar(&serde_json::json!({"type": "object", "properties": {"x": {"type": "number"}}}))
+                .unwrap_or_default();
+        assert!(g.contains(r#"space ::= | " ""#), "{g}");
+        assert!(g.contains("[eE] [-+]? [0-9]{1,2}"), "{g}");
+        assert!(!g.contains(r#""\n"{1,2}"#), "{g}");
     }
 }
