@@ -41,45 +41,43 @@ impl Memory for BufferMemory {
 #[derive(Debug)]
 pub struct WindowMemory {
     k: usize,
-    messages: Mutex<Vec<Message>>,
+    all: BufferMemory,
 }
 
 impl WindowMemory {
     /// Keeps `k` exchanges.
     #[must_use]
     pub fn new(k: usize) -> Self {
-        Self { k, messages: Mutex::new(Vec::new()) }
+        Self { k, all: BufferMemory::new() }
     }
 }
 
 #[async_trait]
 impl Memory for WindowMemory {
     async fn messages(&self) -> Result<Vec<Message>> {
-        let all = self.messages.lock().await;
+        let all = self.all.messages().await?;
         let starts: Vec<usize> =
             all.iter().enumerate().filter(|(_, m)| m.role == Role::User).map(|(i, _)| i).collect();
-        let cut = if starts.len() > self.k {
-            starts.get(starts.len() - self.k).copied().unwrap_or(all.len())
-        } else {
-            0
+        // The first message of the k-th exchange from the end; with k = 0 nothing but system messages.
+        let cut = match self.k {
+            0 => all.len(),
+            k if starts.len() > k => starts.get(starts.len() - k).copied().unwrap_or(all.len()),
+            _ => 0,
         };
-        let cut = if self.k == 0 { all.len() } else { cut };
         Ok(all
-            .iter()
+            .into_iter()
             .enumerate()
             .filter(|(i, m)| *i >= cut || m.role == Role::System)
-            .map(|(_, m)| m.clone())
+            .map(|(_, m)| m)
             .collect())
     }
 
-    async fn add(&self, messages: &[Message], _ctx: &RunContext) -> Result<()> {
-        self.messages.lock().await.extend_from_slice(messages);
-        Ok(())
+    async fn add(&self, messages: &[Message], ctx: &RunContext) -> Result<()> {
+        self.all.add(messages, ctx).await
     }
 
     async fn clear(&self) -> Result<()> {
-        self.messages.lock().await.clear();
-        Ok(())
+        self.all.clear().await
     }
 }
 

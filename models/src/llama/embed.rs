@@ -1,7 +1,7 @@
 //! [`LlamaEmbedder`]: a GGUF embedding model on its own inference thread.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{Embedder, Error, Event, Result, RunContext};
@@ -12,7 +12,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::oneshot;
 
-use super::{LlamaOptions, load_model, spawn_worker};
+use super::{Jobs, LlamaOptions, Ready, load_model, new_context, off_runtime, or_report, spawn_worker};
 
 /// Most sequences decoded together in one batch.
 const MAX_SEQS: u32 = 32;
@@ -39,7 +39,7 @@ pub struct LlamaEmbedder {
 }
 
 struct Inner {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: Jobs<Job>,
     dimensions: usize,
     max_tokens: usize,
 }
@@ -73,18 +73,14 @@ impl LlamaEmbedder {
     /// Loads the default embedding model (all-MiniLM-L6-v2), fetching and converting it first if
     /// needed.
     pub async fn load_default() -> Result<Self> {
-        let path = tokio::task::spawn_blocking(|| crate::files::resolve(crate::files::EMBED.name))
-            .await
-            .map_err(|e| Error::model_permanent(format!("model fetch task failed: {e}")))??;
+        let path = off_runtime(|| crate::files::resolve(crate::files::EMBED.name)).await?;
         Self::load(&path, LlamaOptions::default()).await
     }
 
     /// Loads a GGUF embedding model.
     pub async fn load(path: &Path, options: LlamaOptions) -> Result<Self> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::load_blocking(&path, options))
-            .await
-            .map_err(|e| Error::model_permanent(format!("model load task failed: {e}")))?
+        off_runtime(move || Self::load_blocking(&path, options)).await
     }
 
     /// Loads a GGUF embedding model, blocking until it is ready.
@@ -93,11 +89,7 @@ impl LlamaEmbedder {
         let (jobs, loaded) =
             spawn_worker("catena-llama-embed", move |ready, jobs| worker(&path, &options, &ready, &jobs))?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                jobs: Mutex::new(jobs),
-                dimensions: loaded.dimensions,
-                max_tokens: loaded.max_tokens,
-            }),
+            inner: Arc::new(Inner { jobs, dimensions: loaded.dimensions, max_tokens: loaded.max_tokens }),
         })
     }
 
@@ -116,15 +108,7 @@ impl Embedder for LlamaEmbedder {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        {
-            let jobs = self
-                .inner
-                .jobs
-                .lock()
-                .map_err(|_| Error::model_permanent("embedder handle lock poisoned"))?;
-            jobs.send(Job { texts: texts.to_vec(), reply })
-                .map_err(|_| Error::model_permanent("the embedding thread has stopped"))?;
-        }
+        self.inner.jobs.send(Job { texts: texts.to_vec(), reply })?;
         let out = tokio::select! {
             r = rx => r.map_err(|_| Error::model_permanent("the embedding thread dropped the request"))??,
             () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
@@ -145,19 +129,8 @@ impl Embedder for LlamaEmbedder {
     }
 }
 
-fn worker(
-    path: &Path,
-    options: &LlamaOptions,
-    ready: &std::sync::mpsc::SyncSender<Result<Loaded>>,
-    jobs: &std::sync::mpsc::Receiver<Job>,
-) {
-    let model = match load_model(path, options) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
+fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std::sync::mpsc::Receiver<Job>) {
+    let Some(model) = or_report(ready, load_model(path, options)) else { return };
     let n_ctx = options.n_ctx.unwrap_or_else(|| model.n_ctx_train()).clamp(8, 8192);
     // Non-causal models need each sequence within one micro-batch, so the batch sizes equal the window.
     let params = LlamaContextParams::default()
@@ -168,21 +141,7 @@ fn worker(
         .with_n_seq_max(MAX_SEQS)
         .with_n_threads(options.threads())
         .with_n_threads_batch(options.threads_batch());
-    let backend = match super::backend() {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let mut ctx = match model.new_context(backend, params) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ =
-                ready.send(Err(Error::model_permanent(format!("cannot create an embedding context: {e}"))));
-            return;
-        }
-    };
+    let Some(mut ctx) = or_report(ready, new_context(&model, params)) else { return };
     let max_tokens = model
         .meta_val_str("catena.max_seq_length")
         .ok()

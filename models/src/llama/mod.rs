@@ -117,13 +117,56 @@ pub(crate) fn load_model(
     })
 }
 
+/// The sending end of an inference thread's job queue.
+pub(crate) struct Jobs<J>(std::sync::Mutex<std::sync::mpsc::Sender<J>>);
+
+impl<J> Jobs<J> {
+    pub(crate) fn send(&self, job: J) -> Result<()> {
+        let sender = self.0.lock().map_err(|_| Error::model_permanent("model handle lock poisoned"))?;
+        sender.send(job).map_err(|_| Error::model_permanent("the inference thread has stopped"))
+    }
+}
+
+/// Where an inference thread reports whether its model loaded.
+pub(crate) type Ready<I> = std::sync::mpsc::SyncSender<Result<I>>;
+
+/// Passes `result` on, or reports its error on `ready` (ending the thread's start) and gives `None`.
+pub(crate) fn or_report<T, I>(ready: &Ready<I>, result: Result<T>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            None
+        }
+    }
+}
+
+/// Creates a llama.cpp context, with a typed error.
+pub(crate) fn new_context<'m>(
+    model: &'m llama_cpp_2::model::LlamaModel,
+    params: llama_cpp_2::context::params::LlamaContextParams,
+) -> Result<llama_cpp_2::context::LlamaContext<'m>> {
+    model
+        .new_context(backend()?, params)
+        .map_err(|e| Error::model_permanent(format!("cannot create a llama.cpp context: {e}")))
+}
+
+/// Runs blocking work (model loading, fetching) off the async runtime.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::model_permanent(format!("model loading task failed: {e}")))?
+}
+
 /// Starts a named inference thread running `body`, which first reports (through `ready`) whether
-/// the model loaded, then serves jobs until every sender is dropped. Returns the job sender once
+/// the model loaded, then serves jobs until every sender is dropped. Returns the job queue once
 /// the model is ready.
 pub(crate) fn spawn_worker<J, I>(
     name: &str,
-    body: impl FnOnce(std::sync::mpsc::SyncSender<Result<I>>, std::sync::mpsc::Receiver<J>) + Send + 'static,
-) -> Result<(std::sync::mpsc::Sender<J>, I)>
+    body: impl FnOnce(Ready<I>, std::sync::mpsc::Receiver<J>) + Send + 'static,
+) -> Result<(Jobs<J>, I)>
 where
     J: Send + 'static,
     I: Send + 'static,
@@ -137,5 +180,5 @@ where
     let info = ready_rx
         .recv()
         .map_err(|_| Error::model_permanent("the inference thread ended while loading the model"))??;
-    Ok((jobs_tx, info))
+    Ok((Jobs(std::sync::Mutex::new(jobs_tx)), info))
 }

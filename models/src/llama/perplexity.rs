@@ -57,9 +57,7 @@ pub fn perplexity(
         .with_n_ubatch(n_batch.min(options.n_ubatch.unwrap_or(512)))
         .with_n_threads(options.threads())
         .with_n_threads_batch(options.threads_batch());
-    let mut ctx = model
-        .new_context(super::backend()?, params)
-        .map_err(|e| Error::model_permanent(format!("cannot create a llama.cpp context: {e}")))?;
+    let mut ctx = super::new_context(&model, params)?;
     let n_vocab = usize::try_from(model.n_vocab()).unwrap_or(0);
     let mut nll = 0f64;
     let mut scored = 0usize;
