@@ -286,8 +286,15 @@ async fn chat(args: ChatArgs) -> Result<()> {
             continue;
         }
         history.push(Message::user(line));
-        let reply = stream_reply(&model, make_request(&history)).await?;
-        history.push(Message::assistant(reply));
+        match stream_reply(&model, make_request(&history)).await {
+            Ok(reply) => history.push(Message::assistant(reply)),
+            // Keep the session going (a too-long conversation, say): say what happened and drop
+            // the turn that failed.
+            Err(e) => {
+                eprintln!("error: {e}");
+                history.pop();
+            }
+        }
     }
     Ok(())
 }

@@ -18,8 +18,7 @@
 //! ```
 //! use catena_core::{RunContext, Runnable, RunnableExt, runnable::from_fn};
 //!
-//! # tokio_test();
-//! # fn tokio_test() { let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # rt.block_on(async {
 //! let double = from_fn(|x: i32, _ctx| async move { Ok(x * 2) });
 //! let chain = double.pipe(from_fn(|x: i32, _ctx| async move { Ok(x + 1) })).map(|x| x.to_string());
@@ -27,7 +26,7 @@
 //! assert_eq!(chain.invoke(20, &ctx).await.unwrap(), "41");
 //! let outs: Vec<_> = chain.batch(vec![1, 2, 3], &ctx).await.into_iter().map(Result::unwrap).collect();
 //! assert_eq!(outs, ["3", "5", "7"]);
-//! # }) }
+//! # });
 //! ```
 
 use std::future::Future;
@@ -588,13 +587,13 @@ where
             if failed.is_empty() {
                 break;
             }
-            if let Err(e) = sleep_or_cancel(self.policy.backoff(attempt), ctx).await {
+            if sleep_or_cancel(self.policy.backoff(attempt), ctx).await.is_err() {
+                // Cancelled while waiting to retry: the items still failing end as cancelled.
                 for i in failed {
                     if let Some(slot) = results.get_mut(i) {
                         *slot = Err(Error::Cancelled);
                     }
                 }
-                let _ = e;
                 break;
             }
             let retry_inputs = failed.iter().filter_map(|&i| inputs.get(i).cloned()).collect();

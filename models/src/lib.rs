@@ -6,7 +6,7 @@
 //! (`cuda`, `vulkan`, `metal`) is enabled. [`files`] fetches, verifies and caches the default
 //! models; [`convert`] turns sentence-transformers BERT models into GGUF.
 //!
-//! ```no_run
+//! ```
 //! use catena_core::{ChatModel, ChatRequest, Embedder, Message, RunContext};
 //! use catena_models::{LlamaChatModel, LlamaEmbedder};
 //!
@@ -17,8 +17,10 @@
 //! let embedder = LlamaEmbedder::load_default().await?;
 //!
 //! let ctx = RunContext::new();
-//! let reply = chat.chat(ChatRequest::new(vec![Message::user("Name a colour.")]), &ctx).await?;
+//! let request = ChatRequest::new(vec![Message::user("Name a colour.")]).with_max_tokens(16);
+//! let reply = chat.chat(request, &ctx).await?;
 //! let vectors = embedder.embed(&[reply.text().to_owned()], &ctx).await?;
+//! assert_eq!(vectors[0].len(), 384);
 //! println!("{} -> {} dimensions", reply.text(), vectors[0].len());
 //! # Ok(()) }
 //! ```
@@ -37,5 +39,5 @@ mod llama;
 
 #[cfg(feature = "llama")]
 pub use llama::{
-    LlamaChatModel, LlamaEmbedder, LlamaOptions, Perplexity, backend as llama_backend, perplexity,
+    KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, Perplexity, backend as llama_backend, perplexity,
 };

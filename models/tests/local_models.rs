@@ -218,6 +218,18 @@ fn bad_inputs_are_typed_errors_and_the_model_keeps_working() {
         .with_response_format(ResponseFormat::Grammar { gbnf: "root ::= (((".into() });
     let err = rt().block_on(model.chat(req, &ctx)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // A schema the converter cannot turn into a grammar.
+    let req = ChatRequest::new(vec![Message::user("hi")]).with_response_format(ResponseFormat::JsonSchema {
+        name: "bad".into(),
+        schema: json!({"$ref": "#/$defs/missing"}),
+    });
+    let err = rt().block_on(model.chat(req, &ctx)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    // A tool choice naming a tool the request does not offer.
+    let mut req = ChatRequest::new(vec![Message::user("hi")]).with_tools(vec![add_tool()]);
+    req.tool_choice = catena_core::ToolChoice::Tool("nope".into());
+    let err = rt().block_on(model.chat(req, &ctx)).unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
     // Still serving.
     let reply = rt()
         .block_on(model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &ctx))
@@ -384,4 +396,22 @@ fn perplexity_ranks_natural_text_below_scrambled_text() {
     assert!(natural.perplexity <= chunked.perplexity * 1.05, "more context does not make it much worse");
     let err = catena_models::perplexity(&path, "x", 32, 64, &opts).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn quantised_kv_cache_and_flash_attention_options_work() {
+    let options = LlamaOptions {
+        n_ctx: Some(512),
+        parallel: Some(1),
+        flash_attention: Some(true),
+        kv_cache: catena_models::KvCache::Q8_0,
+        ..LlamaOptions::default()
+    };
+    let model = LlamaChatModel::load_blocking(&files::resolve("chat").unwrap(), options).unwrap();
+    let reply = rt()
+        .block_on(
+            model.chat(ChatRequest::new(vec![Message::user("Hi!")]).with_max_tokens(8), &RunContext::new()),
+        )
+        .unwrap();
+    assert!(reply.usage.completion_tokens > 0);
 }

@@ -36,6 +36,20 @@ fn corrupt_cache_and_missing_pip_are_typed_errors() {
         std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert!(leftovers.iter().all(|n| !n.to_string_lossy().starts_with(".pull-")), "{leftovers:?}");
 
+    // pip runs but cannot reach the package index (offline): a transient error that says so.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fake = dir.path().join("offline-python");
+        std::fs::write(&fake, "#!/bin/sh\necho 'ERROR: Could not find a version that satisfies the requirement (network is unreachable)' >&2\nexit 1\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: as above, this process runs only this test.
+        unsafe { std::env::set_var("CATENA_PYTHON", &fake) };
+        let err = files::pull(&files::CHAT, &PullOptions { force: true, progress: false }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
+        assert!(err.to_string().contains("network is unreachable"), "{err}");
+    }
+
     // A path that is not a default and not a file.
     let err = files::resolve("/definitely/not/a/model.gguf").unwrap_err();
     assert!(err.to_string().contains("cannot open model file"), "{err}");

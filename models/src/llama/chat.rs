@@ -172,14 +172,13 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
     let n_seq = options.parallel.unwrap_or(DEFAULT_PARALLEL).clamp(1, 64);
     let n_batch = options.n_batch.unwrap_or(512).clamp(32, seq_ctx);
     // One KV cache shared by all sequences, sized so each can hold a full window.
-    let params = LlamaContextParams::default()
+    let params = options
+        .context_params()
         .with_n_ctx(std::num::NonZeroU32::new(seq_ctx.saturating_mul(n_seq)))
         .with_n_seq_max(n_seq)
         .with_kv_unified(true)
         .with_n_batch(n_batch)
-        .with_n_ubatch(options.n_ubatch.unwrap_or(512).clamp(32, n_batch))
-        .with_n_threads(options.threads())
-        .with_n_threads_batch(options.threads_batch());
+        .with_n_ubatch(options.n_ubatch.unwrap_or(512).clamp(32, n_batch));
     let Some(mut ctx) = or_report(ready, new_context(&model, params)) else { return };
     let vocab = model.vocab();
     let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();

@@ -133,14 +133,13 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
     let Some(model) = or_report(ready, load_model(path, options)) else { return };
     let n_ctx = options.n_ctx.unwrap_or_else(|| model.n_ctx_train()).clamp(8, 8192);
     // Non-causal models need each sequence within one micro-batch, so the batch sizes equal the window.
-    let params = LlamaContextParams::default()
+    let params = options
+        .context_params()
         .with_embeddings(true)
         .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
         .with_n_batch(n_ctx)
         .with_n_ubatch(n_ctx)
-        .with_n_seq_max(MAX_SEQS)
-        .with_n_threads(options.threads())
-        .with_n_threads_batch(options.threads_batch());
+        .with_n_seq_max(MAX_SEQS);
     let Some(mut ctx) = or_report(ready, new_context(&model, params)) else { return };
     let max_tokens = model
         .meta_val_str("catena.max_seq_length")

@@ -47,6 +47,23 @@ pub struct LlamaOptions {
     /// Reuse evaluated prompt prefixes between requests (default true). Off, every request
     /// evaluates its whole prompt: only useful to measure what reuse saves.
     pub reuse_prefix: bool,
+    /// Flash attention: `None` lets llama.cpp decide (the default), or force it on or off.
+    pub flash_attention: Option<bool>,
+    /// Number format of the KV cache (default f16). Quantised caches save memory for long
+    /// contexts; llama.cpp needs flash attention for a quantised V cache.
+    pub kv_cache: KvCache,
+}
+
+/// Number formats for the KV cache; see [`LlamaOptions::kv_cache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvCache {
+    /// 16-bit floats.
+    #[default]
+    F16,
+    /// 8-bit quantised (about half the memory of f16).
+    Q8_0,
+    /// 4-bit quantised (about a quarter).
+    Q4_0,
 }
 
 impl Default for LlamaOptions {
@@ -62,6 +79,8 @@ impl Default for LlamaOptions {
             use_mmap: true,
             use_mlock: false,
             reuse_prefix: true,
+            flash_attention: None,
+            kv_cache: KvCache::F16,
         }
     }
 }
@@ -75,6 +94,27 @@ impl LlamaOptions {
 
     pub(crate) fn threads_batch(&self) -> i32 {
         self.threads_batch.map_or_else(|| self.threads(), |t| i32::try_from(t.max(1)).unwrap_or(4))
+    }
+
+    /// Context parameters every context shares: threads, attention, cache format.
+    pub(crate) fn context_params(&self) -> llama_cpp_2::context::params::LlamaContextParams {
+        use llama_cpp_2::context::params::KvCacheType;
+        let policy = match self.flash_attention {
+            None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        let cache = match self.kv_cache {
+            KvCache::F16 => KvCacheType::F16,
+            KvCache::Q8_0 => KvCacheType::Q8_0,
+            KvCache::Q4_0 => KvCacheType::Q4_0,
+        };
+        llama_cpp_2::context::params::LlamaContextParams::default()
+            .with_n_threads(self.threads())
+            .with_n_threads_batch(self.threads_batch())
+            .with_flash_attention_policy(policy)
+            .with_type_k(cache)
+            .with_type_v(cache)
     }
 
     pub(crate) fn model_params(&self) -> llama_cpp_2::model::params::LlamaModelParams {

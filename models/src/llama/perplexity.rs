@@ -51,12 +51,11 @@ pub fn perplexity(
     }
     let n_ctx = u32::try_from(window).map_err(|_| Error::invalid_input("window too large"))?;
     let n_batch = n_ctx.min(options.n_batch.unwrap_or(512).max(32));
-    let params = LlamaContextParams::default()
+    let params = options
+        .context_params()
         .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
         .with_n_batch(n_batch)
-        .with_n_ubatch(n_batch.min(options.n_ubatch.unwrap_or(512)))
-        .with_n_threads(options.threads())
-        .with_n_threads_batch(options.threads_batch());
+        .with_n_ubatch(n_batch.min(options.n_ubatch.unwrap_or(512)));
     let mut ctx = super::new_context(&model, params)?;
     let n_vocab = usize::try_from(model.n_vocab()).unwrap_or(0);
     let mut nll = 0f64;
