@@ -3,6 +3,8 @@
 # target-independent results under benches/results/ (docs/benchmarks.md is written from them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The same target folder as the Makefile, so benchmarks reuse its builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/catena/target}"
 out=benches/results
 mkdir -p "$out"
 venv="$(benches/setup-python.sh)"

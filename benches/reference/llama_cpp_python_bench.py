@@ -12,7 +12,7 @@ import time
 
 from llama_cpp import Llama
 
-THREADS, N_CTX, N_BATCH, GEN_TOKENS, RUNS = 2, 2048, 512, 128, 3
+THREADS, N_CTX, N_BATCH, GEN_TOKENS, RUNS = 2, 2048, 512, 128, 5
 
 
 def long_prompt(run):

@@ -27,7 +27,7 @@ const THREADS: u32 = 2;
 const N_CTX: u32 = 2048;
 const N_BATCH: u32 = 512;
 const GEN_TOKENS: u32 = 128;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn main() {
     // `cargo test --all-targets` runs bench binaries without `--bench`: do nothing then.

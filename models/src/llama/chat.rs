@@ -9,7 +9,6 @@ use catena_core::{
     RunContext, Sampling,
 };
 use futures::stream::{BoxStream, StreamExt};
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;

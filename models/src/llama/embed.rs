@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use catena_core::{Embedder, Error, Event, Result, RunContext};
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;

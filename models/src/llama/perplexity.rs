@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use catena_core::{Error, Result};
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use serde::Serialize;
 
