@@ -11,7 +11,9 @@ venv="$(benches/setup-python.sh)"
 bin="${CARGO_TARGET_DIR:-$HOME/.cache/catena/target}/debug/catena"
 chat_gguf="$("$bin" models pull chat | awk '{print $2}')"
 embed_gguf="$("$bin" models pull embed | awk '{print $2}')"
-for part in chat embed reuse concurrency; do
+# catena and the bare loop generate in separate processes: llama.cpp's OpenMP thread teams of two
+# engines in one process compete for the cores and distort token rates.
+for part in chat-catena chat-bare embed reuse concurrency; do
   echo "== catena/bare: $part" >&2
   cargo bench --quiet -p catena-models --bench llama -- "$part" | tee "$out/llama-$part.jsonl"
 done

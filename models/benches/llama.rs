@@ -3,7 +3,7 @@
 //! by hand:
 //!
 //! ```text
-//! cargo bench -p catena-models --bench llama -- chat|embed|reuse|concurrency
+//! cargo bench -p catena-models --bench llama -- chat-catena|chat-bare|chat|embed|reuse|concurrency
 //! ```
 //!
 //! Each part prints JSON lines (one per measurement) that docs/benchmarks.md is written from.
@@ -38,11 +38,13 @@ fn main() {
     let part = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "chat".into());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     match part.as_str() {
-        "chat" => rt.block_on(chat()),
+        "chat" => rt.block_on(chat("both")),
+        "chat-catena" => rt.block_on(chat("catena")),
+        "chat-bare" => rt.block_on(chat("bare")),
         "embed" => rt.block_on(embed()),
         "reuse" => rt.block_on(reuse()),
         "concurrency" => rt.block_on(concurrency()),
-        other => panic!("unknown part {other}: chat, embed, reuse, concurrency"),
+        other => panic!("unknown part {other}: chat, chat-catena, chat-bare, embed, reuse, concurrency"),
     }
     println!("{}", json!({"part": part, "peak_rss_mb": peak_rss_mb()}));
 }
@@ -183,34 +185,41 @@ fn options() -> LlamaOptions {
     }
 }
 
-async fn chat() {
+/// `which`: "both" interleaves the two sides in one process; "catena" or "bare" runs one side
+/// alone (llama.cpp's OpenMP thread teams of two sides in one process compete for 2 cores).
+async fn chat(which: &str) {
     let path = files::resolve("chat").unwrap();
-    let catena = LlamaChatModel::load(&path, options()).await.unwrap();
+    let catena =
+        if which == "bare" { None } else { Some(LlamaChatModel::load(&path, options()).await.unwrap()) };
     // llama.cpp initialises once per process: the bare loop shares catena's backend handle.
     let backend = catena_models::llama_backend().unwrap();
-    let bare_model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
-    let (mut c_pp, mut c_tg, mut b_pp, mut b_tg) = (vec![], vec![], vec![], vec![]);
+    let bare_model = (which != "catena")
+        .then(|| LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap());
+    let (mut pp, mut tg) = ((vec![], vec![]), (vec![], vec![]));
     for run in 0..RUNS {
-        // Alternate the order so neither side always runs on a warmer cache.
         let user = long_prompt(run);
-        let c = catena_generate(&catena, &user, GEN_TOKENS).await;
-        let b = bare_generate(backend, &bare_model, &chatml(&user), c.generated);
-        assert_eq!(c.prompt_tokens, b.prompt_tokens, "both sides evaluate the same prompt");
-        c_pp.push(c.pp_rate());
-        c_tg.push(c.tg_rate());
-        b_pp.push(b.pp_rate());
-        b_tg.push(b.tg_rate());
-        println!(
-            "{}",
-            json!({"run": run, "prompt_tokens": c.prompt_tokens, "generated": c.generated,
-                   "catena_pp": c.pp_rate(), "bare_pp": b.pp_rate(), "catena_tg": c.tg_rate(), "bare_tg": b.tg_rate()})
-        );
+        let mut line = json!({"run": run});
+        let mut generated = GEN_TOKENS as usize;
+        if let Some(model) = &catena {
+            let c = catena_generate(model, &user, GEN_TOKENS).await;
+            generated = c.generated;
+            pp.0.push(c.pp_rate());
+            tg.0.push(c.tg_rate());
+            line["catena"] = json!({"prompt_tokens": c.prompt_tokens, "generated": c.generated, "pp": c.pp_rate(), "tg": c.tg_rate()});
+        }
+        if let Some(model) = &bare_model {
+            let b = bare_generate(backend, model, &chatml(&user), generated);
+            pp.1.push(b.pp_rate());
+            tg.1.push(b.tg_rate());
+            line["bare"] = json!({"prompt_tokens": b.prompt_tokens, "generated": b.generated, "pp": b.pp_rate(), "tg": b.tg_rate()});
+        }
+        println!("{line}");
     }
-    let (cp, ct, bp, bt) = (median(c_pp), median(c_tg), median(b_pp), median(b_tg));
+    let med = |v: &Vec<f64>| if v.is_empty() { None } else { Some(median(v.clone())) };
     println!(
         "{}",
-        json!({"summary": "chat", "threads": THREADS, "catena_pp_tok_s": cp, "bare_pp_tok_s": bp, "pp_ratio": cp / bp,
-               "catena_tg_tok_s": ct, "bare_tg_tok_s": bt, "tg_ratio": ct / bt})
+        json!({"summary": "chat", "sides": which, "threads": THREADS, "catena_pp_tok_s": med(&pp.0), "bare_pp_tok_s": med(&pp.1),
+               "catena_tg_tok_s": med(&tg.0), "bare_tg_tok_s": med(&tg.1)})
     );
 }
 
@@ -339,20 +348,30 @@ async fn concurrency() {
         let calls = (0..n).map(|i| {
             let m = model.clone();
             async move {
-                let req = greedy(
-                    ChatRequest::new(vec![Message::user(format!(
-                        "Story {i}: tell me about a lighthouse keeper."
-                    ))])
-                    .with_max_tokens(96),
-                );
-                m.chat(req, &RunContext::new()).await.unwrap().usage.completion_tokens
+                let user = format!("Story {i}: tell me about a lighthouse keeper.");
+                let req = greedy(ChatRequest::new(vec![Message::user(user)]).with_max_tokens(96));
+                let ctx = RunContext::new();
+                let mut stream = m.chat_stream(req, &ctx);
+                let (mut first, mut tokens) = (None, 0);
+                while let Some(d) = stream.next().await {
+                    let d = d.unwrap();
+                    if first.is_none() && !d.content.is_empty() {
+                        first = Some(start.elapsed().as_secs_f64());
+                    }
+                    tokens = d.usage.map_or(tokens, |u| u.completion_tokens);
+                }
+                (tokens, first.unwrap_or(0.0), start.elapsed().as_secs_f64())
             }
         });
-        let tokens: u32 = futures::future::join_all(calls).await.into_iter().sum();
+        let results = futures::future::join_all(calls).await;
         let secs = start.elapsed().as_secs_f64();
+        let tokens: u32 = results.iter().map(|r| r.0).sum();
+        let first: Vec<f64> = results.iter().map(|r| r.1).collect();
+        let done: Vec<f64> = results.iter().map(|r| r.2).collect();
         println!(
             "{}",
-            json!({"summary": "concurrency", "requests": n, "tokens": tokens, "seconds": secs, "tok_s": f64::from(tokens) / secs})
+            json!({"summary": "concurrency", "requests": n, "tokens": tokens, "seconds": secs,
+                   "tok_s": f64::from(tokens) / secs, "first_token_s": first, "done_s": done})
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
