@@ -138,7 +138,9 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
         .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
         .with_n_batch(n_ctx)
         .with_n_ubatch(n_ctx)
-        .with_n_seq_max(MAX_SEQS);
+        .with_n_seq_max(MAX_SEQS)
+        // Unified: every sequence may use the whole window (split, each would get n_ctx / MAX_SEQS).
+        .with_kv_unified(true);
     let Some(mut ctx) = or_report(ready, new_context(&model, params)) else { return };
     let max_tokens = model
         .meta_val_str("catena.max_seq_length")

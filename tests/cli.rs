@@ -1,0 +1,127 @@
+//! The `catena` command line, run as a user would, on the real default models.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn catena(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catena")).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = catena(&["--help"]);
+    assert!(out.status.success());
+    for cmd in ["models", "chat", "embed", "eval"] {
+        assert!(stdout(&out).contains(cmd), "{}", stdout(&out));
+    }
+    let out = catena(&["models", "pull", "--help"]);
+    assert!(stdout(&out).contains("--force"));
+}
+
+#[test]
+fn models_list_reports_both_defaults_verified() {
+    let out = catena(&["models", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = list.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["chat", "embed"]);
+    // `make test` pulls the models first, so both are verified.
+    assert!(list.iter().all(|m| m["sha256"].as_str().is_some_and(|s| s.len() == 64)), "{list:?}");
+}
+
+#[test]
+fn embed_prints_one_json_object_per_text_from_args_or_stdin() {
+    let out = catena(&["embed", "hello world", "vector search"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["text"], "vector search");
+    assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 384);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .arg("embed")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"one\ntwo\nthree\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out).lines().count(), 3);
+}
+
+#[test]
+fn chat_one_shot_streams_a_reply_and_json_schema_constrains_it() {
+    let out = catena(&["chat", "--max-tokens", "12", "Say hello."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("person.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}"#,
+    )
+    .unwrap();
+    let out = catena(&[
+        "chat",
+        "--max-tokens",
+        "64",
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "Invent a person.",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let person: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(person["name"].is_string() && person["age"].is_i64(), "{person}");
+}
+
+#[test]
+fn chat_reads_turns_from_stdin_without_a_tty() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(["chat", "--max-tokens", "8"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Hi!\nName a colour.\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().filter(|l| !l.trim().is_empty()).count(), 2, "{}", stdout(&out));
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_message_that_names_the_problem() {
+    let out = catena(&["chat", "--model", "/no/such/model.gguf", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot open model file /no/such/model.gguf"), "{}", stderr(&out));
+
+    let out = catena(&["eval", "perplexity", "/no/such/text.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/such/text.txt"), "{}", stderr(&out));
+
+    let empty = tempfile::tempdir().unwrap();
+    let target = empty.path().join("out.gguf");
+    let out = catena(&["models", "convert", empty.path().to_str().unwrap(), target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("config.json is missing"), "{}", stderr(&out));
+    assert!(!target.exists(), "nothing is written on failure");
+
+    let out = catena(&["chat", "--json-schema", "/no/schema.json", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/schema.json"), "{}", stderr(&out));
+
+    let out = catena(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+}
