@@ -177,19 +177,25 @@ impl Splitter for RecursiveCharacterSplitter {
 
     /// Chunks carry their document's metadata and, with [`with_start_index`](Self::with_start_index),
     /// `start_index`: where the chunk starts in the document, in characters, found the way
-    /// LangChain finds it (searching from just before the end of the previous chunk's overlap).
+    /// LangChain finds it (searching from where the previous chunk's overlap begins); -1 when the
+    /// chunk is not found from there, as in LangChain.
     fn split_documents(&self, documents: &[Document]) -> Result<Vec<Document>> {
         let mut chunks = Vec::new();
         for document in documents {
-            let mut index: usize = 0;
-            let mut previous_len: usize = 0;
+            // Signed, as in LangChain: a chunk not found (after whitespace stripping or with the
+            // separator dropped) gets -1, and the next search starts from there.
+            let mut index: i64 = 0;
+            let mut previous_len: i64 = 0;
             for text in self.split_text(&document.content)? {
                 let mut metadata = document.metadata.clone();
                 if self.add_start_index {
-                    let offset = (index + previous_len).saturating_sub(self.chunk_overlap);
-                    index = char_find(&document.content, &text, offset).unwrap_or(0);
+                    let overlap = i64::try_from(self.chunk_overlap).unwrap_or(i64::MAX);
+                    let offset = usize::try_from((index + previous_len - overlap).max(0)).unwrap_or(0);
+                    index = char_find(&document.content, &text, offset)
+                        .and_then(|i| i64::try_from(i).ok())
+                        .unwrap_or(-1);
                     metadata.insert("start_index".into(), index.into());
-                    previous_len = char_len(&text);
+                    previous_len = i64::try_from(char_len(&text)).unwrap_or(i64::MAX);
                 }
                 chunks.push(Document { id: None, content: text, metadata });
             }
