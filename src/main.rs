@@ -154,28 +154,27 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Models(cmd) => models(cmd).await,
         Command::Chat(args) => chat(args).await,
         Command::Embed(args) => embed(args).await,
-        Command::Eval(EvalCommand::Perplexity { file, model, window, stride, json }) => {
-            let path = model_path(&model).await?;
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-            let stride = stride.unwrap_or(window / 2).max(1);
-            let report = blocking(move || {
-                catena::models::perplexity(&path, &text, window, stride, &LlamaOptions::default())
-            })
-            .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(|e| Error::parse("report", e.to_string()))?
-                );
-            } else {
-                println!(
-                    "perplexity {:.4} (mean NLL {:.4} nats over {} of {} tokens, {} windows)",
-                    report.perplexity, report.mean_nll, report.scored, report.tokens, report.windows
-                );
-            }
-            Ok(())
-        }
+        Command::Eval(cmd) => eval(cmd).await,
     }
+}
+
+async fn eval(cmd: EvalCommand) -> Result<()> {
+    let EvalCommand::Perplexity { file, model, window, stride, json } = cmd;
+    let path = model_path(&model).await?;
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    let stride = stride.unwrap_or(window / 2).max(1);
+    let report =
+        blocking(move || catena::models::perplexity(&path, &text, window, stride, &LlamaOptions::default()))
+            .await?;
+    if json {
+        println!("{}", serde_json::to_string(&report).map_err(|e| Error::parse("report", e.to_string()))?);
+    } else {
+        println!(
+            "perplexity {:.4} (mean NLL {:.4} nats over {} of {} tokens, {} windows)",
+            report.perplexity, report.mean_nll, report.scored, report.tokens, report.windows
+        );
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
