@@ -22,3 +22,9 @@ for part in chat embed; do
   "$venv/bin/python" benches/reference/llama_cpp_python_bench.py "$part" "$chat_gguf" "$embed_gguf" \
     | tee "$out/llama-cpp-python-$part.jsonl"
 done
+
+echo "== splitters: catena vs langchain-text-splitters" >&2
+corpora="$(mktemp -d)"
+cargo bench --quiet -p catena-splitters --bench recursive -- "$corpora" | tee "$out/splitter-catena.jsonl"
+"$venv/bin/python" benches/reference/langchain_splitter_bench.py "$corpora" | tee "$out/splitter-langchain.jsonl"
+rm -rf "$corpora"
