@@ -53,7 +53,7 @@ fn prose(bytes: usize, paragraphs: bool, rng: &mut Rng) -> String {
             s.push_str(WORDS[rng.next() % WORDS.len()]);
         }
         s.push_str(". ");
-        if paragraphs && rng.next() % 5 == 0 {
+        if paragraphs && rng.next().is_multiple_of(5) {
             s.push_str("\n\n");
         }
     }
@@ -78,7 +78,7 @@ fn cjk(bytes: usize, rng: &mut Rng) -> String {
     let mut s = String::with_capacity(bytes + 8);
     while s.len() < bytes {
         s.push(chars[rng.next() % chars.len()]);
-        if rng.next() % 60 == 0 {
+        if rng.next().is_multiple_of(60) {
             s.push('。');
         }
     }
