@@ -198,8 +198,8 @@ impl<'m> Scheduler<'m> {
         tracing::trace!(?kind, prompt_len = prompt.len(), "rendered chat prompt");
         let vocab = self.model.vocab();
         // Templates that write the BOS token themselves must not get a second one.
-        let bos = String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
-        let add_bos = vocab.should_add_bos() && !(bos.is_empty() || prompt.starts_with(&bos));
+        let bos = self.template.bos();
+        let add_bos = vocab.should_add_bos() && !(bos.is_empty() || prompt.starts_with(bos));
         let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
         if tokens.is_empty() {
             return Err(Error::invalid_input("the rendered prompt has no tokens"));

@@ -48,6 +48,11 @@ impl ChatTemplate {
         Self { env, source, bos, eos }
     }
 
+    /// The BOS token's text (empty when the model has none).
+    pub(crate) fn bos(&self) -> &str {
+        &self.bos
+    }
+
     /// Renders the conversation with the generation prompt open for the assistant.
     pub(crate) fn render(
         &self,
