@@ -10,6 +10,19 @@ fn catena(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_catena")).args(args).output().unwrap()
 }
 
+/// Runs `catena ARGS` with `input` on its standard input (not a terminal).
+fn catena_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -49,14 +62,7 @@ fn embed_prints_one_json_object_per_text_from_args_or_stdin() {
     assert_eq!(lines[1]["text"], "vector search");
     assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 384);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
-        .arg("embed")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"one\ntwo\nthree\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = catena_with_stdin(&["embed"], b"one\ntwo\nthree\n");
     assert_eq!(stdout(&out).lines().count(), 3);
 }
 
@@ -88,15 +94,7 @@ fn chat_one_shot_streams_a_reply_and_json_schema_constrains_it() {
 
 #[test]
 fn chat_reads_turns_from_stdin_without_a_tty() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
-        .args(["chat", "--max-tokens", "8"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"Hi!\nName a colour.\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = catena_with_stdin(&["chat", "--max-tokens", "8"], b"Hi!\nName a colour.\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().filter(|l| !l.trim().is_empty()).count(), 2, "{}", stdout(&out));
 }
