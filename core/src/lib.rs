@@ -26,7 +26,7 @@
 //! - [`document`]: [`Document`], [`ScoredDocument`], metadata.
 //! - [`message`]: [`Message`], [`ChatRequest`], [`ChatResponse`], [`ChatDelta`], [`Usage`], sampling.
 //! - [`traits`]: [`ChatModel`], [`Embedder`], [`VectorStore`], [`Retriever`], [`Reranker`], [`Tool`] /
-//!   [`TypedTool`], [`Memory`], [`Loader`], [`Splitter`].
+//!   [`TypedTool`], [`Memory`], [`Loader`], [`Splitter`], [`Tokenizer`].
 //! - [`runnable`]: [`Runnable`] and its combinators (pipe, map, parallel, assign, retry, fallbacks, timeout).
 //! - [`prompt`]: [`PromptTemplate`], [`ChatPromptTemplate`], [`FewShotPromptTemplate`].
 //! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`].
@@ -60,8 +60,8 @@ pub use output::{JsonOutputParser, StrOutputParser};
 pub use prompt::{ChatPromptTemplate, FewShotPromptTemplate, PromptTemplate};
 pub use runnable::{BoxRunnable, Parallel, Passthrough, RetryPolicy, Runnable, RunnableExt};
 pub use traits::{
-    ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tool,
-    ToolOutput, TypedTool, VectorQuery, VectorStore,
+    ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tokenizer,
+    Tool, ToolOutput, TypedTool, VectorQuery, VectorStore,
 };
 
 /// The names most programs need: `use catena_core::prelude::*;`.

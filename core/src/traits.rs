@@ -354,6 +354,24 @@ impl<T: Loader + ?Sized> Runnable<(), Vec<Document>> for T {
     }
 }
 
+/// Turns text into model token ids and back: the tokenizer of a GGUF model, a tiktoken encoding.
+///
+/// Token-based splitting and token-counted chunk lengths are built on it, so chunks can be sized
+/// in the units the embedding or chat model actually limits.
+pub trait Tokenizer: Send + Sync {
+    /// The token ids of `text` (no special tokens added).
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+
+    /// The text of `tokens`. A window that cuts a multi-byte character in two decodes lossily
+    /// (U+FFFD), as tiktoken and Hugging Face tokenizers do.
+    fn decode(&self, tokens: &[u32]) -> Result<String>;
+
+    /// How many tokens `text` has; override when counting is cheaper than encoding.
+    fn count(&self, text: &str) -> Result<usize> {
+        Ok(self.encode(text)?.len())
+    }
+}
+
 /// Cuts documents into chunks.
 pub trait Splitter: Send + Sync {
     /// The chunks of one text.

@@ -17,9 +17,32 @@
 //! ```
 //!
 //! ## Contents
-//! - [`RecursiveCharacterSplitter`]: LangChain's `RecursiveCharacterTextSplitter` algorithm
-//!   (separators tried in order, pieces merged up to the chunk size with overlap).
+//! - [`RecursiveCharacterSplitter`]: LangChain's `RecursiveCharacterTextSplitter`, chunk for
+//!   chunk: literal or regex separators, [`KeepSeparator`], [`LengthFunction`] (characters, bytes,
+//!   tokens), `start_index`; [`Language`] presets for code and markup.
 
+mod language;
+mod length;
 mod recursive;
+mod separator;
 
-pub use recursive::{KeepSeparator, RecursiveCharacterSplitter};
+pub use language::Language;
+pub use length::LengthFunction;
+pub use recursive::RecursiveCharacterSplitter;
+pub use separator::KeepSeparator;
+
+use catena_core::{Document, Result};
+use rayon::prelude::*;
+
+/// Splits documents on rayon's thread pool, keeping their order. One document is split on the
+/// caller's thread: there is nothing to share out.
+pub(crate) fn split_in_parallel(
+    documents: &[Document],
+    split: impl Fn(&Document) -> Result<Vec<Document>> + Sync,
+) -> Result<Vec<Document>> {
+    if let [one] = documents {
+        return split(one);
+    }
+    let per_document: Vec<Vec<Document>> = documents.par_iter().map(&split).collect::<Result<_>>()?;
+    Ok(per_document.into_iter().flatten().collect())
+}

@@ -1,10 +1,12 @@
 //! The recursive splitter gives LangChain's chunks and start indices, case for case, on 400
-//! random texts and settings (tests/data/langchain_splitter_cases.json, produced by
-//! langchain-text-splitters 1.1.3 through benches/reference/langchain_splitter_cases.py).
+//! random texts and settings plus a varied corpus (code in every preset language, markdown, CJK,
+//! emoji, CRLF, control characters, a 10k-character word, empty input) under literal and regex
+//! separators, language presets and byte lengths (tests/data/langchain_splitter_cases.json,
+//! produced by langchain-text-splitters 1.1.3 through benches/reference/langchain_splitter_cases.py).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use catena_core::{Document, Splitter};
-use catena_splitters::{KeepSeparator, RecursiveCharacterSplitter};
+use catena_splitters::{KeepSeparator, Language, LengthFunction, RecursiveCharacterSplitter};
 use serde_json::Value;
 
 #[test]
@@ -21,13 +23,27 @@ fn identical_to_langchain_on_random_cases() {
             "end" => KeepSeparator::End,
             _ => KeepSeparator::None,
         };
-        let mut splitter = RecursiveCharacterSplitter::new(size, overlap)
+        let base = match case["language"].as_str() {
+            Some(name) => {
+                RecursiveCharacterSplitter::from_language(name.parse::<Language>().unwrap(), size, overlap)
+            }
+            None => RecursiveCharacterSplitter::new(size, overlap),
+        };
+        let mut splitter = base
             .unwrap()
             .with_keep_separator(keep)
             .with_strip_whitespace(case["strip_whitespace"].as_bool().unwrap())
             .with_start_index(true);
+        if case["length"] == "bytes" {
+            splitter = splitter.with_length(LengthFunction::Bytes);
+        }
         if let Some(seps) = case["separators"].as_array() {
-            splitter = splitter.with_separators(seps.iter().map(|s| s.as_str().unwrap().to_owned()));
+            let seps = seps.iter().map(|s| s.as_str().unwrap());
+            splitter = if case["regex"] == true {
+                splitter.with_regex_separators(seps).unwrap()
+            } else {
+                splitter.with_separators(seps)
+            };
         }
         let text = case["text"].as_str().unwrap();
         let got = splitter.split_documents(&[Document::new(text)]).unwrap();
@@ -38,7 +54,11 @@ fn identical_to_langchain_on_random_cases() {
         let want_starts: Vec<i64> =
             case["start_index"].as_array().unwrap().iter().map(|c| c.as_i64().unwrap()).collect();
         if chunks != want_chunks || starts != want_starts {
-            failures.push(format!("case {i} (size {size}, overlap {overlap}, {keep:?}): got {chunks:?} @ {starts:?}, want {want_chunks:?} @ {want_starts:?}"));
+            let (language, separators, length) = (&case["language"], &case["separators"], &case["length"]);
+            failures.push(format!(
+                "case {i} (size {size}, overlap {overlap}, {keep:?}, {language}, {separators}, {length}): \
+                 got {chunks:?} @ {starts:?}, want {want_chunks:?} @ {want_starts:?}"
+            ));
         }
     }
     assert!(
