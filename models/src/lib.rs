@@ -29,6 +29,7 @@
 //! - [`files`]: default models ([`files::CHAT`], [`files::EMBED`]), cache folder, pull and verify.
 //! - [`convert`] (feature `llama`): BERT safetensors to GGUF with llama.cpp's GGUF writer.
 //! - [`LlamaChatModel`], [`LlamaEmbedder`], [`LlamaOptions`] (feature `llama`).
+//! - [`LlamaTokenizer`]: a GGUF model's tokenizer alone, for token-sized chunks (feature `llama`).
 //! - [`perplexity()`]: a model's perplexity on a text, with a sliding window (feature `llama`).
 
 #[cfg(feature = "llama")]
@@ -39,5 +40,6 @@ mod llama;
 
 #[cfg(feature = "llama")]
 pub use llama::{
-    KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, Perplexity, backend as llama_backend, perplexity,
+    KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer, Perplexity,
+    backend as llama_backend, perplexity,
 };

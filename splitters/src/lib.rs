@@ -20,16 +20,35 @@
 //! - [`RecursiveCharacterSplitter`]: LangChain's `RecursiveCharacterTextSplitter`, chunk for
 //!   chunk: literal or regex separators, [`KeepSeparator`], [`LengthFunction`] (characters, bytes,
 //!   tokens), `start_index`; [`Language`] presets for code and markup.
+//! - [`MarkdownHeaderSplitter`]: LangChain's `MarkdownHeaderTextSplitter` (header path into
+//!   metadata, code fences respected, optional header stripping).
+//! - [`TokenSplitter`]: windows of model tokens, with [`TiktokenTokenizer`] (feature `tiktoken`)
+//!   or a GGUF model's tokenizer.
+//! - [`SemanticSplitter`]: breakpoints where consecutive sentences' embeddings drift apart
+//!   (LangChain's `SemanticChunker`), plus a maximum chunk size.
+//!
+//! Every splitter splits many documents in parallel (rayon) and keeps their order.
 
 mod language;
 mod length;
+mod markdown;
 mod recursive;
+mod semantic;
 mod separator;
+mod start_index;
+mod token;
 
 pub use language::Language;
 pub use length::LengthFunction;
+pub use markdown::MarkdownHeaderSplitter;
 pub use recursive::RecursiveCharacterSplitter;
+pub use semantic::{BreakpointThreshold, SemanticSplitter};
 pub use separator::KeepSeparator;
+#[cfg(feature = "tiktoken")]
+pub use token::TiktokenTokenizer;
+pub use token::TokenSplitter;
+
+pub(crate) use start_index::with_start_indices;
 
 use catena_core::{Document, Result};
 use rayon::prelude::*;

@@ -1,12 +1,11 @@
 //! [`RecursiveCharacterSplitter`]: LangChain's recursive character splitting, chunk for chunk.
 
 use catena_core::{Document, Error, Result, Splitter};
-use memchr::memmem;
 
 use crate::language::Language;
 use crate::length::LengthFunction;
 use crate::separator::{KeepSeparator, Separator};
-use crate::split_in_parallel;
+use crate::{split_in_parallel, with_start_indices};
 
 /// Splits on the first separator (of `["\n\n", "\n", " ", ""]` by default) that occurs in the
 /// text, merges the pieces into chunks of at most `chunk_size` with up to `chunk_overlap` of
@@ -294,28 +293,6 @@ impl RecursiveCharacterSplitter {
         }
         self.push_chunk(text.get(start..).unwrap_or_default(), out);
     }
-
-    fn split_document(&self, document: &Document) -> Result<Vec<Document>> {
-        let texts = self.split_text(&document.content)?;
-        let mut finder = CharFinder::new(&document.content);
-        // Signed, as in LangChain: a chunk not found (after whitespace stripping or with the
-        // separator dropped) gets -1, and the next search starts from there.
-        let mut index: i64 = 0;
-        let mut previous_len: i64 = 0;
-        let overlap = i64::try_from(self.chunk_overlap).unwrap_or(i64::MAX);
-        let mut chunks = Vec::with_capacity(texts.len());
-        for text in texts {
-            let mut metadata = document.metadata.clone();
-            if self.add_start_index {
-                let offset = usize::try_from((index + previous_len - overlap).max(0)).unwrap_or(0);
-                index = finder.find(&text, offset).and_then(|i| i64::try_from(i).ok()).unwrap_or(-1);
-                metadata.insert("start_index".into(), index.into());
-                previous_len = i64::try_from(text.chars().count()).unwrap_or(i64::MAX);
-            }
-            chunks.push(Document { id: None, content: text, metadata });
-        }
-        Ok(chunks)
-    }
 }
 
 pub(crate) fn check_sizes(chunk_size: usize, chunk_overlap: usize) -> Result<()> {
@@ -342,61 +319,15 @@ impl Splitter for RecursiveCharacterSplitter {
     /// LangChain finds it (searching from where the previous chunk's overlap begins); -1 when the
     /// chunk is not found from there, as in LangChain. Documents are split in parallel.
     fn split_documents(&self, documents: &[Document]) -> Result<Vec<Document>> {
-        split_in_parallel(documents, |d| self.split_document(d))
-    }
-}
-
-/// Python's `str.find(sub, start)` in code points, for searches that mostly move forward: it keeps
-/// a cursor, so finding every chunk of a document costs time linear in its length.
-struct CharFinder<'t> {
-    text: &'t str,
-    ascii: bool,
-    cursor_char: usize,
-    cursor_byte: usize,
-}
-
-impl<'t> CharFinder<'t> {
-    fn new(text: &'t str) -> Self {
-        Self { text, ascii: text.is_ascii(), cursor_char: 0, cursor_byte: 0 }
-    }
-
-    fn byte_of(&mut self, char_index: usize) -> usize {
-        if self.ascii {
-            return char_index.min(self.text.len());
-        }
-        if char_index < self.cursor_char {
-            (self.cursor_char, self.cursor_byte) = (0, 0);
-        }
-        let n = char_index - self.cursor_char;
-        let rest = self.text.get(self.cursor_byte..).unwrap_or_default();
-        match rest.char_indices().nth(n) {
-            Some((i, _)) => {
-                self.cursor_char = char_index;
-                self.cursor_byte += i;
-            }
-            None => {
-                self.cursor_char += rest.chars().count();
-                self.cursor_byte = self.text.len();
-            }
-        }
-        self.cursor_byte
-    }
-
-    fn find(&mut self, needle: &str, start_char: usize) -> Option<usize> {
-        let from = self.byte_of(start_char);
-        let found = from + memmem::find(self.text.get(from..)?.as_bytes(), needle.as_bytes())?;
-        if self.ascii {
-            return Some(found);
-        }
-        self.cursor_char += self.text.get(self.cursor_byte..found).map_or(0, |s| s.chars().count());
-        self.cursor_byte = found;
-        Some(self.cursor_char)
+        split_in_parallel(documents, |d| {
+            Ok(with_start_indices(d, self.split_text(&d.content)?, self.add_start_index, self.chunk_overlap))
+        })
     }
 }
 
 /// Python's notion of whitespace for `str.strip()`: Unicode White_Space plus the information
 /// separators U+001C..U+001F.
-fn py_is_space(c: char) -> bool {
+pub(crate) fn py_is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
@@ -455,14 +386,6 @@ mod tests {
         // As LangChain: " éé" + " bb" would be 6 characters, so they do not merge.
         assert_eq!(chunks.iter().map(|c| c.content.as_str()).collect::<Vec<_>>(), ["éé aa", "éé", "bb"]);
         assert_eq!(starts, [0, 6, 9]);
-    }
-
-    #[test]
-    fn char_finder_moves_both_ways() {
-        let mut f = CharFinder::new("aé aé aé");
-        assert_eq!(f.find("aé", 4), Some(6));
-        assert_eq!(f.find("aé", 0), Some(0));
-        assert_eq!(f.find("aé", 9), None);
     }
 
     #[test]

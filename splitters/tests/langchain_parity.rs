@@ -69,3 +69,44 @@ fn identical_to_langchain_on_random_cases() {
         failures[0]
     );
 }
+
+/// The markdown header splitter gives LangChain's sections and metadata on 150 generated documents
+/// (tests/data/langchain_markdown_cases.json, from benches/reference/langchain_markdown_cases.py).
+#[test]
+fn markdown_headers_identical_to_langchain() {
+    use catena_splitters::MarkdownHeaderSplitter;
+    let data: Value =
+        serde_json::from_str(include_str!("../../tests/data/langchain_markdown_cases.json")).unwrap();
+    let cases = data["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let headers = case["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_str().unwrap().to_owned()));
+        let mut splitter = MarkdownHeaderSplitter::new(headers)
+            .with_strip_headers(case["strip_headers"].as_bool().unwrap())
+            .with_return_each_line(case["return_each_line"].as_bool().unwrap());
+        if let Some(custom) = case["custom"].as_object() {
+            for (marker, level) in custom {
+                splitter = splitter.with_custom_header(marker.clone(), level.as_u64().unwrap() as usize);
+            }
+        }
+        let got: Vec<Value> = splitter
+            .split_sections(case["text"].as_str().unwrap())
+            .into_iter()
+            .map(|(content, metadata)| serde_json::json!({"content": content, "metadata": metadata}))
+            .collect();
+        if got != *case["sections"].as_array().unwrap() {
+            failures.push(format!("case {i}: got {got:?}, want {}", case["sections"]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ; first: {}",
+        failures.len(),
+        cases.len(),
+        failures[0]
+    );
+}

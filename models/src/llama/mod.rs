@@ -10,6 +10,7 @@ mod embed;
 mod perplexity;
 mod scheduler;
 mod template;
+mod tokenizer;
 mod tools;
 
 use std::sync::OnceLock;
@@ -20,6 +21,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 pub use chat::LlamaChatModel;
 pub use embed::LlamaEmbedder;
 pub use perplexity::{Perplexity, perplexity};
+pub use tokenizer::LlamaTokenizer;
 
 /// How a model is loaded and run. Every field has a default that works on a laptop CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
