@@ -1,4 +1,6 @@
-//! The `catena` command-line tool: manage local models, chat, embed.
+//! The `catena` command-line tool: manage local models, chat, embed, split and ingest documents.
+
+mod ingest;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -29,6 +31,19 @@ enum Command {
     Chat(ChatArgs),
     /// Embed texts (arguments, or one per line of stdin); prints one JSON object per line.
     Embed(EmbedArgs),
+    /// Split files (or folders) into chunks; prints one JSON object per chunk per line:
+    /// {"content": ..., "metadata": {"source": ..., "start_index": ...}}.
+    Split {
+        /// Files or folders; each file is loaded by its extension (md, html, pdf, json, jsonl,
+        /// csv, anything else as text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        args: ingest::SplitArgs,
+    },
+    /// Load, split, embed (default local embedding model) and store documents, with progress and
+    /// a summary (files ok/failed, chunks, time per stage).
+    Ingest(ingest::IngestArgs),
     /// Evaluate models and pipelines.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -154,6 +169,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Models(cmd) => models(cmd).await,
         Command::Chat(args) => chat(args).await,
         Command::Embed(args) => embed(args).await,
+        Command::Split { files, args } => ingest::split(files, args).await,
+        Command::Ingest(args) => ingest::ingest(args).await,
         Command::Eval(cmd) => eval(cmd).await,
     }
 }

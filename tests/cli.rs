@@ -123,3 +123,67 @@ fn bad_inputs_exit_non_zero_with_a_message_that_names_the_problem() {
     let out = catena(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage error");
 }
+
+#[test]
+fn split_prints_json_chunks_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("notes.md");
+    std::fs::write(
+        &good,
+        "# Notes\n\nFirst paragraph of notes.\n\nSecond paragraph, a bit longer than the first one.",
+    )
+    .unwrap();
+    let bad = dir.path().join("scan.pdf");
+    std::fs::write(&bad, b"%PDF-1.4 truncated").unwrap();
+    let out = catena(&[
+        "split",
+        "--chunk-size",
+        "40",
+        "--chunk-overlap",
+        "0",
+        "--add-start-index",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "a failed file makes the exit status non-zero");
+    let lines: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["content"], "# Notes\n\nFirst paragraph of notes.");
+    assert_eq!(lines[1]["content"], "Second paragraph, a bit longer than the");
+    assert_eq!(lines[1]["metadata"]["start_index"], 36);
+    assert_eq!(lines[1]["metadata"]["title"], "Notes");
+    assert!(lines[1]["metadata"]["source"].as_str().unwrap().ends_with("notes.md"));
+    assert!(stderr(&out).contains("scan.pdf is not a readable PDF"), "{}", stderr(&out));
+
+    let bad_settings =
+        catena(&["split", "--chunk-size", "10", "--chunk-overlap", "20", good.to_str().unwrap()]);
+    assert!(stderr(&bad_settings).contains("chunk_overlap (20) is larger than chunk_size (10)"));
+    let bad_language = catena(&["split", "--language", "klingon", good.to_str().unwrap()]);
+    assert!(stderr(&bad_language).contains("choose one of: c, cpp"), "{}", stderr(&bad_language));
+}
+
+#[test]
+fn ingest_embeds_stores_and_summarises_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::write(corpus.join("a.md"), "Ownership moves values. Borrowing lends them.").unwrap();
+    std::fs::write(corpus.join("b.html"), "<title>B</title><p>Lifetimes name how long borrows live.</p>")
+        .unwrap();
+    std::fs::write(corpus.join("c.csv"), "term,meaning\ncrate,a package\n").unwrap();
+    std::fs::write(corpus.join("d.pdf"), b"not a pdf").unwrap();
+    let store = dir.path().join("store");
+    let out = catena(&["ingest", corpus.to_str().unwrap(), "--store", store.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!((summary["files"].as_u64(), summary["files_ok"].as_u64()), (Some(4), Some(3)));
+    assert!(summary["failures"][0].as_str().unwrap().contains("d.pdf"));
+    assert_eq!(summary["chunks"], 3);
+    assert_eq!(summary["stored"], 3);
+    let written = std::fs::read_to_string(store.join("chunks.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = written.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["embedding"].as_array().unwrap().len(), 384);
+    assert_eq!(rows[2]["metadata"]["row"], 0);
+}

@@ -1,0 +1,372 @@
+//! `catena split` and `catena ingest`: files to chunks, and chunks to an indexed store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use catena::core::{
+    Document, Embedded, Embedder, Error, Event, Loader, Result, RunContext, Splitter, VectorStore,
+};
+use catena::loaders::{DirectoryLoader, load_file};
+use catena::models::{LlamaEmbedder, LlamaTokenizer};
+use catena::retrievers::{InMemoryVectorStore, document_id};
+use catena::splitters::{
+    KeepSeparator, Language, MarkdownHeaderSplitter, RecursiveCharacterSplitter, SemanticSplitter,
+    TiktokenTokenizer, TokenSplitter,
+};
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which splitter `catena split` uses.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SplitterKind {
+    /// LangChain's recursive character splitter (separators, or a --language preset).
+    Recursive,
+    /// Sections under markdown headers, header path in metadata.
+    Markdown,
+    /// Windows of model tokens (--tokenizer).
+    Token,
+    /// Breakpoints between sentences whose embeddings drift apart (default embedding model).
+    Semantic,
+}
+
+/// Splitter settings shared by `split` and `ingest`.
+#[derive(Args)]
+pub struct SplitArgs {
+    /// The splitter.
+    #[arg(long, value_enum, default_value = "recursive")]
+    splitter: SplitterKind,
+    /// Maximum chunk length (characters; tokens for --splitter token; the maximum for semantic).
+    #[arg(long, default_value_t = 1000)]
+    chunk_size: usize,
+    /// Overlap between consecutive chunks.
+    #[arg(long, default_value_t = 100)]
+    chunk_overlap: usize,
+    /// Where separators go: start (LangChain's default), end, or none.
+    #[arg(long, default_value = "start")]
+    keep_separator: String,
+    /// Separators of a language (python, rust, js, ts, go, java, c, cpp, markdown, html, latex, ...).
+    #[arg(long)]
+    language: Option<String>,
+    /// A separator, most preferred first (repeat the flag); replaces the defaults.
+    #[arg(long = "separator")]
+    separators: Vec<String>,
+    /// Treat --separator values as regular expressions.
+    #[arg(long)]
+    regex: bool,
+    /// Record each chunk's start offset (characters) as `start_index`.
+    #[arg(long)]
+    add_start_index: bool,
+    /// Keep whitespace around chunks.
+    #[arg(long)]
+    no_strip: bool,
+    /// For --splitter token: a tiktoken encoding (cl100k_base, o200k_base, ...), `embed` or
+    /// `chat` (the default models' tokenizers), or a GGUF path.
+    #[arg(long, default_value = "cl100k_base")]
+    tokenizer: String,
+}
+
+/// A configured splitter: the synchronous ones, or the semantic one, which embeds.
+enum AnySplitter {
+    Sync(Box<dyn Splitter>),
+    Semantic(SemanticSplitter),
+}
+
+impl AnySplitter {
+    async fn split(&self, documents: &[Document], ctx: &RunContext) -> Result<Vec<Document>> {
+        match self {
+            AnySplitter::Sync(s) => s.split_documents(documents),
+            AnySplitter::Semantic(s) => s.split_documents(documents, ctx).await,
+        }
+    }
+}
+
+async fn build_splitter(args: &SplitArgs, embedder: Option<Arc<dyn Embedder>>) -> Result<AnySplitter> {
+    Ok(match args.splitter {
+        SplitterKind::Recursive => {
+            let mut s = match &args.language {
+                Some(l) => RecursiveCharacterSplitter::from_language(
+                    l.parse::<Language>()?,
+                    args.chunk_size,
+                    args.chunk_overlap,
+                )?,
+                None => RecursiveCharacterSplitter::new(args.chunk_size, args.chunk_overlap)?,
+            };
+            if !args.separators.is_empty() {
+                let seps = args.separators.iter().map(|s| unescape(s));
+                s = if args.regex { s.with_regex_separators(seps)? } else { s.with_separators(seps) };
+            }
+            let keep: KeepSeparator = args.keep_separator.parse()?;
+            AnySplitter::Sync(Box::new(
+                s.with_keep_separator(keep)
+                    .with_start_index(args.add_start_index)
+                    .with_strip_whitespace(!args.no_strip),
+            ))
+        }
+        SplitterKind::Markdown => AnySplitter::Sync(Box::new(MarkdownHeaderSplitter::default())),
+        SplitterKind::Token => {
+            let tokenizer: Arc<dyn catena::core::Tokenizer> = match args.tokenizer.as_str() {
+                "embed" => Arc::new(LlamaTokenizer::load_default_embed().await?),
+                "chat" => Arc::new(LlamaTokenizer::load_default_chat().await?),
+                path if path.ends_with(".gguf") => Arc::new(LlamaTokenizer::load(Path::new(path)).await?),
+                encoding => Arc::new(TiktokenTokenizer::new(encoding)?),
+            };
+            AnySplitter::Sync(Box::new(
+                TokenSplitter::new(tokenizer, args.chunk_size, args.chunk_overlap)?
+                    .with_start_index(args.add_start_index),
+            ))
+        }
+        SplitterKind::Semantic => {
+            let embedder = match embedder {
+                Some(e) => e,
+                None => Arc::new(LlamaEmbedder::load_default().await?),
+            };
+            AnySplitter::Semantic(
+                SemanticSplitter::new(embedder)
+                    .with_max_chunk_size(args.chunk_size)?
+                    .with_start_index(args.add_start_index),
+            )
+        }
+    })
+}
+
+/// `\n`, `\t` and `\\` in separators given on the command line.
+fn unescape(s: &str) -> String {
+    s.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
+}
+
+fn warnings_to_stderr(progress: Option<ProgressBar>) -> RunContext {
+    RunContext::new().with_events(move |event: Event| {
+        if let Event::Warning { message } = event {
+            match &progress {
+                Some(p) => p.println(format!("warning: {message}")),
+                None => eprintln!("warning: {message}"),
+            }
+        }
+    })
+}
+
+/// Loads FILES (folders are walked), splits them, prints one JSON object per chunk.
+pub async fn split(files: Vec<PathBuf>, args: SplitArgs) -> Result<()> {
+    let splitter = build_splitter(&args, None).await?;
+    let ctx = warnings_to_stderr(None);
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for path in files {
+        for item in load_path(&path, &ctx).await {
+            let chunks = match item {
+                Ok(doc) => splitter.split(&[doc], &ctx).await,
+                Err(e) => Err(e),
+            };
+            match chunks {
+                Ok(chunks) => {
+                    for c in chunks {
+                        let line = serde_json::json!({"content": c.content, "metadata": c.metadata});
+                        match writeln!(out, "{line}") {
+                            Ok(()) => {}
+                            // The reader (`head`, a closed pipe) has what it wanted.
+                            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                            Err(e) => return Err(Error::from(e)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::invalid_input(format!(
+            "{failed} item(s) could not be loaded or split (see above)"
+        )));
+    }
+    Ok(())
+}
+
+/// Every document of a file, or of every file under a folder.
+async fn load_path(path: &Path, ctx: &RunContext) -> Vec<Result<Document>> {
+    if path.is_dir() {
+        let loader = DirectoryLoader::new(path);
+        loader.load(ctx).collect().await
+    } else {
+        load_file(path, ctx).await
+    }
+}
+
+/// `catena ingest` options.
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Files and folders to ingest.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The store folder (created; its chunks.jsonl is replaced).
+    #[arg(long)]
+    store: PathBuf,
+    /// Texts per embedding call.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    split: SplitArgs,
+}
+
+#[derive(Default)]
+struct Timings {
+    load: Duration,
+    split: Duration,
+    embed: Duration,
+    write: Duration,
+}
+
+/// Loads, splits, embeds (default local model) and stores; reports progress and a summary.
+pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.store).map_err(|e| Error::io(&args.store, e))?;
+    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+    let splitter = build_splitter(&args.split, Some(embedder.clone())).await?;
+    let store = InMemoryVectorStore::new();
+    let out_path = args.store.join("chunks.jsonl");
+    let file = std::fs::File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
+    let mut out = std::io::BufWriter::new(file);
+
+    let files: Vec<PathBuf> = collect_files(&args.paths);
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ctx = warnings_to_stderr(Some(bar.clone()));
+    let (mut ok, mut chunks_total, mut bytes) = (0usize, 0usize, 0u64);
+    let mut failures: Vec<String> = Vec::new();
+    let mut t = Timings::default();
+    let mut pending: Vec<Document> = Vec::new();
+
+    for path in &files {
+        let clock = Instant::now();
+        let items = load_file(path, &ctx).await;
+        t.load += clock.elapsed();
+        let mut file_failed = false;
+        for item in items {
+            let doc = match item {
+                Ok(doc) => doc,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    file_failed = true;
+                    continue;
+                }
+            };
+            bytes += doc.content.len() as u64;
+            let clock = Instant::now();
+            let chunks = splitter.split(&[doc], &ctx).await;
+            t.split += clock.elapsed();
+            match chunks {
+                Ok(chunks) => pending.extend(chunks.into_iter().filter(|c| !c.content.trim().is_empty())),
+                Err(e) => {
+                    failures.push(format!("{}: {e}", path.display()));
+                    file_failed = true;
+                }
+            }
+            while pending.len() >= args.batch_size {
+                let batch: Vec<Document> = pending.drain(..args.batch_size).collect();
+                chunks_total +=
+                    embed_and_write(batch, embedder.as_ref(), &store, &mut out, &ctx, &mut t).await?;
+            }
+        }
+        if !file_failed {
+            ok += 1;
+        }
+        bar.inc(1);
+        let rate = chunks_total as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{chunks_total} chunks  {rate:.0} chunks/s"));
+    }
+    if !pending.is_empty() {
+        chunks_total +=
+            embed_and_write(std::mem::take(&mut pending), embedder.as_ref(), &store, &mut out, &ctx, &mut t)
+                .await?;
+    }
+    out.flush().map_err(|e| Error::io(&out_path, e))?;
+    bar.finish_and_clear();
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = chunks_total as f64 / elapsed.max(1e-9);
+    let summary = serde_json::json!({
+        "files": files.len(), "files_ok": ok, "files_failed": files.len() - ok, "failures": failures,
+        "chunks": chunks_total, "stored": store.count().await?, "bytes": bytes, "seconds": elapsed,
+        "chunks_per_second": rate,
+        "stages": {"load": t.load.as_secs_f64(), "split": t.split.as_secs_f64(),
+                   "embed": t.embed.as_secs_f64(), "write": t.write.as_secs_f64()},
+        "output": out_path,
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        eprintln!(
+            "ingested {} of {} files into {} chunks in {elapsed:.1} s ({:.0} chunks/s); load {:.1} s, split {:.1} s, \
+             embed {:.1} s, write {:.1} s",
+            ok,
+            files.len(),
+            chunks_total,
+            rate,
+            t.load.as_secs_f64(),
+            t.split.as_secs_f64(),
+            t.embed.as_secs_f64(),
+            t.write.as_secs_f64()
+        );
+        for f in &failures {
+            eprintln!("  failed: {f}");
+        }
+        eprintln!("chunks and vectors: {}", out_path.display());
+    }
+    Ok(())
+}
+
+/// The files under the given paths, in order (folders walked with the directory loader's rules).
+fn collect_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(DirectoryLoader::new(p).files().into_iter().filter_map(|f| match f {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("warning: {e}");
+                    None
+                }
+            }));
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+}
+
+async fn embed_and_write(
+    batch: Vec<Document>,
+    embedder: &dyn Embedder,
+    store: &InMemoryVectorStore,
+    out: &mut impl Write,
+    ctx: &RunContext,
+    t: &mut Timings,
+) -> Result<usize> {
+    let clock = Instant::now();
+    let texts: Vec<String> = batch.iter().map(|d| d.content.clone()).collect();
+    let vectors = embedder.embed(&texts, ctx).await?;
+    t.embed += clock.elapsed();
+    let clock = Instant::now();
+    let n = batch.len();
+    let mut records = Vec::with_capacity(n);
+    for (mut document, vector) in batch.into_iter().zip(vectors) {
+        document.id = Some(document_id(&document));
+        let line = serde_json::json!({"id": document.id, "content": document.content, "metadata": document.metadata, "embedding": vector});
+        writeln!(out, "{line}").map_err(Error::from)?;
+        records.push(Embedded { document, vector });
+    }
+    store.upsert(records).await?;
+    t.write += clock.elapsed();
+    Ok(n)
+}
