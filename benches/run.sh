@@ -27,4 +27,36 @@ echo "== splitters: catena vs langchain-text-splitters" >&2
 corpora="$(mktemp -d)"
 cargo bench --quiet -p catena-splitters --bench recursive -- "$corpora" | tee "$out/splitter-catena.jsonl"
 "$venv/bin/python" benches/reference/langchain_splitter_bench.py "$corpora" | tee "$out/splitter-langchain.jsonl"
+echo "== splitters: the text-splitter crate" >&2
+cargo run --quiet --release --manifest-path benches/compare-text-splitter/Cargo.toml -- "$corpora" \
+  | tee "$out/splitter-text-splitter.jsonl"
 rm -rf "$corpora"
+
+echo "== loaders: PDF and HTML throughput, peak memory (one process each)" >&2
+: > "$out/loading.jsonl"
+for part in pdf html; do
+  cargo bench --quiet -p catena-loaders --bench loading -- "$part" | tee -a "$out/loading.jsonl"
+done
+
+echo "== ingest: a ~50 MB mixed corpus (md, html, txt, pdf, csv, jsonl), release build" >&2
+cargo build --quiet --release -p catena --bin catena
+release="${CARGO_TARGET_DIR}/release/catena"
+corpus="$(mktemp -d)"
+cargo bench --quiet -p catena-loaders --bench loading -- corpus "$corpus/all" 50
+# Load + split of the whole corpus (the embedding model on 2 CPU cores would take an hour for it).
+start=$(date +%s.%N)
+"$release" split "$corpus/all" --chunk-size 1000 --chunk-overlap 100 > "$corpus/chunks.jsonl"
+end=$(date +%s.%N)
+python3 - "$corpus" "$start" "$end" <<'PY' | tee "$out/ingest-split.jsonl"
+import json, os, sys
+d, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+size = sum(os.path.getsize(os.path.join(d, "all", f)) for f in os.listdir(os.path.join(d, "all")))
+chunks = sum(1 for _ in open(os.path.join(d, "chunks.jsonl")))
+print(json.dumps({"impl": "catena", "stage": "load+split", "mb": size / 1e6, "files": len(os.listdir(os.path.join(d, "all"))),
+                  "chunks": chunks, "seconds": end - start, "chunks_s": chunks / (end - start), "mb_s": size / 1e6 / (end - start)}))
+PY
+# The full pipeline (load, split, embed with the default MiniLM, write) on a 1 MB slice of it (20 files).
+mkdir -p "$corpus/slice"
+ls "$corpus/all" | head -20 | while read -r f; do cp "$corpus/all/$f" "$corpus/slice/"; done
+"$release" ingest "$corpus/slice" --store "$corpus/store" --json | tee "$out/ingest-full.jsonl"
+rm -rf "$corpus"
