@@ -132,7 +132,7 @@ async fn build_splitter(args: &SplitArgs, embedder: Option<Arc<dyn Embedder>>) -
     })
 }
 
-/// `\n`, `\t` and `\\` in separators given on the command line.
+/// `\n`, `\t` and `\r` in separators given on the command line.
 fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
 }

@@ -22,8 +22,10 @@ impl Rng {
         (self.0 % 1_000_000) as usize
     }
     fn sentence(&mut self) -> String {
-        const WORDS: [&str; 12] =
-            ["the", "loader", "reads", "pages", "of", "text", "and", "every", "chunk", "keeps", "its", "source"];
+        const WORDS: [&str; 12] = [
+            "the", "loader", "reads", "pages", "of", "text", "and", "every", "chunk", "keeps", "its",
+            "source",
+        ];
         let n = 6 + self.next() % 12;
         let mut s: String = (0..n).map(|_| WORDS[self.next() % WORDS.len()]).collect::<Vec<_>>().join(" ");
         s.push('.');
@@ -34,7 +36,8 @@ impl Rng {
 fn pdf_bytes(pages: usize, rng: &mut Rng) -> Vec<u8> {
     let mut doc = lopdf::Document::with_version("1.5");
     let pages_id = doc.new_object_id();
-    let font = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
+    let font =
+        doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
     let resources = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font}});
     let mut kids = Vec::new();
     for _ in 0..pages {
@@ -46,14 +49,18 @@ fn pdf_bytes(pages: usize, rng: &mut Rng) -> Vec<u8> {
             ops.push(Operation::new("T*", vec![]));
         }
         ops.push(Operation::new("ET", vec![]));
-        let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
-        kids.push(doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content}).into());
+        let content =
+            doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
+        kids.push(
+            doc.add_object(dictionary! {"Type" => "Page", "Parent" => pages_id, "Contents" => content})
+                .into(),
+        );
     }
     let count = kids.len() as i64;
     doc.objects.insert(
         pages_id,
         Object::Dictionary(dictionary! {"Type" => "Pages", "Kids" => kids, "Count" => count,
-            "Resources" => resources, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()]}),
+        "Resources" => resources, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()]}),
     );
     let catalog = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
     doc.trailer.set("Root", catalog);
@@ -63,7 +70,8 @@ fn pdf_bytes(pages: usize, rng: &mut Rng) -> Vec<u8> {
 }
 
 fn html_page(rng: &mut Rng, paragraphs: usize) -> String {
-    let mut s = String::from("<!doctype html><html><head><title>Page</title><style>p{margin:0}</style></head><body>");
+    let mut s =
+        String::from("<!doctype html><html><head><title>Page</title><style>p{margin:0}</style></head><body>");
     s.push_str("<nav><a href='/'>home</a><a href='/docs'>docs</a></nav><main><h1>Title</h1>");
     for i in 0..paragraphs {
         if i % 8 == 0 {
@@ -99,7 +107,10 @@ fn write_corpus(dir: &Path, megabytes: usize, rng: &mut Rng) {
         let (name, bytes): (String, Vec<u8>) = match i % 20 {
             0..=7 => {
                 let body: Vec<String> = (0..400).map(|_| rng.sentence()).collect();
-                (format!("doc{i}.md"), format!("---\ntitle: Doc {i}\n---\n# Doc {i}\n\n{}", body.join(" ")).into_bytes())
+                (
+                    format!("doc{i}.md"),
+                    format!("---\ntitle: Doc {i}\n---\n# Doc {i}\n\n{}", body.join(" ")).into_bytes(),
+                )
             }
             8..=12 => (format!("page{i}.html"), html_page(rng, 150).into_bytes()),
             13..=15 => {
@@ -108,12 +119,14 @@ fn write_corpus(dir: &Path, megabytes: usize, rng: &mut Rng) {
             }
             16..=17 => (format!("report{i}.pdf"), pdf_bytes(20, rng)),
             18 => {
-                let rows: Vec<String> = (0..500).map(|r| format!("{r},{},{}", rng.sentence(), rng.next())).collect();
+                let rows: Vec<String> =
+                    (0..500).map(|r| format!("{r},{},{}", rng.sentence(), rng.next())).collect();
                 (format!("table{i}.csv"), format!("id,text,value\n{}", rows.join("\n")).into_bytes())
             }
             _ => {
-                let rows: Vec<String> =
-                    (0..500).map(|r| serde_json::json!({"id": r, "text": rng.sentence()}).to_string()).collect();
+                let rows: Vec<String> = (0..500)
+                    .map(|r| serde_json::json!({"id": r, "text": rng.sentence()}).to_string())
+                    .collect();
                 (format!("events{i}.jsonl"), rows.join("\n").into_bytes())
             }
         };

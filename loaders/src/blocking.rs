@@ -14,10 +14,6 @@ const BUFFER: usize = 16;
 pub(crate) struct Sink(mpsc::Sender<Result<Document>>);
 
 impl Sink {
-    pub(crate) fn new(sender: mpsc::Sender<Result<Document>>) -> Self {
-        Self(sender)
-    }
-
     pub(crate) fn send(&self, item: Result<Document>) -> bool {
         self.0.blocking_send(item).is_ok()
     }

@@ -7,7 +7,7 @@ use futures::stream::BoxStream;
 use lopdf::Object;
 use serde_json::Value;
 
-use crate::blocking::{Sink, blocking_stream};
+use crate::blocking::blocking_stream;
 
 /// Loads a PDF with lopdf as one [`Document`] per page, in page order.
 ///
@@ -44,8 +44,14 @@ impl PdfLoader {
     }
 }
 
-/// Sends one document (or error) per page of the PDF in `bytes`.
-pub(crate) fn pdf_pages(bytes: &[u8], source: &str, password: Option<&str>, sink: &Sink) {
+/// Passes one document (or error) per page of the PDF in `bytes` to `send`, stopping when it
+/// returns false (the consumer went away).
+pub(crate) fn pdf_pages(
+    bytes: &[u8],
+    source: &str,
+    password: Option<&str>,
+    send: &mut dyn FnMut(Result<Document>) -> bool,
+) {
     let loaded = match password {
         Some(p) => lopdf::Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_password(p)),
         None => lopdf::Document::load_mem(bytes),
@@ -63,14 +69,14 @@ pub(crate) fn pdf_pages(bytes: &[u8], source: &str, password: Option<&str>, sink
                     format!("{source} is not a readable PDF ({other}); the file may be truncated or corrupt")
                 }
             };
-            sink.send(Err(Error::invalid_input(message)));
+            send(Err(Error::invalid_input(message)));
             return;
         }
     };
     let pages = pdf.get_pages();
     let total = pages.len();
     if total == 0 {
-        sink.send(Err(Error::invalid_input(format!("{source} has no pages"))));
+        send(Err(Error::invalid_input(format!("{source} has no pages"))));
         return;
     }
     let info = document_info(&pdf);
@@ -94,7 +100,7 @@ pub(crate) fn pdf_pages(bytes: &[u8], source: &str, password: Option<&str>, sink
             }
             Ok(doc)
         });
-        if !sink.send(item) {
+        if !send(item) {
             return;
         }
     }
@@ -371,7 +377,9 @@ impl Loader for PdfLoader {
     fn load<'a>(&'a self, _ctx: &'a RunContext) -> BoxStream<'a, Result<Document>> {
         let (path, password) = (self.path.clone(), self.password.clone());
         blocking_stream(move |sink| match std::fs::read(&path) {
-            Ok(bytes) => pdf_pages(&bytes, &path.to_string_lossy(), password.as_deref(), sink),
+            Ok(bytes) => {
+                pdf_pages(&bytes, &path.to_string_lossy(), password.as_deref(), &mut |item| sink.send(item))
+            }
             Err(e) => {
                 sink.send(Err(Error::io(&path, e)));
             }

@@ -70,11 +70,7 @@ pub fn decode_text(bytes: &[u8]) -> (String, Option<&'static str>, bool) {
 /// byte-order mark, whose text is full of NULs).
 pub fn looks_binary(bytes: &[u8]) -> bool {
     let head = bytes.get(..8192).unwrap_or(bytes);
-    encoding_rs::Encoding::for_bom(head).is_none() && memchr_nul(head)
-}
-
-fn memchr_nul(bytes: &[u8]) -> bool {
-    bytes.contains(&0)
+    encoding_rs::Encoding::for_bom(head).is_none() && head.contains(&0)
 }
 
 /// Reads `path` as one document (see [`TextLoader`] for the rules; no parts).

@@ -5,7 +5,6 @@ use std::time::Duration;
 use catena_core::{Document, Error, Loader, Result, RunContext};
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::blocking::Sink;
 use crate::html::html_document;
 use crate::pdf::pdf_pages;
 use crate::text::{decode_text, looks_binary};
@@ -86,12 +85,11 @@ impl UrlLoader {
         if content_type.contains("pdf") || body.starts_with(b"%PDF") {
             let url = url.to_owned();
             let pages = tokio::task::spawn_blocking(move || {
-                let (tx, mut rx) = tokio::sync::mpsc::channel(usize::MAX >> 4);
-                pdf_pages(&body, &url, None, &Sink::new(tx));
                 let mut out = Vec::new();
-                while let Ok(item) = rx.try_recv() {
+                pdf_pages(&body, &url, None, &mut |item| {
                     out.push(item);
-                }
+                    true
+                });
                 out
             })
             .await;
