@@ -138,6 +138,34 @@ pub trait VectorStore: Send + Sync {
 
     /// Number of stored documents.
     async fn count(&self) -> Result<usize>;
+
+    /// Like [`search`](VectorStore::search), with each document's stored vector (maximal marginal
+    /// relevance needs them). Stores that cannot return vectors keep this default, an
+    /// [`Error::Store`].
+    async fn search_with_vectors(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<(ScoredDocument, Vec<f32>)>> {
+        let _ = (query, k, filter);
+        Err(Error::store(
+            "this vector store cannot return stored vectors; use one that can (memory, LanceDB)",
+        ))
+    }
+
+    /// The stored documents with these ids, in the order asked; unknown ids are left out.
+    async fn get(&self, ids: &[String]) -> Result<Vec<Document>> {
+        let _ = ids;
+        Err(Error::store("this vector store cannot look documents up by id"))
+    }
+
+    /// Every stored document matching `filter`, in storage order (keyword indexes and parent
+    /// lookups are built from it). Stores that cannot list keep this default, an [`Error::Store`].
+    async fn documents(&self, filter: Option<&Filter>) -> Result<Vec<Document>> {
+        let _ = filter;
+        Err(Error::store("this vector store cannot list its documents"))
+    }
 }
 
 #[async_trait]

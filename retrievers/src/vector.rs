@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::{
-    Embedder, Error, Event, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore,
-};
+use catena_core::{Embedder, Event, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore};
 
 /// Embeds the query with `embedder` and returns the `k` nearest documents of `store` (default 4),
 /// optionally only those matching a metadata filter or scoring at least a threshold.
@@ -59,12 +57,7 @@ impl VectorStoreRetriever {
 #[async_trait]
 impl Retriever for VectorStoreRetriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
-        if query.trim().is_empty() {
-            return Err(Error::invalid_input("the query is empty"));
-        }
-        if self.k == 0 {
-            return Err(Error::invalid_input("k must be at least 1"));
-        }
+        crate::check_query(query, self.k)?;
         let vector = self.embedder.embed_one(query, ctx).await?;
         let mut hits = self.store.search(&vector, self.k, self.filter.as_ref()).await?;
         if let Some(t) = self.score_threshold {
