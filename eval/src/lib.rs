@@ -16,5 +16,8 @@
 //!
 //! ## Contents
 //! - [`retrieval`]: hit rate, reciprocal rank, precision and recall at k, over id lists.
+//! - [`trec`]: trec_eval's measures and conventions (P, recall, MAP, nDCG, reciprocal rank, success)
+//!   over judgement and run maps.
 
 pub mod retrieval;
+pub mod trec;

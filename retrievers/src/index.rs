@@ -65,3 +65,225 @@ pub async fn index_documents(
     }
     Ok(ids)
 }
+
+/// What to delete after indexing, LangChain's indexing-API modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cleanup {
+    /// Delete nothing: unchanged chunks are skipped, new ones added.
+    None,
+    /// Also delete the chunks of every indexed `source` that this run did not produce (a
+    /// changed file's old chunks). Every document needs a `source`.
+    #[default]
+    Incremental,
+    /// Also delete every chunk in the store that this run did not produce (sources that
+    /// disappeared included): the store ends up holding exactly this run's documents.
+    Full,
+}
+
+impl std::str::FromStr for Cleanup {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "incremental" => Ok(Self::Incremental),
+            "full" => Ok(Self::Full),
+            other => Err(Error::invalid_input(format!("cleanup {other:?}: use none, incremental or full"))),
+        }
+    }
+}
+
+/// What an indexing run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexReport {
+    /// Chunks embedded and written.
+    pub added: usize,
+    /// Chunks already in the store unchanged (not embedded again).
+    pub skipped: usize,
+    /// Chunks deleted by the cleanup.
+    pub deleted: usize,
+}
+
+/// Ids looked up per store call (keeps LanceDB's `IN (...)` filters short).
+const LOOKUP_BATCH: usize = 512;
+
+/// Idempotent indexing: feed it batches, then [`finish`](Indexer::finish) it. Ids are
+/// [`document_id`]s (source + content hash), so a chunk already stored is recognised and not
+/// embedded again, and re-running on unchanged files writes nothing.
+pub struct Indexer<'a> {
+    embedder: &'a dyn Embedder,
+    store: &'a dyn VectorStore,
+    cleanup: Cleanup,
+    seen: std::collections::HashSet<String>,
+    sources: std::collections::BTreeSet<String>,
+    report: IndexReport,
+}
+
+impl std::fmt::Debug for Indexer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer")
+            .field("cleanup", &self.cleanup)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Indexer<'a> {
+    /// Indexes into `store` with vectors from `embedder`.
+    pub fn new(embedder: &'a dyn Embedder, store: &'a dyn VectorStore, cleanup: Cleanup) -> Self {
+        Self {
+            embedder,
+            store,
+            cleanup,
+            seen: std::collections::HashSet::new(),
+            sources: std::collections::BTreeSet::new(),
+            report: IndexReport::default(),
+        }
+    }
+
+    /// Embeds and writes the chunks of `batch` that the store does not hold yet; returns how
+    /// many were written. Empty chunks are ignored.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] in incremental mode for a document without `source`; embedder
+    /// and store errors (the batch is then not written).
+    pub async fn add(&mut self, batch: Vec<Document>, ctx: &RunContext) -> Result<usize> {
+        let mut fresh: Vec<Document> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        for mut d in batch.into_iter().filter(|d| !d.content.trim().is_empty()) {
+            if self.cleanup == Cleanup::Incremental {
+                let source = d.source().ok_or_else(|| {
+                    Error::invalid_input("incremental cleanup needs a `source` in every document's metadata")
+                })?;
+                self.sources.insert(source.to_owned());
+            }
+            let id = document_id(&d);
+            if self.seen.insert(id.clone()) {
+                d.id = Some(id.clone());
+                ids.push(id);
+                fresh.push(d);
+            }
+        }
+        let mut existing = std::collections::HashSet::new();
+        for chunk in ids.chunks(LOOKUP_BATCH) {
+            existing.extend(self.store.get(chunk).await?.into_iter().filter_map(|d| d.id));
+        }
+        fresh.retain(|d| d.id.as_ref().is_none_or(|id| !existing.contains(id)));
+        self.report.skipped += existing.len();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let written = index_documents(&fresh, self.embedder, self.store, fresh.len(), ctx).await?.len();
+        self.report.added += written;
+        Ok(written)
+    }
+
+    /// Runs the cleanup and returns the report.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn finish(mut self) -> Result<IndexReport> {
+        let stale: Vec<String> = match self.cleanup {
+            Cleanup::None => Vec::new(),
+            Cleanup::Full => self
+                .store
+                .documents(None)
+                .await?
+                .into_iter()
+                .filter_map(|d| d.id)
+                .filter(|id| !self.seen.contains(id))
+                .collect(),
+            Cleanup::Incremental => {
+                let mut stale = Vec::new();
+                for source in &self.sources {
+                    let docs = self
+                        .store
+                        .documents(Some(&catena_core::Filter::eq("source", source.as_str())))
+                        .await?;
+                    stale.extend(docs.into_iter().filter_map(|d| d.id).filter(|id| !self.seen.contains(id)));
+                }
+                stale
+            }
+        };
+        for chunk in stale.chunks(LOOKUP_BATCH) {
+            self.report.deleted += self.store.delete(chunk).await?;
+        }
+        Ok(self.report)
+    }
+}
+
+/// [`Indexer`] over a whole list: indexes `documents` in batches, then cleans up.
+///
+/// # Errors
+/// See [`Indexer::add`] and [`Indexer::finish`].
+pub async fn index_with_cleanup(
+    documents: Vec<Document>,
+    embedder: &dyn Embedder,
+    store: &dyn VectorStore,
+    batch_size: usize,
+    cleanup: Cleanup,
+    ctx: &RunContext,
+) -> Result<IndexReport> {
+    let mut indexer = Indexer::new(embedder, store, cleanup);
+    let mut documents = documents.into_iter().peekable();
+    while documents.peek().is_some() {
+        let batch: Vec<Document> = documents.by_ref().take(batch_size.max(1)).collect();
+        indexer.add(batch, ctx).await?;
+    }
+    indexer.finish().await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::InMemoryVectorStore;
+    use catena_core::testing::DeterministicEmbedder;
+
+    fn doc(source: &str, text: &str) -> Document {
+        Document::new(text).with_metadata("source", source)
+    }
+
+    #[tokio::test]
+    async fn reindexing_is_idempotent_and_cleans_up_by_mode() {
+        let e = DeterministicEmbedder::new(16);
+        let s = InMemoryVectorStore::new();
+        let ctx = RunContext::new();
+        let v1 = vec![doc("a.md", "alpha one"), doc("a.md", "alpha two"), doc("b.md", "beta")];
+        let r = index_with_cleanup(v1.clone(), &e, &s, 2, Cleanup::Incremental, &ctx).await.unwrap();
+        assert_eq!(r, IndexReport { added: 3, skipped: 0, deleted: 0 });
+        let r = index_with_cleanup(v1, &e, &s, 2, Cleanup::Incremental, &ctx).await.unwrap();
+        assert_eq!(r, IndexReport { added: 0, skipped: 3, deleted: 0 }, "unchanged: nothing written");
+        // a.md changed: one chunk kept, one replaced; b.md not part of this run stays.
+        let r = index_with_cleanup(
+            vec![doc("a.md", "alpha one"), doc("a.md", "alpha 2")],
+            &e,
+            &s,
+            8,
+            Cleanup::Incremental,
+            &ctx,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, IndexReport { added: 1, skipped: 1, deleted: 1 });
+        assert_eq!(s.count().await.unwrap(), 3);
+        // Full: b.md disappeared.
+        let r = index_with_cleanup(
+            vec![doc("a.md", "alpha one"), doc("a.md", "alpha 2")],
+            &e,
+            &s,
+            8,
+            Cleanup::Full,
+            &ctx,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, IndexReport { added: 0, skipped: 2, deleted: 1 });
+        assert_eq!(s.count().await.unwrap(), 2);
+        let err = index_with_cleanup(vec![Document::new("no source")], &e, &s, 8, Cleanup::Incremental, &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), catena_core::ErrorKind::InvalidInput);
+        assert_eq!(s.count().await.unwrap(), 2, "nothing written");
+    }
+}

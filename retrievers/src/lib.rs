@@ -24,26 +24,54 @@
 //! ## Contents
 //! **Stores**
 //! - [`InMemoryVectorStore`]: exact search (cosine, dot, L2) over vectors in memory; save/load.
+//! - [`LanceDbStore`] (feature `lancedb`, on by default): an embedded LanceDB table with typed
+//!   metadata filters, ANN indexes, full-text search ([`lance`]).
 //! - [`index_documents`]: embeds documents in batches and upserts them, with stable ids.
 //!
 //! **Retrievers** (each a [`Retriever`](catena_core::Retriever), so also a `Runnable`)
 //! - [`VectorStoreRetriever`]: embeds the query and searches a store (k, filter, score threshold).
 //! - [`MmrRetriever`]: maximal marginal relevance over a store ([`mmr`]).
 //! - [`Bm25Retriever`]: Okapi BM25 keyword search ([`bm25`]), rank_bm25-exact on request.
-//! - [`EnsembleRetriever`]: several retrievers fused by reciprocal rank or score ([`fusion`]).
+//! - [`EnsembleRetriever`]: several retrievers fused by reciprocal rank or score ([`fusion`]);
+//!   hybrid search is BM25 + vector.
+//! - [`HydeRetriever`], [`MultiQueryRetriever`] (and RAG-fusion): query expansion with a chat
+//!   model ([`expansion`]).
+//! - [`RerankingRetriever`] with the rerankers and compressors of [`rerank`] (LLM pointwise,
+//!   listwise, filter, extractor; embeddings filter, redundancy filter; chains).
+//! - [`ParentDocumentRetriever`]: search small chunks, return their parents ([`parent`]).
+//! - [`SelfQueryRetriever`]: the model writes the search text and a typed metadata filter
+//!   ([`self_query`]).
+//!
+//! **Indexing**: [`Indexer`] / [`index_with_cleanup`] skip unchanged chunks and delete stale ones
+//! ([`Cleanup`]: none, incremental, full).
 
 pub mod bm25;
+pub mod expansion;
 pub mod fusion;
 mod index;
+#[cfg(feature = "lancedb")]
+pub mod lance;
 mod memory;
 pub mod mmr;
+pub mod parent;
+pub mod rerank;
+pub mod self_query;
 mod vector;
 
 pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever};
+pub use expansion::{HydeRetriever, MultiQueryRetriever};
 pub use fusion::{EnsembleRetriever, Fusion, RankBase};
-pub use index::{document_id, index_documents};
+pub use index::{Cleanup, IndexReport, Indexer, document_id, index_documents, index_with_cleanup};
+#[cfg(feature = "lancedb")]
+pub use lance::LanceDbStore;
 pub use memory::{Distance, InMemoryVectorStore};
 pub use mmr::MmrRetriever;
+pub use parent::ParentDocumentRetriever;
+pub use rerank::{
+    EmbeddingsFilter, LlmExtractor, LlmFilter, LlmListwiseReranker, LlmRelevanceReranker, RedundancyFilter,
+    RerankerChain, RerankingRetriever,
+};
+pub use self_query::{AttributeInfo, AttributeType, SelfQueryRetriever};
 pub use vector::VectorStoreRetriever;
 
 /// The checks every retriever makes before doing work: a query with text, and k of at least 1.

@@ -1,0 +1,314 @@
+//! Ranked-retrieval measures with trec_eval's semantics, so numbers compare with papers.
+//!
+//! What "trec_eval semantics" pins down, and this module follows:
+//! - A run is re-sorted by score descending, ties broken by document id *descending* (byte
+//!   order); the order the run lists documents in does not matter. A document listed twice
+//!   counts once (its first line).
+//! - A document is relevant when its judgement is at least the relevance level (default 1).
+//!   nDCG's gains are the judgement values themselves (linear gain), as `ndcg_cut` computes them.
+//! - Averages are over queries that have both judgements and results; with
+//!   [`Options::complete`] (trec_eval's `-c`), queries with judgements but no results count as 0.
+//! - Cutoff measures look at ranks 1..=k; `P_k` divides by k even when fewer were retrieved.
+//! - `recip_rank` has no cutoff (MRR@k is a separate measure, `recip_rank_cut_k`).
+//!
+//! ```
+//! use catena_eval::trec::{evaluate, Measure, Options, Qrels, Run};
+//!
+//! let mut qrels = Qrels::new();
+//! qrels.entry("q1".into()).or_default().extend([("d1".to_string(), 2), ("d2".to_string(), 1)]);
+//! let mut run = Run::new();
+//! run.insert("q1".into(), vec![("d3".into(), 0.9), ("d1".into(), 0.8), ("d2".into(), 0.1)]);
+//! let e = evaluate(&qrels, &run, &[Measure::RecipRank, Measure::P(2)], &Options::default());
+//! assert_eq!(e.all["recip_rank"], 0.5);
+//! assert_eq!(e.all["P_2"], 0.5);
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// Judgements: query id -> document id -> relevance grade.
+pub type Qrels = BTreeMap<String, HashMap<String, i64>>;
+
+/// A run: query id -> (document id, score) in any order.
+pub type Run = BTreeMap<String, Vec<(String, f64)>>;
+
+/// A measure, named as trec_eval names it (`P_10`, `recall_100`, `map`, `ndcg_cut_10`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Measure {
+    /// Precision at k (`P_k`).
+    P(usize),
+    /// Recall at k (`recall_k`).
+    Recall(usize),
+    /// Mean average precision over the whole ranking (`map`).
+    Map,
+    /// Average precision looking at the first k only, still divided by all relevant (`map_cut_k`).
+    MapCut(usize),
+    /// nDCG over the whole ranking (`ndcg`).
+    Ndcg,
+    /// nDCG at k (`ndcg_cut_k`).
+    NdcgCut(usize),
+    /// Reciprocal rank of the first relevant document, any depth (`recip_rank`).
+    RecipRank,
+    /// Reciprocal rank, 0 when the first relevant document is below k (`recip_rank_cut_k`).
+    RecipRankCut(usize),
+    /// 1 when a relevant document is in the first k (`success_k`).
+    Success(usize),
+    /// Number of relevant documents judged (`num_rel`).
+    NumRel,
+    /// Number of relevant documents retrieved (`num_rel_ret`).
+    NumRelRet,
+}
+
+impl fmt::Display for Measure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::P(k) => write!(f, "P_{k}"),
+            Self::Recall(k) => write!(f, "recall_{k}"),
+            Self::Map => f.write_str("map"),
+            Self::MapCut(k) => write!(f, "map_cut_{k}"),
+            Self::Ndcg => f.write_str("ndcg"),
+            Self::NdcgCut(k) => write!(f, "ndcg_cut_{k}"),
+            Self::RecipRank => f.write_str("recip_rank"),
+            Self::RecipRankCut(k) => write!(f, "recip_rank_cut_{k}"),
+            Self::Success(k) => write!(f, "success_{k}"),
+            Self::NumRel => f.write_str("num_rel"),
+            Self::NumRelRet => f.write_str("num_rel_ret"),
+        }
+    }
+}
+
+/// A measure name that is not one of [`Measure`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownMeasure(pub String);
+
+impl fmt::Display for UnknownMeasure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown measure {:?}: use P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, recip_rank, recip_rank_cut_k, success_k, num_rel or num_rel_ret (k a positive integer)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownMeasure {}
+
+impl FromStr for Measure {
+    type Err = UnknownMeasure;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || UnknownMeasure(s.to_owned());
+        let cut = |prefix: &str| -> Option<Result<usize, UnknownMeasure>> {
+            s.strip_prefix(prefix).map(|k| k.parse::<usize>().ok().filter(|k| *k > 0).ok_or_else(unknown))
+        };
+        Ok(match s {
+            "map" => Self::Map,
+            "ndcg" => Self::Ndcg,
+            "recip_rank" => Self::RecipRank,
+            "num_rel" => Self::NumRel,
+            "num_rel_ret" => Self::NumRelRet,
+            _ => {
+                if let Some(k) = cut("P_") {
+                    Self::P(k?)
+                } else if let Some(k) = cut("recall_") {
+                    Self::Recall(k?)
+                } else if let Some(k) = cut("map_cut_") {
+                    Self::MapCut(k?)
+                } else if let Some(k) = cut("ndcg_cut_") {
+                    Self::NdcgCut(k?)
+                } else if let Some(k) = cut("recip_rank_cut_") {
+                    Self::RecipRankCut(k?)
+                } else if let Some(k) = cut("success_") {
+                    Self::Success(k?)
+                } else {
+                    return Err(unknown());
+                }
+            }
+        })
+    }
+}
+
+/// Evaluation options, trec_eval's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Minimum grade of a relevant document (`-l`, default 1).
+    pub relevance_level: i64,
+    /// Average over every judged query, scoring missing ones 0 (`-c`).
+    pub complete: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { relevance_level: 1, complete: false }
+    }
+}
+
+/// Per-query values and their means.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Evaluation {
+    /// Measure name -> mean over the evaluated queries.
+    pub all: BTreeMap<String, f64>,
+    /// Query id -> measure name -> value.
+    pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// One query's judged grades along the sorted ranking, plus its relevance counts.
+struct Ranked {
+    grades: Vec<i64>,
+    num_rel: usize,
+    /// Judged grades > 0, best first (the ideal ranking for nDCG).
+    ideal: Vec<i64>,
+}
+
+fn rank(judged: &HashMap<String, i64>, results: &[(String, f64)], level: i64) -> Ranked {
+    let mut seen = HashSet::new();
+    let mut sorted: Vec<&(String, f64)> = results.iter().filter(|(d, _)| seen.insert(d.as_str())).collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+    let grades = sorted.iter().map(|(d, _)| judged.get(d).copied().unwrap_or(0)).collect();
+    let num_rel = judged.values().filter(|&&g| g >= level).count();
+    let mut ideal: Vec<i64> = judged.values().copied().filter(|&g| g > 0).collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    Ranked { grades, num_rel, ideal }
+}
+
+fn dcg(grades: &[i64]) -> f64 {
+    grades.iter().enumerate().filter(|(_, g)| **g > 0).map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum()
+}
+
+fn measure(r: &Ranked, m: Measure, level: i64) -> f64 {
+    let relevant = |g: &i64| *g >= level;
+    let rel_in = |k: usize| r.grades.iter().take(k).filter(|g| relevant(g)).count() as f64;
+    let ratio = |num: f64, den: usize| if den == 0 { 0.0 } else { num / den as f64 };
+    let first_rel = r.grades.iter().position(relevant);
+    let average_precision = |k: usize| {
+        let mut found = 0usize;
+        let mut sum = 0.0;
+        for (i, g) in r.grades.iter().take(k).enumerate() {
+            if relevant(g) {
+                found += 1;
+                sum += found as f64 / (i + 1) as f64;
+            }
+        }
+        ratio(sum, r.num_rel)
+    };
+    match m {
+        Measure::P(k) => ratio(rel_in(k), k),
+        Measure::Recall(k) => ratio(rel_in(k), r.num_rel),
+        Measure::Map => average_precision(usize::MAX),
+        Measure::MapCut(k) => average_precision(k),
+        Measure::Ndcg | Measure::NdcgCut(_) => {
+            let k = if let Measure::NdcgCut(k) = m { k } else { usize::MAX };
+            let ideal = dcg(r.ideal.get(..k.min(r.ideal.len())).unwrap_or_default());
+            let actual = dcg(r.grades.get(..k.min(r.grades.len())).unwrap_or_default());
+            if ideal > 0.0 { actual / ideal } else { 0.0 }
+        }
+        Measure::RecipRank => first_rel.map_or(0.0, |i| 1.0 / (i + 1) as f64),
+        Measure::RecipRankCut(k) => first_rel.filter(|&i| i < k).map_or(0.0, |i| 1.0 / (i + 1) as f64),
+        Measure::Success(k) => f64::from(u8::from(first_rel.is_some_and(|i| i < k))),
+        Measure::NumRel => r.num_rel as f64,
+        Measure::NumRelRet => rel_in(usize::MAX),
+    }
+}
+
+/// Evaluates `run` against `qrels` on `measures`.
+#[must_use]
+pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], options: &Options) -> Evaluation {
+    let mut evaluation = Evaluation::default();
+    let empty: Vec<(String, f64)> = Vec::new();
+    for (query, judged) in qrels {
+        let results = match run.get(query) {
+            Some(r) => r,
+            None if options.complete => &empty,
+            None => continue,
+        };
+        let ranked = rank(judged, results, options.relevance_level);
+        let values =
+            measures.iter().map(|m| (m.to_string(), measure(&ranked, *m, options.relevance_level))).collect();
+        evaluation.per_query.insert(query.clone(), values);
+    }
+    let n = evaluation.per_query.len();
+    for m in measures {
+        let name = m.to_string();
+        let total: f64 = evaluation.per_query.values().filter_map(|v| v.get(&name)).sum();
+        // trec_eval sums the count measures instead of averaging them.
+        let value = match m {
+            Measure::NumRel | Measure::NumRelRet => total,
+            _ if n == 0 => 0.0,
+            _ => total / n as f64,
+        };
+        evaluation.all.insert(name, value);
+    }
+    evaluation
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn qrels(items: &[(&str, &str, i64)]) -> Qrels {
+        let mut q = Qrels::new();
+        for (query, doc, g) in items {
+            q.entry((*query).into()).or_default().insert((*doc).into(), *g);
+        }
+        q
+    }
+
+    #[test]
+    fn hand_computed_values() {
+        let q = qrels(&[("1", "a", 3), ("1", "b", 1), ("1", "c", 0), ("1", "z", 2)]);
+        let mut run = Run::new();
+        // Listed out of order, with a tie broken by id descending: b (0.5) before a (0.5).
+        run.insert(
+            "1".into(),
+            vec![("a".into(), 0.5), ("c".into(), 0.9), ("b".into(), 0.5), ("c".into(), 0.1)],
+        );
+        let ms = [
+            Measure::P(2),
+            Measure::P(10),
+            Measure::Recall(3),
+            Measure::Map,
+            Measure::NdcgCut(3),
+            Measure::RecipRank,
+            Measure::Success(1),
+        ];
+        let e = evaluate(&q, &run, &ms, &Options::default());
+        let v = &e.per_query["1"];
+        // Ranking: c(0), b(1), a(3). Relevant (>= 1): a, b, z -> 3.
+        assert_eq!(v["P_2"], 0.5);
+        assert_eq!(v["P_10"], 0.2);
+        assert_eq!(v["recall_3"], 2.0 / 3.0);
+        assert_eq!(v["map"], (1.0 / 2.0 + 2.0 / 3.0) / 3.0);
+        let dcg = 1.0 / 3f64.log2() + 3.0 / 4f64.log2();
+        let idcg = 3.0 + 2.0 / 3f64.log2() + 1.0 / 4f64.log2();
+        assert!((v["ndcg_cut_3"] - dcg / idcg).abs() < 1e-15);
+        assert_eq!(v["recip_rank"], 0.5);
+        assert_eq!(v["success_1"], 0.0);
+    }
+
+    #[test]
+    fn missing_queries_and_levels() {
+        let q = qrels(&[("1", "a", 1), ("2", "b", 2)]);
+        let mut run = Run::new();
+        run.insert("1".into(), vec![("a".into(), 1.0)]);
+        run.insert("3".into(), vec![("x".into(), 1.0)]);
+        let e = evaluate(&q, &run, &[Measure::Map], &Options::default());
+        assert_eq!(e.all["map"], 1.0, "query 2 has no results; query 3 has no judgements");
+        let c = evaluate(&q, &run, &[Measure::Map], &Options { complete: true, ..Options::default() });
+        assert_eq!(c.all["map"], 0.5);
+        let l2 = evaluate(&q, &run, &[Measure::Map], &Options { relevance_level: 2, complete: false });
+        assert_eq!(l2.all["map"], 0.0, "a grade-1 document is not relevant at level 2");
+    }
+
+    #[test]
+    fn measure_names_round_trip() {
+        for name in
+            ["P_5", "recall_100", "map", "map_cut_10", "ndcg", "ndcg_cut_10", "recip_rank", "success_1"]
+        {
+            assert_eq!(name.parse::<Measure>().unwrap().to_string(), name);
+        }
+        assert!("P_0".parse::<Measure>().is_err());
+        assert!("ndcg@10".parse::<Measure>().is_err());
+    }
+}

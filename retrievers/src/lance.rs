@@ -1,0 +1,932 @@
+//! [`LanceDbStore`]: a vector store on an embedded LanceDB table (a local directory, or any object
+//! store URI LanceDB's own features support).
+//!
+//! One table per collection, with the columns `id` (primary key for upserts), `content`,
+//! `metadata` (the whole metadata object as JSON), `vector` (fixed-size float32 list), and one
+//! typed column per filterable metadata field. Filterable fields are declared with
+//! [`LanceDbStore::with_field`] or, when none are declared, inferred from the first batch written:
+//! every metadata key whose values there are all strings, all integers, all numbers or all
+//! booleans (and whose name is a plain identifier) becomes a column. [`Filter`]s are translated to
+//! LanceDB filter expressions over those columns with every value written as a quoted literal,
+//! so metadata can never inject filter syntax; a filter on any other field is an
+//! [`Error::InvalidInput`] that names the filterable ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::types::Float32Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
+    RecordBatchIterator, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use catena_core::{Document, Embedded, Error, Filter, Metadata, Result, ScoredDocument, VectorStore};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase};
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+use crate::Distance;
+use crate::index::document_id;
+
+/// The type of a filterable metadata column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// UTF-8 text.
+    String,
+    /// 64-bit integer.
+    Integer,
+    /// 64-bit float (integers are accepted and widened).
+    Float,
+    /// true / false.
+    Bool,
+}
+
+impl FieldKind {
+    fn data_type(self) -> DataType {
+        match self {
+            Self::String => DataType::Utf8,
+            Self::Integer => DataType::Int64,
+            Self::Float => DataType::Float64,
+            Self::Bool => DataType::Boolean,
+        }
+    }
+
+    fn of(value: &Value) -> Option<Self> {
+        match value {
+            Value::String(_) => Some(Self::String),
+            Value::Bool(_) => Some(Self::Bool),
+            Value::Number(n) if n.is_i64() => Some(Self::Integer),
+            Value::Number(_) => Some(Self::Float),
+            _ => None,
+        }
+    }
+
+    fn from_data_type(t: &DataType) -> Option<Self> {
+        match t {
+            DataType::Utf8 | DataType::LargeUtf8 => Some(Self::String),
+            DataType::Int64 | DataType::Int32 => Some(Self::Integer),
+            DataType::Float64 | DataType::Float32 => Some(Self::Float),
+            DataType::Boolean => Some(Self::Bool),
+            _ => None,
+        }
+    }
+}
+
+/// Which approximate-nearest-neighbour index to build.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VectorIndex {
+    /// IVF-HNSW with scalar quantisation below 1M rows (high recall, moderate memory), IVF-PQ
+    /// above (compact); partitions about sqrt(rows).
+    Auto,
+    /// Inverted file with product quantisation: compact, needs `refine_factor` for high recall.
+    IvfPq {
+        /// Number of IVF partitions (about sqrt(rows) is usual).
+        partitions: u32,
+        /// Number of PQ sub-vectors (dimension / 16 or / 8 usual); must divide the dimension.
+        sub_vectors: u32,
+    },
+    /// IVF partitions, each an HNSW graph over scalar-quantised vectors.
+    IvfHnswSq {
+        /// Number of IVF partitions.
+        partitions: u32,
+        /// HNSW neighbours per node (default 20).
+        m: u32,
+        /// HNSW build-time candidate list (default 300).
+        ef_construction: u32,
+    },
+}
+
+/// Rows below which searches stay exact and [`LanceDbStore::create_index`] with
+/// [`VectorIndex::Auto`] does nothing: a flat scan of this many rows is fast and exact.
+pub const EXACT_SEARCH_ROWS: usize = 10_000;
+
+const RESERVED: [&str; 4] = ["id", "content", "metadata", "vector"];
+
+/// Documents and their vectors in a LanceDB table. Scores follow [`Distance`]: cosine similarity
+/// (`1 - cosine distance`), `1 - d / sqrt(2)` for L2, the inner product for dot.
+///
+/// ```no_run
+/// use catena_retrievers::{LanceDbStore, lance::FieldKind};
+///
+/// # async fn demo() -> catena_core::Result<()> {
+/// let store = LanceDbStore::connect("./catena-data", "docs").await?.with_field("year", FieldKind::Integer);
+/// # Ok(()) }
+/// ```
+pub struct LanceDbStore {
+    uri: String,
+    collection: String,
+    connection: lancedb::Connection,
+    distance: Distance,
+    declared: Vec<(String, FieldKind)>,
+    table: RwLock<Option<TableState>>,
+    nprobes: Option<usize>,
+    refine_factor: Option<u32>,
+}
+
+#[derive(Clone)]
+struct TableState {
+    table: lancedb::Table,
+    dimensions: usize,
+    fields: Vec<(String, FieldKind)>,
+}
+
+impl std::fmt::Debug for LanceDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanceDbStore")
+            .field("uri", &self.uri)
+            .field("collection", &self.collection)
+            .field("distance", &self.distance)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lance_error(context: &str) -> impl Fn(lancedb::Error) -> Error + '_ {
+    move |e| match e {
+        lancedb::Error::InvalidInput { message } => Error::invalid_input(format!("{context}: {message}")),
+        other => Error::store(format!("{context}: {other}")),
+    }
+}
+
+fn plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !RESERVED.contains(&name)
+        && !name.starts_with('_')
+}
+
+impl LanceDbStore {
+    /// Connects to the database at `uri` (a directory, created if missing) and uses the table
+    /// `collection`, created on the first upsert if it does not exist yet.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the database cannot be opened or the table exists but is not a
+    /// catena table (missing columns) or is corrupt.
+    pub async fn connect(uri: impl Into<String>, collection: impl Into<String>) -> Result<Self> {
+        let uri = uri.into();
+        let collection = collection.into();
+        if collection.is_empty()
+            || !collection.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(Error::invalid_input(format!(
+                "collection name {collection:?} must be non-empty and use only letters, digits, '_', '-' and '.'"
+            )));
+        }
+        let connection = lancedb::connect(&uri)
+            .execute()
+            .await
+            .map_err(lance_error("cannot open the LanceDB database"))?;
+        let store = Self {
+            uri,
+            collection,
+            connection,
+            distance: Distance::Cosine,
+            declared: Vec::new(),
+            table: RwLock::new(None),
+            nprobes: None,
+            refine_factor: None,
+        };
+        let names =
+            store.connection.table_names().execute().await.map_err(lance_error("cannot list tables"))?;
+        if names.contains(&store.collection) {
+            let table = store
+                .connection
+                .open_table(&store.collection)
+                .execute()
+                .await
+                .map_err(lance_error("cannot open the table"))?;
+            let state = inspect(table, &store.collection).await?;
+            *store.table.write().await = Some(state);
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing collection; unlike [`connect`](Self::connect), a missing one is an error
+    /// (what a query wants: searching a table that was never written is a mistake).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the table does not exist, plus those of `connect`.
+    pub async fn open(uri: impl Into<String>, collection: impl Into<String>) -> Result<Self> {
+        let store = Self::connect(uri, collection).await?;
+        if store.table.read().await.is_none() {
+            return Err(Error::store(format!(
+                "there is no collection {:?} in {}: ingest documents first (catena ingest --store {})",
+                store.collection, store.uri, store.uri
+            )));
+        }
+        Ok(store)
+    }
+
+    /// How vectors are compared (default cosine). Takes effect for a new table; an existing table
+    /// keeps working with whatever distance is asked at query time.
+    #[must_use]
+    pub fn with_distance(mut self, distance: Distance) -> Self {
+        self.distance = distance;
+        self
+    }
+
+    /// Declares a filterable metadata field (for a table not created yet; an existing table's
+    /// columns come from its schema). Declaring any field turns off inference.
+    #[must_use]
+    pub fn with_field(mut self, name: impl Into<String>, kind: FieldKind) -> Self {
+        self.declared.push((name.into(), kind));
+        self
+    }
+
+    /// IVF partitions probed per query once an index exists (LanceDB's default otherwise).
+    #[must_use]
+    pub fn with_nprobes(mut self, nprobes: usize) -> Self {
+        self.nprobes = Some(nprobes);
+        self
+    }
+
+    /// Re-ranks `refine_factor * k` index candidates with exact distances (raises PQ recall).
+    #[must_use]
+    pub fn with_refine_factor(mut self, refine_factor: u32) -> Self {
+        self.refine_factor = Some(refine_factor);
+        self
+    }
+
+    /// The filterable metadata fields and their types (empty until the table exists).
+    pub async fn fields(&self) -> Vec<(String, FieldKind)> {
+        self.table.read().await.as_ref().map(|s| s.fields.clone()).unwrap_or_default()
+    }
+
+    /// The underlying LanceDB table, for anything this type does not wrap.
+    pub async fn table(&self) -> Option<lancedb::Table> {
+        self.table.read().await.as_ref().map(|s| s.table.clone())
+    }
+
+    async fn state(&self) -> Option<TableState> {
+        self.table.read().await.clone()
+    }
+
+    /// Builds an approximate-nearest-neighbour index on the vectors. With [`VectorIndex::Auto`]
+    /// and fewer than [`EXACT_SEARCH_ROWS`] rows it does nothing and returns `false` (searches
+    /// stay exact); otherwise it builds the index and returns `true`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the table does not exist or LanceDB fails; [`Error::InvalidInput`]
+    /// for parameters LanceDB rejects (say, sub-vectors that do not divide the dimension).
+    pub async fn create_index(&self, index: VectorIndex) -> Result<bool> {
+        use lancedb::index::Index;
+        use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
+        let state = self.state().await.ok_or_else(|| Error::store("cannot index an empty collection"))?;
+        let rows = state.table.count_rows(None).await.map_err(lance_error("cannot count rows"))?;
+        let distance = lance_distance(self.distance);
+        let partitions = || ((rows as f64).sqrt() as u32).clamp(1, 4096);
+        let built = match index {
+            VectorIndex::Auto if rows < EXACT_SEARCH_ROWS => return Ok(false),
+            VectorIndex::Auto if rows < 1_000_000 => Index::IvfHnswSq(
+                IvfHnswSqIndexBuilder::default().distance_type(distance).num_partitions(partitions()),
+            ),
+            VectorIndex::Auto => Index::IvfPq(
+                IvfPqIndexBuilder::default()
+                    .distance_type(distance)
+                    .num_partitions(partitions())
+                    .num_sub_vectors(pq_sub_vectors(state.dimensions)),
+            ),
+            VectorIndex::IvfPq { partitions, sub_vectors } => Index::IvfPq(
+                IvfPqIndexBuilder::default()
+                    .distance_type(distance)
+                    .num_partitions(partitions)
+                    .num_sub_vectors(sub_vectors),
+            ),
+            VectorIndex::IvfHnswSq { partitions, m, ef_construction } => Index::IvfHnswSq(
+                IvfHnswSqIndexBuilder::default()
+                    .distance_type(distance)
+                    .num_partitions(partitions)
+                    .num_edges(m)
+                    .ef_construction(ef_construction),
+            ),
+        };
+        state
+            .table
+            .create_index(&["vector"], built)
+            .replace(true)
+            .execute()
+            .await
+            .map_err(lance_error("cannot build the vector index"))?;
+        Ok(true)
+    }
+
+    /// Builds (or rebuilds) LanceDB's full-text index on `content`, for [`keyword_search`](Self::keyword_search).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the table does not exist or LanceDB fails.
+    pub async fn create_fts_index(&self) -> Result<()> {
+        use lancedb::index::{Index, scalar::FtsIndexBuilder};
+        let state = self.state().await.ok_or_else(|| Error::store("cannot index an empty collection"))?;
+        state
+            .table
+            .create_index(&["content"], Index::FTS(FtsIndexBuilder::default()))
+            .replace(true)
+            .execute()
+            .await
+            .map_err(lance_error("cannot build the full-text index"))?;
+        Ok(())
+    }
+
+    /// BM25 keyword search with LanceDB's full-text index (build it first with
+    /// [`create_fts_index`](Self::create_fts_index)); scores are LanceDB's BM25 scores.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty query, k = 0 or a bad filter; [`Error::Store`] when
+    /// there is no full-text index.
+    pub async fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredDocument>> {
+        use lancedb::index::scalar::FullTextSearchQuery;
+        crate::check_query(query, k)?;
+        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let mut q = state.table.query().full_text_search(FullTextSearchQuery::new(query.to_owned())).limit(k);
+        if let Some(f) = filter {
+            q = q.only_if(filter_sql(f, &state.fields)?);
+        }
+        let batches: Vec<RecordBatch> = q
+            .execute()
+            .await
+            .map_err(lance_error("keyword search failed (was create_fts_index run?)"))?
+            .try_collect()
+            .await
+            .map_err(lance_error("keyword search failed"))?;
+        let mut hits = Vec::new();
+        for batch in &batches {
+            let scores = float_column(batch, "_score")?;
+            for (row, doc) in documents_of(batch)?.into_iter().enumerate() {
+                hits.push(ScoredDocument::new(doc, scores.get(row).copied().unwrap_or(0.0)));
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Compacts small files left by many writes and prunes old versions (LanceDB's optimize).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when LanceDB fails.
+    pub async fn optimize(&self) -> Result<()> {
+        if let Some(state) = self.state().await {
+            state
+                .table
+                .optimize(lancedb::table::OptimizeAction::All)
+                .await
+                .map_err(lance_error("cannot optimize the table"))?;
+        }
+        Ok(())
+    }
+
+    async fn vector_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        with_vectors: bool,
+    ) -> Result<Vec<(ScoredDocument, Vec<f32>)>> {
+        if k == 0 {
+            return Err(Error::invalid_input("k must be at least 1"));
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid_input("the query vector contains NaN or infinity"));
+        }
+        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        if query.len() != state.dimensions {
+            return Err(Error::invalid_input(format!(
+                "the query vector has {} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
+                query.len(),
+                self.collection,
+                state.dimensions
+            )));
+        }
+        let mut q = state
+            .table
+            .query()
+            .nearest_to(query)
+            .map_err(lance_error("bad query vector"))?
+            .distance_type(lance_distance(self.distance))
+            .limit(k);
+        if let Some(n) = self.nprobes {
+            q = q.nprobes(n).map_err(lance_error("bad nprobes"))?;
+        }
+        if let Some(r) = self.refine_factor {
+            q = q.refine_factor(r);
+        }
+        if let Some(f) = filter {
+            q = q.only_if(filter_sql(f, &state.fields)?);
+        }
+        let batches: Vec<RecordBatch> = q
+            .execute()
+            .await
+            .map_err(lance_error("vector search failed"))?
+            .try_collect()
+            .await
+            .map_err(lance_error("vector search failed"))?;
+        let mut hits = Vec::new();
+        for batch in &batches {
+            let distances = float_column(batch, "_distance")?;
+            let vectors = if with_vectors { vectors_of(batch)? } else { Vec::new() };
+            for (row, doc) in documents_of(batch)?.into_iter().enumerate() {
+                let d = distances.get(row).copied().unwrap_or(f32::INFINITY);
+                let vector = vectors.get(row).cloned().unwrap_or_default();
+                hits.push((ScoredDocument::new(doc, score(self.distance, d)), vector));
+            }
+        }
+        // LanceDB returns nearest first; make ties deterministic by id.
+        hits.sort_by(|a, b| {
+            b.0.score.total_cmp(&a.0.score).then_with(|| a.0.document.id.cmp(&b.0.document.id))
+        });
+        Ok(hits)
+    }
+
+    fn fields_for(&self, records: &[Embedded]) -> Vec<(String, FieldKind)> {
+        if !self.declared.is_empty() {
+            return self.declared.clone();
+        }
+        let mut kinds: Vec<(String, FieldKind)> = Vec::new();
+        let mut conflicted: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in records {
+            for (key, value) in &r.document.metadata {
+                if !plain_identifier(key) || conflicted.contains(key) {
+                    continue;
+                }
+                let Some(kind) = FieldKind::of(value) else {
+                    if !value.is_null() {
+                        conflicted.insert(key.clone());
+                        kinds.retain(|(k, _)| k != key);
+                    }
+                    continue;
+                };
+                match kinds.iter_mut().find(|(k, _)| k == key) {
+                    None => kinds.push((key.clone(), kind)),
+                    Some((_, existing)) if *existing == kind => {}
+                    Some((_, existing))
+                        if matches!(
+                            (*existing, kind),
+                            (FieldKind::Integer | FieldKind::Float, FieldKind::Integer | FieldKind::Float)
+                        ) =>
+                    {
+                        *existing = FieldKind::Float;
+                    }
+                    Some(_) => {
+                        conflicted.insert(key.clone());
+                        kinds.retain(|(k, _)| k != key);
+                    }
+                }
+            }
+        }
+        kinds
+    }
+}
+
+fn pq_sub_vectors(dimensions: usize) -> u32 {
+    // Prefer 16 dimensions per sub-vector, else 8, 4, 2, 1 (it must divide the dimension).
+    [16usize, 8, 4, 2, 1]
+        .into_iter()
+        .find(|w| dimensions % w == 0)
+        .map_or(1, |w| u32::try_from(dimensions / w).unwrap_or(1))
+}
+
+fn lance_distance(d: Distance) -> lancedb::DistanceType {
+    match d {
+        Distance::Cosine => lancedb::DistanceType::Cosine,
+        Distance::Dot => lancedb::DistanceType::Dot,
+        Distance::L2 => lancedb::DistanceType::L2,
+    }
+}
+
+/// LanceDB's `_distance` as catena's score (see [`Distance`]).
+fn score(distance: Distance, d: f32) -> f32 {
+    match distance {
+        Distance::Cosine => 1.0 - d,
+        // LanceDB's dot distance is `1 - x.y`.
+        Distance::Dot => 1.0 - d,
+        // LanceDB's L2 distance is squared.
+        Distance::L2 => 1.0 - d.max(0.0).sqrt() / std::f32::consts::SQRT_2,
+    }
+}
+
+async fn inspect(table: lancedb::Table, name: &str) -> Result<TableState> {
+    let schema = table.schema().await.map_err(lance_error("cannot read the table schema"))?;
+    let not_ours = |what: &str| {
+        Error::store(format!(
+            "table {name:?} is not a catena collection ({what}); use another collection name"
+        ))
+    };
+    for column in ["id", "content", "metadata"] {
+        schema.field_with_name(column).map_err(|_| not_ours(&format!("no `{column}` column")))?;
+    }
+    let dimensions = match schema.field_with_name("vector").map(Field::data_type) {
+        Ok(DataType::FixedSizeList(_, n)) => {
+            usize::try_from(*n).map_err(|_| not_ours("bad vector column"))?
+        }
+        _ => return Err(not_ours("no fixed-size `vector` column")),
+    };
+    let fields = schema
+        .fields()
+        .iter()
+        .filter(|f| !RESERVED.contains(&f.name().as_str()))
+        .filter_map(|f| FieldKind::from_data_type(f.data_type()).map(|k| (f.name().clone(), k)))
+        .collect();
+    Ok(TableState { table, dimensions, fields })
+}
+
+fn schema_for(dimensions: usize, fields: &[(String, FieldKind)]) -> Result<SchemaRef> {
+    let dims = i32::try_from(dimensions).map_err(|_| Error::invalid_input("vector dimension too large"))?;
+    let mut columns = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+        Field::new("metadata", DataType::Utf8, false),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dims),
+            false,
+        ),
+    ];
+    columns.extend(fields.iter().map(|(name, kind)| Field::new(name, kind.data_type(), true)));
+    Ok(Arc::new(Schema::new(columns)))
+}
+
+fn batch_for(
+    records: &[Embedded],
+    ids: &[String],
+    state_dims: usize,
+    fields: &[(String, FieldKind)],
+) -> Result<RecordBatch> {
+    let schema = schema_for(state_dims, fields)?;
+    let dims = i32::try_from(state_dims).map_err(|_| Error::invalid_input("vector dimension too large"))?;
+    let metadata: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(&r.document.metadata))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::invalid_input(format!("metadata cannot be encoded: {e}")))?;
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(ids)),
+        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.document.content.as_str()))),
+        Arc::new(StringArray::from_iter_values(metadata)),
+        Arc::new(FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+            records.iter().map(|r| Some(r.vector.iter().copied().map(Some).collect::<Vec<_>>())),
+            dims,
+        )),
+    ];
+    for (name, kind) in fields {
+        let values = records.iter().map(|r| r.document.metadata.get(name));
+        let column: ArrayRef = match kind {
+            FieldKind::String => Arc::new(values.map(|v| v.and_then(Value::as_str)).collect::<StringArray>()),
+            FieldKind::Integer => Arc::new(values.map(|v| v.and_then(Value::as_i64)).collect::<Int64Array>()),
+            FieldKind::Float => Arc::new(values.map(|v| v.and_then(Value::as_f64)).collect::<Float64Array>()),
+            FieldKind::Bool => Arc::new(values.map(|v| v.and_then(Value::as_bool)).collect::<BooleanArray>()),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::store(format!("cannot build the record batch: {e}")))
+}
+
+fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::store(format!("the table has no text column `{name}`")))
+}
+
+fn float_column(batch: &RecordBatch, name: &str) -> Result<Vec<f32>> {
+    let column =
+        batch.column_by_name(name).ok_or_else(|| Error::store(format!("LanceDB returned no `{name}`")))?;
+    if let Some(a) = column.as_any().downcast_ref::<Float32Array>() {
+        return Ok(a.iter().map(|v| v.unwrap_or(f32::NAN)).collect());
+    }
+    if let Some(a) = column.as_any().downcast_ref::<Float64Array>() {
+        return Ok(a.iter().map(|v| v.map_or(f32::NAN, |x| x as f32)).collect());
+    }
+    Err(Error::store(format!("LanceDB returned `{name}` of an unexpected type")))
+}
+
+fn documents_of(batch: &RecordBatch) -> Result<Vec<Document>> {
+    let ids = string_column(batch, "id")?;
+    let contents = string_column(batch, "content")?;
+    let metadata = string_column(batch, "metadata")?;
+    (0..batch.num_rows())
+        .map(|row| {
+            let meta: Metadata = serde_json::from_str(metadata.value(row))
+                .map_err(|e| Error::store(format!("corrupt metadata in row {row}: {e}")))?;
+            Ok(Document {
+                id: Some(ids.value(row).to_owned()),
+                content: contents.value(row).to_owned(),
+                metadata: meta,
+            })
+        })
+        .collect()
+}
+
+fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
+    let list = batch
+        .column_by_name("vector")
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>())
+        .ok_or_else(|| Error::store("LanceDB returned no `vector` column"))?;
+    (0..list.len())
+        .map(|row| {
+            let values = list.value(row);
+            let floats = values
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .ok_or_else(|| Error::store("the vector column is not float32"))?;
+            Ok(floats.values().to_vec())
+        })
+        .collect()
+}
+
+/// A string literal in LanceDB's SQL dialect: single quotes, embedded quotes doubled.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn literal(field: &str, kind: FieldKind, value: &Value) -> Result<String> {
+    let wrong = || {
+        Error::invalid_input(format!(
+            "filter value {value} does not fit field `{field}`, which holds {}",
+            match kind {
+                FieldKind::String => "text",
+                FieldKind::Integer => "integers",
+                FieldKind::Float => "numbers",
+                FieldKind::Bool => "booleans",
+            }
+        ))
+    };
+    match (kind, value) {
+        (FieldKind::String, Value::String(s)) => Ok(quote(s)),
+        (FieldKind::Integer, Value::Number(n)) => n.as_i64().map(|i| i.to_string()).ok_or_else(wrong),
+        (FieldKind::Float, Value::Number(n)) => {
+            n.as_f64().filter(|f| f.is_finite()).map(|f| format!("{f:?}")).ok_or_else(wrong)
+        }
+        (FieldKind::Bool, Value::Bool(b)) => Ok(b.to_string()),
+        _ => Err(wrong()),
+    }
+}
+
+/// Translates a [`Filter`] to a LanceDB filter expression, or says why it cannot apply.
+fn filter_sql(filter: &Filter, fields: &[(String, FieldKind)]) -> Result<String> {
+    let column = |name: &str| -> Result<(String, FieldKind)> {
+        if name == "id" {
+            return Ok(("`id`".into(), FieldKind::String));
+        }
+        fields.iter().find(|(n, _)| n == name).map(|(n, k)| (format!("`{n}`"), *k)).ok_or_else(|| {
+            let known: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+            Error::invalid_input(format!(
+                "cannot filter on `{name}`: it is not a filterable field of this collection (filterable: id{}{})",
+                if known.is_empty() { "" } else { ", " },
+                known.join(", ")
+            ))
+        })
+    };
+    let cmp = |name: &str, op: &str, value: &Value| -> Result<String> {
+        let (c, kind) = column(name)?;
+        Ok(format!("({c} {op} {})", literal(name, kind, value)?))
+    };
+    let list = |name: &str, values: &[Value]| -> Result<(String, String)> {
+        let (c, kind) = column(name)?;
+        if values.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "an `in`/`nin` filter on `{name}` needs at least one value"
+            )));
+        }
+        let items: Vec<String> = values.iter().map(|v| literal(name, kind, v)).collect::<Result<_>>()?;
+        Ok((c, items.join(", ")))
+    };
+    Ok(match filter {
+        Filter::Eq(f, v) => cmp(f, "=", v)?,
+        Filter::Ne(f, v) => {
+            let (c, _) = column(f)?;
+            format!("({c} IS NULL OR {})", cmp(f, "<>", v)?)
+        }
+        Filter::Gt(f, v) => cmp(f, ">", v)?,
+        Filter::Gte(f, v) => cmp(f, ">=", v)?,
+        Filter::Lt(f, v) => cmp(f, "<", v)?,
+        Filter::Lte(f, v) => cmp(f, "<=", v)?,
+        Filter::In(f, vs) => {
+            let (c, items) = list(f, vs)?;
+            format!("({c} IN ({items}))")
+        }
+        Filter::Nin(f, vs) => {
+            let (c, items) = list(f, vs)?;
+            format!("({c} IS NULL OR {c} NOT IN ({items}))")
+        }
+        Filter::Contains(f, v) => {
+            let (c, kind) = column(f)?;
+            let Value::String(needle) = v else {
+                return Err(Error::invalid_input(format!("`contains` on `{f}` needs a text value")));
+            };
+            if kind != FieldKind::String {
+                return Err(Error::invalid_input(format!("`contains` needs a text field; `{f}` is not one")));
+            }
+            format!("(strpos({c}, {}) > 0)", quote(needle))
+        }
+        Filter::Like(f, pattern) => {
+            let (c, kind) = column(f)?;
+            if kind != FieldKind::String {
+                return Err(Error::invalid_input(format!("`like` needs a text field; `{f}` is not one")));
+            }
+            format!("({c} LIKE {})", quote(pattern))
+        }
+        Filter::And(all) if all.is_empty() => "true".into(),
+        Filter::Or(any) if any.is_empty() => "false".into(),
+        Filter::And(all) => {
+            format!(
+                "({})",
+                all.iter().map(|f| filter_sql(f, fields)).collect::<Result<Vec<_>>>()?.join(" AND ")
+            )
+        }
+        Filter::Or(any) => {
+            format!(
+                "({})",
+                any.iter().map(|f| filter_sql(f, fields)).collect::<Result<Vec<_>>>()?.join(" OR ")
+            )
+        }
+        Filter::Not(inner) => format!("(NOT {})", filter_sql(inner, fields)?),
+    })
+}
+
+fn id_list(ids: &[String]) -> String {
+    format!("`id` IN ({})", ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", "))
+}
+
+#[async_trait]
+impl VectorStore for LanceDbStore {
+    async fn upsert(&self, records: Vec<Embedded>) -> Result<Vec<String>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.table.write().await;
+        let dims =
+            guard.as_ref().map_or_else(|| records.first().map_or(0, |r| r.vector.len()), |s| s.dimensions);
+        for r in &records {
+            if r.vector.is_empty() {
+                return Err(Error::invalid_input("cannot store an empty vector"));
+            }
+            if r.vector.len() != dims {
+                return Err(Error::invalid_input(format!(
+                    "a vector has {} dimensions but collection {:?} holds {dims}-dimensional vectors (was the embedder changed?)",
+                    r.vector.len(),
+                    self.collection
+                )));
+            }
+            if r.vector.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid_input("a vector contains NaN or infinity"));
+            }
+        }
+        // Later duplicates of an id win, as sequential upserts would; LanceDB's merge needs
+        // unique keys in one batch.
+        let mut last: HashMap<String, usize> = HashMap::new();
+        let ids: Vec<String> = records
+            .iter()
+            .map(|r| r.document.id.clone().unwrap_or_else(|| document_id(&r.document)))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            last.insert(id.clone(), i);
+        }
+        let unique: Vec<usize> =
+            (0..records.len()).filter(|i| ids.get(*i).and_then(|id| last.get(id)) == Some(i)).collect();
+        let kept_records: Vec<Embedded> = unique.iter().filter_map(|&i| records.get(i).cloned()).collect();
+        let kept_ids: Vec<String> = unique.iter().filter_map(|&i| ids.get(i).cloned()).collect();
+
+        match guard.as_ref() {
+            Some(state) => {
+                let batch = batch_for(&kept_records, &kept_ids, dims, &state.fields)?;
+                let schema = batch.schema();
+                let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+                let mut merge = state.table.merge_insert(&["id"]);
+                merge.when_matched_update_all(None).when_not_matched_insert_all();
+                merge.execute(Box::new(reader)).await.map_err(lance_error("cannot write the batch"))?;
+            }
+            None => {
+                let fields = self.fields_for(&kept_records);
+                let batch = batch_for(&kept_records, &kept_ids, dims, &fields)?;
+                let table = self
+                    .connection
+                    .create_table(&self.collection, batch)
+                    .execute()
+                    .await
+                    .map_err(lance_error("cannot create the table"))?;
+                *guard = Some(TableState { table, dimensions: dims, fields });
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>> {
+        Ok(self.vector_search(query, k, filter, false).await?.into_iter().map(|(d, _)| d).collect())
+    }
+
+    async fn search_with_vectors(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<(ScoredDocument, Vec<f32>)>> {
+        self.vector_search(query, k, filter, true).await
+    }
+
+    async fn delete(&self, ids: &[String]) -> Result<usize> {
+        let Some(state) = self.state().await else { return Ok(0) };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let predicate = id_list(ids);
+        let existing = state
+            .table
+            .count_rows(Some(predicate.clone()))
+            .await
+            .map_err(lance_error("cannot count rows"))?;
+        if existing > 0 {
+            state.table.delete(predicate.as_str()).await.map_err(lance_error("cannot delete rows"))?;
+        }
+        Ok(existing)
+    }
+
+    async fn count(&self) -> Result<usize> {
+        match self.state().await {
+            Some(state) => state.table.count_rows(None).await.map_err(lance_error("cannot count rows")),
+            None => Ok(0),
+        }
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<Document>> {
+        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batches: Vec<RecordBatch> = state
+            .table
+            .query()
+            .only_if(id_list(ids))
+            .execute()
+            .await
+            .map_err(lance_error("lookup failed"))?
+            .try_collect()
+            .await
+            .map_err(lance_error("lookup failed"))?;
+        let mut found: HashMap<String, Document> = HashMap::new();
+        for batch in &batches {
+            for doc in documents_of(batch)? {
+                if let Some(id) = doc.id.clone() {
+                    found.insert(id, doc);
+                }
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn documents(&self, filter: Option<&Filter>) -> Result<Vec<Document>> {
+        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let mut q = state.table.query();
+        if let Some(f) = filter {
+            q = q.only_if(filter_sql(f, &state.fields)?);
+        }
+        let batches: Vec<RecordBatch> = q
+            .execute()
+            .await
+            .map_err(lance_error("scan failed"))?
+            .try_collect()
+            .await
+            .map_err(lance_error("scan failed"))?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            out.extend(documents_of(batch)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn filters_quote_values_and_check_fields() {
+        let fields = vec![("lang".to_string(), FieldKind::String), ("year".to_string(), FieldKind::Integer)];
+        let f = Filter::eq("lang", "x' OR '1'='1").and(Filter::gte("year", 2020));
+        assert_eq!(filter_sql(&f, &fields).unwrap(), "((`lang` = 'x'' OR ''1''=''1') AND (`year` >= 2020))");
+        let err = filter_sql(&Filter::eq("author", "me"), &fields).unwrap_err();
+        assert!(err.to_string().contains("filterable: id, lang, year"), "{err}");
+        assert!(filter_sql(&Filter::eq("year", "2020"), &fields).is_err(), "wrong type");
+        assert!(filter_sql(&Filter::In("lang".into(), vec![]), &fields).is_err());
+        assert_eq!(
+            filter_sql(&Filter::Nin("lang".into(), vec![json!("en"), json!("fr")]), &fields).unwrap(),
+            "(`lang` IS NULL OR `lang` NOT IN ('en', 'fr'))"
+        );
+    }
+
+    #[test]
+    fn identifiers_and_pq() {
+        assert!(plain_identifier("year_2"));
+        assert!(!plain_identifier("2year") && !plain_identifier("a b") && !plain_identifier("id"));
+        assert!(!plain_identifier("a`b") && !plain_identifier("_distance"));
+        assert_eq!(pq_sub_vectors(384), 24);
+        assert_eq!(pq_sub_vectors(100), 25);
+    }
+}
