@@ -38,6 +38,30 @@ for part in pdf html; do
   cargo bench --quiet -p catena-loaders --bench loading -- "$part" | tee -a "$out/loading.jsonl"
 done
 
+echo "== retrieval: in-memory exact top-10 vs numpy, 100k x 384 (same vectors)" >&2
+vecs="$(mktemp -d)"
+cargo bench --quiet -p catena-retrievers --bench retrieval -- memory 100000 384 1000 "$vecs" | tee "$out/retrieval-memory.jsonl"
+"$venv/bin/python" benches/reference/numpy_exact_bench.py "$vecs" 100000 384 | tee -a "$out/retrieval-memory.jsonl"
+rm -rf "$vecs"
+echo "== retrieval: LanceDB ANN recall and latency, catena vs lancedb direct (100k, 1M x 384)" >&2
+: > "$out/retrieval-lancedb.jsonl"
+for n in 100000 1000000; do
+  cargo bench --quiet -p catena-retrievers --bench retrieval -- lance "$n" 384 500 | tee -a "$out/retrieval-lancedb.jsonl"
+done
+cranfield="${CATENA_CRANFIELD_DIR:-../shared/data/cranfield}"
+if [ -f "$cranfield/corpus.jsonl" ]; then
+  echo "== retrieval: BM25 vs rank_bm25 on Cranfield (whitespace tokens, rank_bm25 mode)" >&2
+  top="$(mktemp)"
+  cargo bench --quiet -p catena-retrievers --bench retrieval -- bm25 "$cranfield/corpus.jsonl" "$cranfield/queries.jsonl" "$top" \
+    | tee "$out/retrieval-bm25.jsonl"
+  "$venv/bin/python" benches/reference/rank_bm25_bench.py "$cranfield/corpus.jsonl" "$cranfield/queries.jsonl" "$top" \
+    | tee -a "$out/retrieval-bm25.jsonl"
+  rm -f "$top"
+  echo "== retrieval: quality on Cranfield (nDCG@10, recall@100, MAP; trec_eval semantics)" >&2
+  CATENA_CRANFIELD_DIR="$cranfield" cargo test --quiet --release -p catena --test retrieval_quality -- --nocapture 2>/dev/null \
+    | grep '^cranfield' | tee "$out/retrieval-quality.txt"
+fi
+
 echo "== ingest: a ~50 MB mixed corpus (md, html, txt, pdf, csv, jsonl), release build" >&2
 cargo build --quiet --release -p catena --bin catena
 release="${CARGO_TARGET_DIR}/release/catena"

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catena::core::{
-    Document, Embedded, Embedder, Error, Event, Loader, Result, RunContext, Splitter, VectorStore,
-};
+use catena::core::{Document, Embedder, Error, Event, Loader, Result, RunContext, Splitter, VectorStore};
 use catena::loaders::{DirectoryLoader, load_file};
 use catena::models::{LlamaEmbedder, LlamaTokenizer};
-use catena::retrievers::{InMemoryVectorStore, document_id};
+use catena::retrievers::lance::VectorIndex;
+use catena::retrievers::{Cleanup, Indexer, LanceDbStore};
 use catena::splitters::{
     KeepSeparator, Language, MarkdownHeaderSplitter, RecursiveCharacterSplitter, SemanticSplitter,
     TiktokenTokenizer, TokenSplitter,
@@ -203,9 +202,17 @@ pub struct IngestArgs {
     /// Files and folders to ingest.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The store folder (created; its chunks.jsonl is replaced).
+    /// The store: a LanceDB database folder (created if missing).
     #[arg(long)]
     store: PathBuf,
+    /// The table (collection) inside the store.
+    #[arg(long, default_value = "chunks")]
+    collection: String,
+    /// What to delete after indexing: `none`; `incremental` (old chunks of the files ingested
+    /// now); `full` (every chunk this run did not produce). Unchanged chunks are never embedded
+    /// again.
+    #[arg(long, default_value = "incremental")]
+    cleanup: Cleanup,
     /// Texts per embedding call.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -220,20 +227,43 @@ pub struct IngestArgs {
 struct Timings {
     load: Duration,
     split: Duration,
-    embed: Duration,
-    write: Duration,
+    index: Duration,
 }
 
-/// Loads, splits, embeds (default local model) and stores; reports progress and a summary.
+/// An embedder that adds up the time spent in it, so the summary can split indexing time into
+/// embedding and writing.
+struct TimedEmbedder {
+    inner: Arc<dyn Embedder>,
+    spent: std::sync::Mutex<Duration>,
+}
+
+#[catena::core::async_trait]
+impl Embedder for TimedEmbedder {
+    async fn embed(&self, texts: &[String], ctx: &RunContext) -> Result<Vec<Vec<f32>>> {
+        let clock = Instant::now();
+        let out = self.inner.embed(texts, ctx).await;
+        if let Ok(mut spent) = self.spent.lock() {
+            *spent += clock.elapsed();
+        }
+        out
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+}
+
+/// Loads, splits, embeds (default local model) and stores in LanceDB; skips chunks already
+/// stored, cleans up stale ones; reports progress and a summary.
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.store).map_err(|e| Error::io(&args.store, e))?;
-    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
-    let splitter = build_splitter(&args.split, Some(embedder.clone())).await?;
-    let store = InMemoryVectorStore::new();
-    let out_path = args.store.join("chunks.jsonl");
-    let file = std::fs::File::create(&out_path).map_err(|e| Error::io(&out_path, e))?;
-    let mut out = std::io::BufWriter::new(file);
+    let model: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+    let splitter = build_splitter(&args.split, Some(model.clone())).await?;
+    let embedder = TimedEmbedder { inner: model, spent: std::sync::Mutex::new(Duration::ZERO) };
+    let uri = args.store.to_string_lossy().into_owned();
+    let store = LanceDbStore::connect(uri, &args.collection).await?;
+    let mut indexer = Indexer::new(&embedder, &store, args.cleanup);
 
     let files: Vec<PathBuf> = collect_files(&args.paths);
     let bar = ProgressBar::new(files.len() as u64);
@@ -274,8 +304,10 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             }
             while pending.len() >= args.batch_size {
                 let batch: Vec<Document> = pending.drain(..args.batch_size).collect();
-                chunks_total +=
-                    embed_and_write(batch, embedder.as_ref(), &store, &mut out, &ctx, &mut t).await?;
+                chunks_total += batch.len();
+                let clock = Instant::now();
+                indexer.add(batch, &ctx).await?;
+                t.index += clock.elapsed();
             }
         }
         if !file_failed {
@@ -285,43 +317,61 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         let rate = chunks_total as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!("{chunks_total} chunks  {rate:.0} chunks/s"));
     }
+    let clock = Instant::now();
     if !pending.is_empty() {
-        chunks_total +=
-            embed_and_write(std::mem::take(&mut pending), embedder.as_ref(), &store, &mut out, &ctx, &mut t)
-                .await?;
+        chunks_total += pending.len();
+        indexer.add(std::mem::take(&mut pending), &ctx).await?;
     }
-    out.flush().map_err(|e| Error::io(&out_path, e))?;
+    let report = indexer.finish().await?;
+    // Keyword search (hybrid retrieval) needs the full-text index; an ANN index pays off only
+    // for large collections (create_index decides).
+    if store.count().await? > 0 {
+        store.create_fts_index().await?;
+        store.create_index(VectorIndex::Auto).await?;
+    }
+    t.index += clock.elapsed();
     bar.finish_and_clear();
 
+    let embed = embedder.spent.lock().map(|d| *d).unwrap_or_default();
+    let write = t.index.saturating_sub(embed);
     let elapsed = started.elapsed().as_secs_f64();
     let rate = chunks_total as f64 / elapsed.max(1e-9);
     let summary = serde_json::json!({
         "files": files.len(), "files_ok": ok, "files_failed": files.len() - ok, "failures": failures,
-        "chunks": chunks_total, "stored": store.count().await?, "bytes": bytes, "seconds": elapsed,
+        "chunks": chunks_total, "added": report.added, "skipped": report.skipped, "deleted": report.deleted,
+        "stored": store.count().await?, "bytes": bytes, "seconds": elapsed,
         "chunks_per_second": rate,
         "stages": {"load": t.load.as_secs_f64(), "split": t.split.as_secs_f64(),
-                   "embed": t.embed.as_secs_f64(), "write": t.write.as_secs_f64()},
-        "output": out_path,
+                   "embed": embed.as_secs_f64(), "write": write.as_secs_f64()},
+        "store": args.store, "collection": args.collection,
     });
     if args.json {
         println!("{summary}");
     } else {
         eprintln!(
-            "ingested {} of {} files into {} chunks in {elapsed:.1} s ({:.0} chunks/s); load {:.1} s, split {:.1} s, \
-             embed {:.1} s, write {:.1} s",
+            "ingested {} of {} files into {} chunks in {elapsed:.1} s ({:.0} chunks/s): {} added, {} unchanged, {} deleted; \
+             load {:.1} s, split {:.1} s, embed {:.1} s, write {:.1} s",
             ok,
             files.len(),
             chunks_total,
             rate,
+            report.added,
+            report.skipped,
+            report.deleted,
             t.load.as_secs_f64(),
             t.split.as_secs_f64(),
-            t.embed.as_secs_f64(),
-            t.write.as_secs_f64()
+            embed.as_secs_f64(),
+            write.as_secs_f64()
         );
         for f in &failures {
             eprintln!("  failed: {f}");
         }
-        eprintln!("chunks and vectors: {}", out_path.display());
+        eprintln!(
+            "store: {} (collection {:?}); ask it with `catena query --store {} \"...\"`",
+            args.store.display(),
+            args.collection,
+            args.store.display()
+        );
     }
     Ok(())
 }
@@ -343,30 +393,4 @@ fn collect_files(paths: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-async fn embed_and_write(
-    batch: Vec<Document>,
-    embedder: &dyn Embedder,
-    store: &InMemoryVectorStore,
-    out: &mut impl Write,
-    ctx: &RunContext,
-    t: &mut Timings,
-) -> Result<usize> {
-    let clock = Instant::now();
-    let texts: Vec<String> = batch.iter().map(|d| d.content.clone()).collect();
-    let vectors = embedder.embed(&texts, ctx).await?;
-    t.embed += clock.elapsed();
-    let clock = Instant::now();
-    let n = batch.len();
-    let mut records = Vec::with_capacity(n);
-    for (mut document, vector) in batch.into_iter().zip(vectors) {
-        document.id = Some(document_id(&document));
-        let line = serde_json::json!({"id": document.id, "content": document.content, "metadata": document.metadata, "embedding": vector});
-        writeln!(out, "{line}").map_err(Error::from)?;
-        records.push(Embedded { document, vector });
-    }
-    store.upsert(records).await?;
-    t.write += clock.elapsed();
-    Ok(n)
 }

@@ -46,10 +46,11 @@
 //! - [`models`]: llama.cpp chat and embedding models, default model files.
 //! - [`loaders`]: text and directory loaders.
 //! - [`splitters`]: the recursive character splitter.
-//! - [`retrievers`]: vector stores and retrievers.
+//! - [`retrievers`]: vector stores (in memory, LanceDB), BM25, hybrid fusion, MMR, HyDE,
+//!   multi-query, RAG-fusion, rerankers, parent-document and self-query retrievers.
 //! - [`tools`]: the tool registry.
 //! - [`agents`]: conversation memory.
-//! - [`eval`]: retrieval metrics.
+//! - [`eval`]: retrieval metrics (trec_eval semantics).
 //! - [`prelude`]: the names most programs use.
 
 pub use catena_agents as agents;
@@ -68,7 +69,12 @@ pub mod prelude {
     pub use catena_loaders::{DirectoryLoader, TextLoader};
     #[cfg(feature = "llama")]
     pub use catena_models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
-    pub use catena_retrievers::{InMemoryVectorStore, VectorStoreRetriever, index_documents};
+    #[cfg(feature = "lancedb")]
+    pub use catena_retrievers::LanceDbStore;
+    pub use catena_retrievers::{
+        Bm25Retriever, Cleanup, EnsembleRetriever, InMemoryVectorStore, MmrRetriever, VectorStoreRetriever,
+        index_documents, index_with_cleanup,
+    };
     pub use catena_splitters::RecursiveCharacterSplitter;
     pub use catena_tools::ToolRegistry;
 }

@@ -1,6 +1,7 @@
 //! The `catena` command-line tool: manage local models, chat, embed, split and ingest documents.
 
 mod ingest;
+mod query;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -44,6 +45,11 @@ enum Command {
     /// Load, split, embed (default local embedding model) and store documents, with progress and
     /// a summary (files ok/failed, chunks, time per stage).
     Ingest(ingest::IngestArgs),
+    /// Search an ingested store and print ranked results with scores and sources; `--answer`
+    /// also answers from them with the local chat model, citing them.
+    ///
+    /// Example: catena query --store ./store "How do I split documents?" --retriever hybrid --answer
+    Query(query::QueryArgs),
     /// Evaluate models and pipelines.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -171,6 +177,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed(args).await,
         Command::Split { files, args } => ingest::split(files, args).await,
         Command::Ingest(args) => ingest::ingest(args).await,
+        Command::Query(args) => query::query(args).await,
         Command::Eval(cmd) => eval(cmd).await,
     }
 }

@@ -181,9 +181,45 @@ fn ingest_embeds_stores_and_summarises_failures() {
     assert!(summary["failures"][0].as_str().unwrap().contains("d.pdf"));
     assert_eq!(summary["chunks"], 3);
     assert_eq!(summary["stored"], 3);
-    let written = std::fs::read_to_string(store.join("chunks.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> = written.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0]["embedding"].as_array().unwrap().len(), 384);
-    assert_eq!(rows[2]["metadata"]["row"], 0);
+    assert_eq!(summary["added"], 3);
+
+    // Again, unchanged: nothing is embedded or written. Then one file changes: its old chunk goes.
+    let again = catena(&["ingest", corpus.to_str().unwrap(), "--store", store.to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!((summary["added"].as_u64(), summary["skipped"].as_u64()), (Some(0), Some(3)));
+    std::fs::write(corpus.join("a.md"), "Ownership moves values. Borrowing lends them for a while.").unwrap();
+    let changed = catena(&["ingest", corpus.to_str().unwrap(), "--store", store.to_str().unwrap(), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(stdout(&changed).trim()).unwrap();
+    assert_eq!((summary["added"].as_u64(), summary["deleted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(summary["stored"], 3);
+
+    // Query it: every retriever that needs no chat model, with sources and scores.
+    let s = store.to_str().unwrap();
+    for retriever in ["similarity", "bm25", "hybrid", "mmr"] {
+        let out = catena(&[
+            "query",
+            "--store",
+            s,
+            "--retriever",
+            retriever,
+            "-k",
+            "2",
+            "--json",
+            "how long do borrows live?",
+        ]);
+        assert!(out.status.success(), "{retriever}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let results = v["results"].as_array().unwrap();
+        assert!(!results.is_empty() && results.len() <= 2, "{retriever}: {v}");
+        assert!(results[0]["metadata"]["source"].as_str().unwrap().ends_with("b.html"), "{retriever}: {v}");
+    }
+    let text = catena(&["query", "--store", s, "lifetimes"]);
+    assert!(stdout(&text).contains("[1]") && stdout(&text).contains("b.html"), "{}", stdout(&text));
+    let missing = catena(&["query", "--store", dir.path().join("nowhere").to_str().unwrap(), "x"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("catena ingest"), "{}", stderr(&missing));
+    let zero = catena(&["query", "--store", s, "-k", "0", "x"]);
+    assert!(stderr(&zero).contains("at least 1"), "{}", stderr(&zero));
+    let empty = catena(&["query", "--store", s, "  "]);
+    assert!(stderr(&empty).contains("empty"), "{}", stderr(&empty));
 }

@@ -90,31 +90,64 @@ impl Filter {
     /// Whether `metadata` satisfies the filter.
     #[must_use]
     pub fn matches(&self, metadata: &Metadata) -> bool {
+        self.eval(&|field| metadata.get(field))
+    }
+
+    /// Whether `document` satisfies the filter: its metadata, plus `id` (when the metadata has no
+    /// `id` of its own), so stores can filter by id the same way.
+    #[must_use]
+    pub fn matches_document(&self, document: &crate::Document) -> bool {
+        if document.metadata.contains_key("id") || !self.mentions("id") {
+            return self.matches(&document.metadata);
+        }
+        let id = document.id.clone().map(Value::String);
+        self.eval(&|field| if field == "id" { id.as_ref() } else { document.metadata.get(field) })
+    }
+
+    /// Whether the filter names `field` anywhere.
+    #[must_use]
+    pub fn mentions(&self, field: &str) -> bool {
+        match self {
+            Self::Eq(f, _)
+            | Self::Ne(f, _)
+            | Self::Gt(f, _)
+            | Self::Gte(f, _)
+            | Self::Lt(f, _)
+            | Self::Lte(f, _)
+            | Self::In(f, _)
+            | Self::Nin(f, _)
+            | Self::Contains(f, _)
+            | Self::Like(f, _) => f == field,
+            Self::And(all) | Self::Or(all) => all.iter().any(|f| f.mentions(field)),
+            Self::Not(inner) => inner.mentions(field),
+        }
+    }
+
+    fn eval<'a>(&self, get: &dyn Fn(&str) -> Option<&'a Value>) -> bool {
         use std::cmp::Ordering::{Equal, Greater, Less};
         let cmp = |field: &str, value: &Value, ok: &[std::cmp::Ordering]| {
-            metadata.get(field).and_then(|v| compare(v, value)).is_some_and(|o| ok.contains(&o))
+            get(field).and_then(|v| compare(v, value)).is_some_and(|o| ok.contains(&o))
         };
         match self {
-            Self::Eq(f, v) => metadata.get(f).is_some_and(|m| json_eq(m, v)),
-            Self::Ne(f, v) => !metadata.get(f).is_some_and(|m| json_eq(m, v)),
+            Self::Eq(f, v) => get(f).is_some_and(|m| json_eq(m, v)),
+            Self::Ne(f, v) => !get(f).is_some_and(|m| json_eq(m, v)),
             Self::Gt(f, v) => cmp(f, v, &[Greater]),
             Self::Gte(f, v) => cmp(f, v, &[Greater, Equal]),
             Self::Lt(f, v) => cmp(f, v, &[Less]),
             Self::Lte(f, v) => cmp(f, v, &[Less, Equal]),
-            Self::In(f, vs) => metadata.get(f).is_some_and(|m| vs.iter().any(|v| json_eq(m, v))),
-            Self::Nin(f, vs) => !metadata.get(f).is_some_and(|m| vs.iter().any(|v| json_eq(m, v))),
-            Self::Contains(f, v) => match (metadata.get(f), v) {
+            Self::In(f, vs) => get(f).is_some_and(|m| vs.iter().any(|v| json_eq(m, v))),
+            Self::Nin(f, vs) => !get(f).is_some_and(|m| vs.iter().any(|v| json_eq(m, v))),
+            Self::Contains(f, v) => match (get(f), v) {
                 (Some(Value::String(s)), Value::String(needle)) => s.contains(needle.as_str()),
                 (Some(Value::Array(items)), v) => items.iter().any(|i| json_eq(i, v)),
                 _ => false,
             },
-            Self::Like(f, pattern) => metadata
-                .get(f)
+            Self::Like(f, pattern) => get(f)
                 .and_then(Value::as_str)
                 .is_some_and(|s| like(&s.chars().collect::<Vec<_>>(), &pattern.chars().collect::<Vec<_>>())),
-            Self::And(all) => all.iter().all(|f| f.matches(metadata)),
-            Self::Or(any) => any.iter().any(|f| f.matches(metadata)),
-            Self::Not(inner) => !inner.matches(metadata),
+            Self::And(all) => all.iter().all(|f| f.eval(get)),
+            Self::Or(any) => any.iter().any(|f| f.eval(get)),
+            Self::Not(inner) => !inner.eval(get),
         }
     }
 }
@@ -189,5 +222,8 @@ mod tests {
         assert!(Filter::Ne("missing".into(), json!(1)).matches(&m));
         assert!(!Filter::Lt("missing".into(), json!(1)).matches(&m));
         assert!(!Filter::Lt("lang".into(), json!(1)).matches(&m), "string vs number never compares");
+        let doc = crate::Document::new("x").with_id("d1").with_metadata("lang", "en");
+        assert!(Filter::eq("id", "d1").and(Filter::eq("lang", "en")).matches_document(&doc));
+        assert!(!Filter::eq("id", "d2").matches_document(&doc));
     }
 }

@@ -169,7 +169,7 @@ impl Bm25Index {
         if documents.is_empty() {
             return Err(Error::invalid_input("BM25 needs at least one document to index"));
         }
-        if !(params.k1.is_finite() && params.k1 >= 0.0) || !(0.0..=1.0).contains(&params.b) {
+        if !(params.k1.is_finite() && params.k1 >= 0.0 && (0.0..=1.0).contains(&params.b)) {
             return Err(Error::invalid_input(format!(
                 "BM25 parameters out of range: k1 = {} (must be >= 0), b = {} (must be in [0, 1])",
                 params.k1, params.b
@@ -285,7 +285,7 @@ impl Bm25Index {
             .enumerate()
             .filter(|(i, _)| touched.get(*i).copied().unwrap_or(false))
             .filter(|(i, _)| {
-                filter.is_none_or(|f| self.documents.get(*i).is_some_and(|d| f.matches(&d.metadata)))
+                filter.is_none_or(|f| self.documents.get(*i).is_some_and(|d| f.matches_document(d)))
             })
             .collect();
         let by_score = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));

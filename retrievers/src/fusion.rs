@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(f[0].document.content, "y");
         assert!((f64::from(f[0].score) - (0.3 / 61.0 + 0.7 / 60.0)).abs() < 1e-7);
         assert_eq!(f.len(), 3);
-        assert!(fuse(&[a.clone()], &[1.0, 2.0], Fusion::default()).is_err());
+        assert!(fuse(std::slice::from_ref(&a), &[1.0, 2.0], Fusion::default()).is_err());
         assert!(fuse(&[a], &[-1.0], Fusion::default()).is_err());
     }
 

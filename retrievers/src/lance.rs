@@ -486,7 +486,7 @@ fn pq_sub_vectors(dimensions: usize) -> u32 {
     // Prefer 16 dimensions per sub-vector, else 8, 4, 2, 1 (it must divide the dimension).
     [16usize, 8, 4, 2, 1]
         .into_iter()
-        .find(|w| dimensions % w == 0)
+        .find(|w| dimensions.is_multiple_of(*w))
         .map_or(1, |w| u32::try_from(dimensions / w).unwrap_or(1))
 }
 
@@ -897,6 +897,44 @@ impl VectorStore for LanceDbStore {
             out.extend(documents_of(batch)?);
         }
         Ok(out)
+    }
+}
+
+/// Keyword search over a [`LanceDbStore`]'s full-text index as a [`Retriever`](catena_core::Retriever):
+/// BM25 inside LanceDB, for collections too large to index again in memory.
+#[derive(Debug, Clone)]
+pub struct LanceKeywordRetriever {
+    store: Arc<LanceDbStore>,
+    k: usize,
+    filter: Option<Filter>,
+}
+
+impl LanceKeywordRetriever {
+    /// Searches `store` (whose full-text index must exist: [`LanceDbStore::create_fts_index`]).
+    #[must_use]
+    pub fn new(store: Arc<LanceDbStore>) -> Self {
+        Self { store, k: 4, filter: None }
+    }
+
+    /// How many documents to return (default 4).
+    #[must_use]
+    pub fn with_k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// Only documents whose metadata match.
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}
+
+#[async_trait]
+impl catena_core::Retriever for LanceKeywordRetriever {
+    async fn retrieve(&self, query: &str, _ctx: &catena_core::RunContext) -> Result<Vec<ScoredDocument>> {
+        self.store.keyword_search(query, self.k, self.filter.as_ref()).await
     }
 }
 

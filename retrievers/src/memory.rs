@@ -169,7 +169,7 @@ impl InMemoryVectorStore {
     /// Rows matching `filter`, scored against `query`, best `k` first (ties: storage order).
     fn top_k(rows: &Rows, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(f32, usize)> {
         let keep =
-            |i: usize| filter.is_none_or(|f| rows.documents.get(i).is_some_and(|d| f.matches(&d.metadata)));
+            |i: usize| filter.is_none_or(|f| rows.documents.get(i).is_some_and(|d| f.matches_document(d)));
         let n = rows.documents.len();
         let mut scored: Vec<(f32, usize)> = if n >= PARALLEL_ROWS {
             (0..n).into_par_iter().filter(|&i| keep(i)).map(|i| (rows.score(query, i), i)).collect()
@@ -353,7 +353,7 @@ impl VectorStore for InMemoryVectorStore {
 
     async fn documents(&self, filter: Option<&Filter>) -> Result<Vec<Document>> {
         let rows = self.rows.read().await;
-        Ok(rows.documents.iter().filter(|d| filter.is_none_or(|f| f.matches(&d.metadata))).cloned().collect())
+        Ok(rows.documents.iter().filter(|d| filter.is_none_or(|f| f.matches_document(d))).cloned().collect())
     }
 }
 

@@ -138,7 +138,7 @@ impl Reranker for LlmRelevanceReranker {
         .await?;
         let mut rated: Vec<(u8, ScoredDocument)> =
             ratings.into_iter().zip(documents).filter(|(r, _)| *r >= self.min_rating).collect();
-        rated.sort_by(|a, b| b.0.cmp(&a.0));
+        rated.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut out: Vec<ScoredDocument> =
             rated.into_iter().map(|(r, d)| ScoredDocument::new(d.document, f32::from(r) / 10.0)).collect();
         if let Some(n) = self.top_n {
@@ -223,10 +223,9 @@ impl Reranker for LlmListwiseReranker {
         for item in ranking {
             if let Some(i) =
                 item.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|i| (1..=n).contains(i))
+                && !order.contains(&(i - 1))
             {
-                if !order.contains(&(i - 1)) {
-                    order.push(i - 1);
-                }
+                order.push(i - 1);
             }
         }
         order.extend((0..n).filter(|i| !order.contains(i)).collect::<Vec<_>>());

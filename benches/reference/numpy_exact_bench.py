@@ -1,0 +1,28 @@
+"""Exact top-10 search with numpy on the vectors the catena bench wrote (one query at a time, as a
+store answers them): queries/s, and how many top-10 lists match catena's.
+
+Usage: python numpy_exact_bench.py DIR N D
+"""
+import json
+import sys
+import time
+
+import numpy as np
+
+d, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+vectors = np.fromfile(f"{d}/vectors.f32", dtype="<f4").reshape(n, dim)
+queries = np.fromfile(f"{d}/queries.f32", dtype="<f4").reshape(-1, dim)
+# Cosine: normalise once, as catena's store does on insert.
+vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+tops = []
+start = time.perf_counter()
+for q in queries:
+    q = q / np.linalg.norm(q)
+    scores = vectors @ q
+    part = np.argpartition(-scores, 10)[:10]
+    tops.append(part[np.argsort(-scores[part], kind="stable")].tolist())
+secs = time.perf_counter() - start
+catena = json.load(open(f"{d}/catena-top10.json"))
+same = sum(1 for a, b in zip(tops, catena) if [str(i) for i in a] == b)
+print(json.dumps({"bench": "memory-exact", "impl": "numpy", "n": n, "d": dim, "queries": len(queries),
+                  "qps": len(queries) / secs, "same_top10_as_catena": same}))

@@ -1,0 +1,228 @@
+//! Retrieval benchmarks, one JSON line per measurement (benches/run.sh runs them beside their
+//! references and docs/benchmarks.md reports the ratios):
+//!
+//! - `memory N D Q DIR`: exact top-10 queries/s of the in-memory store on N clustered D-dim
+//!   vectors; writes the vectors and queries to DIR (raw little-endian f32) for numpy.
+//! - `lance N D Q`: LanceDB on disk: ANN index build time, recall@10 of the index against exact
+//!   search, p50/p99 latency through catena and through lancedb directly, and their ratio.
+//! - `bm25 CORPUS.jsonl QUERIES.jsonl OUT.json`: index build and query latency of BM25 in
+//!   rank_bm25 mode; writes each query's top-10 ids for comparison with rank_bm25.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use catena_core::{Document, Embedded, VectorStore};
+use catena_retrievers::lance::VectorIndex;
+use catena_retrievers::{Analyzer, Bm25Index, Bm25Params, InMemoryVectorStore, LanceDbStore};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase};
+
+/// xorshift + Box-Muller: reproducible Gaussian numbers without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+    fn gauss(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// Vectors shaped like sentence embeddings: clusters (topics) with spread, unit length.
+fn clustered(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..1000).map(|_| (0..d).map(|_| rng.gauss()).collect()).collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[(i * 7919 + (rng.uniform() * 1000.0) as usize) % centres.len()];
+            let mut v: Vec<f32> = c.iter().map(|x| x + 0.8 * rng.gauss()).collect();
+            normalise(&mut v);
+            v
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn write_f32(path: &Path, rows: &[Vec<f32>]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for r in rows {
+        for x in r {
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+}
+
+async fn memory(n: usize, d: usize, q: usize, dir: &Path) {
+    let vectors = clustered(n, d, 1);
+    let queries = clustered(q, d, 2);
+    std::fs::create_dir_all(dir).unwrap();
+    write_f32(&dir.join("vectors.f32"), &vectors);
+    write_f32(&dir.join("queries.f32"), &queries);
+    let store = InMemoryVectorStore::new();
+    for (chunk_i, chunk) in vectors.chunks(10_000).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Embedded {
+                document: Document::new(String::new()).with_id((chunk_i * 10_000 + i).to_string()),
+                vector: v.clone(),
+            })
+            .collect();
+        store.upsert(records).await.unwrap();
+    }
+    let mut ids = Vec::with_capacity(q);
+    let start = Instant::now();
+    for v in &queries {
+        let hits = store.search(v, 10, None).await.unwrap();
+        ids.push(hits.into_iter().map(|h| h.document.id.unwrap()).collect::<Vec<_>>());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::write(dir.join("catena-top10.json"), serde_json::to_string(&ids).unwrap()).unwrap();
+    println!(
+        "{}",
+        serde_json::json!({"bench": "memory-exact", "impl": "catena", "n": n, "d": d, "queries": q,
+                           "qps": q as f64 / secs, "threads": rayon::current_num_threads()})
+    );
+}
+
+async fn lance(n: usize, d: usize, q: usize) {
+    let vectors = clustered(n, d, 1);
+    let queries = clustered(q, d, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_string_lossy().into_owned();
+    let store = LanceDbStore::connect(uri.clone(), "bench").await.unwrap();
+    let start = Instant::now();
+    for (chunk_i, chunk) in vectors.chunks(50_000).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Embedded {
+                document: Document::new(String::new()).with_id((chunk_i * 50_000 + i).to_string()),
+                vector: v.clone(),
+            })
+            .collect();
+        store.upsert(records).await.unwrap();
+    }
+    let load_s = start.elapsed().as_secs_f64();
+    // Ground truth: exact search before any index exists.
+    let mut exact: Vec<Vec<String>> = Vec::with_capacity(q);
+    for v in &queries {
+        exact.push(
+            store.search(v, 10, None).await.unwrap().into_iter().map(|h| h.document.id.unwrap()).collect(),
+        );
+    }
+    let start = Instant::now();
+    store.create_index(VectorIndex::Auto).await.unwrap();
+    let index_s = start.elapsed().as_secs_f64();
+    let table = store.table().await.unwrap();
+
+    let mut catena_ms = Vec::with_capacity(q);
+    let mut direct_ms = Vec::with_capacity(q);
+    let mut found = 0usize;
+    // Warm the index cache once, then alternate the two paths so drift hits both alike.
+    let _ = store.search(&queries[0], 10, None).await.unwrap();
+    for (v, truth) in queries.iter().zip(&exact) {
+        let t = Instant::now();
+        let hits = store.search(v, 10, None).await.unwrap();
+        catena_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        found += hits.iter().filter(|h| truth.contains(h.document.id.as_ref().unwrap())).count();
+        let t = Instant::now();
+        let batches: Vec<arrow_array::RecordBatch> = table
+            .query()
+            .nearest_to(v.as_slice())
+            .unwrap()
+            .distance_type(lancedb::DistanceType::Cosine)
+            .limit(10)
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        direct_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    }
+    catena_ms.sort_by(f64::total_cmp);
+    direct_ms.sort_by(f64::total_cmp);
+    let (c50, d50) = (percentile(&catena_ms, 0.5), percentile(&direct_ms, 0.5));
+    println!(
+        "{}",
+        serde_json::json!({"bench": "lancedb-ann", "n": n, "d": d, "queries": q, "load_s": load_s, "index_s": index_s,
+            "index": if n < 1_000_000 { "IVF_HNSW_SQ" } else { "IVF_PQ" },
+            "recall_at_10": found as f64 / (10 * q) as f64,
+            "catena_p50_ms": c50, "catena_p99_ms": percentile(&catena_ms, 0.99),
+            "lancedb_p50_ms": d50, "lancedb_p99_ms": percentile(&direct_ms, 0.99),
+            "overhead_p50": c50 / d50})
+    );
+}
+
+fn bm25(corpus: &Path, queries: &Path, out: &Path) {
+    let read = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let docs: Vec<Document> = read(corpus)
+        .iter()
+        .map(|d| {
+            Document::new(format!(
+                "{} {}",
+                d["title"].as_str().unwrap_or(""),
+                d["text"].as_str().unwrap_or("")
+            ))
+            .with_id(d["_id"].as_str().unwrap())
+        })
+        .collect();
+    let queries: Vec<String> = read(queries).iter().map(|q| q["text"].as_str().unwrap().to_owned()).collect();
+    let start = Instant::now();
+    let index = Bm25Index::new(docs, Analyzer::whitespace(), Bm25Params::rank_bm25()).unwrap();
+    let build_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut tops = Vec::new();
+    for q in &queries {
+        let top: Vec<(String, f64)> = index
+            .search(q, 10, None)
+            .into_iter()
+            .map(|(i, s)| (index.documents()[i].id.clone().unwrap(), s))
+            .collect();
+        tops.push(top);
+    }
+    let query_s = start.elapsed().as_secs_f64();
+    std::fs::write(out, serde_json::to_string(&tops).unwrap()).unwrap();
+    println!(
+        "{}",
+        serde_json::json!({"bench": "bm25", "impl": "catena", "docs": index.len(), "queries": queries.len(),
+                           "build_ms": build_s * 1e3, "query_ms": query_s * 1e3 / queries.len() as f64})
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let num = |i: usize| args.get(i).and_then(|s| s.parse::<usize>().ok());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    match args.first().map(String::as_str) {
+        Some("memory") => {
+            rt.block_on(memory(num(1).unwrap(), num(2).unwrap(), num(3).unwrap(), Path::new(&args[4])))
+        }
+        Some("lance") => rt.block_on(lance(num(1).unwrap(), num(2).unwrap(), num(3).unwrap())),
+        Some("bm25") => bm25(Path::new(&args[1]), Path::new(&args[2]), Path::new(&args[3])),
+        _ => eprintln!("usage: retrieval memory N D Q DIR | lance N D Q | bm25 CORPUS QUERIES OUT"),
+    }
+}

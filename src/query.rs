@@ -1,0 +1,208 @@
+//! `catena query`: ask an ingested store, with any retriever and reranker, optionally answered
+//! by the local chat model with numbered citations.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use catena::core::{
+    ChatModel, ChatRequest, Embedder, Error, Message, Reranker, Result, Retriever, RunContext, ScoredDocument,
+};
+use catena::models::{LlamaChatModel, LlamaEmbedder};
+use catena::retrievers::lance::LanceKeywordRetriever;
+use catena::retrievers::{
+    EmbeddingsFilter, EnsembleRetriever, HydeRetriever, LanceDbStore, LlmListwiseReranker,
+    LlmRelevanceReranker, MmrRetriever, MultiQueryRetriever, RerankingRetriever, VectorStoreRetriever,
+};
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+
+/// How `catena query` retrieves.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetrieverKind {
+    /// Nearest chunks by embedding.
+    Similarity,
+    /// Maximal marginal relevance: relevant and varied.
+    Mmr,
+    /// Keywords (BM25 over LanceDB's full-text index).
+    Bm25,
+    /// BM25 and similarity fused by reciprocal rank.
+    Hybrid,
+    /// Search with the embedding of a passage the chat model imagines.
+    Hyde,
+    /// Search with three rephrasings by the chat model; union of results.
+    MultiQuery,
+    /// RAG-fusion: rephrasings plus the question, fused by reciprocal rank.
+    Fusion,
+}
+
+/// How `catena query` reranks.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RerankKind {
+    /// Keep the retriever's order.
+    None,
+    /// The chat model rates each result 0-10.
+    Llm,
+    /// The chat model orders all results at once.
+    Listwise,
+    /// Embedding similarity to the question.
+    Embeddings,
+}
+
+/// `catena query` options.
+#[derive(Args)]
+pub struct QueryArgs {
+    /// The question.
+    question: String,
+    /// The store folder written by `catena ingest`.
+    #[arg(long)]
+    store: PathBuf,
+    /// The collection inside the store.
+    #[arg(long, default_value = "chunks")]
+    collection: String,
+    /// How to retrieve.
+    #[arg(long, short, value_enum, default_value_t = RetrieverKind::Hybrid)]
+    retriever: RetrieverKind,
+    /// How to rerank the retrieved chunks.
+    #[arg(long, value_enum, default_value_t = RerankKind::None)]
+    rerank: RerankKind,
+    /// How many results.
+    #[arg(short, default_value_t = 4)]
+    k: usize,
+    /// Also answer the question from the results with the local chat model, citing them as [n].
+    #[arg(long)]
+    answer: bool,
+    /// Print the results (and answer) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `catena query`.
+pub async fn query(args: QueryArgs) -> Result<()> {
+    if args.k == 0 {
+        return Err(Error::invalid_input("-k must be at least 1"));
+    }
+    let uri = args.store.to_string_lossy().into_owned();
+    let store = Arc::new(LanceDbStore::open(uri, &args.collection).await?);
+    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+    let needs_chat = args.answer
+        || matches!(args.retriever, RetrieverKind::Hyde | RetrieverKind::MultiQuery | RetrieverKind::Fusion)
+        || matches!(args.rerank, RerankKind::Llm | RerankKind::Listwise);
+    let chat: Option<Arc<dyn ChatModel>> =
+        if needs_chat { Some(Arc::new(LlamaChatModel::load_default().await?)) } else { None };
+    let model = || chat.clone().ok_or_else(|| Error::invalid_input("this retriever needs the chat model"));
+
+    // Rerankers look at a wider candidate list than they return.
+    let fetch = if args.rerank == RerankKind::None { args.k } else { (args.k * 3).max(10) };
+    let similarity: Arc<dyn Retriever> =
+        Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(fetch));
+    let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store.clone()).with_k(fetch));
+    let hybrid: Arc<dyn Retriever> =
+        Arc::new(EnsembleRetriever::new(vec![keywords.clone(), similarity.clone()]).with_k(fetch));
+    let retriever: Arc<dyn Retriever> = match args.retriever {
+        RetrieverKind::Similarity => similarity,
+        RetrieverKind::Mmr => Arc::new(MmrRetriever::new(store.clone(), embedder.clone()).with_k(fetch)),
+        RetrieverKind::Bm25 => keywords,
+        RetrieverKind::Hybrid => hybrid,
+        RetrieverKind::Hyde => {
+            Arc::new(HydeRetriever::new(model()?, embedder.clone(), store.clone()).with_k(fetch))
+        }
+        RetrieverKind::MultiQuery => Arc::new(MultiQueryRetriever::new(model()?, hybrid).with_k(fetch)),
+        RetrieverKind::Fusion => Arc::new(MultiQueryRetriever::rag_fusion(model()?, hybrid).with_k(fetch)),
+    };
+    let reranker: Option<Arc<dyn Reranker>> = match args.rerank {
+        RerankKind::None => None,
+        RerankKind::Llm => Some(Arc::new(LlmRelevanceReranker::new(model()?).with_min_rating(0))),
+        RerankKind::Listwise => Some(Arc::new(LlmListwiseReranker::new(model()?))),
+        RerankKind::Embeddings => {
+            Some(Arc::new(EmbeddingsFilter::new(embedder.clone()).with_k(None).with_threshold(-1.0)))
+        }
+    };
+    let retriever: Arc<dyn Retriever> = match reranker {
+        Some(r) => Arc::new(RerankingRetriever::new(retriever, r).with_top_n(args.k)),
+        None => retriever,
+    };
+
+    let ctx = RunContext::new();
+    let mut hits = retriever.retrieve(&args.question, &ctx).await?;
+    hits.truncate(args.k);
+    if hits.is_empty() {
+        eprintln!("no results: is the collection empty, or is the question unrelated to it?");
+    }
+    if !args.json {
+        for (i, h) in hits.iter().enumerate() {
+            println!("[{}] {:.4}  {}", i + 1, h.score, cite(h));
+            let preview: String = h.document.content.split_whitespace().collect::<Vec<_>>().join(" ");
+            let preview: String = preview.chars().take(240).collect();
+            println!("    {preview}");
+        }
+    }
+    let answer = match (&chat, args.answer) {
+        (Some(model), true) if !hits.is_empty() => {
+            Some(answer(model.as_ref(), &args.question, &hits, !args.json, &ctx).await?)
+        }
+        _ => None,
+    };
+    if args.json {
+        let results: Vec<serde_json::Value> = hits
+            .iter()
+            .map(|h| serde_json::json!({"id": h.document.id, "score": h.score, "content": h.document.content, "metadata": h.document.metadata}))
+            .collect();
+        println!("{}", serde_json::json!({"question": args.question, "results": results, "answer": answer}));
+    }
+    Ok(())
+}
+
+/// Where a result came from: its source, page and position when known.
+fn cite(hit: &ScoredDocument) -> String {
+    let m = &hit.document.metadata;
+    let mut out = hit.document.source().unwrap_or("(no source)").to_owned();
+    if let Some(page) = m.get("page") {
+        out.push_str(&format!(", page {page}"));
+    }
+    if let Some(start) = m.get("start_index") {
+        out.push_str(&format!(", at {start}"));
+    }
+    out
+}
+
+/// Answers from the numbered results, streaming tokens to stdout when `print` is set.
+async fn answer(
+    model: &dyn ChatModel,
+    question: &str,
+    hits: &[ScoredDocument],
+    print: bool,
+    ctx: &RunContext,
+) -> Result<String> {
+    let sources: String = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("[{}] ({})\n{}", i + 1, cite(h), h.document.content.trim()))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let system = "Answer the question using only the numbered sources below. Cite the sources you use as [1], [2]. \
+                  If they do not contain the answer, say that you do not know.";
+    let mut request = ChatRequest::new(vec![
+        Message::system(format!("{system}\n\n{sources}")),
+        Message::user(question.to_owned()),
+    ]);
+    request.sampling.max_tokens = Some(400);
+    request.sampling.temperature = Some(0.0);
+    let mut stream = model.chat_stream(request, ctx);
+    let mut text = String::new();
+    if print {
+        println!("\nanswer:");
+    }
+    while let Some(delta) = stream.next().await {
+        let delta = delta?;
+        if print {
+            print!("{}", delta.content);
+            std::io::stdout().flush().map_err(Error::from)?;
+        }
+        text.push_str(&delta.content);
+    }
+    if print {
+        println!();
+    }
+    Ok(text)
+}
