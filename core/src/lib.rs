@@ -68,7 +68,7 @@ pub use traits::{
 pub mod prelude {
     pub use crate::{
         ChatModel, ChatPromptTemplate, ChatRequest, ChatResponse, Document, Embedder, Error, Message,
-        PromptTemplate, Result, Retriever, RetryPolicy, RunContext, Runnable, RunnableExt, ScoredDocument,
-        StrOutputParser, Tool, TypedTool, VectorStore,
+        PromptTemplate, Reranker, Result, Retriever, RetryPolicy, RunContext, Runnable, RunnableExt,
+        ScoredDocument, StrOutputParser, Tool, TypedTool, VectorStore,
     };
 }
