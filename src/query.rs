@@ -72,6 +72,9 @@ pub struct QueryArgs {
     /// Also answer the question from the results with the local chat model, citing them as [n].
     #[arg(long)]
     answer: bool,
+    /// Most tokens in the answer.
+    #[arg(long, default_value_t = 400)]
+    max_tokens: u32,
     /// Print the results (and answer) as JSON.
     #[arg(long)]
     json: bool,
@@ -139,7 +142,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     }
     let answer = match (&chat, args.answer) {
         (Some(model), true) if !hits.is_empty() => {
-            Some(answer(model.as_ref(), &args.question, &hits, !args.json, &ctx).await?)
+            Some(answer(model.as_ref(), &args.question, &hits, args.max_tokens, !args.json, &ctx).await?)
         }
         _ => None,
     };
@@ -171,6 +174,7 @@ async fn answer(
     model: &dyn ChatModel,
     question: &str,
     hits: &[ScoredDocument],
+    max_tokens: u32,
     print: bool,
     ctx: &RunContext,
 ) -> Result<String> {
@@ -186,7 +190,7 @@ async fn answer(
         Message::system(format!("{system}\n\n{sources}")),
         Message::user(question.to_owned()),
     ]);
-    request.sampling.max_tokens = Some(400);
+    request.sampling.max_tokens = Some(max_tokens);
     request.sampling.temperature = Some(0.0);
     let mut stream = model.chat_stream(request, ctx);
     let mut text = String::new();

@@ -195,24 +195,22 @@ fn ingest_embeds_stores_and_summarises_failures() {
 
     // Query it: every retriever that needs no chat model, with sources and scores.
     let s = store.to_str().unwrap();
+    let query_json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["query", "--store", s, "--json", "-k", "2"];
+        all.extend_from_slice(args);
+        let out = catena(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
     for retriever in ["similarity", "bm25", "hybrid", "mmr"] {
-        let out = catena(&[
-            "query",
-            "--store",
-            s,
-            "--retriever",
-            retriever,
-            "-k",
-            "2",
-            "--json",
-            "how long do borrows live?",
-        ]);
-        assert!(out.status.success(), "{retriever}: {}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let v = query_json(&["--retriever", retriever, "how long do borrows live?"]);
         let results = v["results"].as_array().unwrap();
         assert!(!results.is_empty() && results.len() <= 2, "{retriever}: {v}");
         assert!(results[0]["metadata"]["source"].as_str().unwrap().ends_with("b.html"), "{retriever}: {v}");
     }
+    // --answer: the local chat model answers from the numbered results.
+    let v = query_json(&["--answer", "--max-tokens", "48", "What do lifetimes name?"]);
+    assert!(v["answer"].as_str().is_some_and(|a| a.split_whitespace().count() >= 2), "{v}");
     let text = catena(&["query", "--store", s, "lifetimes"]);
     assert!(stdout(&text).contains("[1]") && stdout(&text).contains("b.html"), "{}", stdout(&text));
     let missing = catena(&["query", "--store", dir.path().join("nowhere").to_str().unwrap(), "x"]);
