@@ -5,7 +5,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use catena_core::{Document, Retriever, RunContext, testing::DeterministicEmbedder};
-//! use catena_retrievers::{InMemoryVectorStore, VectorStoreRetriever, index_documents};
+//! use catena_retrievers::{Bm25Retriever, EnsembleRetriever, InMemoryVectorStore, VectorStoreRetriever, index_documents};
 //!
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! # rt.block_on(async {
@@ -15,9 +15,16 @@
 //! let docs = vec![Document::new("Rust has ownership and borrowing."), Document::new("Paris is in France.")];
 //! index_documents(&docs, embedder.as_ref(), store.as_ref(), 32, &ctx).await.unwrap();
 //!
-//! let retriever = VectorStoreRetriever::new(store, embedder).with_k(1);
+//! let retriever = VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(1);
 //! let hits = retriever.retrieve("borrowing in Rust", &ctx).await.unwrap();
 //! assert_eq!(hits[0].document.content, "Rust has ownership and borrowing.");
+//!
+//! // Hybrid search: keywords and vectors, fused by reciprocal rank.
+//! let keywords: Arc<dyn Retriever> = Arc::new(Bm25Retriever::from_documents(docs).unwrap());
+//! let vectors: Arc<dyn Retriever> = Arc::new(VectorStoreRetriever::new(store, embedder));
+//! let hybrid = EnsembleRetriever::new(vec![keywords, vectors]).with_k(1);
+//! let hits = hybrid.retrieve("Which city is in France?", &ctx).await.unwrap();
+//! assert_eq!(hits[0].document.content, "Paris is in France.");
 //! # });
 //! ```
 //!
