@@ -325,7 +325,8 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     let report = indexer.finish().await?;
     // Keyword search (hybrid retrieval) needs the full-text index; an ANN index pays off only
     // for large collections (create_index decides).
-    if store.count().await? > 0 {
+    let stored = store.count().await?;
+    if stored > 0 {
         store.create_fts_index().await?;
         store.create_index(VectorIndex::Auto).await?;
     }
@@ -339,7 +340,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     let summary = serde_json::json!({
         "files": files.len(), "files_ok": ok, "files_failed": files.len() - ok, "failures": failures,
         "chunks": chunks_total, "added": report.added, "skipped": report.skipped, "deleted": report.deleted,
-        "stored": store.count().await?, "bytes": bytes, "seconds": elapsed,
+        "stored": stored, "bytes": bytes, "seconds": elapsed,
         "chunks_per_second": rate,
         "stages": {"load": t.load.as_secs_f64(), "split": t.split.as_secs_f64(),
                    "embed": embed.as_secs_f64(), "write": write.as_secs_f64()},

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use catena_core::{Document, Error, Event, Filter, Result, Retriever, RunContext, ScoredDocument};
+use catena_core::{Document, Error, Filter, Result, Retriever, RunContext, ScoredDocument};
 use rayon::prelude::*;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -406,13 +406,7 @@ impl Retriever for Bm25Retriever {
                 self.index.documents.get(i).map(|d| ScoredDocument::new(d.clone(), s as f32))
             })
             .collect();
-        if ctx.has_event_sink() {
-            ctx.emit(Event::Retrieved {
-                query: query.to_owned(),
-                count: hits.len(),
-                sources: hits.iter().map(|h| h.document.source().unwrap_or("").to_owned()).collect(),
-            });
-        }
+        crate::emit_retrieved(ctx, query, &hits);
         Ok(hits)
     }
 }

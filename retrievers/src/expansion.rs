@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatModel, ChatRequest, Embedder, Error, Filter, Message, ResponseFormat, Result, Retriever, RunContext,
-    ScoredDocument, VectorStore,
+    ChatModel, ChatRequest, Embedder, Error, Filter, Message, Result, Retriever, RunContext, ScoredDocument,
+    VectorStore,
 };
 use serde_json::{Value, json};
 
@@ -261,12 +261,9 @@ impl MultiQueryRetriever {
             "additionalProperties": false,
         });
         let prompt = self.prompt.replace("{n}", &self.n.to_string()).replace("{question}", query);
-        let mut request = ChatRequest::new(vec![Message::user(prompt)])
-            .with_response_format(ResponseFormat::JsonSchema { name: "rephrasings".into(), schema });
-        request.sampling.temperature = Some(0.0);
-        request.sampling.max_tokens = Some(120 * u32::try_from(self.n).unwrap_or(10));
-        let reply = self.model.chat(request, ctx).await?;
-        let value: Value = catena_core::JsonOutputParser::<Value>::new().parse(&reply.message.content)?;
+        let max_tokens = 120 * u32::try_from(self.n).unwrap_or(10);
+        let value =
+            crate::ask_json(self.model.as_ref(), prompt, schema, "rephrasings", max_tokens, ctx).await?;
         let items = value
             .get("queries")
             .and_then(Value::as_array)
@@ -323,7 +320,7 @@ mod tests {
     use super::*;
     use crate::{Bm25Retriever, InMemoryVectorStore, index_documents};
     use catena_core::testing::{DeterministicEmbedder, ScriptedChatModel};
-    use catena_core::{Document, ErrorKind};
+    use catena_core::{Document, ErrorKind, ResponseFormat};
 
     fn bm25() -> Arc<dyn Retriever> {
         let docs = [

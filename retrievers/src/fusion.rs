@@ -81,10 +81,9 @@ pub fn fuse(lists: &[Vec<ScoredDocument>], weights: &[f32], fusion: Fusion) -> R
     let mut order: Vec<(String, ScoredDocument)> = Vec::new();
     let mut position: HashMap<String, usize> = HashMap::new();
     for (list, &weight) in lists.iter().zip(weights) {
-        let contributions = contributions(list, fusion);
-        for (hit, contribution) in list.iter().zip(contributions) {
-            let id = document_id(&hit.document);
-            // A list may repeat a document; only its best (first) rank counts.
+        let ids: Vec<String> = list.iter().map(|h| document_id(&h.document)).collect();
+        let contributions = contributions(list, &ids, fusion);
+        for ((hit, id), contribution) in list.iter().zip(ids).zip(contributions) {
             let add = f64::from(weight) * contribution;
             match position.get(&id) {
                 Some(&at) => {
@@ -105,11 +104,11 @@ pub fn fuse(lists: &[Vec<ScoredDocument>], weights: &[f32], fusion: Fusion) -> R
     Ok(fused)
 }
 
-/// What each position of one list contributes before weighting; a document repeated in the same
-/// list contributes only at its first position.
-fn contributions(list: &[ScoredDocument], fusion: Fusion) -> Vec<f64> {
+/// What each position of one list (whose document ids are `ids`) contributes before weighting; a
+/// document repeated in the same list contributes only at its first (best) position.
+fn contributions(list: &[ScoredDocument], ids: &[String], fusion: Fusion) -> Vec<f64> {
     let mut seen = std::collections::HashSet::new();
-    let first: Vec<bool> = list.iter().map(|h| seen.insert(document_id(&h.document))).collect();
+    let first: Vec<bool> = ids.iter().map(|id| seen.insert(id.as_str())).collect();
     let raw: Vec<f64> = match fusion {
         Fusion::Rrf { c, rank_base } => {
             let base = match rank_base {

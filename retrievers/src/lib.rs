@@ -81,6 +81,40 @@ pub use rerank::{
 pub use self_query::{AttributeInfo, AttributeType, SelfQueryRetriever};
 pub use vector::VectorStoreRetriever;
 
+/// Asks `model` for a JSON reply under `schema` (greedy, at most `max_tokens`) and parses it: the
+/// one way this crate's chat-model components (query expansion, rerankers, self-query) get
+/// structured answers. A reply that does not parse is an `Error::Parse`.
+pub(crate) async fn ask_json(
+    model: &dyn catena_core::ChatModel,
+    prompt: String,
+    schema: serde_json::Value,
+    name: &str,
+    max_tokens: u32,
+    ctx: &catena_core::RunContext,
+) -> catena_core::Result<serde_json::Value> {
+    let mut request = catena_core::ChatRequest::new(vec![catena_core::Message::user(prompt)])
+        .with_response_format(catena_core::ResponseFormat::JsonSchema { name: name.to_owned(), schema });
+    request.sampling.temperature = Some(0.0);
+    request.sampling.max_tokens = Some(max_tokens);
+    let reply = model.chat(request, ctx).await?;
+    catena_core::JsonOutputParser::<serde_json::Value>::new().parse(&reply.message.content)
+}
+
+/// Tells the run's event sink what a retriever found (sources only; free when nobody listens).
+pub(crate) fn emit_retrieved(
+    ctx: &catena_core::RunContext,
+    query: &str,
+    hits: &[catena_core::ScoredDocument],
+) {
+    if ctx.has_event_sink() {
+        ctx.emit(catena_core::Event::Retrieved {
+            query: query.to_owned(),
+            count: hits.len(),
+            sources: hits.iter().map(|h| h.document.source().unwrap_or("").to_owned()).collect(),
+        });
+    }
+}
+
 /// The checks every retriever makes before doing work: a query with text, and k of at least 1.
 pub(crate) fn check_query(query: &str, k: usize) -> catena_core::Result<()> {
     if query.trim().is_empty() {

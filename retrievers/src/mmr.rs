@@ -73,7 +73,8 @@ pub fn maximal_marginal_relevance(
     }
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+/// Cosine similarity; 0 when either vector is zero.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
     for (x, y) in a.iter().zip(b) {
         ab += x * y;

@@ -18,11 +18,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::{
-    ChatModel, ChatRequest, Embedder, Error, Message, Reranker, ResponseFormat, Result, Retriever,
-    RunContext, ScoredDocument,
-};
+use catena_core::{ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, ScoredDocument};
 use serde_json::{Value, json};
+
+use crate::ask_json;
+use crate::mmr::cosine;
 
 /// Longest document text shown to a judging model, in characters (the rest is cut: small local
 /// models have small contexts).
@@ -33,29 +33,6 @@ fn shown(text: &str) -> &str {
         Some((at, _)) => text.get(..at).unwrap_or(text),
         None => text,
     }
-}
-
-async fn ask_json(
-    model: &dyn ChatModel,
-    prompt: String,
-    schema: Value,
-    name: &str,
-    max_tokens: u32,
-    ctx: &RunContext,
-) -> Result<Value> {
-    let mut request = ChatRequest::new(vec![Message::user(prompt)])
-        .with_response_format(ResponseFormat::JsonSchema { name: name.to_owned(), schema });
-    request.sampling.temperature = Some(0.0);
-    request.sampling.max_tokens = Some(max_tokens);
-    let reply = model.chat(request, ctx).await?;
-    catena_core::JsonOutputParser::<Value>::new().parse(&reply.message.content)
-}
-
-fn check_query(query: &str) -> Result<()> {
-    if query.trim().is_empty() {
-        return Err(Error::invalid_input("the query is empty: give some text to rerank for"));
-    }
-    Ok(())
 }
 
 /// Pointwise LLM reranking: the model rates each document's relevance from 0 to 10; documents
@@ -131,7 +108,7 @@ impl Reranker for LlmRelevanceReranker {
         documents: Vec<ScoredDocument>,
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
-        check_query(query)?;
+        crate::check_query(query, 1)?;
         let ratings = futures::future::try_join_all(
             documents.iter().map(|d| self.rate(query, &d.document.content, ctx)),
         )
@@ -185,7 +162,7 @@ impl Reranker for LlmListwiseReranker {
         documents: Vec<ScoredDocument>,
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
-        check_query(query)?;
+        crate::check_query(query, 1)?;
         if documents.len() <= 1 {
             return Ok(documents);
         }
@@ -275,7 +252,7 @@ impl Reranker for LlmFilter {
         documents: Vec<ScoredDocument>,
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
-        check_query(query)?;
+        crate::check_query(query, 1)?;
         let schema = json!({
             "type": "object",
             "properties": {"relevant": {"type": "boolean"}},
@@ -336,7 +313,7 @@ impl Reranker for LlmExtractor {
         documents: Vec<ScoredDocument>,
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
-        check_query(query)?;
+        crate::check_query(query, 1)?;
         let schema = json!({
             "type": "object",
             "properties": {"sentences": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 8}},
@@ -371,17 +348,6 @@ impl Reranker for LlmExtractor {
         }
         Ok(out)
     }
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
-    for (x, y) in a.iter().zip(b) {
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    let d = (aa * bb).sqrt();
-    if d > 0.0 { ab / d } else { 0.0 }
 }
 
 /// Keeps documents by embedding similarity to the query: the `k` most similar and/or those at or
@@ -431,7 +397,7 @@ impl Reranker for EmbeddingsFilter {
         documents: Vec<ScoredDocument>,
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
-        check_query(query)?;
+        crate::check_query(query, 1)?;
         if self.k.is_none() && self.threshold.is_none() {
             return Err(Error::invalid_input("an embeddings filter needs k, a threshold, or both"));
         }

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use catena_core::{
-    ChatModel, ChatRequest, Embedder, Error, Filter, Message, ResponseFormat, Result, Retriever, RunContext,
-    ScoredDocument, VectorStore,
+    ChatModel, Embedder, Error, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore,
 };
 use serde_json::{Value, json};
 
@@ -159,15 +158,8 @@ impl SelfQueryRetriever {
             self.content_description,
             fields.join("\n")
         );
-        let mut request =
-            ChatRequest::new(vec![Message::user(prompt)]).with_response_format(ResponseFormat::JsonSchema {
-                name: "structured_query".into(),
-                schema: self.schema(),
-            });
-        request.sampling.temperature = Some(0.0);
-        request.sampling.max_tokens = Some(200);
-        let reply = self.model.chat(request, ctx).await?;
-        let v: Value = catena_core::JsonOutputParser::<Value>::new().parse(&reply.message.content)?;
+        let v =
+            crate::ask_json(self.model.as_ref(), prompt, self.schema(), "structured_query", 200, ctx).await?;
         self.parse(&v)
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::{Embedder, Event, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore};
+use catena_core::{Embedder, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore};
 
 /// Embeds the query with `embedder` and returns the `k` nearest documents of `store` (default 4),
 /// optionally only those matching a metadata filter or scoring at least a threshold.
@@ -63,13 +63,7 @@ impl Retriever for VectorStoreRetriever {
         if let Some(t) = self.score_threshold {
             hits.retain(|h| h.score >= t);
         }
-        if ctx.has_event_sink() {
-            ctx.emit(Event::Retrieved {
-                query: query.to_owned(),
-                count: hits.len(),
-                sources: hits.iter().map(|h| h.document.source().unwrap_or("").to_owned()).collect(),
-            });
-        }
+        crate::emit_retrieved(ctx, query, &hits);
         Ok(hits)
     }
 }
