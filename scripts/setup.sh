@@ -15,7 +15,8 @@ fi
 have protoc || need_apt+=(protobuf-compiler)
 have python3 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
-have pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || true  # PostgreSQL arrives with the text-to-SQL work
+# PostgreSQL's server programs: the text-to-SQL tests start a private server (scripts/with-postgres.sh).
+have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
 if ! have cargo; then
   echo "error: cargo is not installed. Install Rust (rustup), then run this again." >&2

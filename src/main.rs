@@ -2,6 +2,7 @@
 
 mod ingest;
 mod query;
+mod sql;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ enum Command {
     ///
     /// Example: catena query --store ./store "How do I split documents?" --retriever hybrid --answer
     Query(query::QueryArgs),
+    /// Text-to-SQL: check statements against the read-only guard, ask a database questions,
+    /// load the Chinook sample database.
+    #[command(subcommand)]
+    Sql(sql::SqlCommand),
     /// Evaluate models and pipelines.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -162,7 +167,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -170,7 +175,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Models(cmd) => models(cmd).await,
         Command::Chat(args) => chat(args).await,
@@ -178,8 +183,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Split { files, args } => ingest::split(files, args).await,
         Command::Ingest(args) => ingest::ingest(args).await,
         Command::Query(args) => query::query(args).await,
+        Command::Sql(cmd) => {
+            // A refusal already explained itself on stderr: exit 1 without another message.
+            return Ok(if sql::sql(cmd).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Command::Eval(cmd) => eval(cmd).await,
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 async fn eval(cmd: EvalCommand) -> Result<()> {

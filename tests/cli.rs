@@ -221,3 +221,51 @@ fn ingest_embeds_stores_and_summarises_failures() {
     let empty = catena(&["query", "--store", s, "  "]);
     assert!(stderr(&empty).contains("empty"), "{}", stderr(&empty));
 }
+
+#[test]
+fn sql_check_prints_what_would_run_or_refuses_with_exit_1() {
+    let ok = catena(&["sql", "check", "--dialect", "sqlite", "SELECT Name FROM Artist -- all of them"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok).trim(), "SELECT Name FROM Artist LIMIT 100");
+    let refused = catena(&["sql", "check", "--dialect", "postgres", "SELECT 1; DROP TABLE Artist"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("refused: 2 statements"), "{}", stderr(&refused));
+    let listed = catena(&["sql", "check", "--tables", "Album", "SELECT * FROM Artist"]);
+    assert_eq!(listed.status.code(), Some(1));
+    assert!(stderr(&listed).contains("the tables are: album"), "{}", stderr(&listed));
+    let piped = catena_with_stdin(
+        &["sql", "check", "-", "--max-rows", "7"],
+        b"WITH a AS (SELECT 1 AS x) SELECT x FROM a LIMIT 500",
+    );
+    assert_eq!(stdout(&piped).trim(), "WITH a AS (SELECT 1 AS x) SELECT x FROM a LIMIT 7");
+}
+
+#[test]
+fn sql_load_chinook_then_ask_it_a_question_on_the_local_model() {
+    let fixture = catena::retrievers::sql::chinook::fixture_path();
+    if !fixture.exists() {
+        assert!(
+            std::env::var_os("CATENA_REQUIRE_DATA").is_none(),
+            "Chinook fixture missing: run scripts/fetch-data.sh"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chinook.db").display());
+    let load = catena(&["sql", "load-chinook", "--db", &url]);
+    assert!(load.status.success(), "{}", stderr(&load));
+    assert!(stderr(&load).contains("loaded 15607 rows"), "{}", stderr(&load));
+    let ask = catena(&["sql", "ask", "--db", &url, "--json", "--tables", "2", "How many artists are there?"]);
+    assert!(ask.status.success(), "{}", stderr(&ask));
+    let answer: Value = serde_json::from_str(stdout(&ask).trim()).unwrap();
+    let sql = answer["sql"].as_str().unwrap();
+    assert!(sql.starts_with("SELECT ") && sql.contains(" LIMIT "), "{sql}");
+    assert!(answer["result"]["columns"].as_array().is_some_and(|c| !c.is_empty()), "{answer}");
+    assert!(answer["answer"].as_str().is_some_and(|a| !a.is_empty()), "{answer}");
+    // A database that is not there: a message that names it, no file created.
+    let missing = dir.path().join("nope.db");
+    let err = catena(&["sql", "ask", "--db", &format!("sqlite://{}", missing.display()), "anything?"]);
+    assert!(!err.status.success());
+    assert!(stderr(&err).contains("cannot open SQLite database"), "{}", stderr(&err));
+    assert!(!missing.exists());
+}

