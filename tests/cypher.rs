@@ -122,6 +122,19 @@ const NODE_PROPS: &str = "CALL db.schema.nodeTypeProperties() YIELD nodeLabels, 
 const REL_PROPS: &str = "CALL db.schema.relTypeProperties() YIELD relType, propertyName, propertyTypes RETURN relType, propertyName, propertyTypes";
 const PATTERNS: &str = "MATCH (a)-[r]->(b) WITH DISTINCT labels(a) AS starts, type(r) AS type, labels(b) AS ends UNWIND starts AS start UNWIND ends AS end RETURN DISTINCT start, type, end";
 
+const APOC: &str = "CALL apoc.meta.data() YIELD label, other, elementType, type, property RETURN label, other, elementType, type, property";
+
+/// The server answers the APOC probe with "no such procedure", as a server without APOC does.
+fn no_apoc_script() -> String {
+    format!(
+        r#"C: RUN "{APOC}" {{}} {{"mode": "r"}}
+   PULL {{"n": 500, "qid": -1}}
+S: FAILURE {{"code": "Neo.ClientError.Procedure.ProcedureNotFound", "message": "There is no procedure with the name `apoc.meta.data` registered for this database instance."}}
+   IGNORED
+"#
+    )
+}
+
 fn schema_script() -> String {
     format!(
         r#"C: RUN "{NODE_PROPS}" {{}} {{"mode": "r"}}
@@ -150,9 +163,12 @@ S: SUCCESS {{"fields": ["start", "type", "end"]}}
 
 #[tokio::test]
 async fn schema_introspection_over_bolt() {
-    let Some(stub) = Stub::start(&format!("{PREAMBLE}{}", schema_script())) else { return };
+    // No APOC on this server: the probe fails and the built-in procedures answer.
+    let Some(stub) = Stub::start(&format!("{PREAMBLE}{}{}", no_apoc_script(), schema_script())) else {
+        return;
+    };
     let graph = Neo4jGraph::connect(&stub.uri(), "neo4j", "pass").unwrap();
-    let schema = graph.schema(SchemaSource::Builtin).await.unwrap();
+    let schema = graph.schema(SchemaSource::Auto).await.unwrap();
     assert_eq!(
         schema.node_properties["Person"],
         [("name".into(), "String".into()), ("born".into(), "Long".into())]
@@ -174,17 +190,41 @@ async fn schema_introspection_over_bolt() {
 }
 
 #[tokio::test]
+async fn apoc_schema_when_the_server_has_it() {
+    let script = format!(
+        r#"{PREAMBLE}C: RUN "{APOC}" {{}} {{"mode": "r"}}
+   PULL {{"n": 500, "qid": -1}}
+S: SUCCESS {{"fields": ["label", "other", "elementType", "type", "property"]}}
+   RECORD ["Person", ["Movie"], "node", "RELATIONSHIP", "ACTED_IN"]
+   RECORD ["Person", [], "node", "STRING", "name"]
+   RECORD ["Movie", [], "node", "INTEGER", "released"]
+   RECORD ["ACTED_IN", [], "relationship", "LIST", "roles"]
+   SUCCESS {{}}
+"#
+    );
+    let Some(stub) = Stub::start(&script) else { return };
+    let graph = Neo4jGraph::connect(&stub.uri(), "neo4j", "pass").unwrap();
+    let schema = graph.schema(SchemaSource::Auto).await.unwrap();
+    assert_eq!(schema.relationships, [RelationshipPattern::new("Person", "ACTED_IN", "Movie")]);
+    assert_eq!(schema.node_properties["Person"], [("name".into(), "STRING".into())]);
+    assert_eq!(schema.relationship_properties["ACTED_IN"], [("roles".into(), "LIST".into())]);
+    drop(graph);
+    stub.finish();
+}
+
+#[tokio::test]
 async fn the_chain_corrects_directions_runs_and_answers() {
     let query =
         "MATCH (m:Movie {title: 'The Matrix'})<-[:ACTED_IN]-(p:Person) RETURN p.name AS name LIMIT 100";
     let script = format!(
-        r#"{PREAMBLE}{}C: RUN "{query}" {{}} {{"mode": "r"}}
+        r#"{PREAMBLE}{}{}C: RUN "{query}" {{}} {{"mode": "r"}}
    PULL {{"n": 500, "qid": -1}}
 S: SUCCESS {{"fields": ["name"]}}
    RECORD ["Keanu Reeves"]
    RECORD ["Carrie-Anne Moss"]
    SUCCESS {{}}
 "#,
+        no_apoc_script(),
         schema_script()
     );
     let Some(stub) = Stub::start(&script) else { return };

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use catena_core::{ChatModel, ChatRequest, Error, Message, ResponseFormat, Result, RunContext};
+use catena_core::{ChatModel, ChatRequest, Error, FinishReason, Message, ResponseFormat, Result, RunContext};
 use serde::Serialize;
 
 /// One try at a query: what the model wrote, the query extracted from it, and what went wrong.
@@ -54,9 +54,16 @@ impl RepairLoop<'_> {
             if let Some(format) = &self.format {
                 request = request.with_response_format(format.clone());
             }
-            let reply = self.model.chat(request, ctx).await?.message.content;
+            let response = self.model.chat(request, ctx).await?;
+            let truncated = response.finish_reason == FinishReason::Length;
+            let reply = response.message.content;
             let query = extract(&reply);
             let outcome = match &query {
+                // A query cut off at the token limit may still parse (`SELECT 1, 2, 3` without its
+                // FROM); running it would answer a different question.
+                _ if truncated => {
+                    Err(format!("the {language} query was cut off at the length limit; write a shorter one"))
+                }
                 None => Err(format!("the reply contains no {language} query; reply with the query only")),
                 Some(q) => run(q.clone()).await?,
             };

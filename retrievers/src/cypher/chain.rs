@@ -76,9 +76,9 @@ impl std::fmt::Debug for GraphCypherChain {
 }
 
 impl GraphCypherChain {
-    /// A chain over `graph`, reading its schema with the built-in procedures.
+    /// A chain over `graph`, reading its schema (with APOC when the server has it).
     pub async fn new(model: Arc<dyn ChatModel>, graph: Arc<Neo4jGraph>) -> Result<Self> {
-        let schema = graph.schema(SchemaSource::Builtin).await?;
+        let schema = graph.schema(SchemaSource::Auto).await?;
         Ok(Self::with_schema(model, graph, schema))
     }
 

@@ -51,10 +51,13 @@ impl GraphSchema {
 /// How [`Neo4jGraph`] introspects the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchemaSource {
-    /// Neo4j's built-in `db.schema.*` procedures (no plugin needed; the default).
+    /// APOC when the server has it, else the built-in procedures (the default).
     #[default]
+    Auto,
+    /// Neo4j's built-in `db.schema.*` procedures and a scan of the relationship patterns (no
+    /// plugin needed).
     Builtin,
-    /// APOC's `apoc.meta.data()` (exact relationship patterns; needs the APOC plugin).
+    /// APOC's `apoc.meta.data()` (sampled; needs the APOC plugin).
     Apoc,
 }
 
@@ -165,6 +168,10 @@ impl Neo4jGraph {
         match source {
             SchemaSource::Builtin => self.builtin_schema().await,
             SchemaSource::Apoc => self.apoc_schema().await,
+            SchemaSource::Auto => match self.apoc_schema().await {
+                Err(e) if e.to_string().contains("ProcedureNotFound") => self.builtin_schema().await,
+                other => other,
+            },
         }
     }
 
