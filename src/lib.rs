@@ -51,7 +51,11 @@
 //! - [`tools`]: the tool registry.
 //! - [`agents`]: conversation memory.
 //! - [`eval`]: retrieval metrics (trec_eval semantics).
+//! - [`serve`] (feature `serve`): an OpenAI-compatible HTTP server for models and chains.
 //! - [`prelude`]: the names most programs use.
+
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use catena_agents as agents;
 pub use catena_core as core;

@@ -7,6 +7,7 @@ mod sql;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use catena::core::{ChatModel, ChatRequest, Embedder, Error, Message, ResponseFormat, Result, RunContext};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, convert, files};
@@ -55,9 +56,43 @@ enum Command {
     /// load the Chinook sample database.
     #[command(subcommand)]
     Sql(sql::SqlCommand),
+    /// Serve the local models over an OpenAI-compatible HTTP API: POST /v1/chat/completions
+    /// (JSON and streaming), POST /v1/embeddings, GET /v1/models, GET /health. Any OpenAI client
+    /// works with base URL http://ADDR/v1. Access logs go to stderr (RUST_LOG=info).
+    ///
+    /// Example: catena serve --addr 127.0.0.1:8080
+    Serve(ServeArgs),
     /// Evaluate models and pipelines.
     #[command(subcommand)]
     Eval(EvalCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on. Anything beyond loopback needs an API key.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Require `Authorization: Bearer KEY` on /v1 routes.
+    #[arg(long, env = "CATENA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The chat model: `chat` (the default) or a GGUF path.
+    #[arg(long, default_value = "chat")]
+    chat_model: String,
+    /// The embedding model: `embed` (the default) or a GGUF path.
+    #[arg(long, default_value = "embed")]
+    embed_model: String,
+    /// The model name clients use for chat.
+    #[arg(long, default_value = "chat")]
+    chat_name: String,
+    /// The model name clients use for embeddings.
+    #[arg(long, default_value = "embed")]
+    embed_name: String,
+    /// Largest request body in bytes (413 above).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Largest max_tokens a request may ask for (400 above); also the default.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: u32,
 }
 
 #[derive(Subcommand)]
@@ -154,9 +189,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Access logs of `catena serve` show by default; everything else from warnings up.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,catena::serve::access=info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: logs piped to files or collectors stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -187,9 +225,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             // A refusal already explained itself on stderr: exit 1 without another message.
             return Ok(if sql::sql(cmd).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        Command::Serve(args) => serve(args).await,
         Command::Eval(cmd) => eval(cmd).await,
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let chat_path = model_path(&args.chat_model).await?;
+    let embed_path = model_path(&args.embed_model).await?;
+    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load(&chat_path, LlamaOptions::default()).await?);
+    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load(&embed_path, LlamaOptions::default()).await?);
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", args.addr)))?;
+    let bound = listener.local_addr().map_err(|e| Error::io(&args.addr, e))?;
+    eprintln!(
+        "catena serve: http://{bound}/v1 (chat model {:?}, embedding model {:?}{}); Ctrl-C stops",
+        args.chat_name,
+        args.embed_name,
+        if args.api_key.is_some() { ", API key required" } else { "" }
+    );
+    catena::serve::Server::new()
+        .with_chat_model(args.chat_name, chat)
+        .with_embedder(args.embed_name, embed)
+        .with_api_key(args.api_key)
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_max_tokens_cap(args.max_tokens)
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
 }
 
 async fn eval(cmd: EvalCommand) -> Result<()> {

@@ -269,3 +269,31 @@ fn sql_load_chinook_then_ask_it_a_question_on_the_local_model() {
     assert!(stderr(&err).contains("cannot open SQLite database"), "{}", stderr(&err));
     assert!(!missing.exists());
 }
+
+#[test]
+fn serve_answers_on_loopback_and_stops_gracefully_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // "catena serve: http://127.0.0.1:PORT/v1 (...)"
+    let banner = lines.by_ref().map(Result::unwrap).find(|l| l.starts_with("catena serve: ")).unwrap();
+    let base = banner.split_whitespace().nth(2).unwrap().trim_end_matches("/v1").to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let health: Value = reqwest::get(format!("{base}/health")).await.unwrap().json().await.unwrap();
+        assert_eq!(health["status"], "ok");
+        let models: Value = reqwest::get(format!("{base}/v1/models")).await.unwrap().json().await.unwrap();
+        assert_eq!(models["data"][0]["id"], "chat");
+    });
+    // Ctrl-C: finish in-flight requests, then exit 0. The access log saw both requests.
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(rest.iter().any(|l| l.contains("/v1/models") && l.contains("status=200")), "{rest:?}");
+}

@@ -83,7 +83,7 @@ fn ops(kind: AttributeType) -> &'static [&'static str] {
 
 fn value_schema(kind: AttributeType) -> Value {
     match kind {
-        AttributeType::String => json!({"type": "string"}),
+        AttributeType::String => json!({"type": "string", "maxLength": 80}),
         AttributeType::Integer => json!({"type": "integer"}),
         AttributeType::Number => json!({"type": "number"}),
         AttributeType::Boolean => json!({"type": "boolean"}),
@@ -133,7 +133,9 @@ impl SelfQueryRetriever {
         json!({
             "type": "object",
             "properties": {
-                "query": {"type": "string"},
+                // Lengths bounded so the whole reply fits the token budget: a small model that
+                // rambles inside a string would otherwise be cut off mid-JSON.
+                "query": {"type": "string", "maxLength": 200},
                 "conditions": {"type": "array", "items": {"anyOf": conditions}, "maxItems": 4},
             },
             "required": ["query", "conditions"],
@@ -159,7 +161,7 @@ impl SelfQueryRetriever {
             fields.join("\n")
         );
         let v =
-            crate::ask_json(self.model.as_ref(), prompt, self.schema(), "structured_query", 200, ctx).await?;
+            crate::ask_json(self.model.as_ref(), prompt, self.schema(), "structured_query", 320, ctx).await?;
         self.parse(&v)
     }
 
