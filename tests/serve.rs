@@ -91,7 +91,7 @@ async fn the_openai_wire_format_on_the_local_models() {
     assert!(chunks.last().unwrap()["usage"]["completion_tokens"].as_u64().unwrap() >= 1, "{chunks:?}");
 
     // JSON-Schema structured output.
-    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"}},
                         "required": ["name", "age"]});
     let (status, body) = post(
         &chat,

@@ -37,6 +37,8 @@ pub mod convert;
 pub mod files;
 #[cfg(feature = "llama")]
 mod llama;
+#[cfg(feature = "openai")]
+pub mod openai;
 
 #[cfg(feature = "llama")]
 pub use llama::{

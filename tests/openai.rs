@@ -1,0 +1,129 @@
+//! The OpenAI-compatible backend against `catena serve` running the real local models, on
+//! loopback: every request crosses real HTTP and the OpenAI wire format both ways.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+
+use catena::core::{
+    ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
+    ToolChoice, ToolSpec,
+};
+use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
+use catena::models::{LlamaChatModel, LlamaEmbedder};
+use catena::serve::Server;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// `catena serve` with the local models, API key `k`; returns its `/v1` base URL.
+async fn serve_local() -> (String, Arc<dyn Embedder>) {
+    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
+    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
+    let server = Server::new()
+        .with_chat_model("chat", chat)
+        .with_embedder("embed", embed.clone())
+        .with_api_key(Some("k".into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    (format!("http://{addr}/v1"), embed)
+}
+
+fn config(base: &str, model: &str) -> OpenAiConfig {
+    OpenAiConfig::new(model).with_base_url(base).with_api_key("k")
+}
+
+#[tokio::test]
+async fn chat_stream_tools_schema_and_embeddings_through_catena_serve() {
+    let (base, local_embed) = serve_local().await;
+    let ctx = RunContext::new();
+    let model = OpenAiChatModel::new(config(&base, "chat")).unwrap();
+    assert_eq!(model.model_name(), "chat");
+
+    let reply = model
+        .chat(ChatRequest::new(vec![Message::user("Say hello.")]).with_max_tokens(8), &ctx)
+        .await
+        .unwrap();
+    assert!(!reply.message.content.is_empty());
+    assert!((1..=8).contains(&reply.usage.completion_tokens), "{:?}", reply.usage);
+
+    // Streaming: several text deltas, then one carrying the finish reason and usage.
+    let deltas: Vec<_> = model
+        .chat_stream(ChatRequest::new(vec![Message::user("Count to five.")]).with_max_tokens(16), &ctx)
+        .collect()
+        .await;
+    let deltas: Vec<_> = deltas.into_iter().map(Result::unwrap).collect();
+    assert!(deltas.len() >= 3, "{deltas:?}");
+    let last = deltas.last().unwrap();
+    assert!(last.finish_reason.is_some() && last.usage.as_ref().unwrap().completion_tokens >= 1, "{last:?}");
+    assert!(!deltas.iter().map(|d| d.content.as_str()).collect::<String>().is_empty());
+
+    // JSON Schema output.
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}}, "required": ["name"]});
+    let request = ChatRequest::new(vec![Message::user("Invent a name.")])
+        .with_max_tokens(64)
+        .with_response_format(ResponseFormat::JsonSchema { name: "person".into(), schema });
+    let reply = model.chat(request, &ctx).await.unwrap();
+    let person: Value = serde_json::from_str(&reply.message.content).unwrap();
+    assert!(person["name"].is_string(), "{person}");
+
+    // A required tool call, plain and streamed (the stream reassembles it).
+    let weather = ToolSpec {
+        name: "get_weather".into(),
+        description: "Weather for a city.".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    };
+    let mut request = ChatRequest::new(vec![Message::user("Weather in Paris?")])
+        .with_max_tokens(64)
+        .with_tools(vec![weather]);
+    request.tool_choice = ToolChoice::Required;
+    let reply = model.chat(request.clone(), &ctx).await.unwrap();
+    assert_eq!(reply.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(reply.message.tool_calls[0].name, "get_weather");
+    assert!(reply.message.tool_calls[0].arguments["city"].is_string());
+    let streamed: Vec<_> = model.chat_stream(request, &ctx).collect().await;
+    let calls: Vec<_> = streamed.into_iter().flat_map(|d| d.unwrap().tool_calls).collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].name, "get_weather");
+
+    // Embeddings: the same vectors as the local embedder, batched across requests.
+    let remote =
+        OpenAiEmbedder::connect(OpenAiConfig { embed_batch: 2, ..config(&base, "embed") }).await.unwrap();
+    assert_eq!(remote.dimensions(), 384);
+    let texts: Vec<String> = ["a cat", "a dog", "a ship", "the sea", "rust"].map(String::from).to_vec();
+    let got = remote.embed(&texts, &ctx).await.unwrap();
+    let want = local_embed.embed(&texts, &ctx).await.unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+}
+
+#[tokio::test]
+async fn server_refusals_map_to_typed_errors() {
+    let (base, _) = serve_local().await;
+    let ctx = RunContext::new();
+    let hello = ChatRequest::new(vec![Message::user("hi")]).with_max_tokens(4);
+    // Unknown model: 404, permanent, with the server's message.
+    let err =
+        OpenAiChatModel::new(config(&base, "gpt-nope")).unwrap().chat(hello.clone(), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelPermanent, "{err}");
+    assert!(err.to_string().contains("404") && err.to_string().contains("gpt-nope"), "{err}");
+    // Wrong key: 401, permanent (retrying cannot help).
+    let wrong = OpenAiChatModel::new(config(&base, "chat").with_api_key("nope")).unwrap();
+    let err = wrong.chat(hello.clone(), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelPermanent, "{err}");
+    assert!(err.to_string().contains("401"), "{err}");
+    // Grammars are a local-model feature: refused before anything is sent.
+    let grammar =
+        hello.clone().with_response_format(ResponseFormat::Grammar { gbnf: "root ::= \"x\"".into() });
+    let model = OpenAiChatModel::new(config(&base, "chat")).unwrap();
+    assert_eq!(model.chat(grammar, &ctx).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Nobody listening: transient after the retries, within the connect timeout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gone = OpenAiConfig {
+        max_retries: 1,
+        backoff: std::time::Duration::from_millis(10),
+        ..config(&format!("http://127.0.0.1:{port}/v1"), "chat")
+    };
+    let err = OpenAiChatModel::new(gone).unwrap().chat(hello, &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
+}
