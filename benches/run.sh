@@ -84,3 +84,12 @@ mkdir -p "$corpus/slice"
 ls "$corpus/all" | head -20 | while read -r f; do cp "$corpus/all/$f" "$corpus/slice/"; done
 "$release" ingest "$corpus/slice" --store "$corpus/store" --json | tee "$out/ingest-full.jsonl"
 rm -rf "$corpus"
+
+echo "== catena serve: HTTP streaming overhead and 32-client load" >&2
+# Release build without LanceDB/SQL (not needed here; keeps this build to minutes).
+cargo build --quiet --release --no-default-features --features llama,serve,openai --example serve_bench
+"${CARGO_TARGET_DIR}/release/examples/serve_bench" "$out/serve.json"
+
+echo "== text-to-SQL on Chinook (local model)" >&2
+scripts/fetch-data.sh
+cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"
