@@ -22,7 +22,8 @@ use futures::StreamExt;
 use serde_json::json;
 
 fn request(max_tokens: u32) -> ChatRequest {
-    let mut r = ChatRequest::new(vec![Message::user("Write a story about a lighthouse keeper.")]).with_max_tokens(max_tokens);
+    let mut r = ChatRequest::new(vec![Message::user("Write a story about a lighthouse keeper.")])
+        .with_max_tokens(max_tokens);
     r.sampling.temperature = Some(0.0);
     r
 }
@@ -55,11 +56,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let local = Arc::new(LlamaChatModel::load_default().await?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| catena::core::Error::io("bind", e))?;
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| catena::core::Error::io("bind", e))?;
     let addr = listener.local_addr().map_err(|e| catena::core::Error::io("bind", e))?;
     let served: Arc<dyn ChatModel> = local.clone();
     tokio::spawn(Server::new().with_chat_model("chat", served).serve(listener, std::future::pending()));
-    let config = OpenAiConfig { max_concurrency: 64, ..OpenAiConfig::new("chat").with_base_url(format!("http://{addr}/v1")) };
+    let config = OpenAiConfig {
+        max_concurrency: 64,
+        ..OpenAiConfig::new("chat").with_base_url(format!("http://{addr}/v1"))
+    };
     let remote = Arc::new(OpenAiChatModel::new(config)?);
 
     // 1. Overhead, alternating so drift hits both sides alike.
@@ -73,7 +78,10 @@ async fn main() -> Result<()> {
     }
     let direct_tps = f64::from(direct.0) / direct.1;
     let http_tps = f64::from(http.0) / http.1;
-    println!("direct {direct_tps:.1} tok/s, through catena serve {http_tps:.1} tok/s, ratio {:.3}", http_tps / direct_tps);
+    println!(
+        "direct {direct_tps:.1} tok/s, through catena serve {http_tps:.1} tok/s, ratio {:.3}",
+        http_tps / direct_tps
+    );
 
     // 2. Load: 32 clients for 60 s.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -122,7 +130,9 @@ async fn main() -> Result<()> {
                  "ttft_p99_s": p99, "tokens_per_s": tokens as f64 / elapsed, "max_tokens": 64},
     });
     match std::env::args().nth(1) {
-        Some(path) => std::fs::write(&path, report.to_string()).map_err(|e| catena::core::Error::io(&path, e))?,
+        Some(path) => {
+            std::fs::write(&path, report.to_string()).map_err(|e| catena::core::Error::io(&path, e))?
+        }
         None => println!("{report}"),
     }
     Ok(())

@@ -127,3 +127,129 @@ async fn server_refusals_map_to_typed_errors() {
     let err = OpenAiChatModel::new(gone).unwrap().chat(hello, &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
 }
+
+/// A fault-injecting OpenAI-shaped server: answer `n` (0-based) comes from `plan(n)` after its
+/// delay. Returns the `/v1` base and the request counter.
+async fn fault_server(
+    plan: impl Fn(usize) -> (u64, axum::response::Response) + Send + Sync + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let plan = Arc::new(plan);
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (hits, plan) = (counter.clone(), plan.clone());
+        async move {
+            let (delay, response) = plan(hits.fetch_add(1, Ordering::SeqCst));
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), hits)
+}
+
+fn reply(status: u16, content_type: &str, body: &str, headers: &[(&str, &str)]) -> axum::response::Response {
+    let mut response =
+        axum::response::Response::builder().status(status).header("content-type", content_type);
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    response.body(axum::body::Body::from(body.to_owned())).unwrap()
+}
+
+const OK: &str = r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}"#;
+const ERROR: &str =
+    r#"{"error": {"message": "overloaded", "type": "server_error", "param": null, "code": null}}"#;
+
+fn fast(base: &str, retries: u32) -> OpenAiConfig {
+    OpenAiConfig { max_retries: retries, backoff: std::time::Duration::from_millis(5), ..config(base, "m") }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_client_errors_are_not() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let ctx = RunContext::new();
+    let hello = || ChatRequest::new(vec![Message::user("hi")]);
+
+    // 429 with Retry-After: waits what the server asked (not the 5 ms backoff), then succeeds.
+    let (base, hits) = fault_server(|n| match n {
+        0 => (0, reply(429, "application/json", ERROR, &[("retry-after", "1")])),
+        _ => (0, reply(200, "application/json", OK, &[])),
+    })
+    .await;
+    let started = Instant::now();
+    let answer = OpenAiChatModel::new(fast(&base, 3)).unwrap().chat(hello(), &ctx).await.unwrap();
+    assert_eq!(answer.message.content, "ok");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After ignored: {:?}", started.elapsed());
+
+    // 500, 503, then success.
+    let (base, hits) = fault_server(|n| match n {
+        0 => (0, reply(500, "application/json", ERROR, &[])),
+        1 => (0, reply(503, "application/json", ERROR, &[])),
+        _ => (0, reply(200, "application/json", OK, &[])),
+    })
+    .await;
+    OpenAiChatModel::new(fast(&base, 3)).unwrap().chat(hello(), &ctx).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // Always 503: one try plus two retries, then a transient error with the server's message.
+    let (base, hits) = fault_server(|_| (0, reply(503, "application/json", ERROR, &[]))).await;
+    let err = OpenAiChatModel::new(fast(&base, 2)).unwrap().chat(hello(), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
+    assert!(err.to_string().contains("overloaded"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // Client errors and broken bodies: no retry, permanent.
+    let bad_request =
+        r#"{"error": {"message": "bad field", "type": "invalid_request_error", "param": "x", "code": null}}"#;
+    for (status, content_type, body) in [
+        (400, "application/json", bad_request),
+        (200, "application/json", "{\"choices\": [ {\"mess"),
+        (200, "text/html", "<html>maintenance</html>"),
+    ] {
+        let (base, hits) = fault_server(move |_| (0, reply(status, content_type, body, &[]))).await;
+        let err = OpenAiChatModel::new(fast(&base, 3)).unwrap().chat(hello(), &ctx).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ModelPermanent, "{status} {body}: {err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{status} {body}");
+    }
+    let (base, _) = fault_server(|_| {
+        let body = r#"{"error": {"message": "too long", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}"#;
+        (0, reply(400, "application/json", body, &[]))
+    })
+    .await;
+    let err = OpenAiChatModel::new(fast(&base, 3)).unwrap().chat(hello(), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ContextLengthExceeded, "{err}");
+
+    // Slow headers: the total timeout cuts each try; retried, then transient, in bounded time.
+    let (base, hits) = fault_server(|_| (3000, reply(200, "application/json", OK, &[]))).await;
+    let slow = OpenAiConfig { timeout: Duration::from_millis(300), ..fast(&base, 1) };
+    let started = Instant::now();
+    let err = OpenAiChatModel::new(slow).unwrap().chat(hello(), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_reply_is_an_error_after_the_text_it_got() {
+    let chunk = |text: &str| {
+        format!(
+            r#"data: {{"id": "x", "object": "chat.completion.chunk", "choices": [{{"index": 0, "delta": {{"content": "{text}"}}, "finish_reason": null}}]}}"#
+        )
+    };
+    let body = format!("{}\n\n{}\n\n", chunk("Hel"), chunk("lo"));
+    let (base, _) = fault_server(move |_| (0, reply(200, "text/event-stream", &body, &[]))).await;
+    let ctx = RunContext::new();
+    let model = OpenAiChatModel::new(fast(&base, 0)).unwrap();
+    let items: Vec<_> = model.chat_stream(ChatRequest::new(vec![Message::user("hi")]), &ctx).collect().await;
+    let text: String = items.iter().filter_map(|d| d.as_ref().ok()).map(|d| d.content.as_str()).collect();
+    assert_eq!(text, "Hello");
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
+    assert!(err.to_string().contains("ended before the reply was complete"), "{err}");
+}

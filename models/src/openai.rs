@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
 use catena_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, FinishReason, Message, ResponseFormat,
     Result, Role, RunContext, ToolCall, ToolChoice, Usage, async_trait,
@@ -143,7 +144,59 @@ impl OpenAiConfig {
             .timeout(self.timeout)
             .build()
             .map_err(|e| Error::model_permanent(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Client::with_config(config).with_http_client(http))
+        let (retries, backoff) = (self.max_retries, self.backoff);
+        let service = tower::service_fn(move |factory: HttpRequestFactory| {
+            let http = http.clone();
+            async move { send_with_retries(&http, &factory, retries, backoff).await }
+        });
+        Ok(Client::with_config(config).with_http_service(service))
+    }
+}
+
+/// A random delay up to `base * 2^attempt` (full jitter), at most 20 s.
+fn backoff_delay(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1 << attempt.min(10)).min(Duration::from_secs(20)).mul_f64(rand::random::<f64>())
+}
+
+/// The server's own wait, from `retry-after-ms` or `Retry-After` (seconds), at most 60 s.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let number =
+        |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| *v >= 0.0);
+    let wait = number("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| number("retry-after"))?;
+    Some(Duration::from_secs_f64(wait.min(60.0)))
+}
+
+/// Sends one request, retrying what retrying can fix: connection failures, timeouts, 408, 429
+/// and 5xx answers (waiting what `Retry-After` asks, else backing off with jitter). Other
+/// answers, 4xx included, return at once.
+async fn send_with_retries(
+    http: &reqwest::Client,
+    factory: &HttpRequestFactory,
+    retries: u32,
+    base: Duration,
+) -> std::result::Result<reqwest::Response, OpenAIError> {
+    let mut attempt = 0u32;
+    loop {
+        let outcome = http.execute(factory.build().await?).await;
+        let wait = match &outcome {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status == 408 || status == 429 || status >= 500)
+                    .then(|| retry_after(response.headers()).unwrap_or_else(|| backoff_delay(base, attempt)))
+            }
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                Some(backoff_delay(base, attempt))
+            }
+            Err(_) => None,
+        };
+        match wait {
+            Some(wait) if attempt < retries => {
+                tracing::warn!(attempt = attempt + 1, ?wait, "transient HTTP failure; retrying");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            _ => return outcome.map_err(OpenAIError::Reqwest),
+        }
     }
 }
 
@@ -171,29 +224,6 @@ fn map_error(e: OpenAIError) -> Error {
             Error::model_permanent(format!("the server's reply is not the expected JSON ({e}): {shown}"))
         }
         other => Error::model_permanent(other.to_string()),
-    }
-}
-
-/// Runs `attempt` until it succeeds, fails permanently, or retries run out; backoff doubles from
-/// `base` with full jitter, capped at 20 s.
-async fn with_retries<T, F, Fut>(config: &OpenAiConfig, ctx: &RunContext, mut attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut tries = 0u32;
-    loop {
-        ctx.check_cancelled()?;
-        match attempt().await {
-            Err(e) if e.is_transient() && tries < config.max_retries => {
-                let ceiling = config.backoff.saturating_mul(1 << tries.min(10)).min(Duration::from_secs(20));
-                let wait = ceiling.mul_f64(rand::random::<f64>());
-                tracing::warn!(error = %e, retry = tries + 1, ?wait, "transient model error; retrying");
-                tokio::time::sleep(wait).await;
-                tries += 1;
-            }
-            other => return other,
-        }
     }
 }
 
@@ -401,16 +431,13 @@ impl ChatModel for OpenAiChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
         let body = request_json(&self.config.model, &request, false)?;
         let _permit = self.permit().await?;
-        with_retries(&self.config, ctx, || async {
-            let chat = self.client.chat();
-            let call = chat.create_byot::<Value, Value>(body.clone());
-            let reply = tokio::select! {
-                reply = call => reply.map_err(map_error)?,
-                () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
-            };
-            parse_response(&reply)
-        })
-        .await
+        let chat = self.client.chat();
+        let call = chat.create_byot::<Value, Value>(body);
+        let reply = tokio::select! {
+            reply = call => reply.map_err(map_error)?,
+            () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
+        };
+        parse_response(&reply)
     }
 
     fn chat_stream<'a>(
@@ -436,19 +463,25 @@ fn async_stream_deltas<'a>(
     let opened = async move {
         let body = request_json(&model.config.model, &request, true)?;
         let permit = model.permit().await?;
-        let events = with_retries(&model.config, ctx, || async {
-            let mut events = model
-                .client
-                .chat()
-                .create_stream_byot::<Value, Value>(body.clone())
-                .await
-                .map_err(map_error)?;
-            // Wait for the first event inside the retry loop: a stream that breaks before its
-            // first token is as good as a failed request and can be tried again.
-            let first = events.next().await.transpose().map_err(map_error)?;
-            Ok((first, events))
-        })
-        .await?;
+        // HTTP failures were retried in the client's HTTP service. What remains is a stream that
+        // breaks before its first event: as good as a failed request, so it is opened again.
+        let mut tries = 0u32;
+        let events = loop {
+            ctx.check_cancelled()?;
+            let chat = model.client.chat();
+            let mut events =
+                chat.create_stream_byot::<Value, Value>(body.clone()).await.map_err(map_error)?;
+            match events.next().await.transpose() {
+                Ok(first) => break (first, events),
+                Err(e) if tries < model.config.max_retries => {
+                    let wait = backoff_delay(model.config.backoff, tries);
+                    tracing::warn!(error = %e, retry = tries + 1, ?wait, "stream broke before its first event; retrying");
+                    tokio::time::sleep(wait).await;
+                    tries += 1;
+                }
+                Err(e) => return Err(map_error(e)),
+            }
+        };
         Ok::<_, Error>((permit, events))
     };
     futures::stream::once(opened)
@@ -517,6 +550,15 @@ where
                         return Some((Ok(delta), st));
                     }
                 }
+                None if st.finish.is_none() => {
+                    // No finish_reason and no [DONE]: the connection ended mid-reply. The text
+                    // already yielded stays with the caller; the reply is not complete.
+                    st.done = true;
+                    let e = Error::model_transient(
+                        "the stream ended before the reply was complete (no finish_reason)",
+                    );
+                    return Some((Err(e), st));
+                }
                 None => {
                     st.done = true;
                     let parts = std::mem::take(&mut st.parts);
@@ -581,10 +623,9 @@ impl Embedder for OpenAiEmbedder {
                 .acquire()
                 .await
                 .map_err(|_| Error::model_permanent("the model was shut down"))?;
-            let reply: Value = with_retries(&self.config, ctx, || async {
-                self.client.embeddings().create_byot::<Value, Value>(body.clone()).await.map_err(map_error)
-            })
-            .await?;
+            ctx.check_cancelled()?;
+            let reply: Value =
+                self.client.embeddings().create_byot::<Value, Value>(body).await.map_err(map_error)?;
             let mut data: Vec<(u64, Vec<f32>)> = reply
                 .get("data")
                 .and_then(Value::as_array)
