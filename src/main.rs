@@ -93,6 +93,19 @@ struct ServeArgs {
     /// Largest max_tokens a request may ask for (400 above); also the default.
     #[arg(long, default_value_t = 1024)]
     max_tokens: u32,
+    /// Serve a remote OpenAI-compatible model instead of the local ones (a gateway that adds
+    /// catena's retries, timeouts and limits): chat model from CATENA_MODEL, embedding model
+    /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// The in-process llama.cpp models (`--chat-model`, `--embed-model`).
+    Local,
+    /// An OpenAI-compatible server, configured from the environment.
+    Openai,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +208,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: logs piped to files or collectors stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr closed, a pipe whose reader left) is dropped;
+        // reporting it would print to the same broken stderr, which panics mid-request.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -232,10 +248,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let chat_path = model_path(&args.chat_model).await?;
-    let embed_path = model_path(&args.embed_model).await?;
-    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load(&chat_path, LlamaOptions::default()).await?);
-    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load(&embed_path, LlamaOptions::default()).await?);
+    use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
+    let (chat, embed): (Arc<dyn ChatModel>, Option<Arc<dyn Embedder>>) = match args.backend {
+        Backend::Local => {
+            let chat_path = model_path(&args.chat_model).await?;
+            let embed_path = model_path(&args.embed_model).await?;
+            let chat = Arc::new(LlamaChatModel::load(&chat_path, LlamaOptions::default()).await?);
+            let embed = Arc::new(LlamaEmbedder::load(&embed_path, LlamaOptions::default()).await?);
+            (chat, Some(embed))
+        }
+        Backend::Openai => {
+            let chat = Arc::new(OpenAiChatModel::new(OpenAiConfig::from_env()?)?);
+            let embed: Option<Arc<dyn Embedder>> =
+                match std::env::var("CATENA_EMBED_MODEL").ok().filter(|m| !m.is_empty()) {
+                    Some(model) => {
+                        Some(Arc::new(OpenAiEmbedder::connect(OpenAiConfig::from_env_for(model)).await?))
+                    }
+                    None => None,
+                };
+            (chat, embed)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -246,9 +279,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         args.embed_name,
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
-    catena::serve::Server::new()
-        .with_chat_model(args.chat_name, chat)
-        .with_embedder(args.embed_name, embed)
+    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name, chat);
+    if let Some(embed) = embed {
+        server = server.with_embedder(args.embed_name, embed);
+    }
+    server
         .with_api_key(args.api_key)
         .with_max_body_bytes(args.max_body_bytes)
         .with_max_tokens_cap(args.max_tokens)

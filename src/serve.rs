@@ -482,6 +482,7 @@ impl ChatBody {
                     .param(&format!("messages[{i}].role")));
                 }
             };
+            // Accepted so OpenAI clients can send them; catena's messages have no such fields.
             let _ = (m.name, m.refusal);
             messages.push(message);
         }
@@ -523,6 +524,8 @@ impl ChatBody {
                     ApiError::invalid("a tool's parameters must be a JSON Schema object").param(&param)
                 );
             }
+            // Tool arguments are always schema-checked (the local model decodes them under a
+            // grammar), so `strict` changes nothing.
             let _ = tool.function.strict;
             request.tools.push(ToolSpec {
                 name: tool.function.name,
@@ -580,6 +583,9 @@ impl ChatBody {
                 }
             },
         };
+        // Accepted for compatibility and not applied: the local model has no OpenAI-style
+        // frequency/presence penalties (its repeat penalty works differently), parallel calls
+        // are the model's choice, and `user` is an end-user id for abuse monitoring.
         let _ = (self.parallel_tool_calls, self.user, self.frequency_penalty, self.presence_penalty);
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         Ok((self.model, self.stream, include_usage, request))
@@ -800,7 +806,7 @@ async fn embeddings(
             return Err(ApiError::invalid("encoding_format must be float or base64").param("encoding_format"));
         }
     };
-    let _ = body.user;
+    let _ = body.user; // an end-user id for abuse monitoring; nothing to do with it here
     let vectors = embedder.embed(&texts, &RunContext::new()).await?;
     let data: Vec<Value> = vectors
         .iter()

@@ -270,11 +270,16 @@ fn sql_load_chinook_then_ask_it_a_question_on_the_local_model() {
     assert!(!missing.exists());
 }
 
-#[test]
-fn serve_answers_on_loopback_and_stops_gracefully_on_ctrl_c() {
+/// Starts `catena serve ARGS` with `env`; returns the child and its base URL (from the banner).
+fn spawn_serve(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -283,17 +288,44 @@ fn serve_answers_on_loopback_and_stops_gracefully_on_ctrl_c() {
     // "catena serve: http://127.0.0.1:PORT/v1 (...)"
     let banner = lines.by_ref().map(Result::unwrap).find(|l| l.starts_with("catena serve: ")).unwrap();
     let base = banner.split_whitespace().nth(2).unwrap().trim_end_matches("/v1").to_owned();
+    (child, base, lines)
+}
+
+#[test]
+fn serve_answers_on_loopback_proxies_a_remote_backend_and_stops_on_ctrl_c() {
+    let (mut local, base, lines) = spawn_serve(&["--addr", "127.0.0.1:0"], &[]);
+    // A second server in front of the first, as an OpenAI-compatible gateway.
+    let upstream = format!("{base}/v1");
+    let env = [
+        ("OPENAI_BASE_URL", upstream.as_str()),
+        ("OPENAI_API_KEY", ""),
+        ("CATENA_MODEL", "chat"),
+        ("CATENA_EMBED_MODEL", "embed"),
+    ];
+    // The gateway's stderr reader is dropped at once: a server whose log pipe breaks must keep
+    // serving (it used to panic in every request writing its access log).
+    let (mut gateway, gateway_base, _) = spawn_serve(&["--addr", "127.0.0.1:0", "--backend", "openai"], &env);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let health: Value = reqwest::get(format!("{base}/health")).await.unwrap().json().await.unwrap();
         assert_eq!(health["status"], "ok");
         let models: Value = reqwest::get(format!("{base}/v1/models")).await.unwrap().json().await.unwrap();
         assert_eq!(models["data"][0]["id"], "chat");
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
+        let reply: Value = client.post(format!("{gateway_base}/v1/chat/completions")).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(reply["object"], "chat.completion", "{reply}");
+        let body = serde_json::json!({"model": "embed", "input": "hello"});
+        let reply: Value = client.post(format!("{gateway_base}/v1/embeddings")).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(reply["data"][0]["embedding"].as_array().unwrap().len(), 384, "{reply}");
     });
-    // Ctrl-C: finish in-flight requests, then exit 0. The access log saw both requests.
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    // Ctrl-C: finish in-flight requests, then exit 0. The access log saw the requests.
+    for child in [&mut gateway, &mut local] {
+        assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(rest.iter().any(|l| l.contains("/v1/models") && l.contains("status=200")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("/v1/chat/completions") && l.contains("status=200")), "{rest:?}");
 }
