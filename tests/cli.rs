@@ -270,11 +270,21 @@ fn sql_load_chinook_then_ask_it_a_question_on_the_local_model() {
     assert!(!missing.exists());
 }
 
+/// A server process that is killed if the test fails before stopping it.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `catena serve ARGS` with `env`; returns the child and its base URL (from the banner).
 fn spawn_serve(
     args: &[&str],
     env: &[(&str, &str)],
-) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+) -> (Served, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
         .arg("serve")
@@ -288,7 +298,7 @@ fn spawn_serve(
     // "catena serve: http://127.0.0.1:PORT/v1 (...)"
     let banner = lines.by_ref().map(Result::unwrap).find(|l| l.starts_with("catena serve: ")).unwrap();
     let base = banner.split_whitespace().nth(2).unwrap().trim_end_matches("/v1").to_owned();
-    (child, base, lines)
+    (Served(child), base, lines)
 }
 
 #[test]
@@ -320,7 +330,7 @@ fn serve_answers_on_loopback_proxies_a_remote_backend_and_stops_on_ctrl_c() {
         assert_eq!(reply["data"][0]["embedding"].as_array().unwrap().len(), 384, "{reply}");
     });
     // Ctrl-C: finish in-flight requests, then exit 0. The access log saw the requests.
-    for child in [&mut gateway, &mut local] {
+    for Served(child) in [&mut gateway, &mut local] {
         assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
         let status = child.wait().unwrap();
         assert!(status.success(), "{status}");
