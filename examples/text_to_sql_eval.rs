@@ -7,12 +7,15 @@
 //! ```
 //!
 //! Settings: the local model with grammar-constrained decoding and without, both shown the three
-//! most relevant tables (plus the tables their foreign keys reference), two repairs.
+//! most relevant tables (plus the tables their foreign keys reference), two repairs; and, when
+//! `CATENA_MODEL` and `OPENAI_BASE_URL` (+ `OPENAI_API_KEY`) name an OpenAI-compatible model, that
+//! model (free text: remote servers take no GBNF).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use catena::core::{ChatModel, Embedder, Result, RunContext};
+use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder};
 use catena::retrievers::sql::{SqlDatabase, SqlGuard, SqlOptions, SqlQueryChain, chinook};
 use serde_json::{Value, json};
@@ -54,7 +57,15 @@ async fn main() -> Result<()> {
     let guard = SqlGuard::new(db.dialect());
     let ctx = RunContext::new();
     let mut report = serde_json::Map::new();
-    for constrained in [true, false] {
+    let mut settings: Vec<(String, Arc<dyn ChatModel>, bool)> =
+        vec![("local_constrained".into(), model.clone(), true), ("local_free".into(), model.clone(), false)];
+    if std::env::var_os("OPENAI_BASE_URL").is_some() || std::env::var_os("OPENAI_API_KEY").is_some() {
+        if let Ok(config) = OpenAiConfig::from_env() {
+            let name = format!("remote_{}", config.model);
+            settings.push((name, Arc::new(OpenAiChatModel::new(config)?), false));
+        }
+    }
+    for (name, model, constrained) in settings {
         let chain = SqlQueryChain::new(model.clone(), db.clone())
             .await?
             .with_constrained_decoding(constrained)
@@ -85,7 +96,6 @@ async fn main() -> Result<()> {
             println!("{} {question}\n    {sql}", if ok { "OK  " } else { "MISS" });
             samples.push(json!({"question": question, "gold": gold_sql, "generated": sql, "correct": ok, "tries": tries}));
         }
-        let name = if constrained { "local_constrained" } else { "local_free" };
         let n = gold.len() as f64;
         println!(
             "{name}: ran {ran}/{} ({:.1}%), execution accuracy {correct}/{} ({:.1}%), {:.1} s\n",
@@ -96,7 +106,7 @@ async fn main() -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         report.insert(
-            name.to_owned(),
+            name.clone(),
             json!({
                 "model": model.model_name(), "questions": gold.len(), "executed": ran, "correct": correct,
                 "correct_first_try": first_try, "seconds": started.elapsed().as_secs_f64(), "samples": samples

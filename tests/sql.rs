@@ -521,3 +521,37 @@ async fn the_text_to_sql_gold_set_passes_the_guard_and_returns_rows() {
         assert!(result.rows.iter().all(|r| r.iter().all(|c| !c.is_null())), "{sql}: NULL in the gold result");
     }
 }
+
+#[tokio::test]
+async fn local_model_writes_valid_postgres_sql_under_the_schema_grammar() {
+    let Some((_admin, url)) = chinook_postgres("catena_sql_grammar_test").await else { return };
+    let db = SqlDatabase::connect(&url).await.unwrap();
+    let model: Arc<dyn ChatModel> = Arc::new(catena::models::LlamaChatModel::load_default().await.unwrap());
+    let chain = SqlQueryChain::new(model, db.clone())
+        .await
+        .unwrap()
+        .with_constrained_decoding(true)
+        .with_max_repairs(1);
+    // The PostgreSQL grammar: lower-case folded names, EXTRACT for years.
+    let grammar = catena::retrievers::sql::select_grammar(chain.schema());
+    assert!(
+        grammar.contains(r#""EXTRACT(YEAR FROM ""#) && grammar.contains(r#""album.albumid""#),
+        "{grammar}"
+    );
+    let guard = SqlGuard::new(SqlDialect::Postgres).with_allowed_tables(chain.schema().table_names());
+    // A 135M model may still write SQL PostgreSQL rejects (a column missing from GROUP BY): what
+    // the grammar guarantees is that no try is refused by the guard or lacks a query.
+    match chain.query("How many invoices are there?", &RunContext::new()).await {
+        Ok(answer) => {
+            for attempt in &answer.attempts {
+                let sql = attempt.query.as_deref().unwrap();
+                assert!(guard.check(sql).is_ok(), "{sql:?}");
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert_eq!(e.kind(), catena::core::ErrorKind::Parse, "{message}");
+            assert!(!message.contains("refused") && !message.contains("no SQL query"), "{message}");
+        }
+    }
+}
