@@ -59,11 +59,11 @@ async fn main() -> Result<()> {
     let mut report = serde_json::Map::new();
     let mut settings: Vec<(String, Arc<dyn ChatModel>, bool)> =
         vec![("local_constrained".into(), model.clone(), true), ("local_free".into(), model.clone(), false)];
-    if std::env::var_os("OPENAI_BASE_URL").is_some() || std::env::var_os("OPENAI_API_KEY").is_some() {
-        if let Ok(config) = OpenAiConfig::from_env() {
-            let name = format!("remote_{}", config.model);
-            settings.push((name, Arc::new(OpenAiChatModel::new(config)?), false));
-        }
+    let remote_configured =
+        std::env::var_os("OPENAI_BASE_URL").is_some() || std::env::var_os("OPENAI_API_KEY").is_some();
+    if remote_configured && let Ok(config) = OpenAiConfig::from_env() {
+        let name = format!("remote_{}", config.model);
+        settings.push((name, Arc::new(OpenAiChatModel::new(config)?), false));
     }
     for (name, model, constrained) in settings {
         let chain = SqlQueryChain::new(model.clone(), db.clone())
