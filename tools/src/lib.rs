@@ -34,11 +34,14 @@
 //!
 //! ## Contents
 //! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
+//! - [`Calculator`]: arithmetic through an expression parser (no code execution).
 //! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
 //!   and `CypherQuestionTool`, the guarded database chains as tools.
 
+mod calculator;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 pub mod query;
 mod registry;
 
+pub use calculator::{Calculator, CalculatorArgs, evaluate};
 pub use registry::ToolRegistry;
