@@ -35,13 +35,16 @@
 //! ## Contents
 //! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
 //! - [`Calculator`]: arithmetic through an expression parser (no code execution).
+//! - [`ReadFileTool`]: text files and folder listings inside one allowed folder.
 //! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
 //!   and `CypherQuestionTool`, the guarded database chains as tools.
 
 mod calculator;
+mod files;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 pub mod query;
 mod registry;
 
 pub use calculator::{Calculator, CalculatorArgs, evaluate};
+pub use files::{ReadFileArgs, ReadFileTool};
 pub use registry::ToolRegistry;
