@@ -36,6 +36,7 @@
 //! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
 //! - [`Calculator`]: arithmetic through an expression parser (no code execution).
 //! - [`ReadFileTool`]: text files and folder listings inside one allowed folder.
+//! - [`RetrieverTool`]: any retriever as a search tool returning cited snippets.
 //! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
 //!   and `CypherQuestionTool`, the guarded database chains as tools.
 
@@ -44,7 +45,9 @@ mod files;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 pub mod query;
 mod registry;
+mod retrieval;
 
 pub use calculator::{Calculator, CalculatorArgs, evaluate};
 pub use files::{ReadFileArgs, ReadFileTool};
 pub use registry::ToolRegistry;
+pub use retrieval::{RetrieverTool, SearchArgs};
