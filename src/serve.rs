@@ -38,7 +38,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -828,7 +828,7 @@ async fn embeddings(
     .into_response())
 }
 
-async fn models(State(server): State<Arc<Server>>, _headers: HeaderMap) -> axum::Json<Value> {
+async fn models(State(server): State<Arc<Server>>) -> axum::Json<Value> {
     let created = unix_now();
     let data: Vec<Value> = server
         .chat

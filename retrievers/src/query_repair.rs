@@ -93,6 +93,46 @@ impl RepairLoop<'_> {
     }
 }
 
+/// The body of the first fenced block (```` ```lang ... ``` ````) in a reply, without its info
+/// string; to the end of the reply when the fence is not closed.
+pub(crate) fn fenced_block(reply: &str) -> Option<&str> {
+    let after = reply.get(reply.find("```")? + 3..)?;
+    let body = after.find('\n').and_then(|nl| after.get(nl + 1..)).unwrap_or(after);
+    Some(body.find("```").and_then(|end| body.get(..end)).unwrap_or(body))
+}
+
+/// Where the earliest of `keywords` starts in `upper` (an upper-cased reply) as a whole word:
+/// not preceded by a letter, digit or `_`, and followed by what `follows` accepts.
+pub(crate) fn first_keyword<'k>(
+    upper: &str,
+    keywords: impl IntoIterator<Item = &'k str>,
+    follows: impl Fn(Option<char>) -> bool,
+) -> Option<usize> {
+    keywords
+        .into_iter()
+        .filter_map(|kw| {
+            upper.match_indices(kw).map(|(i, _)| i).find(|&i| {
+                let before = upper.get(..i).and_then(|b| b.chars().last());
+                let after = upper.get(i + kw.len()..).and_then(|a| a.chars().next());
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_') && follows(after)
+            })
+        })
+        .min()
+}
+
+/// A query's outcome as the repair loop wants it: database errors (unknown column, type
+/// mismatch, timeout) are the model's to fix and become the message it is shown; anything else
+/// (model down, cancelled) ends the loop.
+pub(crate) fn repairable<T>(outcome: Result<T>) -> Result<std::result::Result<T, String>> {
+    match outcome {
+        Ok(value) => Ok(Ok(value)),
+        Err(e) if matches!(e.kind(), catena_core::ErrorKind::Store | catena_core::ErrorKind::Timeout) => {
+            Ok(Err(e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Asks `model` to answer `question` from a query and its result table.
 pub(crate) async fn answer_from_rows(
     model: &dyn ChatModel,

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::graph::{GraphSchema, Neo4jGraph, SchemaSource};
 use super::guard::CypherGuard;
-use crate::query_repair::{QueryAttempt, RepairLoop, answer_from_rows};
+use crate::query_repair::{
+    QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable,
+};
 
 /// What [`GraphCypherChain::ask`] returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,24 +32,15 @@ pub struct CypherAnswer {
 /// clause keyword (`MATCH`, `OPTIONAL MATCH`, `CALL`, `WITH`, `UNWIND`, `RETURN`) on.
 #[must_use]
 pub fn extract_cypher(reply: &str) -> Option<String> {
-    let text = if let Some(start) = reply.find("```") {
-        let after = reply.get(start + 3..).unwrap_or_default();
-        let body = after.find('\n').and_then(|nl| after.get(nl + 1..)).unwrap_or(after);
-        body.find("```").and_then(|end| body.get(..end)).unwrap_or(body).to_owned()
-    } else {
-        let upper = reply.to_ascii_uppercase();
-        let start = ["MATCH", "OPTIONAL MATCH", "CALL", "WITH", "UNWIND", "RETURN"]
-            .iter()
-            .filter_map(|kw| {
-                upper.match_indices(kw).map(|(i, _)| i).find(|&i| {
-                    let before = upper.get(..i).and_then(|b| b.chars().last());
-                    let after = upper.get(i + kw.len()..).and_then(|a| a.chars().next());
-                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                        && after.is_some_and(|c| c.is_whitespace() || c == '(')
-                })
-            })
-            .min()?;
-        reply.get(start..).unwrap_or_default().to_owned()
+    let text = match fenced_block(reply) {
+        Some(body) => body,
+        None => {
+            let upper = reply.to_ascii_uppercase();
+            let keywords = ["MATCH", "OPTIONAL MATCH", "CALL", "WITH", "UNWIND", "RETURN"];
+            let start =
+                first_keyword(&upper, keywords, |c| c.is_some_and(|c| c.is_whitespace() || c == '('))?;
+            reply.get(start..).unwrap_or_default()
+        }
     };
     let query = text.trim().trim_end_matches(';').trim().to_owned();
     (!query.is_empty()).then_some(query)
@@ -165,18 +158,7 @@ impl GraphCypherChain {
                         Ok(guarded) => guarded,
                         Err(rejection) => return Ok(Err(format!("the query was refused: {rejection}"))),
                     };
-                    match self.graph.query(&guarded, none).await {
-                        Ok(rows) => Ok(Ok((guarded.query, rows))),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                catena_core::ErrorKind::Store | catena_core::ErrorKind::Timeout
-                            ) =>
-                        {
-                            Ok(Err(e.to_string()))
-                        }
-                        Err(e) => Err(e),
-                    }
+                    Ok(repairable(self.graph.query(&guarded, none).await)?.map(|rows| (guarded.query, rows)))
                 }
             })
             .await?;

@@ -12,7 +12,9 @@ use super::database::{QueryResult, SqlDatabase};
 use super::grammar::select_grammar;
 use super::guard::{SqlDialect, SqlGuard};
 use super::schema::{Schema, SchemaOptions};
-use crate::query_repair::{QueryAttempt, RepairLoop, answer_from_rows};
+use crate::query_repair::{
+    QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable,
+};
 
 /// What [`SqlQueryChain::ask`] returns: the SQL that ran, its rows, the answer, and every try.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,35 +36,19 @@ pub struct SqlAnswer {
 /// outside quotes. `None` when there is no query at all.
 #[must_use]
 pub fn extract_sql(reply: &str) -> Option<String> {
-    let text = if let Some(start) = reply.find("```") {
-        let after = reply.get(start + 3..).unwrap_or_default();
-        // Skip the info string (`sql`, `postgresql`...) up to the end of the line.
-        let body = after.find('\n').and_then(|nl| after.get(nl + 1..)).unwrap_or(after);
-        body.find("```").and_then(|end| body.get(..end)).unwrap_or(body).to_owned()
+    let text = if let Some(body) = fenced_block(reply) {
+        body.to_owned()
     } else if let Some(at) = reply.find("SQLQuery:") {
         let after = reply.get(at + "SQLQuery:".len()..).unwrap_or_default();
         after.split("SQLResult:").next().unwrap_or(after).to_owned()
     } else {
         let upper = reply.to_ascii_uppercase();
-        let start = ["SELECT", "WITH"]
-            .iter()
-            .chain(
-                ["INSERT", "UPDATE", "DELETE", "DROP", "CREATE", "ALTER", "PRAGMA", "ATTACH"].iter().filter(
-                    |_| {
-                        // Write statements only count when there is no query at all in the reply.
-                        !upper.contains("SELECT")
-                    },
-                ),
-            )
-            .filter_map(|kw| {
-                upper.match_indices(kw).map(|(i, _)| i).find(|&i| {
-                    let before = upper.get(..i).and_then(|b| b.chars().last());
-                    let after = upper.get(i + kw.len()..).and_then(|a| a.chars().next());
-                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                        && after.is_none_or(|c| c.is_whitespace() || c == '(' || c == '*')
-                })
-            })
-            .min()?;
+        // Write statements only count when there is no query at all in the reply.
+        let writes = ["INSERT", "UPDATE", "DELETE", "DROP", "CREATE", "ALTER", "PRAGMA", "ATTACH"];
+        let keywords =
+            ["SELECT", "WITH"].into_iter().chain(writes.into_iter().filter(|_| !upper.contains("SELECT")));
+        let start =
+            first_keyword(&upper, keywords, |c| c.is_none_or(|c| c.is_whitespace() || c == '(' || c == '*'))?;
         reply.get(start..).unwrap_or_default().to_owned()
     };
     let statement = cut_at_semicolon(&text).trim().to_owned();
@@ -293,19 +279,7 @@ impl SqlQueryChain {
                     Ok(guarded) => guarded,
                     Err(rejection) => return Ok(Err(format!("the query was refused: {rejection}"))),
                 };
-                match self.db.query(&guarded).await {
-                    Ok(result) => Ok(Ok((guarded.sql, result))),
-                    // Database errors (unknown column, type mismatch, timeout) are the model's to fix.
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            catena_core::ErrorKind::Store | catena_core::ErrorKind::Timeout
-                        ) =>
-                    {
-                        Ok(Err(e.to_string()))
-                    }
-                    Err(e) => Err(e),
-                }
+                Ok(repairable(self.db.query(&guarded).await)?.map(|result| (guarded.sql, result)))
             })
             .await?;
         Ok(SqlAnswer { question: question.to_owned(), sql, result, answer: None, attempts })
@@ -315,8 +289,11 @@ impl SqlQueryChain {
     pub async fn ask(&self, question: &str, ctx: &RunContext) -> Result<SqlAnswer> {
         let mut answer = self.query(question, ctx).await?;
         if self.answer {
-            let table = answer.result.to_tsv(self.max_cell_chars);
-            let table = if answer.result.rows.is_empty() { String::new() } else { table };
+            let table = if answer.result.rows.is_empty() {
+                String::new()
+            } else {
+                answer.result.to_tsv(self.max_cell_chars)
+            };
             answer.answer = Some(
                 answer_from_rows(
                     self.model.as_ref(),
