@@ -21,6 +21,7 @@ pub struct UrlLoader {
     urls: Vec<String>,
     timeout: Duration,
     max_bytes: usize,
+    client: Option<reqwest::Client>,
 }
 
 impl UrlLoader {
@@ -30,6 +31,7 @@ impl UrlLoader {
             urls: urls.into_iter().map(Into::into).collect(),
             timeout: Duration::from_secs(30),
             max_bytes: 50 << 20,
+            client: None,
         }
     }
 
@@ -47,11 +49,21 @@ impl UrlLoader {
         self
     }
 
+    /// Fetches with this client instead of a default one (whose timeouts [`with_timeout`]
+    /// sets): a caller that needs its own redirect policy, DNS resolver or proxy builds it.
+    ///
+    /// [`with_timeout`]: UrlLoader::with_timeout
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
     async fn fetch(&self, client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, String)> {
         let failed = |what: String| Error::invalid_input(format!("GET {url}: {what}"));
         let mut response = client.get(url).send().await.map_err(|e| {
             let what =
-                if e.is_timeout() { format!("timed out after {:?}", self.timeout) } else { e.to_string() };
+                if e.is_timeout() { format!("timed out after {:?}", self.timeout) } else { with_causes(&e) };
             failed(what)
         })?;
         let status = response.status();
@@ -109,14 +121,32 @@ impl UrlLoader {
     }
 }
 
+/// The error and its causes: reqwest's own message ("error sending request") names no reason.
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Loader for UrlLoader {
     fn load<'a>(&'a self, _ctx: &'a RunContext) -> BoxStream<'a, Result<Document>> {
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("catena/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::invalid_input(format!("cannot build an HTTP client: {e}")));
+        let client = match &self.client {
+            Some(client) => Ok(client.clone()),
+            None => reqwest::Client::builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("catena/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::invalid_input(format!("cannot build an HTTP client: {e}"))),
+        };
         match client {
             Ok(client) => Box::pin(
                 stream::iter(self.urls.clone())

@@ -2,7 +2,10 @@
 //!
 //! Tools are what an agent can do. Any [`Tool`](catena_core::Tool) (usually a
 //! [`TypedTool`](catena_core::TypedTool) with a schemars-derived argument struct) goes into a
-//! [`ToolRegistry`], which offers their specs to a model and dispatches the model's calls by name.
+//! [`ToolRegistry`], which offers their specs to a model and dispatches the model's calls by name:
+//! arguments validated against the tool's JSON Schema, a [`ToolPolicy`] of allowed and denied
+//! tools, a [`Confirm`] hook for tools that need a person's approval, per-tool timeouts
+//! ([`ToolOptions`]) and panics caught, every failure an error the model can read and act on.
 //!
 //! ```
 //! use catena_core::{Result, RunContext, ToolCall, ToolOutput, TypedTool, async_trait};
@@ -33,10 +36,13 @@
 //! ```
 //!
 //! ## Contents
-//! - [`ToolRegistry`]: named tools, their specs, dispatch with typed errors for unknown tools.
+//! - [`ToolRegistry`], [`ToolOptions`], [`ToolPolicy`], [`Confirm`]: named tools and the rules
+//!   their calls go through.
 //! - [`Calculator`]: arithmetic through an expression parser (no code execution).
 //! - [`ReadFileTool`]: text files and folder listings inside one allowed folder.
 //! - [`RetrieverTool`]: any retriever as a search tool returning cited snippets.
+//! - [`DateTimeTool`]: the current date and time in any IANA time zone.
+//! - [`WebPageTool`] (feature `web`): a web page as clean text, public hosts only by default.
 //! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
 //!   and `CypherQuestionTool`, the guarded database chains as tools.
 
@@ -46,8 +52,14 @@ mod files;
 pub mod query;
 mod registry;
 mod retrieval;
+mod time;
+#[cfg(feature = "web")]
+mod web;
 
 pub use calculator::{Calculator, CalculatorArgs, evaluate};
 pub use files::{ReadFileArgs, ReadFileTool};
-pub use registry::ToolRegistry;
+pub use registry::{Confirm, ToolOptions, ToolPolicy, ToolRegistry};
 pub use retrieval::{RetrieverTool, SearchArgs};
+pub use time::{DateTimeArgs, DateTimeTool};
+#[cfg(feature = "web")]
+pub use web::{WebPageArgs, WebPageTool};

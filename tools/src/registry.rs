@@ -1,20 +1,123 @@
-//! [`ToolRegistry`]: the tools an agent may call, by name.
+//! [`ToolRegistry`]: the tools an agent may call, by name, with the rules every call goes through.
+//!
+//! A call passes, in order: the name lookup, the [`ToolPolicy`] (allow and deny lists), argument
+//! validation against the tool's JSON Schema, the confirmation hook for tools that need one, and
+//! then runs under the tool's timeout with panics caught. Each failure is an [`Error::Tool`]
+//! whose message tells the model what to do differently, so an agent can hand it back as an
+//! observation and let the model correct itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
-use catena_core::{Error, Event, Result, RunContext, Tool, ToolCall, ToolOutput, ToolSpec};
+use catena_core::{Error, Event, Result, RunContext, Tool, ToolCall, ToolOutput, ToolSpec, async_trait};
+use futures::FutureExt;
+
+/// How one tool is run. The defaults: 60 s timeout, result goes back to the model, no confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolOptions {
+    /// Longest a call may run; `None` means no limit (cancellation still applies).
+    pub timeout: Option<Duration>,
+    /// The tool's output is the agent's final answer: no further model call.
+    pub return_direct: bool,
+    /// The [`Confirm`] hook must approve each call before it runs.
+    pub needs_confirmation: bool,
+}
+
+impl Default for ToolOptions {
+    fn default() -> Self {
+        Self { timeout: Some(Duration::from_secs(60)), return_direct: false, needs_confirmation: false }
+    }
+}
+
+impl ToolOptions {
+    /// Sets the timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the tool's output the final answer.
+    #[must_use]
+    pub fn return_direct(mut self) -> Self {
+        self.return_direct = true;
+        self
+    }
+
+    /// Requires confirmation before every call.
+    #[must_use]
+    pub fn needs_confirmation(mut self) -> Self {
+        self.needs_confirmation = true;
+        self
+    }
+}
+
+/// Asks whether a call may run; the `agent` REPL asks the person at the keyboard.
+#[async_trait]
+pub trait Confirm: Send + Sync {
+    /// `true` to run the call, `false` to decline it (the model is told it was declined).
+    async fn confirm(&self, call: &ToolCall) -> bool;
+}
+
+/// Which tools may run. An allow list, when set, names the only tools that may; the deny list
+/// always wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolPolicy {
+    allow: Option<BTreeSet<String>>,
+    deny: BTreeSet<String>,
+}
+
+impl ToolPolicy {
+    /// Everything allowed.
+    #[must_use]
+    pub fn allow_all() -> Self {
+        Self::default()
+    }
+
+    /// Only these tools may run.
+    #[must_use]
+    pub fn allow_only<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self { allow: Some(names.into_iter().map(Into::into).collect()), deny: BTreeSet::new() }
+    }
+
+    /// These tools may not run.
+    #[must_use]
+    pub fn deny<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.deny.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether the tool called `name` may run.
+    #[must_use]
+    pub fn permits(&self, name: &str) -> bool {
+        !self.deny.contains(name) && self.allow.as_ref().is_none_or(|allow| allow.contains(name))
+    }
+}
+
+struct Entry {
+    tool: Arc<dyn Tool>,
+    options: ToolOptions,
+    validator: jsonschema::Validator,
+}
 
 /// Tools by name. Names must be unique and made of letters, digits, `_` and `-` (what every
-/// tool-calling API accepts).
+/// tool-calling API accepts). Cloning shares the tools.
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
-    tools: BTreeMap<String, Arc<dyn Tool>>,
+    tools: BTreeMap<String, Arc<Entry>>,
+    policy: ToolPolicy,
+    confirm: Option<Arc<dyn Confirm>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolRegistry").field("tools", &self.tools.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("ToolRegistry")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("policy", &self.policy)
+            .field("confirm", &self.confirm.is_some())
+            .finish()
     }
 }
 
@@ -25,14 +128,26 @@ impl ToolRegistry {
         Self::default()
     }
 
-    /// Adds a tool; a duplicate or malformed name is an [`Error::InvalidInput`].
+    /// Adds a tool with default options; a duplicate or malformed name, or a parameters schema
+    /// that is not valid JSON Schema, is an [`Error::InvalidInput`].
     pub fn with(mut self, tool: impl Tool + 'static) -> Result<Self> {
         self.add(Arc::new(tool))?;
         Ok(self)
     }
 
-    /// Adds a shared tool.
+    /// Adds a tool with these options.
+    pub fn with_options(mut self, tool: impl Tool + 'static, options: ToolOptions) -> Result<Self> {
+        self.add_with(Arc::new(tool), options)?;
+        Ok(self)
+    }
+
+    /// Adds a shared tool with default options.
     pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<()> {
+        self.add_with(tool, ToolOptions::default())
+    }
+
+    /// Adds a shared tool with these options.
+    pub fn add_with(&mut self, tool: Arc<dyn Tool>, options: ToolOptions) -> Result<()> {
         let name = tool.name().to_owned();
         let valid =
             !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -44,31 +159,104 @@ impl ToolRegistry {
         if self.tools.contains_key(&name) {
             return Err(Error::invalid_input(format!("a tool named `{name}` is already registered")));
         }
-        self.tools.insert(name, tool);
+        let mut schema = tool.parameters();
+        if schema.is_null() {
+            schema = serde_json::json!({"type": "object"});
+        }
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            Error::invalid_input(format!(
+                "tool `{name}` has a parameters schema that is not valid JSON Schema: {e}"
+            ))
+        })?;
+        self.tools.insert(name, Arc::new(Entry { tool, options, validator }));
         Ok(())
+    }
+
+    /// Replaces the policy (by default every registered tool may run).
+    #[must_use]
+    pub fn with_policy(mut self, policy: ToolPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the hook that approves calls of tools marked [`ToolOptions::needs_confirmation`].
+    /// Without one, such calls are declined.
+    #[must_use]
+    pub fn with_confirmation(mut self, confirm: Arc<dyn Confirm>) -> Self {
+        self.confirm = Some(confirm);
+        self
     }
 
     /// The tool called `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.tools.get(name)
+        self.tools.get(name).map(|e| &e.tool)
     }
 
-    /// The specs to offer a model, sorted by name.
+    /// How the tool called `name` is run.
+    #[must_use]
+    pub fn options(&self, name: &str) -> Option<ToolOptions> {
+        self.tools.get(name).map(|e| e.options)
+    }
+
+    /// The policy in force.
+    #[must_use]
+    pub fn policy(&self) -> &ToolPolicy {
+        &self.policy
+    }
+
+    /// The specs to offer a model, sorted by name: only the tools the policy permits, so a model
+    /// is never tempted by a tool it may not call.
     #[must_use]
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().map(|t| t.spec()).collect()
+        self.tools.values().filter(|e| self.policy.permits(e.tool.name())).map(|e| e.tool.spec()).collect()
     }
 
-    /// Runs a model's tool call, emitting [`Event::ToolStart`] and [`Event::ToolEnd`]. An unknown
-    /// tool is an [`Error::Tool`] listing the known ones, so an agent can show it to the model.
+    /// Runs a model's tool call through the checks of the [module docs](self), emitting
+    /// [`Event::ToolStart`] and [`Event::ToolEnd`]. A declined confirmation is not an error: the
+    /// output says so, for the model to read.
     pub async fn call(&self, call: &ToolCall, ctx: &RunContext) -> Result<ToolOutput> {
-        let tool = self.tools.get(&call.name).ok_or_else(|| {
-            let known: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+        let entry = self.tools.get(&call.name).ok_or_else(|| {
+            let known: Vec<&str> =
+                self.tools.keys().map(String::as_str).filter(|n| self.policy.permits(n)).collect();
             Error::tool(&call.name, format!("no such tool; available tools: {}", known.join(", ")))
         })?;
+        if !self.policy.permits(&call.name) {
+            return Err(Error::tool(&call.name, "this tool is not allowed here; use another tool or answer"));
+        }
+        let problems: Vec<String> = entry
+            .validator
+            .iter_errors(&call.arguments)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(Error::tool(
+                &call.name,
+                format!(
+                    "invalid arguments: {}. The arguments must match this JSON Schema: {}",
+                    problems.join("; "),
+                    entry.tool.parameters()
+                ),
+            ));
+        }
+        if entry.options.needs_confirmation {
+            let approved = match &self.confirm {
+                Some(confirm) => confirm.confirm(call).await,
+                None => false,
+            };
+            if !approved {
+                let declined =
+                    format!("The user declined to run `{}`. Do not retry it; answer without it.", call.name);
+                ctx.emit(Event::ToolEnd { name: call.name.clone(), output: declined.clone() });
+                return Ok(ToolOutput::text(declined));
+            }
+        }
         ctx.emit(Event::ToolStart { name: call.name.clone(), arguments: call.arguments.clone() });
-        let result = tool.call(call.arguments.clone(), ctx).await;
+        let result = run_guarded(entry, call, ctx).await;
         let shown = match &result {
             Ok(out) => out.content.clone(),
             Err(e) => format!("error: {e}"),
@@ -90,11 +278,42 @@ impl ToolRegistry {
     }
 }
 
+/// Runs the tool under its timeout and the run's cancellation, turning a panic into an error: a
+/// bug in one tool must not take the agent (or the REPL) down with it.
+async fn run_guarded(entry: &Entry, call: &ToolCall, ctx: &RunContext) -> Result<ToolOutput> {
+    let run = AssertUnwindSafe(entry.tool.call(call.arguments.clone(), ctx)).catch_unwind();
+    let timed = async {
+        match entry.options.timeout {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
+                Error::tool(
+                    &call.name,
+                    format!("timed out after {limit:?}; try simpler arguments or another tool"),
+                )
+            }),
+            None => Ok(run.await),
+        }
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
+        outcome = timed => outcome?,
+    };
+    outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(Error::tool(&call.name, format!("the tool failed internally ({what})")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use catena_core::{ErrorKind, TypedTool, async_trait};
+    use catena_core::{ErrorKind, TypedTool};
+    use serde_json::json;
 
     struct Echo;
     #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -107,8 +326,19 @@ mod tests {
         const NAME: &'static str = "echo";
         const DESCRIPTION: &'static str = "Echoes.";
         async fn run(&self, args: EchoArgs, _: &RunContext) -> Result<ToolOutput> {
-            Ok(ToolOutput::text(args.text))
+            match args.text.as_str() {
+                "panic" => panic!("boom"),
+                "sleep" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(ToolOutput::text("late"))
+                }
+                _ => Ok(ToolOutput::text(args.text)),
+            }
         }
+    }
+
+    fn call(name: &str, arguments: serde_json::Value) -> ToolCall {
+        ToolCall { id: "1".into(), name: name.into(), arguments }
     }
 
     #[tokio::test]
@@ -116,12 +346,61 @@ mod tests {
         let reg = ToolRegistry::new().with(Echo).unwrap();
         assert!(ToolRegistry::new().with(Echo).unwrap().with(Echo).is_err());
         let ctx = RunContext::new();
-        let unknown = ToolCall { id: "1".into(), name: "nope".into(), arguments: serde_json::json!({}) };
-        let err = reg.call(&unknown, &ctx).await.unwrap_err();
+        let err = reg.call(&call("nope", json!({})), &ctx).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Tool);
         assert!(err.to_string().contains("available tools: echo"), "{err}");
-        let bad = ToolCall { id: "2".into(), name: "echo".into(), arguments: serde_json::json!({"text": 5}) };
-        let err = reg.call(&bad, &ctx).await.unwrap_err();
-        assert!(err.to_string().contains("invalid arguments"), "{err}");
+        let err = reg.call(&call("echo", json!({"text": 5})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("invalid arguments: /text: 5 is not of type \"string\""), "{err}");
+        assert!(err.to_string().contains("JSON Schema"), "{err}");
+        let err = reg.call(&call("echo", json!({})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("\"text\" is a required property"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn panics_and_timeouts_become_tool_errors() {
+        let reg = ToolRegistry::new()
+            .with_options(Echo, ToolOptions::default().timeout(Duration::from_secs(2)))
+            .unwrap();
+        let ctx = RunContext::new();
+        let err = reg.call(&call("echo", json!({"text": "panic"})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("failed internally (boom)"), "{err}");
+        let err = reg.call(&call("echo", json!({"text": "sleep"})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("timed out after 2s"), "{err}");
+        ctx.cancel();
+        assert_eq!(
+            reg.call(&call("echo", json!({"text": "sleep"})), &ctx).await.unwrap_err().kind(),
+            ErrorKind::Cancelled
+        );
+    }
+
+    struct Answer(bool);
+    #[async_trait]
+    impl Confirm for Answer {
+        async fn confirm(&self, _: &ToolCall) -> bool {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn policy_hides_and_refuses_tools_and_confirmation_gates_calls() {
+        let ctx = RunContext::new();
+        let denied =
+            ToolRegistry::new().with(Echo).unwrap().with_policy(ToolPolicy::allow_all().deny(["echo"]));
+        assert!(denied.specs().is_empty());
+        let err = denied.call(&call("echo", json!({"text": "x"})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("not allowed"), "{err}");
+        assert!(!ToolPolicy::allow_only(["a"]).permits("echo"));
+        assert!(ToolPolicy::allow_only(["echo"]).permits("echo"));
+
+        let gated =
+            ToolRegistry::new().with_options(Echo, ToolOptions::default().needs_confirmation()).unwrap();
+        let out = gated.call(&call("echo", json!({"text": "x"})), &ctx).await.unwrap();
+        assert!(out.content.contains("declined"), "no hook means declined: {}", out.content);
+        let yes = gated.clone().with_confirmation(Arc::new(Answer(true)));
+        assert_eq!(yes.call(&call("echo", json!({"text": "x"})), &ctx).await.unwrap().content, "x");
+        let no = gated.with_confirmation(Arc::new(Answer(false)));
+        assert!(
+            no.call(&call("echo", json!({"text": "x"})), &ctx).await.unwrap().content.contains("declined")
+        );
     }
 }
