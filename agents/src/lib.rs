@@ -1,28 +1,61 @@
 //! # catena-agents
 //!
-//! Conversation memory for chat chains and agents. (The ReAct and tool-calling agents build on
-//! these; see the project's roadmap in the README.)
+//! Agents that use tools, the executor that runs them, and the memories that carry a conversation
+//! from one turn to the next.
+//!
+//! An [`Agent`] makes one decision per call (call these tools, or answer); the [`AgentExecutor`]
+//! runs the loop around it: tools through a [`ToolRegistry`](catena_tools::ToolRegistry), limits
+//! (iterations, wall time, repeated calls, unreadable replies), events for streaming UIs, memory.
 //!
 //! ```
-//! use catena_agents::WindowMemory;
-//! use catena_core::{Memory, Message, RunContext};
+//! use std::sync::Arc;
+//! use catena_agents::{AgentExecutor, StopReason, ToolCallingAgent};
+//! use catena_core::testing::{ScriptedChatModel, ScriptedReply};
+//! use catena_core::{RunContext, ToolCall};
+//! use catena_tools::{Calculator, ToolRegistry};
 //!
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
 //! # rt.block_on(async {
-//! let memory = WindowMemory::new(1); // keep the last exchange only
-//! let ctx = RunContext::new();
-//! memory.add(&[Message::user("Hi"), Message::assistant("Hello!")], &ctx).await.unwrap();
-//! memory.add(&[Message::user("What's 2+2?"), Message::assistant("4")], &ctx).await.unwrap();
-//! let kept = memory.messages().await.unwrap();
-//! assert_eq!(kept.len(), 2);
-//! assert_eq!(kept[0].content, "What's 2+2?");
+//! // A scripted model stands in for a real one: it calls the calculator, then answers.
+//! let call = ToolCall { id: "c1".into(), name: "calculator".into(), arguments: serde_json::json!({"expression": "23 * 7"}) };
+//! let model = ScriptedChatModel::from_replies([
+//!     ScriptedReply::ToolCalls(vec![call]),
+//!     ScriptedReply::Text("23 × 7 = 161.".into()),
+//! ]);
+//! let agent = ToolCallingAgent::new(Arc::new(model));
+//! let executor = AgentExecutor::new(agent, ToolRegistry::new().with(Calculator).unwrap());
+//! let out = executor.run("What is 23 times 7?", &RunContext::new()).await.unwrap();
+//! assert_eq!(out.answer, "23 × 7 = 161.");
+//! assert_eq!(out.steps[0].observation, "161");
+//! assert_eq!(out.stop, StopReason::Finished);
 //! # });
 //! ```
 //!
 //! ## Contents
-//! - [`BufferMemory`]: every message.
-//! - [`WindowMemory`]: the last k exchanges (a user message and what followed it).
+//! - [`Agent`], [`AgentState`], [`Plan`], [`Next`], [`AgentStep`]: the decision interface.
+//! - [`ReActAgent`]: Thought / Action / Action Input / Observation in text, for any model, with an
+//!   optional grammar for local models ([`react_grammar`], [`parse_react`]).
+//! - [`ToolCallingAgent`]: native tool calls (OpenAI-compatible servers, the local model).
+//! - [`AgentExecutor`], [`ExecutorConfig`], [`EarlyStopping`], [`AgentOutput`], [`StopReason`];
+//!   [`AgentChatModel`] serves an executor as a chat model.
+//! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
+//!   [`SummaryBufferMemory`], [`VectorMemory`].
+//! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
 
+mod agent;
+mod executor;
 mod memory;
+mod react;
+#[cfg(feature = "sqlite")]
+mod session;
+mod tool_calling;
 
-pub use memory::{BufferMemory, WindowMemory};
+pub use agent::{Agent, AgentState, AgentStep, Next, Plan};
+pub use executor::{AgentChatModel, AgentExecutor, AgentOutput, EarlyStopping, ExecutorConfig, StopReason};
+pub use memory::{
+    BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,
+};
+pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};
+#[cfg(feature = "sqlite")]
+pub use session::{Loaded, SessionInfo, SessionStore};
+pub use tool_calling::ToolCallingAgent;

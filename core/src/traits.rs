@@ -347,16 +347,44 @@ impl<T: TypedTool> Tool for T {
 }
 
 /// Conversation memory: what an agent or chat chain remembers between turns.
+///
+/// A memory decides what of the past goes before the next turn: everything, a window, a token
+/// budget, a running summary, or the past turns most relevant to the new input. It is written to
+/// after each turn with [`add`](Memory::add) and read before the next with
+/// [`messages_for`](Memory::messages_for).
 #[async_trait]
 pub trait Memory: Send + Sync {
     /// The messages to put before the next turn (possibly a summary plus recent turns).
     async fn messages(&self) -> Result<Vec<Message>>;
+
+    /// The messages to put before a turn that starts with `input`. Memories that retrieve past
+    /// turns by relevance override it; the default is [`messages`](Memory::messages).
+    async fn messages_for(&self, input: &str, ctx: &RunContext) -> Result<Vec<Message>> {
+        let _ = (input, ctx);
+        self.messages().await
+    }
 
     /// Records new turns. Memories that summarise may call a model, under `ctx`.
     async fn add(&self, messages: &[Message], ctx: &RunContext) -> Result<()>;
 
     /// Forgets everything.
     async fn clear(&self) -> Result<()>;
+
+    /// What the memory holds, as JSON, for saving a session; [`restore`](Memory::restore) reads
+    /// it back. The default is the list of [`messages`](Memory::messages).
+    async fn snapshot(&self) -> Result<Value> {
+        serde_json::to_value(self.messages().await?)
+            .map_err(|e| Error::parse("memory snapshot", e.to_string()))
+    }
+
+    /// Replaces the memory's content with a [`snapshot`](Memory::snapshot). A snapshot of the
+    /// wrong shape is an [`Error::Parse`] and leaves the memory as it was.
+    async fn restore(&self, snapshot: Value) -> Result<()> {
+        let messages: Vec<Message> = serde_json::from_value(snapshot)
+            .map_err(|e| Error::parse("memory snapshot", format!("expected a list of messages: {e}")))?;
+        self.clear().await?;
+        self.add(&messages, &RunContext::new()).await
+    }
 }
 
 #[async_trait]

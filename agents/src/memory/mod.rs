@@ -1,8 +1,34 @@
-//! Buffer and window memories.
+//! Conversation memories: buffer, window, token budget, summary, summary + buffer, vector.
 
 use async_trait::async_trait;
-use catena_core::{Memory, Message, Result, Role, RunContext};
+use catena_core::{Memory, Message, Result, Role, RunContext, Tokenizer};
+use serde_json::Value;
 use tokio::sync::Mutex;
+
+mod summary;
+mod token;
+mod vector;
+
+pub use summary::{SummaryBufferMemory, SummaryMemory};
+pub use token::TokenBufferMemory;
+pub use vector::VectorMemory;
+
+/// Tokens a message costs in a prompt: its text and tool calls, plus a few for the role markers
+/// every chat template adds.
+pub(crate) fn message_tokens(tokenizer: &dyn Tokenizer, message: &Message) -> Result<usize> {
+    let mut n = 4 + tokenizer.count(&message.content)?;
+    for call in &message.tool_calls {
+        n += tokenizer.count(&call.name)? + tokenizer.count(&call.arguments.to_string())?;
+    }
+    Ok(n)
+}
+
+/// Drops messages before the first user message, so a window never opens on a tool result or an
+/// answer whose question fell out.
+pub(crate) fn trim_to_exchange_start(messages: Vec<Message>) -> Vec<Message> {
+    let start = messages.iter().position(|m| m.role == Role::User).unwrap_or(messages.len());
+    messages.into_iter().skip(start).collect()
+}
 
 /// Remembers every message, in order.
 #[derive(Debug, Default)]
@@ -78,6 +104,11 @@ impl Memory for WindowMemory {
 
     async fn clear(&self) -> Result<()> {
         self.all.clear().await
+    }
+
+    /// Every message, not just the window: a resumed session may be shown with a wider one.
+    async fn snapshot(&self) -> Result<Value> {
+        self.all.snapshot().await
     }
 }
 

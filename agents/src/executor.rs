@@ -1,0 +1,483 @@
+//! [`AgentExecutor`]: the loop that runs an [`Agent`], its tools and its limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use catena_core::{
+    ChatModel, ChatRequest, ChatResponse, Error, Event, FinishReason, Memory, Message, Result, Role,
+    RunContext, Runnable, ToolCall, Usage, async_trait,
+};
+use catena_tools::ToolRegistry;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Agent, AgentState, AgentStep, Next};
+
+/// What to answer when a limit stops a run before the agent finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    /// A fixed message naming the limit (LangChain's `force`). The default: it costs nothing.
+    #[default]
+    Force,
+    /// One more model call, without tools, asked to answer from the steps so far
+    /// (LangChain's `generate`). Falls back to the fixed message if that call fails.
+    Generate,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The agent gave a final answer.
+    Finished,
+    /// A tool marked `return_direct` answered.
+    ReturnDirect,
+    /// `max_iterations` model calls were made.
+    MaxIterations,
+    /// `max_time` passed.
+    MaxTime,
+    /// The model kept making the same call.
+    Looping,
+    /// The model's replies could not be read `max_parse_errors` times in a row.
+    ParseErrors,
+}
+
+impl StopReason {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Finished | Self::ReturnDirect => "it finished",
+            Self::MaxIterations => "the iteration limit",
+            Self::MaxTime => "the time limit",
+            Self::Looping => "repeating the same tool call",
+            Self::ParseErrors => "replies that could not be read",
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentOutput {
+    /// The answer.
+    pub answer: String,
+    /// Every step, oldest first: what was called, what came back.
+    pub steps: Vec<AgentStep>,
+    /// Why the run ended.
+    pub stop: StopReason,
+    /// Tokens spent by every model call of the run.
+    pub usage: Usage,
+    /// Model calls made.
+    pub iterations: usize,
+}
+
+/// Limits and recovery rules of an [`AgentExecutor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Most model calls per run (LangChain's default, 15).
+    pub max_iterations: usize,
+    /// Longest a run may take, model calls and tools together; `None` for no limit.
+    pub max_time: Option<Duration>,
+    /// What to answer when a limit stops the run.
+    pub early_stopping: EarlyStopping,
+    /// Unreadable replies in a row before the run stops (each is shown to the model first).
+    /// 0 makes the first one an [`Error::Parse`] instead.
+    pub max_parse_errors: usize,
+    /// Times the same call (tool and arguments) may be repeated before the run stops as
+    /// [`StopReason::Looping`]. A repeat is not run again: the model is shown the earlier result
+    /// and told to use it.
+    pub max_repeats: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            max_iterations: 15,
+            max_time: None,
+            early_stopping: EarlyStopping::Force,
+            max_parse_errors: 3,
+            max_repeats: 2,
+        }
+    }
+}
+
+/// Runs an [`Agent`]: asks it for the next move, runs the tools it calls (in parallel when it
+/// calls several) through a [`ToolRegistry`], feeds the observations back, and stops at the final
+/// answer or at a limit. Every step is emitted to the run context as an [`Event::Step`]
+/// (`thought`, `action`, `observation`, `error`, `final_answer`); tokens stream as the model's
+/// [`Event::Token`]s; cancellation stops the run between and during steps.
+///
+/// With a [`Memory`], each run starts from what the memory recalls for its input and records
+/// the input and the answer (not the intermediate steps) when it ends.
+///
+/// Bad model behaviour is bounded, never fatal: unreadable replies, unknown tools and invalid
+/// arguments become observations the model can correct; a tool's error or panic becomes an
+/// observation; repeated calls are answered from the earlier result and end the run as
+/// [`StopReason::Looping`] when they persist; iteration and time limits end it with a clear
+/// message. The steps are kept in every case.
+pub struct AgentExecutor {
+    agent: Arc<dyn Agent>,
+    tools: ToolRegistry,
+    memory: Option<Arc<dyn Memory>>,
+    config: ExecutorConfig,
+}
+
+impl std::fmt::Debug for AgentExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentExecutor")
+            .field("tools", &self.tools)
+            .field("memory", &self.memory.is_some())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentExecutor {
+    /// An executor for `agent` with these tools and the default [`ExecutorConfig`].
+    pub fn new(agent: impl Agent + 'static, tools: ToolRegistry) -> Self {
+        Self::from_arc(Arc::new(agent), tools)
+    }
+
+    /// Like [`new`](Self::new), for a shared agent.
+    #[must_use]
+    pub fn from_arc(agent: Arc<dyn Agent>, tools: ToolRegistry) -> Self {
+        Self { agent, tools, memory: None, config: ExecutorConfig::default() }
+    }
+
+    /// Remembers conversations in `memory`.
+    #[must_use]
+    pub fn with_memory(mut self, memory: Arc<dyn Memory>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// Replaces the limits and recovery rules.
+    #[must_use]
+    pub fn with_config(mut self, config: ExecutorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Most model calls per run.
+    #[must_use]
+    pub fn with_max_iterations(mut self, max_iterations: usize) -> Self {
+        self.config.max_iterations = max_iterations;
+        self
+    }
+
+    /// Longest a run may take.
+    #[must_use]
+    pub fn with_max_time(mut self, max_time: Duration) -> Self {
+        self.config.max_time = Some(max_time);
+        self
+    }
+
+    /// What to answer when a limit stops a run.
+    #[must_use]
+    pub fn with_early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
+        self.config.early_stopping = early_stopping;
+        self
+    }
+
+    /// The tools.
+    #[must_use]
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// The memory, if any.
+    #[must_use]
+    pub fn memory(&self) -> Option<&Arc<dyn Memory>> {
+        self.memory.as_ref()
+    }
+
+    /// The limits and recovery rules.
+    #[must_use]
+    pub fn config(&self) -> ExecutorConfig {
+        self.config
+    }
+
+    /// Runs one question with the executor's memory (if any) as history.
+    pub async fn run(&self, input: &str, ctx: &RunContext) -> Result<AgentOutput> {
+        let history = match &self.memory {
+            Some(memory) => memory.messages_for(input, ctx).await?,
+            None => Vec::new(),
+        };
+        let output = self.run_with_history(input, &history, ctx).await?;
+        if let Some(memory) = &self.memory {
+            memory.add(&[Message::user(input), Message::assistant(output.answer.clone())], ctx).await?;
+        }
+        Ok(output)
+    }
+
+    /// Runs one question after an explicit conversation (the memory is neither read nor written):
+    /// what serving an agent over a stateless API needs.
+    pub async fn run_with_history(
+        &self,
+        input: &str,
+        history: &[Message],
+        ctx: &RunContext,
+    ) -> Result<AgentOutput> {
+        let started = Instant::now();
+        let specs = self.tools.specs();
+        let mut steps: Vec<AgentStep> = Vec::new();
+        let mut usage = Usage::default();
+        let mut iterations = 0;
+        let mut parse_errors_in_a_row = 0;
+        let stop = loop {
+            ctx.check_cancelled()?;
+            if iterations >= self.config.max_iterations {
+                break StopReason::MaxIterations;
+            }
+            let remaining = match self.config.max_time {
+                Some(limit) => match limit.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break StopReason::MaxTime,
+                },
+                None => None,
+            };
+            let state = AgentState { input, history, steps: &steps, tools: &specs };
+            let planned = match remaining {
+                Some(left) => match tokio::time::timeout(left, self.agent.plan(state, ctx)).await {
+                    Ok(planned) => planned?,
+                    Err(_) => break StopReason::MaxTime,
+                },
+                None => self.agent.plan(state, ctx).await?,
+            };
+            iterations += 1;
+            add_usage(&mut usage, planned.usage);
+            let turn = iterations - 1;
+            let log_is_answer = matches!(&planned.next, Next::Finish(a) if a.trim() == planned.log.trim());
+            if !planned.log.trim().is_empty() && !log_is_answer {
+                ctx.emit(Event::Step { kind: "thought".into(), text: planned.log.trim().to_owned() });
+            }
+            match planned.next {
+                Next::Finish(answer) => {
+                    ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+                    return Ok(AgentOutput { answer, steps, stop: StopReason::Finished, usage, iterations });
+                }
+                Next::Invalid(problem) => {
+                    parse_errors_in_a_row += 1;
+                    if self.config.max_parse_errors == 0 {
+                        return Err(Error::parse(
+                            "agent reply",
+                            format!("{problem}; the reply was: {}", planned.log),
+                        ));
+                    }
+                    ctx.emit(Event::Step { kind: "error".into(), text: problem.clone() });
+                    steps.push(AgentStep {
+                        turn,
+                        log: planned.log,
+                        call: None,
+                        observation: problem,
+                        artifact: None,
+                        failed: true,
+                    });
+                    if parse_errors_in_a_row >= self.config.max_parse_errors {
+                        break StopReason::ParseErrors;
+                    }
+                }
+                Next::Call(calls) => {
+                    parse_errors_in_a_row = 0;
+                    if let Some(answer) = self.act(turn, &planned.log, calls, &mut steps, ctx).await? {
+                        ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+                        return Ok(AgentOutput {
+                            answer,
+                            steps,
+                            stop: StopReason::ReturnDirect,
+                            usage,
+                            iterations,
+                        });
+                    }
+                    if self.is_looping(&steps) {
+                        break StopReason::Looping;
+                    }
+                }
+            }
+        };
+        let answer = self.stopped_answer(stop, input, history, &steps, &specs, &mut usage, ctx).await?;
+        ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+        Ok(AgentOutput { answer, steps, stop, usage, iterations })
+    }
+
+    /// Runs one reply's calls in parallel and records them as steps. Returns the answer when a
+    /// `return_direct` tool succeeded.
+    async fn act(
+        &self,
+        turn: usize,
+        log: &str,
+        calls: Vec<ToolCall>,
+        steps: &mut Vec<AgentStep>,
+        ctx: &RunContext,
+    ) -> Result<Option<String>> {
+        let calls: Vec<ToolCall> = calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut call)| {
+                // Scripted and some local models give no ids; the history needs one per call.
+                if call.id.trim().is_empty() {
+                    call.id = format!("call_{turn}_{i}");
+                }
+                call
+            })
+            .collect();
+        let earlier: HashMap<String, &AgentStep> = steps
+            .iter()
+            .filter(|s| !s.failed)
+            .filter_map(|s| s.call.as_ref().map(|c| (call_key(c), s)))
+            .collect();
+        let runs = calls.iter().map(|call| {
+            let repeat = earlier.get(&call_key(call)).map(|s| s.observation.clone());
+            async move {
+                ctx.emit(Event::Step {
+                    kind: "action".into(),
+                    text: format!("{}({})", call.name, call.arguments),
+                });
+                if let Some(previous) = repeat {
+                    let note = format!(
+                        "You already called {} with these arguments; the result was:\n{previous}\nUse it to answer, or call a tool with different arguments.",
+                        call.name
+                    );
+                    return Ok((note, None, true));
+                }
+                match self.tools.call(call, ctx).await {
+                    Ok(out) => Ok((out.content, out.artifact, false)),
+                    Err(Error::Cancelled) => Err(Error::Cancelled),
+                    Err(e) => Ok((format!("Error: {e}"), None, true)),
+                }
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut direct = None;
+        for (call, result) in calls.into_iter().zip(results) {
+            let (observation, artifact, failed) = result?;
+            ctx.emit(Event::Step {
+                kind: if failed { "error" } else { "observation" }.into(),
+                text: observation.clone(),
+            });
+            if !failed && direct.is_none() && self.tools.options(&call.name).is_some_and(|o| o.return_direct)
+            {
+                direct = Some(observation.clone());
+            }
+            steps.push(AgentStep {
+                turn,
+                log: log.to_owned(),
+                call: Some(call),
+                observation,
+                artifact,
+                failed,
+            });
+        }
+        Ok(direct)
+    }
+
+    /// Whether some call has now been repeated more than `max_repeats` times.
+    fn is_looping(&self, steps: &[AgentStep]) -> bool {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for call in steps.iter().filter_map(|s| s.call.as_ref()) {
+            let count = seen.entry(call_key(call)).or_default();
+            *count += 1;
+            if *count > self.config.max_repeats + 1 {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn stopped_answer(
+        &self,
+        stop: StopReason,
+        input: &str,
+        history: &[Message],
+        steps: &[AgentStep],
+        specs: &[catena_core::ToolSpec],
+        usage: &mut Usage,
+        ctx: &RunContext,
+    ) -> Result<String> {
+        let fixed = format!(
+            "Agent stopped because of {} before it found an answer ({} steps taken).",
+            stop.describe(),
+            steps.len()
+        );
+        ctx.emit(Event::Warning { message: fixed.clone() });
+        if self.config.early_stopping == EarlyStopping::Force {
+            return Ok(fixed);
+        }
+        let state = AgentState { input, history, steps, tools: specs };
+        match self.agent.conclude(state, ctx).await {
+            Ok(plan) => {
+                add_usage(usage, plan.usage);
+                match plan.next {
+                    Next::Finish(answer) if !answer.trim().is_empty() => Ok(answer),
+                    _ => Ok(fixed),
+                }
+            }
+            Err(Error::Cancelled) => Err(Error::Cancelled),
+            Err(e) => {
+                ctx.emit(Event::Warning { message: format!("the closing model call failed: {e}") });
+                Ok(fixed)
+            }
+        }
+    }
+
+    /// The executor as a chat model: the last user message is the input, the messages before it
+    /// the history (system messages included). What `catena serve` needs to serve an agent.
+    #[must_use]
+    pub fn into_chat_model(self, name: impl Into<String>) -> AgentChatModel {
+        AgentChatModel { executor: self, name: name.into() }
+    }
+}
+
+fn add_usage(total: &mut Usage, more: Usage) {
+    total.prompt_tokens = total.prompt_tokens.saturating_add(more.prompt_tokens);
+    total.cached_prompt_tokens = total.cached_prompt_tokens.saturating_add(more.cached_prompt_tokens);
+    total.completion_tokens = total.completion_tokens.saturating_add(more.completion_tokens);
+}
+
+/// A call's identity for repeat detection: the tool and its arguments (object keys sorted, which
+/// `serde_json` does for its default map).
+fn call_key(call: &ToolCall) -> String {
+    format!("{}\u{0}{}", call.name, call.arguments)
+}
+
+#[async_trait]
+impl Runnable<String, AgentOutput> for AgentExecutor {
+    async fn invoke(&self, input: String, ctx: &RunContext) -> Result<AgentOutput> {
+        self.run(&input, ctx).await
+    }
+}
+
+/// An [`AgentExecutor`] behind the [`ChatModel`] face, made by
+/// [`AgentExecutor::into_chat_model`]. Stateless: the conversation comes with each request.
+pub struct AgentChatModel {
+    executor: AgentExecutor,
+    name: String,
+}
+
+impl std::fmt::Debug for AgentChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentChatModel").field("name", &self.name).field("executor", &self.executor).finish()
+    }
+}
+
+#[async_trait]
+impl ChatModel for AgentChatModel {
+    async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
+        let last_user = request.messages.iter().rposition(|m| m.role == Role::User).ok_or_else(|| {
+            Error::invalid_input("the conversation has no user message for the agent to answer")
+        })?;
+        let (history, rest) = request.messages.split_at(last_user);
+        let input = rest.first().map(|m| m.content.as_str()).unwrap_or_default();
+        let output = self.executor.run_with_history(input, history, ctx).await?;
+        Ok(ChatResponse {
+            message: Message::assistant(output.answer),
+            usage: output.usage,
+            finish_reason: FinishReason::Stop,
+        })
+    }
+
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+}

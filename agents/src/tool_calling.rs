@@ -1,0 +1,150 @@
+//! [`ToolCallingAgent`]: the model's native tool calls.
+
+use std::sync::Arc;
+
+use catena_core::{
+    ChatModel, ChatRequest, FinishReason, Message, Result, RunContext, ToolChoice, async_trait,
+};
+
+use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
+
+/// An agent for models with native tool calling: OpenAI-compatible servers, rig providers, and
+/// the local llama.cpp model, whose replies are decoded under a grammar built from the tools'
+/// schemas (so every call names a real tool with arguments of the right shape).
+///
+/// The conversation it sends is the standard one: the system prompt, the history, the question,
+/// then for each model turn the assistant message with its tool calls followed by one `tool`
+/// message per call. Parallel calls in one reply run in parallel. A reply with no call and no text
+/// is [`Next::Invalid`]; a reply cut at the token limit is too, so a half-written answer is never
+/// returned as final.
+pub struct ToolCallingAgent {
+    model: Arc<dyn ChatModel>,
+    system: String,
+    max_tokens: u32,
+    temperature: f32,
+}
+
+impl std::fmt::Debug for ToolCallingAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolCallingAgent")
+            .field("model", &self.model.model_name())
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolCallingAgent {
+    /// An agent on `model`, temperature 0, 512 tokens per reply.
+    #[must_use]
+    pub fn new(model: Arc<dyn ChatModel>) -> Self {
+        Self {
+            model,
+            system: "You are a helpful assistant. Use the tools when they help; answer plainly when you know the answer."
+                .to_owned(),
+            max_tokens: 512,
+            temperature: 0.0,
+        }
+    }
+
+    /// Replaces the system prompt.
+    #[must_use]
+    pub fn with_system_prompt(mut self, system: impl Into<String>) -> Self {
+        self.system = system.into();
+        self
+    }
+
+    /// Most tokens per reply.
+    #[must_use]
+    pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = max_tokens;
+        self
+    }
+
+    /// Sampling temperature (0 = greedy).
+    #[must_use]
+    pub fn with_temperature(mut self, temperature: f32) -> Self {
+        self.temperature = temperature;
+        self
+    }
+
+    fn messages(&self, state: &AgentState<'_>) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(state.history.len() + 2 + state.steps.len() * 2);
+        // A system message in the history (a served conversation's) replaces the default one.
+        if !state.history.first().is_some_and(|m| m.role == catena_core::Role::System) {
+            messages.push(Message::system(self.system.clone()));
+        }
+        messages.extend(state.history.iter().cloned());
+        messages.push(Message::user(state.input));
+        messages.extend(transcript(state.steps));
+        messages
+    }
+}
+
+/// The steps as chat messages: each turn's assistant message with its calls, then the results.
+fn transcript(steps: &[AgentStep]) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(first) = steps.get(i) {
+        let turn: Vec<&AgentStep> =
+            steps.get(i..).unwrap_or_default().iter().take_while(|s| s.turn == first.turn).collect();
+        i += turn.len();
+        let calls: Vec<_> = turn.iter().filter_map(|s| s.call.clone()).collect();
+        if calls.is_empty() {
+            // An unreadable reply: show it and what was wrong, as the user would.
+            out.push(Message::assistant(first.log.clone()));
+            out.push(Message::user(format!("Your reply could not be used: {}", first.observation)));
+            continue;
+        }
+        out.push(Message::assistant(first.log.clone()).with_tool_calls(calls));
+        for step in turn {
+            if let Some(call) = &step.call {
+                out.push(Message::tool(call.id.clone(), step.observation.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Agent for ToolCallingAgent {
+    async fn plan(&self, state: AgentState<'_>, ctx: &RunContext) -> Result<Plan> {
+        let mut request = ChatRequest::new(self.messages(&state))
+            .with_tools(state.tools.to_vec())
+            .with_temperature(self.temperature)
+            .with_max_tokens(self.max_tokens);
+        if state.tools.is_empty() {
+            request.tool_choice = ToolChoice::None;
+        }
+        let response = self.model.chat(request, ctx).await?;
+        let text = response.message.content.trim().to_owned();
+        let next = if !response.message.tool_calls.is_empty() {
+            Next::Call(response.message.tool_calls)
+        } else if response.finish_reason == FinishReason::Length {
+            Next::Invalid(format!(
+                "the reply was cut off at the {}-token limit; answer more briefly or call a tool",
+                self.max_tokens
+            ))
+        } else if text.is_empty() {
+            Next::Invalid("the reply was empty; call a tool or answer the question".to_owned())
+        } else {
+            Next::Finish(text.clone())
+        };
+        Ok(Plan { log: text, next, usage: response.usage })
+    }
+
+    async fn conclude(&self, state: AgentState<'_>, ctx: &RunContext) -> Result<Plan> {
+        let mut messages = self.messages(&state);
+        messages.push(Message::user(
+            "Stop using tools now. Answer the question from what the tools returned above.",
+        ));
+        let mut request =
+            ChatRequest::new(messages).with_temperature(self.temperature).with_max_tokens(self.max_tokens);
+        // The history holds tool calls, so the tools stay declared; the model may not call them.
+        request.tools = state.tools.to_vec();
+        request.tool_choice = ToolChoice::None;
+        let response = self.model.chat(request, ctx).await?;
+        let text = response.message.content.trim().to_owned();
+        Ok(Plan { log: text.clone(), next: Next::Finish(text), usage: response.usage })
+    }
+}
