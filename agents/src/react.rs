@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use catena_core::{
-    ChatModel, ChatRequest, Message, ResponseFormat, Result, RunContext, ToolCall, ToolSpec, async_trait,
+    ChatModel, ChatRequest, FinishReason, Message, ResponseFormat, Result, RunContext, ToolCall, ToolSpec,
+    async_trait,
 };
 use serde_json::Value;
 
@@ -151,7 +152,16 @@ impl Agent for ReActAgent {
     async fn plan(&self, state: AgentState<'_>, ctx: &RunContext) -> Result<Plan> {
         let response = self.model.chat(self.request(&state, false), ctx).await?;
         let text = response.message.content.trim().to_owned();
-        let next = parse_react(&text, state.tools, state.steps.len());
+        // A reply cut at the token limit may still look complete (a truncated action input can
+        // be valid text), so it is never acted on.
+        let next = if response.finish_reason == FinishReason::Length {
+            Next::Invalid(format!(
+                "Invalid Format: the reply was cut off at the {}-token limit; keep the thought short",
+                self.max_tokens
+            ))
+        } else {
+            parse_react(&text, state.tools, state.steps.len())
+        };
         Ok(Plan { log: text, next, usage: response.usage })
     }
 
@@ -227,8 +237,14 @@ fn find_action(text: &str) -> Option<(String, String)> {
 fn arguments(input: &str, tool: &ToolSpec) -> std::result::Result<Value, String> {
     let unfenced =
         input.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
-    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(unfenced) {
-        return Ok(value);
+    match serde_json::from_str::<Value>(unfenced) {
+        Ok(value @ Value::Object(_)) => return Ok(value),
+        Err(e) if unfenced.starts_with('{') => {
+            return Err(format!(
+                "Invalid Format: 'Action Input:' is not valid JSON ({e}); write one JSON object"
+            ));
+        }
+        _ => {}
     }
     // A single-input tool takes the raw text as its one required string argument.
     let required: Vec<&str> = tool
@@ -250,8 +266,10 @@ fn arguments(input: &str, tool: &ToolSpec) -> std::result::Result<Value, String>
     ))
 }
 
-/// The GBNF of one ReAct reply over these tools: a thought line, then an action with a JSON
-/// object input, or a final answer.
+/// The GBNF of one ReAct reply over these tools: a thought line, then an action on one of the
+/// tools with a JSON object input that has that tool's required arguments (typed when they are
+/// strings, numbers, integers or booleans; any JSON value otherwise; extra optional arguments
+/// allowed after them), or a final answer.
 #[must_use]
 pub fn react_grammar(tools: &[ToolSpec]) -> String {
     let names: Vec<String> =
@@ -264,18 +282,58 @@ pub fn react_grammar(tools: &[ToolSpec]) -> String {
     if names.is_empty() {
         g = g.replace("(action | final)", "final");
     } else {
-        let _ = writeln!(g, "action ::= \"Action: \" tool \"\\nAction Input: \" object");
-        let _ = writeln!(g, "tool ::= {}", names.join(" | "));
+        let actions: Vec<String> = (0..tools.len()).map(|i| format!("action{i}")).collect();
+        let _ = writeln!(g, "action ::= {}", actions.join(" | "));
+        for (i, (tool, name)) in tools.iter().zip(&names).enumerate() {
+            let _ = writeln!(
+                g,
+                "action{i} ::= \"Action: \" {name} \"\\nAction Input: \" {}",
+                arguments_rule(tool)
+            );
+        }
     }
     g.push_str(
         "object ::= \"{\" ws ( string \":\" ws value ( \",\" ws string \":\" ws value )* )? \"}\"\n\
          value ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n\
          array ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\" ws\n\
          string ::= \"\\\"\" ( [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}) )* \"\\\"\" ws\n\
-         number ::= (\"-\"? ([0-9] | [1-9] [0-9]{0,15})) (\".\" [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws\n\
+         number ::= (\"-\"? ([0-9] | [1-9] [0-9]{0,15})) (\".\" [0-9]+)? ([eE] [-+]? [0-9]{1,2})? ws\n\
+         integer ::= \"-\"? ([0-9] | [1-9] [0-9]{0,15}) ws\n\
+         boolean ::= (\"true\" | \"false\") ws\n\
          ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n",
     );
     g
+}
+
+/// A GBNF expression for a tool's arguments object: its required properties first, in schema
+/// order, each with a value of its declared primitive type, then any further members.
+fn arguments_rule(tool: &ToolSpec) -> String {
+    let required: Vec<&str> = tool
+        .parameters
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if required.is_empty() {
+        return "object".to_owned();
+    }
+    let members: Vec<String> = required
+        .iter()
+        .map(|name| {
+            let kind = tool.parameters.pointer(&format!("/properties/{name}/type")).and_then(Value::as_str);
+            let value = match kind {
+                Some("string") => "string",
+                Some("number") => "number",
+                Some("integer") => "integer",
+                Some("boolean") => "boolean",
+                _ => "value",
+            };
+            let key = serde_json::to_string(name).unwrap_or_default();
+            let literal = key.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\"{literal}\" ws \":\" ws {value}")
+        })
+        .collect();
+    format!("\"{{\" ws {} ( \",\" ws string \":\" ws value )* \"}}\"", members.join(" \",\" ws "))
 }
 
 #[cfg(test)]
@@ -336,7 +394,12 @@ mod tests {
     #[test]
     fn grammar_names_every_tool_and_scratchpad_replays_steps() {
         let g = react_grammar(&tools());
-        assert!(g.contains("tool ::= \"calculator\" | \"add\""), "{g}");
+        assert!(g.contains("action ::= action0 | action1"), "{g}");
+        assert!(
+            g.contains(r#"action0 ::= "Action: " "calculator" "\nAction Input: " "{" ws "\"expression\"" ws ":" ws string ( "," ws string ":" ws value )* "}""#),
+            "{g}"
+        );
+        assert!(g.contains(r#""\"a\"" ws ":" ws number "," ws "\"b\"" ws ":" ws number"#), "{g}");
         assert!(react_grammar(&[]).contains("root ::= \"Thought: \" line \"\\n\" final"));
         let steps = vec![AgentStep {
             turn: 0,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use catena_core::{
-    ChatModel, ChatRequest, FinishReason, Message, Result, RunContext, ToolChoice, async_trait,
+    ChatModel, ChatRequest, Error, FinishReason, Message, Result, RunContext, ToolChoice, async_trait,
 };
 
 use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
@@ -22,6 +22,7 @@ pub struct ToolCallingAgent {
     system: String,
     max_tokens: u32,
     temperature: f32,
+    first_choice: ToolChoice,
 }
 
 impl std::fmt::Debug for ToolCallingAgent {
@@ -44,6 +45,7 @@ impl ToolCallingAgent {
                 .to_owned(),
             max_tokens: 512,
             temperature: 0.0,
+            first_choice: ToolChoice::Auto,
         }
     }
 
@@ -58,6 +60,15 @@ impl ToolCallingAgent {
     #[must_use]
     pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = max_tokens;
+        self
+    }
+
+    /// The tool choice of a run's first reply (later replies use `Auto`). `Required` makes the
+    /// agent act before it answers, e.g. always search the documents first; small models that
+    /// would otherwise answer from thin air need it.
+    #[must_use]
+    pub fn with_first_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.first_choice = choice;
         self
     }
 
@@ -115,8 +126,24 @@ impl Agent for ToolCallingAgent {
             .with_max_tokens(self.max_tokens);
         if state.tools.is_empty() {
             request.tool_choice = ToolChoice::None;
+        } else if state.steps.is_empty() {
+            request.tool_choice = self.first_choice.clone();
         }
-        let response = self.model.chat(request, ctx).await?;
+        let response = match self.model.chat(request, ctx).await {
+            Ok(response) => response,
+            // A reply the model's own tool-call decoding could not read (a local model cut off
+            // mid-call, say) is the model's to fix, like any unreadable reply.
+            Err(Error::Parse { message, .. }) => {
+                return Ok(Plan {
+                    log: String::new(),
+                    next: Next::Invalid(format!(
+                        "your reply could not be read as a tool call or an answer: {message}"
+                    )),
+                    usage: catena_core::Usage::default(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let text = response.message.content.trim().to_owned();
         let next = if !response.message.tool_calls.is_empty() {
             Next::Call(response.message.tool_calls)

@@ -335,8 +335,15 @@ impl<T: TypedTool> Tool for T {
         T::DESCRIPTION
     }
 
+    /// The schemars schema of `Args`, without its `$schema` and `title` keys: models read every
+    /// token of it, and those two tell them nothing about how to call the tool.
     fn parameters(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(T::Args)).unwrap_or(Value::Null)
+        let mut schema = serde_json::to_value(schemars::schema_for!(T::Args)).unwrap_or(Value::Null);
+        if let Some(object) = schema.as_object_mut() {
+            object.remove("$schema");
+            object.remove("title");
+        }
+        schema
     }
 
     async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {

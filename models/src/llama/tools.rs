@@ -58,6 +58,7 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
             if params.is_null() {
                 params = json!({"type": "object"});
             }
+            cap_strings(&mut params);
             json!({
                 "type": "object",
                 "properties": {"tool_call": {
@@ -72,6 +73,12 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
     if may_answer {
         variants.push(json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}));
     }
+    let mut defs_value = Value::Object(defs);
+    cap_strings(&mut defs_value);
+    let defs = match defs_value {
+        Value::Object(d) => d,
+        _ => Map::new(),
+    };
     let mut schema = json!({"oneOf": variants});
     if !defs.is_empty()
         && let Some(obj) = schema.as_object_mut()
@@ -79,6 +86,31 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
         obj.insert("$defs".into(), Value::Object(defs));
     }
     schema
+}
+
+/// Longest string argument a local model may write when the schema sets no `maxLength`.
+const MAX_ARGUMENT_CHARS: u64 = 300;
+
+/// Gives every open-ended string in an arguments schema a `maxLength`, so the grammar forces a
+/// small model that starts rambling inside a string to close it (and the call) long before the
+/// token limit, instead of leaving a call cut in half.
+fn cap_strings(schema: &mut Value) {
+    match schema {
+        Value::Object(obj) => {
+            let open_string = obj.get("type").and_then(Value::as_str) == Some("string")
+                && !["maxLength", "enum", "const", "pattern", "format"].iter().any(|k| obj.contains_key(*k));
+            if open_string {
+                obj.insert("maxLength".into(), json!(MAX_ARGUMENT_CHARS));
+            }
+            for (key, child) in obj.iter_mut() {
+                if !matches!(key.as_str(), "const" | "enum" | "default" | "examples") {
+                    cap_strings(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(cap_strings),
+        _ => {}
+    }
 }
 
 fn instructions(tools: &[&ToolSpec], may_answer: bool) -> String {
@@ -164,6 +196,16 @@ mod tests {
         assert_eq!(s["$defs"]["P"]["type"], "integer");
         assert!(s["oneOf"][0]["properties"]["tool_call"]["properties"]["arguments"].get("$schema").is_none());
         assert_eq!(reply_schema(&[&a], false)["oneOf"].as_array().map(Vec::len), Some(1));
+        let text = ToolSpec {
+            name: "t".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "string", "enum": ["x"]}, "l": {"type": "array", "items": {"type": "string", "maxLength": 5}}}}),
+        };
+        let args =
+            &reply_schema(&[&text], true)["oneOf"][0]["properties"]["tool_call"]["properties"]["arguments"];
+        assert_eq!(args["properties"]["q"]["maxLength"], 300);
+        assert!(args["properties"]["k"].get("maxLength").is_none());
+        assert_eq!(args["properties"]["l"]["items"]["maxLength"], 5);
     }
 
     #[test]
