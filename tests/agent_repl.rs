@@ -1,0 +1,134 @@
+//! The `agent` example driven as a user would: scripted on stdin (answers on stdout, one per
+//! question), across a restart (the session comes back), with a damaged sessions file (kept
+//! aside, reported), and under a pseudo-terminal (prompt, slash commands, Ctrl-C cancels the
+//! answer but not the REPL, Ctrl-D quits). Runs the real local models.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The example's binary, built beside this test by `cargo test --all-targets` (what `make test` runs).
+fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let binary = debug.join("examples").join("agent");
+    assert!(binary.exists(), "{} is missing: build it with `cargo build --example agent`", binary.display());
+    binary
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    ok: bool,
+}
+
+fn run_script(dir: &Path, script: &str, args: &[&str]) -> Run {
+    let mut child = Command::new(agent_binary())
+        .args(args)
+        .env("CATENA_AGENT_DIR", dir)
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ok: out.status.success(),
+    }
+}
+
+#[test]
+fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_script(
+        dir.path(),
+        "/tools\nWhat is 12 * 12?\n/unknown\n/memory\n/session\n",
+        &["--max-iterations", "3"],
+    );
+    assert!(first.ok, "{}", first.stderr);
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    // The tools, each on its line; the docs were indexed on this first start.
+    for tool in ["calculator:", "current_datetime:", "search_documents:", "sql_question:"] {
+        assert!(lines.iter().any(|l| l.starts_with(tool)), "{tool} missing from {lines:#?}");
+    }
+    assert!(!first.stdout.contains("fetch_web_page"), "the web tool is opt-in");
+    assert!(first.stderr.contains("indexed "), "{}", first.stderr);
+    assert!(first.stdout.contains("unknown command /unknown"));
+    assert!(first.stdout.contains("default * ("), "/session lists the current session: {}", first.stdout);
+    let memory_then: Vec<&str> =
+        lines.iter().copied().filter(|l| l.starts_with("user: ") || l.starts_with("assistant: ")).collect();
+
+    // A restart: the docs index is reused, the session comes back as it was.
+    let second = run_script(dir.path(), "/memory\n", &[]);
+    assert!(second.ok, "{}", second.stderr);
+    assert!(!second.stderr.contains("indexed "), "the index is reused: {}", second.stderr);
+    let memory_now: Vec<&str> = second.stdout.lines().collect();
+    assert_eq!(memory_now, memory_then);
+
+    // Switch sessions, reset one, and the other is untouched.
+    let third = run_script(dir.path(), "/session other\n/memory\n/reset\n/session default\n/memory\n", &[]);
+    assert_eq!(
+        third.stdout.lines().filter(|l| l.starts_with("user: ")).count(),
+        memory_then.iter().filter(|l| l.starts_with("user: ")).count()
+    );
+    assert!(third.stdout.contains("memory cleared for session `other`"));
+
+    // A damaged sessions file is moved aside (bytes intact), reported, and a fresh one used.
+    std::fs::write(
+        dir.path().join("sessions.db"),
+        b"garbage that is not SQLite at all, long enough to be a header",
+    )
+    .unwrap();
+    let fourth = run_script(dir.path(), "/memory\n", &[]);
+    assert!(fourth.ok, "{}", fourth.stderr);
+    assert!(fourth.stderr.contains("the sessions file was unreadable; it was kept as "), "{}", fourth.stderr);
+    let kept = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("sessions.db.corrupt-"))
+        .expect("the damaged file is kept");
+    assert!(std::fs::read(kept.path()).unwrap().starts_with(b"garbage"));
+    assert!(fourth.stdout.trim().is_empty(), "a fresh session remembers nothing: {}", fourth.stdout);
+
+    let help = Command::new(agent_binary()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--session", "--protocol", "--max-iterations", "--web", "--yes"] {
+        assert!(help.contains(flag), "{flag} missing from --help: {help}");
+    }
+}
+
+#[test]
+fn under_a_terminal_ctrl_c_cancels_the_answer_and_ctrl_d_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Index the docs first, so the terminal session starts quickly.
+    assert!(run_script(dir.path(), "", &[]).ok);
+    let command = format!("env CATENA_AGENT_DIR={} {}", dir.path().display(), agent_binary().display());
+    let mut p = rexpect::spawn(&command, Some(120_000)).unwrap();
+    p.exp_string("default> ").unwrap();
+    p.send_line("/help").unwrap();
+    p.exp_string("/reset forget this session").unwrap();
+    p.exp_string("default> ").unwrap();
+    p.send_line("/verbose").unwrap();
+    p.exp_string("verbose off").unwrap();
+    p.send_line("/verbose").unwrap();
+    p.exp_string("verbose on").unwrap();
+    p.exp_string("default> ").unwrap();
+    // This question keeps the local model busy for about 25 s (greedy decoding: the same every
+    // time); Ctrl-C goes as soon as its first tokens stream.
+    p.send_line("Write a long story about the history of databases.").unwrap();
+    p.exp_string("Thought:").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("(cancelled)").unwrap();
+    // Still running: the prompt comes back and answers commands.
+    p.exp_string("default> ").unwrap();
+    p.send_line("/model").unwrap();
+    p.exp_string("React protocol, local").unwrap();
+    p.exp_string("default> ").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+}
