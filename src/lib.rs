@@ -44,12 +44,14 @@
 //! ## Contents
 //! - [`core`]: documents, messages, component traits, prompts, [`Runnable`](core::Runnable) composition.
 //! - [`models`]: llama.cpp chat and embedding models, default model files.
-//! - [`loaders`]: text and directory loaders.
-//! - [`splitters`]: the recursive character splitter.
+//! - [`loaders`]: text, markdown, HTML, PDF, JSON, CSV, directory and URL loaders.
+//! - [`splitters`]: recursive, markdown, token and semantic splitters.
 //! - [`retrievers`]: vector stores (in memory, LanceDB), BM25, hybrid fusion, MMR, HyDE,
 //!   multi-query, RAG-fusion, rerankers, parent-document and self-query retrievers.
-//! - [`tools`]: the tool registry.
-//! - [`agents`]: conversation memory.
+//! - [`tools`]: the tool registry (schema validation, policy, confirmation, timeouts) and the
+//!   built-in tools: calculator, document search, files, date/time, web page, SQL, Cypher.
+//! - [`agents`]: ReAct and native tool-calling agents, the executor that runs them, memories
+//!   (buffer, window, token, summary, summary-buffer, vector) and SQLite sessions.
 //! - [`eval`]: retrieval metrics (trec_eval semantics).
 //! - [`serve`] (feature `serve`): an OpenAI-compatible HTTP server for models and chains.
 //! - [`prelude`]: the names most programs use.
@@ -68,6 +70,7 @@ pub use catena_tools as tools;
 
 /// The names most programs need: `use catena::prelude::*;`.
 pub mod prelude {
+    pub use catena_agents::{AgentExecutor, ReActAgent, ToolCallingAgent};
     pub use catena_core::prelude::*;
     pub use catena_core::{Event, Loader, Splitter};
     pub use catena_loaders::{DirectoryLoader, TextLoader};

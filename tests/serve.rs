@@ -282,3 +282,39 @@ async fn clients_that_hang_up_mid_stream_free_their_generation() {
     let (status, body) = answered.expect("the server stayed busy with abandoned streams");
     assert_eq!(status, 200, "{body}");
 }
+
+/// An agent served as a model: the client sends a conversation, the agent runs its tools
+/// server-side and answers; the reply is an ordinary chat completion.
+#[tokio::test]
+async fn an_agent_is_served_as_an_openai_model() {
+    use catena::agents::{AgentExecutor, ToolCallingAgent};
+    use catena::core::ToolCall;
+    use catena::core::testing::ScriptedReply;
+    use catena::tools::{Calculator, ToolRegistry};
+
+    let call =
+        ToolCall { id: "c".into(), name: "calculator".into(), arguments: json!({"expression": "23 * 7"}) };
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![call]),
+        ScriptedReply::Text("23 × 7 = 161".into()),
+    ]));
+    let executor = AgentExecutor::new(
+        ToolCallingAgent::new(model.clone()),
+        ToolRegistry::new().with(Calculator).unwrap(),
+    );
+    let base = start(Server::new().with_chat("agent", Arc::new(executor.into_chat_model("agent")))).await;
+    let (status, body) = post(
+        &format!("{base}/v1/chat/completions"),
+        json!({"model": "agent", "messages": [{"role": "user", "content": "What is 23 times 7?"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "23 × 7 = 161");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    // The tool ran on the server: the model's second request carried its result.
+    let second = &model.requests()[1];
+    assert!(second.messages.iter().any(|m| m.role == catena::core::Role::Tool && m.content == "161"));
+    let models =
+        client().get(format!("{base}/v1/models")).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(models["data"][0]["id"], "agent");
+}

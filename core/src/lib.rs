@@ -33,6 +33,7 @@
 //! - [`filter`]: [`Filter`], typed metadata filters.
 //! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
+//! - [`tool`]: the `#[tool]` attribute, an `async fn` as a [`TypedTool`].
 //! - `testing` (feature `testing`): a scripted chat model and a deterministic embedder.
 
 pub mod context;
@@ -48,6 +49,37 @@ pub mod testing;
 pub mod traits;
 
 pub use async_trait::async_trait;
+/// Turns an `async fn` into a tool: the function's doc comment is the description the model reads,
+/// its parameters are the arguments (each parameter's doc comment describing it in the JSON
+/// Schema), and a `&RunContext` parameter, if any, receives the run's context. The tool is a unit
+/// struct named after the function in CamelCase (`convert_temperature` -> `ConvertTemperature`),
+/// implementing [`TypedTool`]; the function stays callable as it was. The function returns
+/// `Result<T>` for any `T: Into<ToolOutput>` (`String`, `&str`, [`ToolOutput`]).
+/// `#[tool(name = "...")]` sets a name other than the function's.
+///
+/// ```
+/// use catena_core::{Result, RunContext, Tool, tool};
+///
+/// /// Converts a temperature from Celsius to Fahrenheit.
+/// #[tool]
+/// async fn celsius_to_fahrenheit(
+///     /// Degrees Celsius.
+///     celsius: f64,
+/// ) -> Result<String> {
+///     Ok(format!("{:.1}", celsius * 9.0 / 5.0 + 32.0))
+/// }
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let tool = CelsiusToFahrenheit;
+/// assert_eq!(tool.name(), "celsius_to_fahrenheit");
+/// assert_eq!(tool.description(), "Converts a temperature from Celsius to Fahrenheit.");
+/// assert_eq!(tool.parameters()["properties"]["celsius"]["description"], "Degrees Celsius.");
+/// let out = tool.call(serde_json::json!({"celsius": 100}), &RunContext::new()).await.unwrap();
+/// assert_eq!(out.content, "212.0");
+/// # });
+/// ```
+pub use catena_macros::tool;
 pub use context::{Event, EventSink, Limits, RunContext};
 pub use document::{Document, Metadata, ScoredDocument};
 pub use error::{Error, ErrorKind, ModelErrorKind, Result};
@@ -71,4 +103,12 @@ pub mod prelude {
         PromptTemplate, Reranker, Result, Retriever, RetryPolicy, RunContext, Runnable, RunnableExt,
         ScoredDocument, StrOutputParser, Tool, TypedTool, VectorStore,
     };
+}
+
+/// What `#[tool]`'s generated code names, so it compiles without the user's crate depending on
+/// serde or schemars itself. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
 }

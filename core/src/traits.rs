@@ -240,10 +240,17 @@ impl From<String> for ToolOutput {
     }
 }
 
+impl From<&str> for ToolOutput {
+    fn from(content: &str) -> Self {
+        Self::text(content)
+    }
+}
+
 /// Something an agent can call: a name, a description, a JSON Schema of its arguments.
 ///
 /// Most tools are written as a [`TypedTool`], which derives the schema from an arguments struct and
-/// gets this trait for free. Implement `Tool` directly for tools whose schema is only known at run
+/// gets this trait for free, or as an `async fn` under [`#[tool]`](crate::tool), which writes the
+/// `TypedTool` for you. Implement `Tool` directly for tools whose schema is only known at run
 /// time (say, one per database table).
 #[async_trait]
 pub trait Tool: Send + Sync {
