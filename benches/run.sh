@@ -93,3 +93,9 @@ cargo build --quiet --release --no-default-features --features llama,serve,opena
 echo "== text-to-SQL on Chinook (local model)" >&2
 scripts/fetch-data.sh
 cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"
+
+echo "== agents: per-step executor overhead, catena vs LangChain's AgentExecutor (scripted models)" >&2
+{ cargo bench --quiet -p catena-agents --bench executor -- 300
+  "$venv/bin/python" benches/reference/langchain_agent_bench.py 100; } | tee "$out/agent-executor.jsonl"
+echo "== agents: local-model step latency with and without prefix reuse" >&2
+cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use catena_core::{
-    ChatModel, ChatRequest, ChatResponse, Error, Event, FinishReason, Memory, Message, Result, Role,
-    RunContext, Runnable, ToolCall, Usage, async_trait,
+    ChatModel, ChatRequest, ChatResponse, Error, ErrorKind, Event, FinishReason, Memory, Message, Result,
+    Role, RunContext, Runnable, ToolCall, Usage, async_trait,
 };
 use catena_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,8 @@ pub enum StopReason {
     Looping,
     /// The model's replies could not be read `max_parse_errors` times in a row.
     ParseErrors,
+    /// The conversation outgrew the model's context window.
+    ContextLength,
 }
 
 impl StopReason {
@@ -52,6 +54,7 @@ impl StopReason {
             Self::MaxTime => "the time limit",
             Self::Looping => "repeating the same tool call",
             Self::ParseErrors => "replies that could not be read",
+            Self::ContextLength => "the model's context window filling up",
         }
     }
 }
@@ -243,10 +246,16 @@ impl AgentExecutor {
             let state = AgentState { input, history, steps: &steps, tools: &specs };
             let planned = match remaining {
                 Some(left) => match tokio::time::timeout(left, self.agent.plan(state, ctx)).await {
-                    Ok(planned) => planned?,
+                    Ok(planned) => planned,
                     Err(_) => break StopReason::MaxTime,
                 },
-                None => self.agent.plan(state, ctx).await?,
+                None => self.agent.plan(state, ctx).await,
+            };
+            // A conversation too long for the model ends the run with its steps kept; any other
+            // model failure is the caller's to handle.
+            let planned = match planned {
+                Err(e) if e.kind() == ErrorKind::ContextLengthExceeded => break StopReason::ContextLength,
+                other => other?,
             };
             iterations += 1;
             add_usage(&mut usage, planned.usage);

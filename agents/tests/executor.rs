@@ -304,6 +304,16 @@ async fn unreadable_replies_are_shown_to_the_model_then_bounded_or_fatal_when_as
     let err = strict.run("?", &RunContext::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Parse);
 
+    // A conversation that outgrows the context ends the run, steps kept, with a clear message.
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![calc("1", "1 + 1")]),
+        ScriptedReply::Fail(|| Error::context_length("prompt of 9000 tokens exceeds the 8192-token context")),
+    ]));
+    let out =
+        AgentExecutor::new(ToolCallingAgent::new(model), tools()).run("?", &RunContext::new()).await.unwrap();
+    assert_eq!((out.stop, out.steps.len()), (StopReason::ContextLength, 1));
+    assert!(out.answer.contains("context window"), "{}", out.answer);
+
     // Model failures are errors, not observations.
     let model =
         Arc::new(ScriptedChatModel::from_replies([ScriptedReply::Fail(|| Error::model_permanent("401"))]));
