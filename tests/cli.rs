@@ -339,3 +339,41 @@ fn serve_answers_on_loopback_proxies_a_remote_backend_and_stops_on_ctrl_c() {
     assert!(rest.iter().any(|l| l.contains("/v1/models") && l.contains("status=200")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("/v1/chat/completions") && l.contains("status=200")), "{rest:?}");
 }
+
+#[test]
+fn eval_text_scores_files_like_the_reference_tools_and_refuses_misaligned_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let hyps = write("hyps.txt", "The cat sat on the mat.\nIt is raining today.\n");
+    let refs = write("refs.txt", "The cat is on the mat.\nToday it is raining.\n");
+    let refs2 = write("refs2.txt", "A cat was on the mat.\nIt rains today.\n");
+    let short = write("short.txt", "only one line\n");
+
+    let out = catena(&["eval", "text", "-m", "bleu", "--hypotheses", &hyps, "--references", &refs, &refs2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("BLEU = "), "{}", stdout(&out));
+    let out = catena(&["eval", "text", "-m", "bleu", "--hypotheses", &hyps, "--references", &refs, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(v["score"].as_f64().unwrap() > 0.0 && v["precisions"].as_array().unwrap().len() == 4);
+    for metric in ["sentence-bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "em", "f1"] {
+        let out =
+            catena(&["eval", "text", "-m", metric, "--hypotheses", &hyps, "--references", &refs, "--json"]);
+        assert!(out.status.success(), "{metric}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["metric"], metric);
+    }
+    let out = catena(&["eval", "text", "-m", "f1", "--hypotheses", &hyps, "--references", &short]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("has 1 lines but"), "{}", stderr(&out));
+    let out = catena(&["eval", "text", "-m", "meteor", "--hypotheses", &hyps, "--references", &refs]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown ROUGE type \"meteor\"") && stderr(&out).contains("bleu"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,8 +1,8 @@
 //! # catena-eval
 //!
-//! Measuring pipelines. So far: rank-based retrieval metrics over lists of document ids, the
-//! convenience forms LlamaIndex reports (hit rate, MRR). trec_eval-exact measures, RAG metrics and
-//! text metrics follow (see the README's feature table).
+//! Measuring pipelines: rank-based retrieval metrics (trec_eval's semantics, and the convenience
+//! forms LlamaIndex reports), and text metrics that agree with sacrebleu, rouge-score and the SQuAD
+//! script. RAG metrics follow (see the README's feature table).
 //!
 //! ```
 //! use catena_eval::retrieval::{hit_rate, reciprocal_rank, mean};
@@ -18,6 +18,8 @@
 //! - [`retrieval`]: hit rate, reciprocal rank, precision and recall at k, over id lists.
 //! - [`trec`]: trec_eval's measures and conventions (P, recall, MAP, nDCG, reciprocal rank, success)
 //!   over judgement and run maps.
+//! - [`text`]: BLEU (sacrebleu), ROUGE-N/L/Lsum (rouge-score), exact match and token F1 (SQuAD).
 
 pub mod retrieval;
+pub mod text;
 pub mod trec;

@@ -26,7 +26,7 @@
 //!     }
 //! }
 //!
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 //! # rt.block_on(async {
 //! let tools = ToolRegistry::new().with(Shout).unwrap();
 //! let call = ToolCall { id: "1".into(), name: "shout".into(), arguments: serde_json::json!({"text": "hi"}) };

@@ -215,6 +215,9 @@ impl ToolRegistry {
     /// Runs a model's tool call through the checks of the [module docs](self), emitting
     /// [`Event::ToolStart`] and [`Event::ToolEnd`]. A declined confirmation is not an error: the
     /// output says so, for the model to read.
+    ///
+    /// Timeouts use tokio's timer: call it on a runtime with time enabled (`#[tokio::main]` and
+    /// `enable_all()` runtimes are).
     pub async fn call(&self, call: &ToolCall, ctx: &RunContext) -> Result<ToolOutput> {
         let entry = self.tools.get(&call.name).ok_or_else(|| {
             let known: Vec<&str> =
