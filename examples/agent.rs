@@ -127,7 +127,7 @@ async fn run(args: Args) -> Result<()> {
         Ok(search) => tools.add(Arc::new(search))?,
         Err(e) => note(&format!("docs search unavailable: {e}")),
     }
-    match chinook_tool(&dir, Arc::clone(&model)).await {
+    match chinook_tool(&dir, Arc::clone(&model), !remote).await {
         Ok(sql) => tools.add(Arc::new(sql))?,
         Err(e) => note(&format!("SQL over Chinook unavailable (scripts/fetch-data.sh fetches it): {e}")),
     }
@@ -345,8 +345,9 @@ async fn docs_search(dir: &Path) -> Result<RetrieverTool> {
     Ok(RetrieverTool::new(Arc::new(retriever)).with_max_chars(500))
 }
 
-/// Text-to-SQL over a Chinook SQLite file (built once from the fetched fixture), read-only.
-async fn chinook_tool(dir: &Path, model: Arc<dyn ChatModel>) -> Result<SqlQuestionTool> {
+/// Text-to-SQL over a Chinook SQLite file (built once from the fetched fixture), read-only; the
+/// local model writes its SQL under a grammar of the schema (remote APIs take no grammars).
+async fn chinook_tool(dir: &Path, model: Arc<dyn ChatModel>, constrained: bool) -> Result<SqlQuestionTool> {
     let file = dir.join("chinook.sqlite");
     let url = format!("sqlite://{}", file.display());
     if !file.exists() {
@@ -359,8 +360,9 @@ async fn chinook_tool(dir: &Path, model: Arc<dyn ChatModel>) -> Result<SqlQuesti
             return Err(e);
         }
     }
-    let chain =
-        SqlQueryChain::new(model, SqlDatabase::connect(&url).await?).await?.with_constrained_decoding(true);
+    let chain = SqlQueryChain::new(model, SqlDatabase::connect(&url).await?)
+        .await?
+        .with_constrained_decoding(constrained);
     Ok(SqlQuestionTool::new(Arc::new(chain)))
 }
 

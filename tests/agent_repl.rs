@@ -132,3 +132,52 @@ fn under_a_terminal_ctrl_c_cancels_the_answer_and_ctrl_d_quits() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
+
+/// A server process killed when the test ends.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn with_an_api_key_the_repl_uses_the_remote_model_with_native_tool_calls() {
+    use std::io::{BufRead, BufReader};
+    // The "remote" model: catena serve on loopback, serving the local default model.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let banner = lines.by_ref().map(Result::unwrap).find(|l| l.starts_with("catena serve: ")).unwrap();
+    let base_url = banner.split_whitespace().nth(2).unwrap().to_owned();
+    let _server = Served(server);
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(agent_binary())
+        .args(["--max-iterations", "3"])
+        .env("CATENA_AGENT_DIR", dir.path())
+        .env("OPENAI_API_KEY", "")
+        .env("OPENAI_BASE_URL", &base_url)
+        .env("CATENA_MODEL", "chat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"/model\nWhat is 12 * 12?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut answers = stdout.lines();
+    assert_eq!(answers.next(), Some("chat (Native protocol, remote)"), "{stdout}");
+    assert!(answers.next().is_some_and(|a| !a.trim().is_empty()), "an answer line: {stdout}\n{stderr}");
+    assert!(!stderr.contains("error:"), "{stderr}");
+}
