@@ -99,3 +99,9 @@ echo "== agents: per-step executor overhead, catena vs LangChain's AgentExecutor
   "$venv/bin/python" benches/reference/langchain_agent_bench.py 100; } | tee "$out/agent-executor.jsonl"
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
+
+echo "== eval: trec_eval measures on a 10k-query run, catena vs pytrec_eval (same files)" >&2
+trec="$(mktemp -d)"
+{ "$venv/bin/python" benches/reference/trec_reference.py bench 10000 "$trec"
+  cargo bench --quiet -p catena-eval --bench trec -- "$trec"; } | tee "$out/trec-eval.jsonl"
+rm -rf "$trec"

@@ -110,6 +110,32 @@ enum Backend {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// trec_eval's measures for a TREC run against TREC (or BEIR TSV) judgements, in trec_eval's
+    /// layout or as JSON.
+    Retrieval {
+        /// Judgements: `query 0 document grade` lines, or BEIR's `query-id corpus-id score` TSV.
+        #[arg(long)]
+        qrels: PathBuf,
+        /// The run: `query Q0 document rank score tag` lines.
+        #[arg(long)]
+        run: PathBuf,
+        /// Measures (P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, recip_rank, recip_rank_cut_k,
+        /// success_k, num_rel, num_rel_ret) [default: map P_10 recall_100 ndcg_cut_10 recip_rank].
+        #[arg(long = "measure", short = 'm', num_args = 1..)]
+        measures: Vec<String>,
+        /// Also print every query's values (trec_eval -q).
+        #[arg(short = 'q', long)]
+        per_query: bool,
+        /// Average over every judged query, scoring unretrieved ones 0 (trec_eval -c).
+        #[arg(short = 'c', long)]
+        complete: bool,
+        /// Lowest grade that counts as relevant (trec_eval -l).
+        #[arg(short = 'l', long, default_value_t = 1)]
+        relevance_level: i64,
+        /// `{"all": {...}, "per_query": {...}}` at full precision instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score hypotheses against references, line by line: BLEU (sacrebleu's), ROUGE (rouge-score's),
     /// exact match and token F1 (SQuAD's).
     Text {
@@ -320,6 +346,16 @@ async fn eval(cmd: EvalCommand) -> Result<()> {
         EvalCommand::Text { metric, hypotheses, references, lowercase, json } => {
             return eval_text(&metric, &hypotheses, &references, lowercase, json);
         }
+        EvalCommand::Retrieval { qrels, run, measures, per_query, complete, relevance_level, json } => {
+            return eval_retrieval(
+                &qrels,
+                &run,
+                &measures,
+                per_query,
+                catena::eval::trec::Options { relevance_level, complete },
+                json,
+            );
+        }
     };
     let path = model_path(&model).await?;
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
@@ -334,6 +370,46 @@ async fn eval(cmd: EvalCommand) -> Result<()> {
             "perplexity {:.4} (mean NLL {:.4} nats over {} of {} tokens, {} windows)",
             report.perplexity, report.mean_nll, report.scored, report.tokens, report.windows
         );
+    }
+    Ok(())
+}
+
+fn eval_retrieval(
+    qrels: &std::path::Path,
+    run: &std::path::Path,
+    measures: &[String],
+    per_query: bool,
+    options: catena::eval::trec::Options,
+    json: bool,
+) -> Result<()> {
+    use catena::eval::trec;
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
+    let names: Vec<String> = if measures.is_empty() {
+        ["map", "P_10", "recall_100", "ndcg_cut_10", "recip_rank"].map(String::from).to_vec()
+    } else {
+        measures.to_vec()
+    };
+    let measures = names
+        .iter()
+        .map(|m| m.parse::<trec::Measure>().map_err(|e| Error::invalid_input(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let located = |path: &std::path::Path, e: trec::TrecFileError| {
+        Error::invalid_input(format!("{}: {e}", path.display()))
+    };
+    let judged = trec::read_qrels(&read(qrels)?).map_err(|e| located(qrels, e))?;
+    let ranked = trec::read_run(&read(run)?).map_err(|e| located(run, e))?;
+    if judged.is_empty() {
+        return Err(Error::invalid_input(format!("{} has no judgements", qrels.display())));
+    }
+    let evaluation = trec::evaluate(&judged, &ranked, &measures, &options);
+    if json {
+        let mut out = serde_json::json!({"all": evaluation.all});
+        if per_query {
+            out["per_query"] = serde_json::json!(evaluation.per_query);
+        }
+        println!("{out}");
+    } else {
+        print!("{}", trec::format_trec(&evaluation, &measures, per_query));
     }
     Ok(())
 }

@@ -377,3 +377,54 @@ fn eval_text_scores_files_like_the_reference_tools_and_refuses_misaligned_ones()
         stderr(&out)
     );
 }
+
+#[test]
+fn eval_retrieval_prints_trec_eval_layout_or_json_and_names_bad_lines() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/tests/data");
+    let qrels = data.join("trec_qrels.txt").display().to_string();
+    let run = data.join("trec_run.txt").display().to_string();
+    let out = catena(&["eval", "retrieval", "--qrels", &qrels, "--run", &run]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let names: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap().trim()).collect();
+    assert_eq!(names, ["map", "P_10", "recall_100", "ndcg_cut_10", "recip_rank"]);
+    assert!(text.lines().all(|l| l.split('\t').nth(1) == Some("all")));
+
+    let out = catena(&[
+        "eval",
+        "retrieval",
+        "--qrels",
+        &qrels,
+        "--run",
+        &run,
+        "-m",
+        "map",
+        "ndcg_cut_10",
+        "-q",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("trec_reference.json")).unwrap()).unwrap();
+    let mean = |m: &str| {
+        let per: Vec<f64> =
+            reference["per_query"].as_object().unwrap().values().map(|q| q[m].as_f64().unwrap()).collect();
+        per.iter().sum::<f64>() / per.len() as f64
+    };
+    assert!((v["all"]["map"].as_f64().unwrap() - mean("map")).abs() < 1e-12, "{v}");
+    assert!((v["all"]["ndcg_cut_10"].as_f64().unwrap() - mean("ndcg_cut_10")).abs() < 1e-12);
+    assert_eq!(v["per_query"].as_object().unwrap().len(), reference["per_query"].as_object().unwrap().len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let dup = dir.path().join("dup.run");
+    std::fs::write(&dup, "q1 Q0 d1 1 0.9 t\nq1 Q0 d1 2 0.8 t\n").unwrap();
+    let out = catena(&["eval", "retrieval", "--qrels", &qrels, "--run", &dup.display().to_string()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("dup.run: run line 2: document d1 is listed twice for query q1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = catena(&["eval", "retrieval", "--qrels", &qrels, "--run", &run, "-m", "bpref"]);
+    assert!(stderr(&out).contains("unknown measure \"bpref\""), "{}", stderr(&out));
+}

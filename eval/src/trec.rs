@@ -242,6 +242,150 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], options: &Option
     evaluation
 }
 
+/// A line of a qrels or run file that cannot be read: which file, which line, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrecFileError {
+    /// "qrels" or "run".
+    pub file: &'static str,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for TrecFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for TrecFileError {}
+
+/// Reads judgements in TREC format (`query 0 document grade`, whitespace-separated) or BEIR's
+/// TSV (`query-id<TAB>corpus-id<TAB>score`, with or without its header line). Blank lines are
+/// skipped; a document judged twice for a query keeps its last grade, as trec_eval does.
+pub fn read_qrels(text: &str) -> Result<Qrels, TrecFileError> {
+    let mut qrels = Qrels::new();
+    for (i, line) in text.lines().enumerate() {
+        let error = |message: String| TrecFileError { file: "qrels", line: i + 1, message };
+        let mut fields = line.split_whitespace();
+        let parts = [fields.next(), fields.next(), fields.next(), fields.next()];
+        let (query, doc, grade) = match (parts, fields.next()) {
+            ([None, ..], _) => continue,
+            ([Some("query-id"), Some("corpus-id"), Some("score"), None], None) if i == 0 => continue,
+            ([Some(query), Some(_iteration), Some(doc), Some(grade)], None) => (query, doc, grade),
+            ([Some(query), Some(doc), Some(grade), None], None) => (query, doc, grade),
+            _ => {
+                let count = line.split_whitespace().count();
+                return Err(error(format!(
+                    "expected `query 0 document grade` (TREC) or `query document grade` (BEIR), found {count} fields"
+                )));
+            }
+        };
+        let grade: i64 =
+            grade.parse().map_err(|_| error(format!("the grade {grade:?} is not an integer")))?;
+        match qrels.get_mut(query) {
+            Some(judged) => {
+                judged.insert(doc.to_owned(), grade);
+            }
+            None => {
+                qrels.insert(query.to_owned(), HashMap::from([(doc.to_owned(), grade)]));
+            }
+        }
+    }
+    Ok(qrels)
+}
+
+/// Reads a run in TREC format (`query Q0 document rank score tag`). The rank column is ignored (the
+/// score orders the run, as in trec_eval); a document listed twice for one query is an error, as
+/// trec_eval refuses such runs.
+pub fn read_run(text: &str) -> Result<Run, TrecFileError> {
+    let mut run = Run::new();
+    // Runs list a query's lines together: they are collected per query, and duplicates checked
+    // within the query (a set that stays small and in cache; one global set of a million pairs
+    // made parsing several times slower). A query that comes back later is checked against its
+    // earlier lines too.
+    let mut current: Option<(&str, Vec<(String, f64)>)> = None;
+    let mut docs_seen: HashSet<&str> = HashSet::new();
+    let mut flushed: HashSet<&str> = HashSet::new();
+    let flush = |run: &mut Run, current: Option<(&str, Vec<(String, f64)>)>| {
+        if let Some((q, docs)) = current {
+            run.entry(q.to_owned()).or_default().extend(docs);
+        }
+    };
+    for (i, line) in text.lines().enumerate() {
+        let error = |message: String| TrecFileError { file: "run", line: i + 1, message };
+        let mut fields = line.split_whitespace();
+        let parts =
+            [fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next()];
+        let (query, doc, score) = match (parts, fields.next()) {
+            ([None, ..], _) => continue,
+            ([Some(query), Some(_q0), Some(doc), Some(_rank), Some(score), Some(_tag)], None) => {
+                (query, doc, score)
+            }
+            _ => {
+                let count = line.split_whitespace().count();
+                return Err(error(format!(
+                    "expected `query Q0 document rank score tag`, found {count} fields"
+                )));
+            }
+        };
+        let score: f64 = score.parse().map_err(|_| error(format!("the score {score:?} is not a number")))?;
+        if !score.is_finite() {
+            return Err(error(format!("the score {score} is not finite")));
+        }
+        if current.as_ref().is_none_or(|(q, _)| *q != query) {
+            if let Some((q, _)) = &current {
+                flushed.insert(q);
+            }
+            flush(&mut run, current.take());
+            docs_seen.clear();
+            current = Some((query, Vec::new()));
+        }
+        // Rare: the query's lines are split, and its earlier documents count too.
+        let duplicate_earlier = flushed.contains(query)
+            && run.get(query).is_some_and(|earlier| earlier.iter().any(|(d, _)| d == doc));
+        if !docs_seen.insert(doc) || duplicate_earlier {
+            return Err(error(format!("document {doc} is listed twice for query {query}")));
+        }
+        if let Some((_, docs)) = current.as_mut() {
+            docs.push((doc.to_owned(), score));
+        }
+    }
+    flush(&mut run, current);
+    Ok(run)
+}
+
+/// The evaluation in trec_eval's text layout: `measure<TAB>query<TAB>value` lines, per query (when
+/// `per_query`) and then `all`, counts as integers and everything else with 4 decimals.
+#[must_use]
+pub fn format_trec(evaluation: &Evaluation, measures: &[Measure], per_query: bool) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, m: &Measure, query: &str, value: f64| {
+        let name = m.to_string();
+        let shown = match m {
+            Measure::NumRel | Measure::NumRelRet => format!("{value:.0}"),
+            _ => format!("{value:.4}"),
+        };
+        out.push_str(&format!("{name:<22}\t{query}\t{shown}\n"));
+    };
+    if per_query {
+        for (query, values) in &evaluation.per_query {
+            for m in measures {
+                if let Some(v) = values.get(&m.to_string()) {
+                    line(&mut out, m, query, *v);
+                }
+            }
+        }
+    }
+    for m in measures {
+        if let Some(v) = evaluation.all.get(&m.to_string()) {
+            line(&mut out, m, "all", *v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
