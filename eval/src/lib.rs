@@ -2,7 +2,7 @@
 //!
 //! Measuring pipelines: rank-based retrieval metrics (trec_eval's semantics, and the convenience
 //! forms LlamaIndex reports), and text metrics that agree with sacrebleu, rouge-score and the SQuAD
-//! script. RAG metrics follow (see the README's feature table).
+//! script, and RAG metrics with the Ragas definitions judged by any chat model.
 //!
 //! ```
 //! use catena_eval::retrieval::{hit_rate, reciprocal_rank, mean};
@@ -18,8 +18,11 @@
 //! - [`retrieval`]: hit rate, reciprocal rank, precision and recall at k, over id lists.
 //! - [`trec`]: trec_eval's measures and conventions (P, recall, MAP, nDCG, reciprocal rank, success)
 //!   over judgement and run maps.
+//! - [`rag`]: faithfulness, answer relevancy, context precision and recall, answer correctness
+//!   (LLM-judged, structured outputs), and the string- and id-based context metrics.
 //! - [`text`]: BLEU (sacrebleu), ROUGE-N/L/Lsum (rouge-score), exact match and token F1 (SQuAD).
 
+pub mod rag;
 pub mod retrieval;
 pub mod text;
 pub mod trec;
