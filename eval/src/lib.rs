@@ -20,9 +20,12 @@
 //!   over judgement and run maps.
 //! - [`rag`]: faithfulness, answer relevancy, context precision and recall, answer correctness
 //!   (LLM-judged, structured outputs), and the string- and id-based context metrics.
+//! - [`runner`]: [`runner::RagEvaluation`] runs a RAG pipeline over a JSONL dataset and scores
+//!   every answer, with bounded concurrency, progress events and per-sample errors.
 //! - [`text`]: BLEU (sacrebleu), ROUGE-N/L/Lsum (rouge-score), exact match and token F1 (SQuAD).
 
 pub mod rag;
 pub mod retrieval;
+pub mod runner;
 pub mod text;
 pub mod trec;

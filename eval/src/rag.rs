@@ -202,6 +202,7 @@ impl Judge {
             object.remove("$schema");
             object.remove("title");
         }
+        bound(&mut schema);
         if let Some(n) = items
             && let Some(list) = schema.pointer_mut("/properties/verdicts").and_then(|v| v.as_object_mut())
         {
@@ -380,6 +381,26 @@ impl Judge {
             value: Some(0.75 * f1 + 0.25 * similarity),
             detail: serde_json::json!({"TP": c.tp, "FP": c.fp, "FN": c.fn_, "f1": f1, "similarity": similarity}),
         })
+    }
+}
+
+/// Bounds every string (300 characters) and list (30 items) of a judge schema, so a model decoding
+/// under it must close each string and list long before the token limit instead of leaving a
+/// reply cut in half.
+fn bound(schema: &mut serde_json::Value) {
+    if let Some(object) = schema.as_object_mut() {
+        match object.get("type").and_then(serde_json::Value::as_str) {
+            Some("string") if !object.contains_key("maxLength") => {
+                object.insert("maxLength".into(), 300.into());
+            }
+            Some("array") if !object.contains_key("maxItems") => {
+                object.insert("maxItems".into(), 30.into());
+            }
+            _ => {}
+        }
+        object.values_mut().for_each(bound);
+    } else if let Some(items) = schema.as_array_mut() {
+        items.iter_mut().for_each(bound);
     }
 }
 

@@ -150,3 +150,73 @@ fn string_and_id_based_context_metrics() {
     assert_eq!((non_llm_context_precision(&empty), non_llm_context_recall(&empty)), (None, None));
     assert_eq!((id_context_precision(&empty), id_context_recall(&empty)), (None, None));
 }
+
+/// A pipeline that answers from a fixed context, and fails on one question.
+struct Fixed;
+
+#[catena_core::async_trait]
+impl catena_core::Runnable<String, catena_eval::runner::RagAnswer> for Fixed {
+    async fn invoke(
+        &self,
+        question: String,
+        _: &RunContext,
+    ) -> catena_core::Result<catena_eval::runner::RagAnswer> {
+        if question.contains("fail") {
+            return Err(catena_core::Error::store("index missing"));
+        }
+        let doc = catena_core::Document::new("Paris is the capital of France.").with_id("d1");
+        Ok(catena_eval::runner::RagAnswer {
+            answer: "Paris.".into(),
+            contexts: vec![catena_core::ScoredDocument { document: doc, score: 1.0 }],
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_runner_scores_every_sample_keeps_failures_and_averages_defined_values() {
+    use catena_eval::runner::{RagEvaluation, RagMetric, read_dataset};
+    let dataset = read_dataset(
+        "{\"question\": \"Capital of France?\", \"reference\": \"Paris.\", \"reference_ids\": [\"d1\"]}\n\n\
+         {\"question\": \"Capital of Italy?\", \"reference_ids\": [\"d9\"]}\n\
+         {\"question\": \"please fail\"}\n",
+    )
+    .unwrap();
+    assert_eq!(dataset.len(), 3);
+    // Faithfulness for the two answered questions: one statement each, one verdict each; the
+    // second judge reply is unreadable, which is an error for that sample only.
+    let model = Arc::new(ScriptedChatModel::new([
+        r#"{"statements": ["Paris is the capital."]}"#,
+        r#"{"verdicts": [{"statement": "s", "reason": "", "verdict": 1}]}"#,
+        "garbage",
+    ]));
+    let evaluation = RagEvaluation::new(
+        Arc::new(Fixed),
+        Judge::new(model),
+        vec![RagMetric::Faithfulness, RagMetric::IdContextRecall],
+    )
+    .with_concurrency(1);
+    let seen = Arc::new(std::sync::Mutex::new(0u64));
+    let sink = Arc::clone(&seen);
+    let ctx = RunContext::new().with_events(move |e: catena_core::Event| {
+        if let catena_core::Event::Progress { done, .. } = e {
+            *sink.lock().unwrap() = done;
+        }
+    });
+    let report = evaluation.run(&dataset, &ctx).await.unwrap();
+    assert_eq!(report.samples.len(), 2);
+    assert_eq!(report.failed["please fail"], "store error: index missing");
+    assert_eq!(report.samples[0].scores["faithfulness"].value, Some(1.0));
+    assert!(
+        report.samples[1].errors["faithfulness"].contains("judge reply"),
+        "{:?}",
+        report.samples[1].errors
+    );
+    assert_eq!(report.means["faithfulness"], Some(1.0), "the mean is over defined values only");
+    assert_eq!(report.counts["faithfulness"], 1);
+    assert_eq!(report.means["id_context_recall"], Some(0.5));
+    assert_eq!(*seen.lock().unwrap(), 3);
+
+    let err = read_dataset("{\"question\": \"ok\"}\n{not json}\n").unwrap_err();
+    assert!(err.to_string().contains("line 2"), "{err}");
+    assert_eq!(read_dataset("\n\n").unwrap_err().kind(), ErrorKind::InvalidInput);
+}
