@@ -260,12 +260,7 @@ fn arguments(input: &str, tool: &ToolSpec) -> std::result::Result<Value, String>
         _ => {}
     }
     // A single-input tool takes the raw text as its one required string argument.
-    let required: Vec<&str> = tool
-        .parameters
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required = required_arguments(tool);
     if let [only] = required.as_slice()
         && tool.parameters.pointer(&format!("/properties/{only}/type")).and_then(Value::as_str)
             == Some("string")
@@ -318,23 +313,31 @@ pub fn react_grammar(tools: &[ToolSpec]) -> String {
     g
 }
 
-/// A GBNF expression for a tool's arguments object: its required properties first, in schema
-/// order, each with a value of its declared primitive type, then any further members.
-fn arguments_rule(tool: &ToolSpec) -> String {
-    let required: Vec<&str> = tool
-        .parameters
+/// The names of a tool's required arguments, in schema order.
+fn required_arguments(tool: &ToolSpec) -> Vec<&str> {
+    tool.parameters
         .get("required")
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The declared JSON type of one of a tool's arguments.
+fn argument_type<'a>(tool: &'a ToolSpec, name: &str) -> Option<&'a str> {
+    tool.parameters.pointer(&format!("/properties/{name}/type")).and_then(Value::as_str)
+}
+
+/// A GBNF expression for a tool's arguments object: its required properties first, in schema
+/// order, each with a value of its declared primitive type, then any further members.
+fn arguments_rule(tool: &ToolSpec) -> String {
+    let required = required_arguments(tool);
     if required.is_empty() {
         return "object".to_owned();
     }
     let members: Vec<String> = required
         .iter()
         .map(|name| {
-            let kind = tool.parameters.pointer(&format!("/properties/{name}/type")).and_then(Value::as_str);
-            let value = match kind {
+            let value = match argument_type(tool, name) {
                 Some("string") => "string",
                 Some("number") => "number",
                 Some("integer") => "integer",
