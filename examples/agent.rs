@@ -112,7 +112,7 @@ async fn run(args: Args) -> Result<()> {
         let config = OpenAiConfig::from_env()?;
         (Arc::new(OpenAiChatModel::new(config)?), Arc::new(TiktokenTokenizer::new("cl100k_base")?))
     } else {
-        note("loading the local model (first run: fetching it)…");
+        note("loading the local model (fetched on first use)…");
         (
             Arc::new(LlamaChatModel::load_default().await?),
             Arc::new(LlamaTokenizer::load_default_chat().await?),

@@ -403,10 +403,11 @@ fn eval_retrieval(
     }
     let evaluation = trec::evaluate(&judged, &ranked, &measures, &options);
     if json {
-        let mut out = serde_json::json!({"all": evaluation.all});
-        if per_query {
-            out["per_query"] = serde_json::json!(evaluation.per_query);
-        }
+        let out = if per_query {
+            serde_json::json!({"all": evaluation.all, "per_query": evaluation.per_query})
+        } else {
+            serde_json::json!({"all": evaluation.all})
+        };
         println!("{out}");
     } else {
         print!("{}", trec::format_trec(&evaluation, &measures, per_query));

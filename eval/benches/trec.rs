@@ -2,7 +2,7 @@
 //! `benches/reference/trec_reference.py bench N DIR`, which also times pytrec_eval on the same
 //! data) and evaluates the same 13 measures. Prints one JSON line. Parsing the files is timed
 //! too; pytrec_eval's figure excludes it (its input is already in Python dicts).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 use std::time::Instant;
 
