@@ -25,9 +25,20 @@ const MEASURES: [&str; 13] = [
 ];
 
 fn main() {
-    let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: trec DIR"));
-    let qrels_text = std::fs::read_to_string(dir.join("trec_qrels.txt")).unwrap();
-    let run_text = std::fs::read_to_string(dir.join("trec_run.txt")).unwrap();
+    // Without a folder (as under `cargo test --all-targets`), a quick run on the test fixture.
+    let (qrels_text, run_text) = match std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            (
+                std::fs::read_to_string(dir.join("trec_qrels.txt")).unwrap(),
+                std::fs::read_to_string(dir.join("trec_run.txt")).unwrap(),
+            )
+        }
+        None => (
+            include_str!("../tests/data/trec_qrels.txt").to_owned(),
+            include_str!("../tests/data/trec_run.txt").to_owned(),
+        ),
+    };
     let measures: Vec<Measure> = MEASURES.iter().map(|m| m.parse().unwrap()).collect();
     let mut best = f64::MAX;
     let mut map = 0.0;
