@@ -1,5 +1,6 @@
 //! The `catena` command-line tool: manage local models, chat, embed, split and ingest documents.
 
+mod eval_rag;
 mod ingest;
 mod query;
 mod sql;
@@ -110,6 +111,9 @@ enum Backend {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// Run the store's RAG pipeline over a JSONL dataset, score it with the Ragas metrics (the
+    /// local model as judge) and write results.jsonl, summary.json and report.html.
+    Rag(eval_rag::EvalRagArgs),
     /// trec_eval's measures for a TREC run against TREC (or BEIR TSV) judgements, in trec_eval's
     /// layout or as JSON.
     Retrieval {
@@ -346,6 +350,7 @@ async fn eval(cmd: EvalCommand) -> Result<()> {
         EvalCommand::Text { metric, hypotheses, references, lowercase, json } => {
             return eval_text(&metric, &hypotheses, &references, lowercase, json);
         }
+        EvalCommand::Rag(args) => return eval_rag::eval_rag(args).await,
         EvalCommand::Retrieval { qrels, run, measures, per_query, complete, relevance_level, json } => {
             return eval_retrieval(
                 &qrels,

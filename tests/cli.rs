@@ -428,3 +428,72 @@ fn eval_retrieval_prints_trec_eval_layout_or_json_and_names_bad_lines() {
     let out = catena(&["eval", "retrieval", "--qrels", &qrels, "--run", &run, "-m", "bpref"]);
     assert!(stderr(&out).contains("unknown measure \"bpref\""), "{}", stderr(&out));
 }
+
+#[test]
+fn eval_rag_scores_an_ingested_store_and_writes_results_summary_and_an_escaped_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::write(corpus.join("paris.md"), "Paris is the capital of France. The Eiffel Tower is in Paris.")
+        .unwrap();
+    std::fs::write(corpus.join("rust.md"), "Rust checks borrows at compile time <b>safely</b>.").unwrap();
+    let store = dir.path().join("store");
+    let out = catena(&["ingest", corpus.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dataset = dir.path().join("data.jsonl");
+    std::fs::write(
+        &dataset,
+        "{\"question\": \"What is the capital of France?\", \"reference\": \"Paris.\", \"reference_contexts\": [\"Paris is the capital of France. The Eiffel Tower is in Paris.\"]}\n\
+         {\"question\": \"Does Rust check <borrows>?\", \"reference\": \"Yes, at compile time.\"}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report");
+    let args = [
+        "eval",
+        "rag",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "-k",
+        "2",
+        "--metrics",
+        "faithfulness,non_llm_context_recall",
+        "--out",
+        report.to_str().unwrap(),
+    ];
+    let out = catena(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("faithfulness"), "{}", stdout(&out));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["samples"], 2);
+    assert_eq!(summary["counts"]["non_llm_context_recall"], 1, "only the first line has reference contexts");
+    assert_eq!(summary["means"]["non_llm_context_recall"], 1.0);
+    let results = std::fs::read_to_string(report.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 2);
+    for line in results.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        assert!(r["sample"]["contexts"].as_array().unwrap().len() <= 2);
+        // Every requested metric is either scored or has its reason recorded.
+        assert!(
+            r["scores"].get("faithfulness").is_some() || r["errors"].get("faithfulness").is_some(),
+            "{r}"
+        );
+    }
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg") && !html.contains("<script"));
+    assert!(html.contains("Does Rust check &lt;borrows&gt;?"), "questions are escaped");
+    assert!(!html.contains("<b>safely</b>"), "contexts are escaped");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"question\": \"ok\"}\nnot json\n").unwrap();
+    let mut bad_args = args;
+    bad_args[3] = bad.to_str().unwrap();
+    let out = catena(&bad_args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.jsonl") && stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let mut unknown = args;
+    unknown[9] = "bleu";
+    assert!(stderr(&catena(&unknown)).contains("unknown metric \"bleu\""));
+}

@@ -1,0 +1,273 @@
+//! `catena eval rag`: run the store's RAG pipeline over a dataset, score it with the Ragas
+//! metrics, and write results.jsonl, summary.json and a self-contained HTML report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use catena::core::{
+    ChatModel, ChatRequest, Embedder, Error, Event, Message, Result, Retriever, RunContext, Runnable,
+    async_trait,
+};
+use catena::eval::rag::Judge;
+use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+use catena::retrievers::lance::LanceKeywordRetriever;
+use catena::retrievers::{EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
+use clap::Args;
+
+/// `catena eval rag` options.
+#[derive(Args)]
+pub struct EvalRagArgs {
+    /// JSONL, one `{"question", "reference"?, "reference_contexts"?, "reference_ids"?}` per line.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The store folder written by `catena ingest`.
+    #[arg(long)]
+    store: PathBuf,
+    /// The collection inside the store.
+    #[arg(long, default_value = "chunks")]
+    collection: String,
+    /// Chunks retrieved per question (hybrid: BM25 and similarity fused).
+    #[arg(short, default_value_t = 4)]
+    k: usize,
+    /// Metrics, comma-separated: faithfulness, answer_relevancy, context_precision, context_recall,
+    /// answer_correctness, non_llm_context_precision, non_llm_context_recall, id_context_precision,
+    /// id_context_recall.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "faithfulness,answer_relevancy,context_precision,context_recall"
+    )]
+    metrics: Vec<String>,
+    /// The judge: `chat` (the default model) or a GGUF file.
+    #[arg(long, default_value = "chat")]
+    judge: String,
+    /// Questions in flight at once.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Where results.jsonl, summary.json and report.html go (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The pipeline under evaluation: hybrid retrieval, then an answer from the numbered chunks.
+struct StoreRag {
+    retriever: Arc<dyn Retriever>,
+    model: Arc<dyn ChatModel>,
+    k: usize,
+}
+
+#[async_trait]
+impl Runnable<String, RagAnswer> for StoreRag {
+    async fn invoke(&self, question: String, ctx: &RunContext) -> Result<RagAnswer> {
+        let mut contexts = self.retriever.retrieve(&question, ctx).await?;
+        contexts.truncate(self.k);
+        let sources: Vec<String> = contexts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("[{}] {}", i + 1, c.document.content.trim()))
+            .collect();
+        let request = ChatRequest::new(vec![
+            Message::system(format!(
+                "Answer the question using only the numbered sources below; cite them as [1], [2]. If they do \
+                 not contain the answer, say that you do not know.\n\n{}",
+                sources.join("\n\n")
+            )),
+            Message::user(question),
+        ])
+        .with_temperature(0.0)
+        .with_max_tokens(256);
+        let answer = self.model.chat(request, ctx).await?.message.content;
+        Ok(RagAnswer { answer, contexts })
+    }
+}
+
+fn metric(name: &str) -> Result<RagMetric> {
+    serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
+        Error::invalid_input(format!(
+            "unknown metric {name:?}: use faithfulness, answer_relevancy, context_precision, context_recall, \
+             answer_correctness, non_llm_context_precision, non_llm_context_recall, id_context_precision, id_context_recall"
+        ))
+    })
+}
+
+/// Runs `catena eval rag`.
+pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
+    let metrics = args.metrics.iter().map(|m| metric(m)).collect::<Result<Vec<_>>>()?;
+    let text = std::fs::read_to_string(&args.dataset).map_err(|e| Error::io(&args.dataset, e))?;
+    let dataset =
+        read_dataset(&text).map_err(|e| Error::invalid_input(format!("{}: {e}", args.dataset.display())))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    if args.k == 0 {
+        return Err(Error::invalid_input("-k must be at least 1"));
+    }
+
+    let store =
+        Arc::new(LanceDbStore::open(args.store.to_string_lossy().into_owned(), &args.collection).await?);
+    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+    let model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
+    let judge_model: Arc<dyn ChatModel> = if args.judge == "chat" {
+        Arc::clone(&model)
+    } else {
+        Arc::new(LlamaChatModel::load(Path::new(&args.judge), LlamaOptions::default()).await?)
+    };
+    let similarity: Arc<dyn Retriever> =
+        Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
+    let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store).with_k(args.k));
+    let retriever = Arc::new(EnsembleRetriever::new(vec![keywords, similarity]).with_k(args.k));
+    let pipeline = StoreRag { retriever, model, k: args.k };
+    let judge = Judge::new(judge_model).with_embedder(embedder).with_questions(2);
+
+    let bar = indicatif::ProgressBar::new(dataset.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} questions",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    let ctx = RunContext::new().with_events(move |e: Event| {
+        if let Event::Progress { done, .. } = e {
+            shown.set_position(done);
+        }
+    });
+    let report = RagEvaluation::new(Arc::new(pipeline), judge, metrics.clone())
+        .with_concurrency(args.concurrency)
+        .run(&dataset, &ctx)
+        .await?;
+    bar.finish_and_clear();
+
+    write_outputs(&args.out, &report, &metrics)?;
+    for m in &metrics {
+        let name = m.name();
+        let mean =
+            report.means.get(name).copied().flatten().map_or("undefined".to_owned(), |v| format!("{v:.3}"));
+        println!(
+            "{name:<26} {mean:>9}  ({} of {} samples)",
+            report.counts.get(name).copied().unwrap_or(0),
+            dataset.len()
+        );
+    }
+    for (question, why) in &report.failed {
+        eprintln!("pipeline failed on {question:?}: {why}");
+    }
+    println!("report: {}", args.out.join("report.html").display());
+    Ok(())
+}
+
+fn write_outputs(out: &Path, report: &RagReport, metrics: &[RagMetric]) -> Result<()> {
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    };
+    let lines: Vec<String> = report
+        .samples
+        .iter()
+        .map(|s| serde_json::to_string(s).map_err(|e| Error::parse("result", e.to_string())))
+        .collect::<Result<_>>()?;
+    write("results.jsonl", lines.join("\n") + "\n")?;
+    let summary = serde_json::json!({"means": report.means, "counts": report.counts, "failed": report.failed, "samples": report.samples.len()});
+    write(
+        "summary.json",
+        serde_json::to_string_pretty(&summary).map_err(|e| Error::parse("summary", e.to_string()))?,
+    )?;
+    write("report.html", html_report(report, metrics)?)
+}
+
+/// The report: a self-contained HTML page (inline CSS and SVG, no script, no network) with the
+/// mean of each metric, its score distribution, and the lowest-scoring samples with their
+/// contexts. Rendered with minijinja, which escapes every value.
+fn html_report(report: &RagReport, metrics: &[RagMetric]) -> Result<String> {
+    let mut sections = Vec::new();
+    for m in metrics {
+        let name = m.name();
+        let mut scored: Vec<(f64, usize)> = report
+            .samples
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.scores.get(name).and_then(|sc| sc.value).map(|v| (v, i)))
+            .collect();
+        let mut bins = [0usize; 10];
+        for (v, _) in &scored {
+            let bin = ((v.clamp(0.0, 1.0) * 10.0) as usize).min(9);
+            if let Some(b) = bins.get_mut(bin) {
+                *b += 1;
+            }
+        }
+        let tallest = bins.iter().copied().max().unwrap_or(0).max(1);
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let worst: Vec<serde_json::Value> = scored
+            .iter()
+            .take(3)
+            .filter_map(|(v, i)| report.samples.get(*i).map(|s| (v, s)))
+            .map(|(v, s)| {
+                serde_json::json!({
+                    "score": format!("{v:.3}"),
+                    "question": s.sample.question,
+                    "answer": s.sample.answer,
+                    "contexts": s.sample.contexts,
+                })
+            })
+            .collect();
+        let errors: Vec<String> = report
+            .samples
+            .iter()
+            .filter_map(|s| s.errors.get(name).map(|e| format!("{}: {e}", s.sample.question)))
+            .collect();
+        sections.push(serde_json::json!({
+            "name": name,
+            "mean": report.means.get(name).copied().flatten(),
+            "mean_text": report.means.get(name).copied().flatten().map_or("undefined".to_owned(), |v| format!("{v:.3}")),
+            "count": report.counts.get(name).copied().unwrap_or(0),
+            "bins": bins.iter().enumerate().map(|(i, n)| serde_json::json!({
+                "x": i * 30, "h": (*n as f64 / tallest as f64 * 100.0).round(), "n": n,
+            })).collect::<Vec<_>>(),
+            "worst": worst,
+            "errors": errors,
+        }));
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    env.add_template("report", REPORT).map_err(|e| Error::parse("report template", e.to_string()))?;
+    let template = env.get_template("report").map_err(|e| Error::parse("report template", e.to_string()))?;
+    template
+        .render(minijinja::context! {
+            sections => minijinja::Value::from(minijinja::value::Serde(&sections)),
+            samples => report.samples.len(),
+            failed => report.failed.iter().map(|(q, w)| format!("{q}: {w}")).collect::<Vec<_>>(),
+        })
+        .map_err(|e| Error::parse("report", e.to_string()))
+}
+
+const REPORT: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>catena RAG evaluation</title>
+<style>
+body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.bar{fill:#4a7ab5} .mean{fill:#2c6e49} .axis{stroke:#999} small{color:#666}
+.sample{background:#f6f6f6;padding:.6rem;margin:.5rem 0;border-radius:4px}
+.ctx{font-size:.85em;color:#444;white-space:pre-wrap;border-left:3px solid #ccc;padding-left:.5rem;margin:.3rem 0}
+.err{color:#a33}
+</style></head><body>
+<h1>RAG evaluation</h1>
+<p>{{ samples }} samples scored{% if failed %}; the pipeline failed on {{ failed|length }}{% endif %}.</p>
+<svg width="520" height="{{ sections|length * 28 + 10 }}" role="img" aria-label="mean of each metric">
+{% for s in sections %}<text x="0" y="{{ loop.index0 * 28 + 20 }}">{{ s.name }}</text>
+<rect class="mean" x="220" y="{{ loop.index0 * 28 + 6 }}" height="18" width="{{ ((s.mean or 0) * 250)|round }}"></rect>
+<text x="{{ 228 + ((s.mean or 0) * 250)|round }}" y="{{ loop.index0 * 28 + 20 }}">{{ s.mean_text }}</text>
+{% endfor %}</svg>
+{% for s in sections %}
+<h2>{{ s.name }} <small>mean {{ s.mean_text }} over {{ s.count }} samples</small></h2>
+<svg width="320" height="130" role="img" aria-label="distribution of {{ s.name }}">
+{% for b in s.bins %}<rect class="bar" x="{{ b.x + 10 }}" y="{{ 110 - b.h }}" width="26" height="{{ b.h }}"><title>{{ b.n }} samples</title></rect>{% endfor %}
+<line class="axis" x1="10" y1="110" x2="310" y2="110"></line>
+<text x="6" y="126">0</text><text x="150" y="126">0.5</text><text x="298" y="126">1</text>
+</svg>
+{% if s.worst %}<p>Lowest scores:</p>{% endif %}
+{% for w in s.worst %}<div class="sample"><b>{{ w.score }}</b> — {{ w.question }}<br><i>{{ w.answer }}</i>
+{% for c in w.contexts %}<div class="ctx">{{ c }}</div>{% endfor %}</div>{% endfor %}
+{% for e in s.errors %}<p class="err">not computed: {{ e }}</p>{% endfor %}
+{% endfor %}
+{% for f in failed %}<p class="err">pipeline failed: {{ f }}</p>{% endfor %}
+</body></html>
+"#;
