@@ -370,6 +370,17 @@ fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
     let mut held = a.held;
     held.push_str(&tail);
     if reason == FinishReason::Length {
+        // A plain answer cut at the limit is still an answer, as it is without tools: its text so
+        // far, finishing with `Length`. Only a cut tool call (which cannot run) is an error.
+        if let Some(partial) = tools::partial_response(&held) {
+            let _ = a.deltas.send(Ok(ChatDelta {
+                content: partial,
+                finish_reason: Some(FinishReason::Length),
+                usage: Some(usage),
+                ..ChatDelta::default()
+            }));
+            return;
+        }
         let _ = a.deltas.send(Err(Error::parse(
             "tool-call reply",
             format!("generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"),

@@ -159,6 +159,20 @@ fn rewrite_history(messages: &[Message], tools: &[&ToolSpec], may_answer: bool) 
     out
 }
 
+/// The text of a `{"response": "...` reply cut before its end, escapes decoded; `None` when the
+/// reply is not an answer (a tool call, or not even its opening).
+pub(crate) fn partial_response(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix('{')?.trim_start().strip_prefix("\"response\"")?;
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    // The cut may fall inside an escape (`\`, `\u00`): drop up to five trailing characters until
+    // what is left decodes as a JSON string.
+    let chars: Vec<char> = rest.chars().collect();
+    (0..=chars.len().min(5)).find_map(|drop| {
+        let kept: String = chars.get(..chars.len() - drop)?.iter().collect();
+        serde_json::from_str::<String>(&format!("\"{kept}\"")).ok()
+    })
+}
+
 /// Reads a reply produced under the plan's grammar: the answer text, or the tool call.
 pub(crate) fn parse_reply(text: &str, call_id: &str) -> Result<(String, Vec<ToolCall>)> {
     let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
@@ -229,6 +243,21 @@ mod tests {
         assert!(plan(&forced).is_err());
         forced.tool_choice = ToolChoice::None;
         assert!(plan(&forced).unwrap().is_none());
+    }
+
+    #[test]
+    fn answers_cut_at_the_limit_keep_their_text_and_cut_calls_do_not() {
+        assert_eq!(partial_response(r#"{ "response": "Hello, wor"#).as_deref(), Some("Hello, wor"));
+        assert_eq!(
+            partial_response(r#"{"response":"a \"quote\" and \u00e9t\u00"#).as_deref(),
+            Some("a \"quote\" and ét")
+        );
+        assert_eq!(
+            partial_response(r#"{"response": "ends in a backslash \"#).as_deref(),
+            Some("ends in a backslash ")
+        );
+        assert_eq!(partial_response(r#"{"tool_call": {"name": "a", "argu"#), None);
+        assert_eq!(partial_response("{"), None);
     }
 
     #[test]
