@@ -52,7 +52,8 @@
 //!   built-in tools: calculator, document search, files, date/time, web page, SQL, Cypher.
 //! - [`agents`]: ReAct and native tool-calling agents, the executor that runs them, memories
 //!   (buffer, window, token, summary, summary-buffer, vector) and SQLite sessions.
-//! - [`eval`]: retrieval metrics (trec_eval semantics).
+//! - [`eval`]: retrieval (trec_eval), text (BLEU, ROUGE, SQuAD) and RAG (Ragas) metrics, and a
+//!   runner that scores a RAG pipeline over a dataset.
 //! - [`serve`] (feature `serve`): an OpenAI-compatible HTTP server for models and chains.
 //! - [`prelude`]: the names most programs use.
 
