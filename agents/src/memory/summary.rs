@@ -173,10 +173,6 @@ impl SummaryBufferMemory {
     pub async fn summary(&self) -> String {
         self.state.lock().await.summary.clone()
     }
-
-    fn tokens(&self, messages: &[Message]) -> Result<usize> {
-        messages.iter().map(|m| message_tokens(self.tokenizer.as_ref(), m)).sum()
-    }
 }
 
 #[async_trait]
@@ -194,17 +190,26 @@ impl Memory for SummaryBufferMemory {
     async fn add(&self, messages: &[Message], ctx: &RunContext) -> Result<()> {
         let mut state = self.state.lock().await;
         state.buffer.extend_from_slice(messages);
-        if self.tokens(&state.buffer)? <= self.max_tokens {
+        // Each message is tokenized once; moving one out subtracts its cost.
+        let costs = state
+            .buffer
+            .iter()
+            .map(|m| message_tokens(self.tokenizer.as_ref(), m))
+            .collect::<Result<Vec<usize>>>()?;
+        let mut total: usize = costs.iter().sum();
+        if total <= self.max_tokens {
             return Ok(());
         }
-        let mut pruned = Vec::new();
-        while self.tokens(&state.buffer)? > self.max_tokens && !state.buffer.is_empty() {
-            pruned.push(state.buffer.remove(0));
+        let mut cut = 0;
+        while total > self.max_tokens && cut < costs.len() {
+            total -= costs.get(cut).copied().unwrap_or(0);
+            cut += 1;
         }
         // Finish the exchange that was cut, so the buffer starts at a user message.
-        while state.buffer.first().is_some_and(|m| m.role != Role::User) {
-            pruned.push(state.buffer.remove(0));
+        while state.buffer.get(cut).is_some_and(|m| m.role != Role::User) {
+            cut += 1;
         }
+        let mut pruned: Vec<Message> = state.buffer.drain(..cut).collect();
         match extend_summary(self.model.as_ref(), &state.summary, &pruned, self.max_summary_tokens, ctx).await
         {
             Ok(summary) => {
