@@ -308,7 +308,8 @@ impl AgentExecutor {
                 }
             }
         };
-        let answer = self.stopped_answer(stop, input, history, &steps, &specs, &mut usage, ctx).await?;
+        let state = AgentState { input, history, steps: &steps, tools: &specs };
+        let answer = self.stopped_answer(stop, state, &mut usage, ctx).await?;
         ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
     }
@@ -397,27 +398,24 @@ impl AgentExecutor {
         false
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The answer of a run a limit stopped: the fixed message, or (with `Generate`) one closing
+    /// model call.
     async fn stopped_answer(
         &self,
         stop: StopReason,
-        input: &str,
-        history: &[Message],
-        steps: &[AgentStep],
-        specs: &[catena_core::ToolSpec],
+        state: AgentState<'_>,
         usage: &mut Usage,
         ctx: &RunContext,
     ) -> Result<String> {
         let fixed = format!(
             "Agent stopped because of {} before it found an answer ({} steps taken).",
             stop.describe(),
-            steps.len()
+            state.steps.len()
         );
         ctx.emit(Event::Warning { message: fixed.clone() });
         if self.config.early_stopping == EarlyStopping::Force {
             return Ok(fixed);
         }
-        let state = AgentState { input, history, steps, tools: specs };
         match self.agent.conclude(state, ctx).await {
             Ok(plan) => {
                 add_usage(usage, plan.usage);
