@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use catena::core::{
-    ChatModel, ChatRequest, Embedder, Error, Event, Message, Result, Retriever, RunContext, Runnable,
-    async_trait,
-};
+use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
@@ -50,7 +47,7 @@ pub struct EvalRagArgs {
     out: PathBuf,
 }
 
-/// The pipeline under evaluation: hybrid retrieval, then an answer from the numbered chunks.
+/// The pipeline under evaluation: hybrid retrieval, then `catena query --answer`'s cited answer.
 struct StoreRag {
     retriever: Arc<dyn Retriever>,
     model: Arc<dyn ChatModel>,
@@ -62,22 +59,8 @@ impl Runnable<String, RagAnswer> for StoreRag {
     async fn invoke(&self, question: String, ctx: &RunContext) -> Result<RagAnswer> {
         let mut contexts = self.retriever.retrieve(&question, ctx).await?;
         contexts.truncate(self.k);
-        let sources: Vec<String> = contexts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("[{}] {}", i + 1, c.document.content.trim()))
-            .collect();
-        let request = ChatRequest::new(vec![
-            Message::system(format!(
-                "Answer the question using only the numbered sources below; cite them as [1], [2]. If they do \
-                 not contain the answer, say that you do not know.\n\n{}",
-                sources.join("\n\n")
-            )),
-            Message::user(question),
-        ])
-        .with_temperature(0.0)
-        .with_max_tokens(256);
-        let answer = self.model.chat(request, ctx).await?.message.content;
+        // The same cited answer `catena query --answer` gives, without printing it.
+        let answer = crate::query::answer(self.model.as_ref(), &question, &contexts, 256, false, ctx).await?;
         Ok(RagAnswer { answer, contexts })
     }
 }
@@ -175,8 +158,8 @@ fn write_outputs(out: &Path, report: &RagReport, metrics: &[RagMetric]) -> Resul
 }
 
 /// The report: a self-contained HTML page (inline CSS and SVG, no script, no network) with the
-/// mean of each metric, its score distribution, and the lowest-scoring samples with their
-/// contexts. Rendered with minijinja, which escapes every value.
+/// mean of each metric, its score distribution, the lowest-scoring samples with their contexts,
+/// and a table of every sample's scores. Rendered with minijinja, which escapes every value.
 fn html_report(report: &RagReport, metrics: &[RagMetric]) -> Result<String> {
     let mut sections = Vec::new();
     for m in metrics {
@@ -226,6 +209,23 @@ fn html_report(report: &RagReport, metrics: &[RagMetric]) -> Result<String> {
             "errors": errors,
         }));
     }
+    // Every sample with each metric's score ("-" when undefined or not computed).
+    let rows: Vec<serde_json::Value> = report
+        .samples
+        .iter()
+        .map(|s| {
+            let cells: Vec<String> = metrics
+                .iter()
+                .map(|m| {
+                    s.scores
+                        .get(m.name())
+                        .and_then(|sc| sc.value)
+                        .map_or("-".to_owned(), |v| format!("{v:.3}"))
+                })
+                .collect();
+            serde_json::json!({"question": s.sample.question, "cells": cells})
+        })
+        .collect();
     let mut env = minijinja::Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     env.add_template("report", REPORT).map_err(|e| Error::parse("report template", e.to_string()))?;
@@ -234,6 +234,8 @@ fn html_report(report: &RagReport, metrics: &[RagMetric]) -> Result<String> {
         .render(minijinja::context! {
             sections => minijinja::Value::from(minijinja::value::Serde(&sections)),
             samples => report.samples.len(),
+            names => metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            rows => minijinja::Value::from(minijinja::value::Serde(&rows)),
             failed => report.failed.iter().map(|(q, w)| format!("{q}: {w}")).collect::<Vec<_>>(),
         })
         .map_err(|e| Error::parse("report", e.to_string()))
@@ -247,7 +249,7 @@ h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px soli
 .bar{fill:#4a7ab5} .mean{fill:#2c6e49} .axis{stroke:#999} small{color:#666}
 .sample{background:#f6f6f6;padding:.6rem;margin:.5rem 0;border-radius:4px}
 .ctx{font-size:.85em;color:#444;white-space:pre-wrap;border-left:3px solid #ccc;padding-left:.5rem;margin:.3rem 0}
-.err{color:#a33}
+.err{color:#a33} table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ddd;padding:.2rem .4rem;text-align:left}
 </style></head><body>
 <h1>RAG evaluation</h1>
 <p>{{ samples }} samples scored{% if failed %}; the pipeline failed on {{ failed|length }}{% endif %}.</p>
@@ -268,6 +270,10 @@ h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px soli
 {% for c in w.contexts %}<div class="ctx">{{ c }}</div>{% endfor %}</div>{% endfor %}
 {% for e in s.errors %}<p class="err">not computed: {{ e }}</p>{% endfor %}
 {% endfor %}
+<h2>All samples</h2>
+<table><tr><th>question</th>{% for n in names %}<th>{{ n }}</th>{% endfor %}</tr>
+{% for r in rows %}<tr><td>{{ r.question }}</td>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+</table>
 {% for f in failed %}<p class="err">pipeline failed: {{ f }}</p>{% endfor %}
 </body></html>
 "#;

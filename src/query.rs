@@ -170,7 +170,7 @@ fn cite(hit: &ScoredDocument) -> String {
 }
 
 /// Answers from the numbered results, streaming tokens to stdout when `print` is set.
-async fn answer(
+pub(crate) async fn answer(
     model: &dyn ChatModel,
     question: &str,
     hits: &[ScoredDocument],
