@@ -33,7 +33,12 @@ pub struct TextMetricError(pub String);
 /// Python's `str.split()` whitespace: Unicode White_Space plus the four ASCII separators
 /// (U+001C..U+001F) Python also splits on, so token counts match the reference tools exactly.
 fn python_split(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)).filter(|t| !t.is_empty())
+    text.split(is_python_space).filter(|t| !t.is_empty())
+}
+
+/// Python's `str.isspace()`.
+fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 // ---- BLEU ----------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ pub fn tokenize_13a(line: &str) -> String {
 
 fn preprocess(text: &str, options: &BleuOptions) -> String {
     // sacrebleu strips trailing whitespace before tokenizing.
-    let text = text.trim_end_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c));
+    let text = text.trim_end_matches(is_python_space);
     let text = if options.lowercase { text.to_lowercase() } else { text.to_owned() };
     match options.tokenizer {
         BleuTokenizer::Thirteen => tokenize_13a(&text),
