@@ -98,6 +98,9 @@ impl ToolPolicy {
 
 struct Entry {
     tool: Arc<dyn Tool>,
+    /// Built once at registration: a typed tool's schema is generated on every `parameters()`
+    /// call, and the agent loop offers the specs on every step.
+    spec: ToolSpec,
     options: ToolOptions,
     validator: jsonschema::Validator,
 }
@@ -159,16 +162,18 @@ impl ToolRegistry {
         if self.tools.contains_key(&name) {
             return Err(Error::invalid_input(format!("a tool named `{name}` is already registered")));
         }
-        let mut schema = tool.parameters();
-        if schema.is_null() {
-            schema = serde_json::json!({"type": "object"});
-        }
+        let spec = tool.spec();
+        let schema = if spec.parameters.is_null() {
+            serde_json::json!({"type": "object"})
+        } else {
+            spec.parameters.clone()
+        };
         let validator = jsonschema::validator_for(&schema).map_err(|e| {
             Error::invalid_input(format!(
                 "tool `{name}` has a parameters schema that is not valid JSON Schema: {e}"
             ))
         })?;
-        self.tools.insert(name, Arc::new(Entry { tool, options, validator }));
+        self.tools.insert(name, Arc::new(Entry { tool, spec, options, validator }));
         Ok(())
     }
 
@@ -209,7 +214,7 @@ impl ToolRegistry {
     /// is never tempted by a tool it may not call.
     #[must_use]
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().filter(|e| self.policy.permits(e.tool.name())).map(|e| e.tool.spec()).collect()
+        self.tools.values().filter(|e| self.policy.permits(&e.spec.name)).map(|e| e.spec.clone()).collect()
     }
 
     /// Runs a model's tool call through the checks of the [module docs](self), emitting
@@ -242,7 +247,7 @@ impl ToolRegistry {
                 format!(
                     "invalid arguments: {}. The arguments must match this JSON Schema: {}",
                     problems.join("; "),
-                    entry.tool.parameters()
+                    entry.spec.parameters
                 ),
             ));
         }
