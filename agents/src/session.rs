@@ -123,6 +123,11 @@ impl SessionStore {
         Ok(pool)
     }
 
+    /// Turns a database error into a store error naming this store's file.
+    fn failed(&self) -> impl Fn(sqlx::Error) -> Error + '_ {
+        |e| store_error(&self.path, &e)
+    }
+
     /// The store's file.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -143,19 +148,15 @@ impl SessionStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| store_error(&self.path, &e))?;
+        .map_err(self.failed())?;
         rows.iter()
             .map(|row| {
                 Ok(SessionInfo {
-                    name: row.try_get("name").map_err(|e| store_error(&self.path, &e))?,
-                    updated_at: u64::try_from(
-                        row.try_get::<i64, _>("updated_at").map_err(|e| store_error(&self.path, &e))?,
-                    )
-                    .unwrap_or_default(),
-                    messages: usize::try_from(
-                        row.try_get::<i64, _>("n").map_err(|e| store_error(&self.path, &e))?,
-                    )
-                    .unwrap_or_default(),
+                    name: row.try_get("name").map_err(self.failed())?,
+                    updated_at: u64::try_from(row.try_get::<i64, _>("updated_at").map_err(self.failed())?)
+                        .unwrap_or_default(),
+                    messages: usize::try_from(row.try_get::<i64, _>("n").map_err(self.failed())?)
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -167,7 +168,7 @@ impl SessionStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| store_error(&self.path, &e))?;
+            .map_err(self.failed())?;
         let Some(saved) = saved else {
             memory.clear().await?;
             return Ok(Loaded::New);
@@ -190,26 +191,21 @@ impl SessionStore {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| store_error(&self.path, &e))?;
+        let mut tx = self.pool.begin().await.map_err(self.failed())?;
         for sql in [
             "UPDATE sessions SET name = ? WHERE name = ?",
             "UPDATE transcript SET session = ? WHERE session = ?",
         ] {
-            sqlx::query(sql)
-                .bind(to)
-                .bind(from)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| store_error(&self.path, &e))?;
+            sqlx::query(sql).bind(to).bind(from).execute(&mut *tx).await.map_err(self.failed())?;
         }
-        tx.commit().await.map_err(|e| store_error(&self.path, &e))
+        tx.commit().await.map_err(self.failed())
     }
 
     /// Saves `memory`'s snapshot as session `name` and appends `new_messages` to its transcript,
     /// in one transaction.
     pub async fn save(&self, name: &str, memory: &dyn Memory, new_messages: &[Message]) -> Result<()> {
         let snapshot = memory.snapshot().await?.to_string();
-        let mut tx = self.pool.begin().await.map_err(|e| store_error(&self.path, &e))?;
+        let mut tx = self.pool.begin().await.map_err(self.failed())?;
         sqlx::query(
             "INSERT INTO sessions (name, snapshot, updated_at) VALUES (?, ?, ?) \
              ON CONFLICT(name) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
@@ -219,13 +215,13 @@ impl SessionStore {
         .bind(i64::try_from(now()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await
-        .map_err(|e| store_error(&self.path, &e))?;
+        .map_err(self.failed())?;
         let next: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM transcript WHERE session = ?")
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(|e| store_error(&self.path, &e))?;
+                .map_err(self.failed())?;
         for (i, message) in new_messages.iter().enumerate() {
             let text = serde_json::to_string(message).map_err(|e| Error::parse("message", e.to_string()))?;
             sqlx::query("INSERT INTO transcript (session, seq, message) VALUES (?, ?, ?)")
@@ -234,9 +230,9 @@ impl SessionStore {
                 .bind(text)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| store_error(&self.path, &e))?;
+                .map_err(self.failed())?;
         }
-        tx.commit().await.map_err(|e| store_error(&self.path, &e))
+        tx.commit().await.map_err(self.failed())
     }
 
     /// Every message of session `name`, in order. A stored message that cannot be read is an
@@ -247,7 +243,7 @@ impl SessionStore {
                 .bind(name)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(|e| store_error(&self.path, &e))?;
+                .map_err(self.failed())?;
         rows.into_iter()
             .map(|(seq, text)| {
                 serde_json::from_str(&text)
@@ -258,19 +254,19 @@ impl SessionStore {
 
     /// Deletes session `name`; returns whether it existed.
     pub async fn delete(&self, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(|e| store_error(&self.path, &e))?;
+        let mut tx = self.pool.begin().await.map_err(self.failed())?;
         sqlx::query("DELETE FROM transcript WHERE session = ?")
             .bind(name)
             .execute(&mut *tx)
             .await
-            .map_err(|e| store_error(&self.path, &e))?;
+            .map_err(self.failed())?;
         let gone = sqlx::query("DELETE FROM sessions WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
             .await
-            .map_err(|e| store_error(&self.path, &e))?
+            .map_err(self.failed())?
             .rows_affected();
-        tx.commit().await.map_err(|e| store_error(&self.path, &e))?;
+        tx.commit().await.map_err(self.failed())?;
         Ok(gone > 0)
     }
 }
