@@ -7,7 +7,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${CATENA_BENCH_VENV:-$HOME/.cache/catena/bench-venv}"
-pins=(llama-cpp-python==0.3.36 langchain-text-splitters==1.1.3 langchain-classic==1.0.8 rank_bm25==0.2.2 sacrebleu==2.5.1 rouge-score==0.1.2 pytrec-eval-terrier==0.5.11 numpy tokenizers safetensors psutil)
+pins=(llama-cpp-python==0.3.36 langchain-text-splitters==1.1.3 langchain-classic==1.0.8 rank_bm25==0.2.2 sacrebleu==2.5.1 rouge-score==0.1.2 nltk==3.10.4 pytrec-eval-terrier==0.5.11 numpy tokenizers safetensors psutil)
 marker="$venv/.catena-pins"
 if [ -f "$marker" ] && [ "$(cat "$marker")" = "${pins[*]}" ]; then
   echo "$venv"

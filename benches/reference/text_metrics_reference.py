@@ -1,5 +1,5 @@
 """Reference values for catena's text metrics, from the tools they must agree with:
-sacrebleu (corpus and sentence BLEU), rouge-score (ROUGE-1/2/L/Lsum, no stemming) and the SQuAD
+sacrebleu (corpus and sentence BLEU), rouge-score (ROUGE-1/2/L/Lsum, without and with stemming) and the SQuAD
 v2.0 evaluation script's normalisation, exact match and F1 (re-stated below from the official
 script, which is not a package). Writes eval/tests/data/text_metrics.json.
 
@@ -33,6 +33,10 @@ PAIRS = [
     ("short", ["a much longer reference sentence with many words in it"]),
     ("Tab\tseparated\u00a0and\u2003odd   spaces", ["Tab separated and odd spaces"]),
     ("The Eiffel Tower is in Paris, France.", ["Paris"]),
+    ("The cats were running quickly between the generalized relational databases.",
+     ["A cat runs quick; generalizations relate databases.\nHopefully nobody was dying."]),
+    ("Controlling oscillations: the agreed conditional probabilities happily",
+     ["controlled oscillators agree conditionally, probably happy"]),
 ]
 
 SQUAD = [
@@ -92,17 +96,21 @@ def main():
     streams = [[refs[i] if i < len(refs) else None for _, refs in PAIRS] for i in range(max_refs)]
     corpus = sacrebleu.corpus_bleu(hyps, streams)
     corpus_lc = sacrebleu.corpus_bleu(hyps, streams, lowercase=True)
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=False)
+    types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    scorer = rouge_scorer.RougeScorer(types, use_stemmer=False)
+    stemming = rouge_scorer.RougeScorer(types, use_stemmer=True)
     pairs = []
     for hyp, refs in PAIRS:
         sb = sacrebleu.sentence_bleu(hyp, refs)
         rs = scorer.score(refs[0], hyp)
+        rss = stemming.score(refs[0], hyp)
         pairs.append({
             "hypothesis": hyp,
             "references": refs,
             "tok13a": sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a()(hyp),
             "sentence_bleu": sb.score,
             "rouge": {k: [v.precision, v.recall, v.fmeasure] for k, v in rs.items()},
+            "rouge_stemmed": {k: [v.precision, v.recall, v.fmeasure] for k, v in rss.items()},
         })
     squad = [{"prediction": p, "references": g,
               "em": max(compute_exact(r, p) for r in g), "f1": max(compute_f1(r, p) for r in g)} for p, g in SQUAD]

@@ -5,7 +5,8 @@
   trec_reference.py bench N DIR   writes a run of N queries to DIR and times pytrec_eval on it
 
 The generated data has graded relevance (0-3), tied scores, queries judged but not retrieved,
-queries retrieved but not judged, and queries with no relevant document.
+queries retrieved but not judged, and queries with no relevant document. Exponential-gain nDCG
+(ndcg_exp, not a trec_eval measure) is pytrec_eval's ndcg on the judgements mapped to 2^grade - 1.
 """
 import json
 import os
@@ -54,8 +55,15 @@ def main():
         write(directory, qrels, run)
         evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(MEASURES))
         per_query = evaluator.evaluate(run)
+        # Exponential-gain nDCG is trec_eval's nDCG on judgements whose grades became 2^g - 1.
+        exp_qrels = {q: {d: 2 ** g - 1 for d, g in docs.items()} for q, docs in qrels.items()}
+        exp = pytrec_eval.RelevanceEvaluator(exp_qrels, {"ndcg", "ndcg_cut_10"}).evaluate(run)
+        for q, values in exp.items():
+            per_query[q]["ndcg_exp"] = values["ndcg"]
+            per_query[q]["ndcg_exp_cut_10"] = values["ndcg_cut_10"]
         with open(os.path.join(directory, "trec_reference.json"), "w") as f:
-            json.dump({"measures": MEASURES, "per_query": per_query}, f, indent=0, sort_keys=True)
+            json.dump({"measures": MEASURES + ["ndcg_exp", "ndcg_exp_cut_10"], "per_query": per_query}, f,
+                      indent=0, sort_keys=True)
     elif mode == "bench":
         n, directory = int(sys.argv[2]), sys.argv[3]
         qrels, run = generate(n, 100, seed=11)

@@ -24,6 +24,7 @@
 //!   every answer, with bounded concurrency, progress events and per-sample errors.
 //! - [`text`]: BLEU (sacrebleu), ROUGE-N/L/Lsum (rouge-score), exact match and token F1 (SQuAD).
 
+mod porter;
 pub mod rag;
 pub mod retrieval;
 pub mod runner;

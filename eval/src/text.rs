@@ -3,8 +3,9 @@
 //! - [`corpus_bleu`] / [`sentence_bleu`]: sacrebleu 2.x's BLEU with its defaults (the `13a`
 //!   tokenizer of mteval-v13a, case-sensitive, `exp` smoothing, 4-grams; sentence BLEU with
 //!   effective order), on a 0–100 scale like sacrebleu.
-//! - [`rouge`]: Google's `rouge-score` (its tokenizer: lowercase, runs of `[a-z0-9]`; ROUGE-N,
-//!   ROUGE-L, and ROUGE-Lsum over newline-separated sentences), without stemming.
+//! - [`rouge`] / [`rouge_stemmed`]: Google's `rouge-score` (its tokenizer: lowercase, runs of
+//!   `[a-z0-9]`; ROUGE-N, ROUGE-L, and ROUGE-Lsum over newline-separated sentences), without or
+//!   with its Porter stemming ([`porter_stem`], NLTK's variant, on tokens longer than 3 letters).
 //! - [`exact_match`] / [`token_f1`]: the SQuAD v2.0 evaluation script (lowercase, punctuation
 //!   and articles removed, whitespace collapsed; token F1 with the empty-answer rule), max over
 //!   several references.
@@ -24,6 +25,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+pub use crate::porter::porter_stem;
 
 /// A text-metric input error: mismatched lists, a missing reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -375,10 +378,21 @@ impl Rouge {
 /// rouge-score's tokenizer: lowercase, then the runs of ASCII letters and digits.
 #[must_use]
 pub fn rouge_tokenize(text: &str) -> Vec<String> {
+    tokenize_for_rouge(text, false)
+}
+
+/// rouge-score's tokenizer with `use_stemmer=True`: as [`rouge_tokenize`], then tokens longer
+/// than 3 characters replaced by their Porter stem.
+#[must_use]
+pub fn rouge_tokenize_stemmed(text: &str) -> Vec<String> {
+    tokenize_for_rouge(text, true)
+}
+
+fn tokenize_for_rouge(text: &str, stem: bool) -> Vec<String> {
     text.to_lowercase()
         .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+        .map(|t| if stem && t.len() > 3 { porter_stem(t) } else { t.to_owned() })
         .collect()
 }
 
@@ -433,9 +447,28 @@ fn lcs_indices(a: &[String], b: &[String]) -> Vec<usize> {
 /// ROUGE of `prediction` against `target`, as rouge-score's `RougeScorer(..., use_stemmer=False)`.
 #[must_use]
 pub fn rouge(target: &str, prediction: &str, kind: RougeKind) -> Rouge {
+    rouge_with(target, prediction, kind, rouge_tokenize)
+}
+
+/// ROUGE of `prediction` against `target`, as rouge-score's `RougeScorer(..., use_stemmer=True)`:
+/// "cats" and "cat", "running" and "run" count as the same word.
+///
+/// ```
+/// use catena_eval::text::{rouge, rouge_stemmed, RougeKind};
+///
+/// let (target, prediction) = ("the cats were running", "a cat runs");
+/// assert_eq!(rouge(target, prediction, RougeKind::N(1)).fmeasure, 0.0);
+/// assert!(rouge_stemmed(target, prediction, RougeKind::N(1)).fmeasure > 0.5);
+/// ```
+#[must_use]
+pub fn rouge_stemmed(target: &str, prediction: &str, kind: RougeKind) -> Rouge {
+    rouge_with(target, prediction, kind, rouge_tokenize_stemmed)
+}
+
+fn rouge_with(target: &str, prediction: &str, kind: RougeKind, tokenize: fn(&str) -> Vec<String>) -> Rouge {
     match kind {
         RougeKind::N(n) => {
-            let (t, p) = (rouge_tokenize(target), rouge_tokenize(prediction));
+            let (t, p) = (tokenize(target), tokenize(prediction));
             let (tn, pn) = (ngrams(&t, n.max(1)), ngrams(&p, n.max(1)));
             let overlap: usize = tn.iter().map(|(g, c)| (*c).min(pn.get(g).copied().unwrap_or(0))).sum();
             let t_total: usize = tn.values().sum();
@@ -443,7 +476,7 @@ pub fn rouge(target: &str, prediction: &str, kind: RougeKind) -> Rouge {
             Rouge::new(overlap as f64 / p_total.max(1) as f64, overlap as f64 / t_total.max(1) as f64)
         }
         RougeKind::L => {
-            let (t, p) = (rouge_tokenize(target), rouge_tokenize(prediction));
+            let (t, p) = (tokenize(target), tokenize(prediction));
             if t.is_empty() || p.is_empty() {
                 return Rouge::new(0.0, 0.0);
             }
@@ -452,7 +485,7 @@ pub fn rouge(target: &str, prediction: &str, kind: RougeKind) -> Rouge {
         }
         RougeKind::Lsum => {
             let sentences = |text: &str| -> Vec<Vec<String>> {
-                text.split('\n').filter(|s| !s.is_empty()).map(rouge_tokenize).collect()
+                text.split('\n').filter(|s| !s.is_empty()).map(tokenize).collect()
             };
             let (refs, cands) = (sentences(target), sentences(prediction));
             let m: usize = refs.iter().map(Vec::len).sum();

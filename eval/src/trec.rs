@@ -5,7 +5,8 @@
 //!   order); the order the run lists documents in does not matter. A document listed twice
 //!   counts once (its first line).
 //! - A document is relevant when its judgement is at least the relevance level (default 1).
-//!   nDCG's gains are the judgement values themselves (linear gain), as `ndcg_cut` computes them.
+//!   nDCG's gains are the judgement values themselves (linear gain), as `ndcg_cut` computes them;
+//!   `ndcg_exp`/`ndcg_exp_cut_k` use `2^grade - 1` instead, the learning-to-rank convention.
 //! - Averages are over queries that have both judgements and results; with
 //!   [`Options::complete`] (trec_eval's `-c`), queries with judgements but no results count as 0.
 //! - Cutoff measures look at ranks 1..=k; `P_k` divides by k even when fewer were retrieved.
@@ -48,6 +49,12 @@ pub enum Measure {
     Ndcg,
     /// nDCG at k (`ndcg_cut_k`).
     NdcgCut(usize),
+    /// nDCG over the whole ranking with exponential gain `2^grade - 1` (`ndcg_exp`), the form of
+    /// Burges et al. and most learning-to-rank papers; not a trec_eval measure, but equal to
+    /// trec_eval's `ndcg` on judgements whose grades were mapped to `2^grade - 1`.
+    NdcgExp,
+    /// nDCG at k with exponential gain (`ndcg_exp_cut_k`).
+    NdcgExpCut(usize),
     /// Reciprocal rank of the first relevant document, any depth (`recip_rank`).
     RecipRank,
     /// Reciprocal rank, 0 when the first relevant document is below k (`recip_rank_cut_k`).
@@ -69,6 +76,8 @@ impl fmt::Display for Measure {
             Self::MapCut(k) => write!(f, "map_cut_{k}"),
             Self::Ndcg => f.write_str("ndcg"),
             Self::NdcgCut(k) => write!(f, "ndcg_cut_{k}"),
+            Self::NdcgExp => f.write_str("ndcg_exp"),
+            Self::NdcgExpCut(k) => write!(f, "ndcg_exp_cut_{k}"),
             Self::RecipRank => f.write_str("recip_rank"),
             Self::RecipRankCut(k) => write!(f, "recip_rank_cut_{k}"),
             Self::Success(k) => write!(f, "success_{k}"),
@@ -86,7 +95,7 @@ impl fmt::Display for UnknownMeasure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown measure {:?}: use P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, recip_rank, recip_rank_cut_k, success_k, num_rel or num_rel_ret (k a positive integer)",
+            "unknown measure {:?}: use P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, ndcg_exp, ndcg_exp_cut_k, recip_rank, recip_rank_cut_k, success_k, num_rel or num_rel_ret (k a positive integer)",
             self.0
         )
     }
@@ -105,6 +114,7 @@ impl FromStr for Measure {
         Ok(match s {
             "map" => Self::Map,
             "ndcg" => Self::Ndcg,
+            "ndcg_exp" => Self::NdcgExp,
             "recip_rank" => Self::RecipRank,
             "num_rel" => Self::NumRel,
             "num_rel_ret" => Self::NumRelRet,
@@ -117,6 +127,8 @@ impl FromStr for Measure {
                     Self::MapCut(k?)
                 } else if let Some(k) = cut("ndcg_cut_") {
                     Self::NdcgCut(k?)
+                } else if let Some(k) = cut("ndcg_exp_cut_") {
+                    Self::NdcgExpCut(k?)
                 } else if let Some(k) = cut("recip_rank_cut_") {
                     Self::RecipRankCut(k?)
                 } else if let Some(k) = cut("success_") {
@@ -172,8 +184,16 @@ fn rank(judged: &HashMap<String, i64>, results: &[(String, f64)], level: i64) ->
     Ranked { grades, num_rel, ideal }
 }
 
-fn dcg(grades: &[i64]) -> f64 {
-    grades.iter().enumerate().filter(|(_, g)| **g > 0).map(|(i, &g)| g as f64 / ((i + 2) as f64).log2()).sum()
+/// Discounted cumulative gain of the first `k` grades; trec_eval's gain is the grade itself.
+fn dcg(grades: &[i64], k: usize, exponential: bool) -> f64 {
+    let gain = |g: i64| if exponential { (g as f64).exp2() - 1.0 } else { g as f64 };
+    grades
+        .iter()
+        .take(k)
+        .enumerate()
+        .filter(|(_, g)| **g > 0)
+        .map(|(i, &g)| gain(g) / ((i + 2) as f64).log2())
+        .sum()
 }
 
 fn measure(r: &Ranked, m: Measure, level: i64) -> f64 {
@@ -197,11 +217,15 @@ fn measure(r: &Ranked, m: Measure, level: i64) -> f64 {
         Measure::Recall(k) => ratio(rel_in(k), r.num_rel),
         Measure::Map => average_precision(usize::MAX),
         Measure::MapCut(k) => average_precision(k),
-        Measure::Ndcg | Measure::NdcgCut(_) => {
-            let k = if let Measure::NdcgCut(k) = m { k } else { usize::MAX };
-            let ideal = dcg(r.ideal.get(..k.min(r.ideal.len())).unwrap_or_default());
-            let actual = dcg(r.grades.get(..k.min(r.grades.len())).unwrap_or_default());
-            if ideal > 0.0 { actual / ideal } else { 0.0 }
+        Measure::Ndcg | Measure::NdcgCut(_) | Measure::NdcgExp | Measure::NdcgExpCut(_) => {
+            let (k, exponential) = match m {
+                Measure::NdcgCut(k) => (k, false),
+                Measure::NdcgExp => (usize::MAX, true),
+                Measure::NdcgExpCut(k) => (k, true),
+                _ => (usize::MAX, false),
+            };
+            let ideal = dcg(&r.ideal, k, exponential);
+            if ideal > 0.0 { dcg(&r.grades, k, exponential) / ideal } else { 0.0 }
         }
         Measure::RecipRank => first_rel.map_or(0.0, |i| 1.0 / (i + 1) as f64),
         Measure::RecipRankCut(k) => first_rel.filter(|&i| i < k).map_or(0.0, |i| 1.0 / (i + 1) as f64),
@@ -447,9 +471,18 @@ mod tests {
 
     #[test]
     fn measure_names_round_trip() {
-        for name in
-            ["P_5", "recall_100", "map", "map_cut_10", "ndcg", "ndcg_cut_10", "recip_rank", "success_1"]
-        {
+        for name in [
+            "P_5",
+            "recall_100",
+            "map",
+            "map_cut_10",
+            "ndcg",
+            "ndcg_cut_10",
+            "ndcg_exp",
+            "ndcg_exp_cut_5",
+            "recip_rank",
+            "success_1",
+        ] {
             assert_eq!(name.parse::<Measure>().unwrap().to_string(), name);
         }
         assert!("P_0".parse::<Measure>().is_err());

@@ -1,11 +1,12 @@
 //! Text metrics against the reference tools' own outputs (eval/tests/data/text_metrics.json,
 //! written by benches/reference/text_metrics_reference.py from sacrebleu, rouge-score and the SQuAD
 //! v2.0 script): unicode, an empty hypothesis, repeated n-grams, numbers, HTML entities, several
-//! references, odd whitespace. Equality to 1e-9.
+//! references, odd whitespace, ROUGE with and without stemming. Equality to 1e-9.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use catena_eval::text::{
-    BleuOptions, RougeKind, corpus_bleu, exact_match, rouge, sentence_bleu, token_f1, tokenize_13a,
+    BleuOptions, RougeKind, corpus_bleu, exact_match, porter_stem, rouge, rouge_stemmed, sentence_bleu,
+    token_f1, tokenize_13a,
 };
 use serde_json::Value;
 
@@ -63,15 +64,38 @@ fn rouge_matches_rouge_score() {
             ("rougeL", RougeKind::L),
             ("rougeLsum", RougeKind::Lsum),
         ] {
-            let got = rouge(target, hyp, kind);
-            let want = &p["rouge"][name];
-            close(got.precision, want[0].as_f64().unwrap(), &format!("{name} precision of {hyp:?}"));
-            close(got.recall, want[1].as_f64().unwrap(), &format!("{name} recall of {hyp:?}"));
-            close(got.fmeasure, want[2].as_f64().unwrap(), &format!("{name} F of {hyp:?}"));
+            for (stemmed, got) in
+                [(false, rouge(target, hyp, kind)), (true, rouge_stemmed(target, hyp, kind))]
+            {
+                let want = &p[if stemmed { "rouge_stemmed" } else { "rouge" }][name];
+                let what = format!("{name} (stemmed: {stemmed})");
+                close(got.precision, want[0].as_f64().unwrap(), &format!("{what} precision of {hyp:?}"));
+                close(got.recall, want[1].as_f64().unwrap(), &format!("{what} recall of {hyp:?}"));
+                close(got.fmeasure, want[2].as_f64().unwrap(), &format!("{what} F of {hyp:?}"));
+            }
         }
     }
     assert_eq!("rouge3".parse::<RougeKind>().unwrap(), RougeKind::N(3));
     assert!("rouge0".parse::<RougeKind>().is_err() && "bleu".parse::<RougeKind>().is_err());
+}
+
+/// Every word of this repository's docs and the Cranfield abstracts, plus words that reach each
+/// rule and exception, stemmed by NLTK 3.10.4 (eval/tests/data/porter.tsv, written by
+/// benches/reference/porter_reference.py).
+#[test]
+fn porter_stems_match_nltk_word_for_word() {
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for line in include_str!("data/porter.tsv").lines().filter(|l| !l.starts_with('#')) {
+        let (word, want) = line.split_once('\t').unwrap();
+        let got = porter_stem(word);
+        if got != want {
+            wrong.push(format!("{word}: catena {got:?}, NLTK {want:?}"));
+        }
+        checked += 1;
+    }
+    assert!(checked > 10_000, "{checked} words");
+    assert!(wrong.is_empty(), "{} of {checked} stems differ:\n{}", wrong.len(), wrong.join("\n"));
 }
 
 #[test]
