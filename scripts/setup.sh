@@ -17,6 +17,8 @@ have python3 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # PostgreSQL's server programs: the text-to-SQL tests start a private server (scripts/with-postgres.sh).
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# Headless Chromium: the eval report test renders report.html and reads the browser's console.
+have chromium-headless-shell || have chromium || need_apt+=(chromium-headless-shell)
 
 if ! have cargo; then
   echo "error: cargo is not installed. Install Rust (rustup), then run this again." >&2

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use catena::core::cache::{CachedChatModel, ChatCache};
 use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
@@ -45,6 +46,13 @@ pub struct EvalRagArgs {
     /// Where results.jsonl, summary.json and report.html go (created if missing).
     #[arg(long)]
     out: PathBuf,
+    /// Model replies are cached in this file (default: OUT/model-cache.jsonl), so a re-run with
+    /// the same questions, contexts and prompts reuses every answer and verdict.
+    #[arg(long, conflicts_with = "no_cache")]
+    cache: Option<PathBuf>,
+    /// Call the models for every request, reading and writing no cache.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// The pipeline under evaluation: hybrid retrieval, then `catena query --answer`'s cited answer.
@@ -88,11 +96,23 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     let store =
         Arc::new(LanceDbStore::open(args.store.to_string_lossy().into_owned(), &args.collection).await?);
     let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
-    let model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
-    let judge_model: Arc<dyn ChatModel> = if args.judge == "chat" {
+    let mut model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
+    let mut judge_model: Arc<dyn ChatModel> = if args.judge == "chat" {
         Arc::clone(&model)
     } else {
         Arc::new(LlamaChatModel::load(Path::new(&args.judge), LlamaOptions::default()).await?)
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        let path = args.cache.clone().unwrap_or_else(|| args.out.join("model-cache.jsonl"));
+        let cache = ChatCache::open(&path).await?;
+        if cache.skipped_lines() > 0 {
+            eprintln!("{}: {} unreadable lines skipped", path.display(), cache.skipped_lines());
+        }
+        model = Arc::new(CachedChatModel::shared(model, cache.clone()));
+        judge_model = Arc::new(CachedChatModel::shared(judge_model, cache.clone()));
+        Some((cache, path))
     };
     let similarity: Arc<dyn Retriever> =
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
@@ -133,6 +153,14 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     }
     for (question, why) in &report.failed {
         eprintln!("pipeline failed on {question:?}: {why}");
+    }
+    if let Some((cache, path)) = cache {
+        println!(
+            "model calls: {} answered from the cache, {} made ({})",
+            cache.hits(),
+            cache.misses(),
+            path.display()
+        );
     }
     println!("report: {}", args.out.join("report.html").display());
     Ok(())

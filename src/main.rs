@@ -157,6 +157,9 @@ enum EvalCommand {
         /// Lowercase before BLEU.
         #[arg(long)]
         lowercase: bool,
+        /// Porter-stem words longer than 3 letters before ROUGE (rouge-score's `use_stemmer=True`).
+        #[arg(long)]
+        stem: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -347,8 +350,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn eval(cmd: EvalCommand) -> Result<()> {
     let (file, model, window, stride, json) = match cmd {
         EvalCommand::Perplexity { file, model, window, stride, json } => (file, model, window, stride, json),
-        EvalCommand::Text { metric, hypotheses, references, lowercase, json } => {
-            return eval_text(&metric, &hypotheses, &references, lowercase, json);
+        EvalCommand::Text { metric, hypotheses, references, lowercase, stem, json } => {
+            return eval_text(&metric, &hypotheses, &references, lowercase, stem, json);
         }
         EvalCommand::Rag(args) => return eval_rag::eval_rag(args).await,
         EvalCommand::Retrieval { qrels, run, measures, per_query, complete, relevance_level, json } => {
@@ -432,6 +435,7 @@ fn eval_text(
     hypotheses: &std::path::Path,
     references: &[PathBuf],
     lowercase: bool,
+    stem: bool,
     json: bool,
 ) -> Result<()> {
     use catena::eval::text;
@@ -507,18 +511,18 @@ fn eval_text(
             let kind: text::RougeKind = rouge.parse().map_err(|e: text::TextMetricError| {
                 Error::invalid_input(format!("{}; or bleu, sentence-bleu, em, f1", e.0))
             })?;
+            let score_pair = if stem { text::rouge_stemmed } else { text::rouge };
             // Several references: the best F-measure per line, as rouge-score's score_multi.
             let scores: Vec<text::Rouge> = hyps
                 .iter()
                 .zip(&refs)
                 .map(|(h, r)| {
-                    r.iter().map(|target| text::rouge(target, h, kind)).fold(
-                        None::<text::Rouge>,
-                        |best, s| match best {
+                    r.iter().map(|target| score_pair(target, h, kind)).fold(None::<text::Rouge>, |best, s| {
+                        match best {
                             Some(b) if b.fmeasure >= s.fmeasure => Some(b),
                             _ => Some(s),
-                        },
-                    )
+                        }
+                    })
                 })
                 .map(|s| s.unwrap_or(text::Rouge { precision: 0.0, recall: 0.0, fmeasure: 0.0 }))
                 .collect();

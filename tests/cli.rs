@@ -366,6 +366,18 @@ fn eval_text_scores_files_like_the_reference_tools_and_refuses_misaligned_ones()
         let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
         assert_eq!(v["metric"], metric);
     }
+    // --stem: "raining" and "rains" both become "rain", as with rouge-score's use_stemmer=True.
+    let rouge1 = |extra: &[&str]| {
+        let mut args =
+            vec!["eval", "text", "-m", "rouge1", "--hypotheses", &hyps, "--references", &refs2, "--json"];
+        args.extend_from_slice(extra);
+        let out = catena(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        v["per_line_fmeasure"][1].as_f64().unwrap()
+    };
+    let (plain, stemmed) = (rouge1(&[]), rouge1(&["--stem"]));
+    assert!((plain - 4.0 / 7.0).abs() < 1e-12 && (stemmed - 6.0 / 7.0).abs() < 1e-12, "{plain} {stemmed}");
     let out = catena(&["eval", "text", "-m", "f1", "--hypotheses", &hyps, "--references", &short]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("has 1 lines but"), "{}", stderr(&out));
@@ -429,6 +441,51 @@ fn eval_retrieval_prints_trec_eval_layout_or_json_and_names_bad_lines() {
     assert!(stderr(&out).contains("unknown measure \"bpref\""), "{}", stderr(&out));
 }
 
+/// Each result line's scores, in order.
+fn scores_of(results: &str) -> Vec<Value> {
+    results.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["scores"].clone()).collect()
+}
+
+/// Renders `page` in headless Chromium (installed by scripts/setup.sh), saves a screenshot to
+/// `png`, and returns what the page wrote to the browser's console (script errors included).
+fn render_in_chromium(
+    page: &std::path::Path,
+    png: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Vec<String> {
+    let browser = ["chromium-headless-shell", "chromium"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is missing: run scripts/setup.sh (make setup)");
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            browser,
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+        ])
+        .arg(format!("--user-data-dir={}", scratch.join("chromium-profile").display()))
+        .arg("--window-size=1000,1400")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{browser}: {}", stderr(&out));
+    stderr(&out).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_owned).collect()
+}
+
+#[test]
+fn chromium_console_check_sees_script_errors() {
+    // The report test asserts an empty console; this shows the check can fail.
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("broken.html");
+    std::fs::write(&page, "<!doctype html><p>hi</p><script>missing();</script>").unwrap();
+    let console = render_in_chromium(&page, &dir.path().join("broken.png"), dir.path());
+    assert!(console.iter().any(|l| l.contains("Uncaught ReferenceError")), "{console:?}");
+}
+
 #[test]
 fn eval_rag_scores_an_ingested_store_and_writes_results_summary_and_an_escaped_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -485,6 +542,26 @@ fn eval_rag_scores_an_ingested_store_and_writes_results_summary_and_an_escaped_r
     assert!(html.starts_with("<!doctype html>") && html.contains("<svg") && !html.contains("<script"));
     assert!(html.contains("Does Rust check &lt;borrows&gt;?"), "questions are escaped");
     assert!(!html.contains("<b>safely</b>"), "contexts are escaped");
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing to fetch: it opens offline");
+    let shot = dir.path().join("report.png");
+    let console = render_in_chromium(&report.join("report.html"), &shot, dir.path());
+    assert!(console.is_empty(), "the browser's console: {console:?}");
+    let png = std::fs::read(&shot).unwrap();
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert!(png.starts_with(b"\x89PNG") && width == 1000, "a 1000-pixel-wide screenshot");
+    assert!(png.len() > 20_000, "the page drew charts and tables, not a blank page ({} bytes)", png.len());
+
+    // A second run over the same questions answers every model call from the cache.
+    let first_results = results;
+    let out = catena(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(", 0 made ("), "{}", stdout(&out));
+    let replayed = std::fs::read_to_string(report.join("results.jsonl")).unwrap();
+    assert_eq!(scores_of(&replayed), scores_of(&first_results), "cached verdicts give the same scores");
+    let mut uncached = args.to_vec();
+    uncached.push("--no-cache");
+    let out = catena(&uncached);
+    assert!(out.status.success() && !stdout(&out).contains("model calls:"), "{}", stdout(&out));
 
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"question\": \"ok\"}\nnot json\n").unwrap();

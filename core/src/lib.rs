@@ -31,11 +31,14 @@
 //! - [`prompt`]: [`PromptTemplate`], [`ChatPromptTemplate`], [`FewShotPromptTemplate`].
 //! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`].
 //! - [`filter`]: [`Filter`], typed metadata filters.
+//! - [`cache`]: [`CachedChatModel`](cache::CachedChatModel), replies to repeated requests from a
+//!   [`ChatCache`](cache::ChatCache) in memory or on disk (evaluation re-runs for free).
 //! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`tool`]: the `#[tool]` attribute, an `async fn` as a [`TypedTool`].
 //! - `testing` (feature `testing`): a scripted chat model and a deterministic embedder.
 
+pub mod cache;
 pub mod context;
 pub mod document;
 pub mod error;
