@@ -31,6 +31,8 @@
 //! - [`LlamaChatModel`], [`LlamaEmbedder`], [`LlamaOptions`] (feature `llama`).
 //! - [`LlamaTokenizer`]: a GGUF model's tokenizer alone, for token-sized chunks (feature `llama`).
 //! - [`perplexity()`]: a model's perplexity on a text, with a sliding window (feature `llama`).
+//! - `openai` (feature `openai`): any OpenAI-compatible server as a chat model and embedder.
+//! - `rig` (feature `rig`): any rig-core provider's model (Anthropic, Gemini, Cohere, ...) as one.
 
 #[cfg(feature = "llama")]
 pub mod convert;
@@ -39,6 +41,8 @@ pub mod files;
 mod llama;
 #[cfg(feature = "openai")]
 pub mod openai;
+#[cfg(feature = "rig")]
+pub mod rig;
 
 #[cfg(feature = "llama")]
 pub use llama::{

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests that talk HTTP to a misbehaving server.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::sync::Arc;
+
+/// A fault-injecting OpenAI-shaped server: answer `n` (0-based) comes from `plan(n)` after its
+/// delay. Returns the `/v1` base and the request counter.
+pub async fn fault_server(
+    plan: impl Fn(usize) -> (u64, axum::response::Response) + Send + Sync + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let plan = Arc::new(plan);
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (hits, plan) = (counter.clone(), plan.clone());
+        async move {
+            let (delay, response) = plan(hits.fetch_add(1, Ordering::SeqCst));
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), hits)
+}
+
+pub fn reply(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> axum::response::Response {
+    let mut response =
+        axum::response::Response::builder().status(status).header("content-type", content_type);
+    for (k, v) in headers {
+        response = response.header(*k, *v);
+    }
+    response.body(axum::body::Body::from(body.to_owned())).unwrap()
+}
+
+pub const OK: &str = r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}"#;
+pub const ERROR: &str =
+    r#"{"error": {"message": "overloaded", "type": "server_error", "param": null, "code": null}}"#;
