@@ -99,6 +99,11 @@ struct ServeArgs {
     /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
     #[arg(long, value_enum, default_value_t = Backend::Local)]
     backend: Backend,
+    /// Answer chat requests with this backend when the main one fails (e.g. `--backend openai
+    /// --fallback local` keeps serving offline). Streams switch only before their first token.
+    /// Embeddings never fall back: another model's vectors would not match an index.
+    #[arg(long, value_enum)]
+    fallback: Option<Backend>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -301,20 +306,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     .map(|()| ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+/// The chat model (and, when `with_embedder`, the embedding model) of one `catena serve` backend.
+async fn backend_models(
+    args: &ServeArgs,
+    backend: Backend,
+    with_embedder: bool,
+) -> Result<(Arc<dyn ChatModel>, Option<Arc<dyn Embedder>>)> {
     use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
-    let (chat, embed): (Arc<dyn ChatModel>, Option<Arc<dyn Embedder>>) = match args.backend {
+    Ok(match backend {
         Backend::Local => {
-            let chat_path = model_path(&args.chat_model).await?;
-            let embed_path = model_path(&args.embed_model).await?;
-            let chat = Arc::new(LlamaChatModel::load(&chat_path, LlamaOptions::default()).await?);
-            let embed = Arc::new(LlamaEmbedder::load(&embed_path, LlamaOptions::default()).await?);
-            (chat, Some(embed))
+            let chat = Arc::new(
+                LlamaChatModel::load(&model_path(&args.chat_model).await?, LlamaOptions::default()).await?,
+            );
+            let embed: Option<Arc<dyn Embedder>> = if with_embedder {
+                let path = model_path(&args.embed_model).await?;
+                Some(Arc::new(LlamaEmbedder::load(&path, LlamaOptions::default()).await?))
+            } else {
+                None
+            };
+            (chat, embed)
         }
         Backend::Openai => {
             let chat = Arc::new(OpenAiChatModel::new(OpenAiConfig::from_env()?)?);
             let embed: Option<Arc<dyn Embedder>> =
-                match std::env::var("CATENA_EMBED_MODEL").ok().filter(|m| !m.is_empty()) {
+                match std::env::var("CATENA_EMBED_MODEL").ok().filter(|m| !m.is_empty() && with_embedder) {
                     Some(model) => {
                         Some(Arc::new(OpenAiEmbedder::connect(OpenAiConfig::from_env_for(model)).await?))
                     }
@@ -322,15 +337,34 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 };
             (chat, embed)
         }
-    };
+    })
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    use catena::core::fallback::FallbackChatModel;
+    if args.fallback == Some(args.backend) {
+        return Err(Error::invalid_input(
+            "--fallback names the same backend as --backend; pick the other one",
+        ));
+    }
+    let (mut chat, embed) = backend_models(&args, args.backend, true).await?;
+    if let Some(fallback) = args.fallback {
+        let (second, _) = backend_models(&args, fallback, false).await?;
+        chat = Arc::new(FallbackChatModel::new(chat, vec![second]));
+    }
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", args.addr)))?;
     let bound = listener.local_addr().map_err(|e| Error::io(&args.addr, e))?;
     eprintln!(
-        "catena serve: http://{bound}/v1 (chat model {:?}, embedding model {:?}{}); Ctrl-C stops",
+        "catena serve: http://{bound}/v1 (chat model {:?}, embedding model {:?}{}{}); Ctrl-C stops",
         args.chat_name,
         args.embed_name,
+        match args.fallback {
+            Some(Backend::Local) => ", chat falls back to the local model",
+            Some(Backend::Openai) => ", chat falls back to the OpenAI-compatible server",
+            None => "",
+        },
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
     let mut server = catena::serve::Server::new().with_chat_model(args.chat_name, chat);

@@ -341,6 +341,34 @@ fn serve_answers_on_loopback_proxies_a_remote_backend_and_stops_on_ctrl_c() {
 }
 
 #[test]
+fn serve_falls_back_to_the_local_model_when_the_remote_one_is_down() {
+    // Nobody listens on the remote port: every remote call fails, the local model answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}/v1");
+    let env = [("OPENAI_BASE_URL", dead.as_str()), ("OPENAI_API_KEY", "x"), ("CATENA_MODEL", "gpt-away")];
+    let (_server, base, _) =
+        spawn_serve(&["--addr", "127.0.0.1:0", "--backend", "openai", "--fallback", "local"], &env);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let chat = format!("{base}/v1/chat/completions");
+        let body = serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
+        let reply: Value = client.post(&chat).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(reply["object"], "chat.completion", "{reply}");
+        assert!(!reply["choices"][0]["message"]["content"].as_str().unwrap().is_empty(), "{reply}");
+        let mut streamed = body.clone();
+        streamed["stream"] = Value::Bool(true);
+        let text = client.post(&chat).json(&streamed).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("chat.completion.chunk") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(["serve", "--backend", "local", "--fallback", "local"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("same backend"), "{}", stderr(&out));
+}
+
+#[test]
 fn eval_text_scores_files_like_the_reference_tools_and_refuses_misaligned_ones() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

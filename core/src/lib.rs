@@ -33,6 +33,8 @@
 //! - [`filter`]: [`Filter`], typed metadata filters.
 //! - [`cache`]: [`CachedChatModel`](cache::CachedChatModel), replies to repeated requests from a
 //!   [`ChatCache`](cache::ChatCache) in memory or on disk (evaluation re-runs for free).
+//! - [`fallback`]: [`FallbackChatModel`](fallback::FallbackChatModel), the next model answers when
+//!   one fails (streams fall back until their first delta).
 //! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`tool`]: the `#[tool]` attribute, an `async fn` as a [`TypedTool`].
@@ -42,6 +44,7 @@ pub mod cache;
 pub mod context;
 pub mod document;
 pub mod error;
+pub mod fallback;
 pub mod filter;
 pub mod message;
 pub mod output;

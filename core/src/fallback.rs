@@ -1,0 +1,121 @@
+//! Falling back to another chat model when one fails.
+//!
+//! [`FallbackChatModel`] tries its models in order and answers with the first that succeeds: a
+//! remote model with a local one behind it keeps an app answering when the network, the
+//! provider or the quota fails. Unlike the generic [`with_fallbacks`](crate::RunnableExt::with_fallbacks)
+//! combinator, it is itself a [`ChatModel`], so it streams: a stream falls back only until its
+//! first delta (after that the reply is under way and an error ends it, as with any model).
+//!
+//! Which errors move on to the next model is a predicate; the default is every error except
+//! cancellation, including a prompt that does not fit (the next model may have a larger
+//! context) and a request the first cannot express (a GBNF grammar sent to a remote model).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use catena_core::fallback::FallbackChatModel;
+//! use catena_core::testing::{ScriptedChatModel, ScriptedReply};
+//! use catena_core::{ChatModel, ChatRequest, Error, Message, RunContext};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let remote = ScriptedChatModel::from_replies([ScriptedReply::Fail(|| Error::model_transient("503"))]);
+//! let local = ScriptedChatModel::new(["answered locally"]);
+//! let model = FallbackChatModel::new(Arc::new(remote), vec![Arc::new(local)]);
+//! let reply = model.chat(ChatRequest::new(vec![Message::user("hi")]), &RunContext::new()).await?;
+//! assert_eq!(reply.message.content, "answered locally");
+//! # Ok::<(), Error>(())
+//! # }).unwrap();
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+
+use crate::message::{ChatDelta, ChatRequest, ChatResponse};
+use crate::{ChatModel, Error, Result, RunContext};
+
+/// Which errors send a request on to the next model.
+type FallbackIf = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
+
+/// A chat model that falls back to the next of its models on failure: see the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct FallbackChatModel {
+    models: Vec<Arc<dyn ChatModel>>,
+    fallback_if: FallbackIf,
+}
+
+impl std::fmt::Debug for FallbackChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.models.iter().map(|m| m.model_name()).collect();
+        f.debug_struct("FallbackChatModel").field("models", &names).finish_non_exhaustive()
+    }
+}
+
+impl FallbackChatModel {
+    /// `primary` first, then each of `fallbacks` in order.
+    pub fn new(primary: Arc<dyn ChatModel>, fallbacks: Vec<Arc<dyn ChatModel>>) -> Self {
+        let mut models = vec![primary];
+        models.extend(fallbacks);
+        Self { models, fallback_if: Arc::new(|e| !matches!(e, Error::Cancelled)) }
+    }
+
+    /// Falls back only on the errors for which `predicate` is true (cancellation never falls
+    /// back), e.g. `|e| e.is_transient()` to keep client errors visible.
+    #[must_use]
+    pub fn fallback_if(mut self, predicate: impl Fn(&Error) -> bool + Send + Sync + 'static) -> Self {
+        self.fallback_if = Arc::new(predicate);
+        self
+    }
+
+    fn falls_back(&self, error: &Error) -> bool {
+        !matches!(error, Error::Cancelled) && (self.fallback_if)(error)
+    }
+}
+
+#[async_trait]
+impl ChatModel for FallbackChatModel {
+    async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
+        let mut last = Error::invalid_input("a FallbackChatModel needs at least one model");
+        for (i, model) in self.models.iter().enumerate() {
+            match model.chat(request.clone(), ctx).await {
+                Ok(response) => return Ok(response),
+                Err(e) if self.falls_back(&e) && i + 1 < self.models.len() => {
+                    tracing::warn!(model = model.model_name(), error = %e, "falling back to the next model");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest,
+        ctx: &'a RunContext,
+    ) -> BoxStream<'a, Result<ChatDelta>> {
+        Box::pin(
+            stream::once(async move {
+                for (i, model) in self.models.iter().enumerate() {
+                    let mut deltas = model.chat_stream(request.clone(), ctx);
+                    match deltas.next().await {
+                        Some(Err(e)) if self.falls_back(&e) && i + 1 < self.models.len() => {
+                            tracing::warn!(model = model.model_name(), error = %e, "falling back to the next model");
+                        }
+                        Some(first) => return stream::once(async move { first }).chain(deltas).boxed(),
+                        None => return deltas,
+                    }
+                }
+                stream::once(async { Err(Error::invalid_input("a FallbackChatModel needs at least one model")) })
+                    .boxed()
+            })
+            .flatten(),
+        )
+    }
+
+    /// The first model's name.
+    fn model_name(&self) -> &str {
+        self.models.first().map_or("fallback", |m| m.model_name())
+    }
+}
