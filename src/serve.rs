@@ -660,9 +660,18 @@ async fn chat_completions(
         .into_response());
     }
     // Streaming: the run is owned by the response stream; when the client goes away axum drops the
-    // stream, which drops the run and with it the model's generation.
-    let events = async_stream(runnable, request, id, created, model, include_usage);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    // stream, which drops the run and with it the model's generation. A run that fails before its
+    // first delta (a prompt over the context, say) is answered with an HTTP error, as OpenAI
+    // does, not with a 200 whose stream holds the error.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let events = async_stream(runnable, request, id, created, model, include_usage, started_tx);
+    match started.await {
+        Ok(Err(error)) => Err(error),
+        // Ok(Ok(())), or the run ended without a word: the stream says the rest.
+        _ => Ok(Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response()),
+    }
 }
 
 /// The SSE events of one streamed completion, ending with `data: [DONE]`.
@@ -673,6 +682,7 @@ fn async_stream(
     created: u64,
     model: String,
     include_usage: bool,
+    started: tokio::sync::oneshot::Sender<ApiResult<()>>,
 ) -> impl futures::Stream<Item = std::result::Result<SseEvent, Infallible>> + Send + 'static {
     let envelope = move |choices: Value, usage: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -691,18 +701,44 @@ fn async_stream(
     tokio::spawn(async move {
         let ctx = RunContext::new();
         let send = |value: Value| SseEvent::default().data(value.to_string());
+        let mut pieces = runnable.stream(request, &ctx);
+        let mut started = Some(started);
+        // The first piece decides between an HTTP error and a stream.
+        let first = {
+            let Some(waiting) = started.as_mut() else { return };
+            tokio::select! {
+                first = pieces.next() => first,
+                () = waiting.closed() => { ctx.cancel(); return; }
+            }
+        };
+        let first = match first {
+            Some(Err(e)) => {
+                if let Some(started) = started.take() {
+                    let _ = started.send(Err(ApiError::from(e)));
+                }
+                return;
+            }
+            first => first,
+        };
+        if let Some(started) = started.take() {
+            let _ = started.send(Ok(()));
+        }
         if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
             return;
         }
-        let mut pieces = runnable.stream(request, &ctx);
         let mut usage = None;
         let mut finish = FinishReason::Stop;
         let mut calls = 0usize;
+        // The first piece, already read (None inside: the stream was empty).
+        let mut pending = Some(first);
         loop {
-            let next = tokio::select! {
-                next = pieces.next() => next,
-                // The client hung up: stop generating now, not at the next token.
-                () = tx.closed() => { ctx.cancel(); return; }
+            let next = match pending.take() {
+                Some(first) => first,
+                None => tokio::select! {
+                    next = pieces.next() => next,
+                    // The client hung up: stop generating now, not at the next token.
+                    () = tx.closed() => { ctx.cancel(); return; }
+                },
             };
             let Some(piece) = next else { break };
             match piece {

@@ -138,6 +138,22 @@ async fn the_openai_wire_format_on_the_local_models() {
     assert_eq!(bytes.len(), 384 * 4);
     let first = f32::from_le_bytes(bytes[..4].try_into().unwrap());
     assert!((f64::from(first) - floats[0]).abs() < 1e-6);
+
+    // Too many tokens for the model's context: OpenAI's 400 `context_length_exceeded`, streamed
+    // or not, and the model keeps serving.
+    let long = json!([{"role": "user", "content": "word ".repeat(40_000)}]);
+    for stream in [false, true] {
+        let (status, body) = post(&chat, json!({"model": "chat", "messages": long, "stream": stream})).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "context_length_exceeded", "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    }
+    let (status, body) = post(
+        &chat,
+        json!({"model": "chat", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 4}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 fn scripted_server() -> Server {
