@@ -2,34 +2,16 @@
 //! loopback: every request crosses real HTTP and the OpenAI wire format both ways.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
-use std::sync::Arc;
-
 use catena::core::{
     ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
     ToolChoice, ToolSpec,
 };
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
-use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::serve::Server;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod common;
-use common::{ERROR, OK, fault_server, reply};
-
-/// `catena serve` with the local models, API key `k`; returns its `/v1` base URL.
-async fn serve_local() -> (String, Arc<dyn Embedder>) {
-    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
-    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
-    let server = Server::new()
-        .with_chat_model("chat", chat)
-        .with_embedder("embed", embed.clone())
-        .with_api_key(Some("k".into()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    (format!("http://{addr}/v1"), embed)
-}
+use common::{ERROR, OK, fault_server, reply, serve_local};
 
 fn config(base: &str, model: &str) -> OpenAiConfig {
     OpenAiConfig::new(model).with_base_url(base).with_api_key("k")
@@ -37,7 +19,7 @@ fn config(base: &str, model: &str) -> OpenAiConfig {
 
 #[tokio::test]
 async fn chat_stream_tools_schema_and_embeddings_through_catena_serve() {
-    let (base, local_embed) = serve_local().await;
+    let (base, local_embed) = serve_local(Some("k")).await;
     let ctx = RunContext::new();
     let model = OpenAiChatModel::new(config(&base, "chat")).unwrap();
     assert_eq!(model.model_name(), "chat");
@@ -102,7 +84,7 @@ async fn chat_stream_tools_schema_and_embeddings_through_catena_serve() {
 
 #[tokio::test]
 async fn server_refusals_map_to_typed_errors() {
-    let (base, _) = serve_local().await;
+    let (base, _) = serve_local(Some("k")).await;
     let ctx = RunContext::new();
     let hello = ChatRequest::new(vec![Message::user("hi")]).with_max_tokens(4);
     // Unknown model: 404, permanent, with the server's message.

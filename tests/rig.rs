@@ -4,7 +4,6 @@
 //! catena → rig → HTTP → catena serve and back. A fault-injecting server checks the retries.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -13,26 +12,13 @@ use catena::core::{
     ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
     ToolChoice, ToolSpec,
 };
-use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::serve::Server;
 use catena_models::rig::rig_core::providers::openai::{OpenAI, OpenAIConfig, wire::LLAMACPP};
 use catena_models::rig::{RigChatModel, RigEmbedder, RigOptions};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod common;
-use common::{ERROR, OK, fault_server, reply};
-
-/// `catena serve` with the local models; returns its `/v1` base and the local embedder.
-async fn serve_local() -> (String, Arc<dyn Embedder>) {
-    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
-    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
-    let server = Server::new().with_chat_model("chat", chat).with_embedder("embed", embed.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    (format!("http://{addr}/v1"), embed)
-}
+use common::{ERROR, OK, fault_server, reply, serve_local};
 
 /// rig's client for an OpenAI-compatible server at `base`, as a user would build it.
 fn rig_client(base: &str) -> OpenAI {
@@ -49,7 +35,7 @@ fn weather() -> ToolSpec {
 
 #[tokio::test]
 async fn chat_stream_tools_schema_and_embeddings_through_rig_and_catena_serve() {
-    let (base, local_embed) = serve_local().await;
+    let (base, local_embed) = serve_local(None).await;
     let ctx = RunContext::new();
     let model = RigChatModel::new(rig_client(&base).chat("chat"));
     assert_eq!(model.model_name(), "chat");
@@ -69,9 +55,12 @@ async fn chat_stream_tools_schema_and_embeddings_through_rig_and_catena_serve() 
         .collect()
         .await;
     let deltas: Vec<_> = deltas.into_iter().map(Result::unwrap).collect();
-    assert!(deltas.iter().filter(|d| !d.content.is_empty()).count() >= 3, "{deltas:?}");
     let last = deltas.last().unwrap();
-    assert!(last.finish_reason.is_some() && last.usage.as_ref().unwrap().completion_tokens >= 1, "{last:?}");
+    let tokens = last.usage.as_ref().unwrap().completion_tokens;
+    assert!(last.finish_reason.is_some() && tokens >= 1, "{last:?}");
+    // Token by token, not one block at the end (the model's reply length varies with sampling).
+    let texts = deltas.iter().filter(|d| !d.content.is_empty()).count();
+    assert!(texts >= 2 || tokens == 1, "{tokens} tokens in {texts} text deltas: {deltas:?}");
 
     // JSON Schema output becomes rig's output_schema, and catena serve constrains to it.
     let schema = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}}, "required": ["name"]});
@@ -129,7 +118,7 @@ async fn chat_stream_tools_schema_and_embeddings_through_rig_and_catena_serve() 
 
 #[tokio::test]
 async fn refusals_and_bad_requests_are_typed_errors() {
-    let (base, _) = serve_local().await;
+    let (base, _) = serve_local(None).await;
     let ctx = RunContext::new();
     let hello = ChatRequest::new(vec![Message::user("hi")]).with_max_tokens(4);
     // Unknown model: catena serve's 404, permanent, with its message, not retried.

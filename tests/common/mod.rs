@@ -1,7 +1,27 @@
-//! Helpers shared by the integration tests that talk HTTP to a misbehaving server.
+//! Helpers shared by the integration tests that talk HTTP: the local models behind `catena serve`,
+//! and a misbehaving server.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::sync::Arc;
+
+use catena::core::{ChatModel, Embedder};
+use catena::models::{LlamaChatModel, LlamaEmbedder};
+use catena::serve::Server;
+
+/// `catena serve` with the local models ("chat", "embed"), behind `api_key` if given, on a free
+/// loopback port; returns its `/v1` base and the local embedder. It stops with the test.
+pub async fn serve_local(api_key: Option<&str>) -> (String, Arc<dyn Embedder>) {
+    let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
+    let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
+    let server = Server::new()
+        .with_chat_model("chat", chat)
+        .with_embedder("embed", embed.clone())
+        .with_api_key(api_key.map(str::to_owned));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    (format!("http://{addr}/v1"), embed)
+}
 
 /// A fault-injecting OpenAI-shaped server: answer `n` (0-based) comes from `plan(n)` after its
 /// delay. Returns the `/v1` base and the request counter.
