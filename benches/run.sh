@@ -105,3 +105,8 @@ trec="$(mktemp -d)"
 { "$venv/bin/python" benches/reference/trec_reference.py bench 10000 "$trec"
   cargo bench --quiet -p catena-eval --bench trec -- "$trec"; } | tee "$out/trec-eval.jsonl"
 rm -rf "$trec"
+
+echo "== eval: stemmed ROUGE-1/2/L/Lsum on the Cranfield title/abstract pairs, catena vs rouge-score" >&2
+{ "$venv/bin/python" benches/reference/rouge_bench.py "$cranfield/corpus.jsonl"
+  # cargo runs benches in their crate's folder: the corpus path must be absolute.
+  cargo bench --quiet -p catena-eval --bench rouge -- "$(cd "$cranfield" && pwd)/corpus.jsonl"; } | tee "$out/rouge.jsonl"
