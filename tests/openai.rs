@@ -102,6 +102,12 @@ async fn server_refusals_map_to_typed_errors() {
         hello.clone().with_response_format(ResponseFormat::Grammar { gbnf: "root ::= \"x\"".into() });
     let model = OpenAiChatModel::new(config(&base, "chat")).unwrap();
     assert_eq!(model.chat(grammar, &ctx).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    // A prompt over the model's context, plain or streamed: the server's 400 arrives typed.
+    let huge = ChatRequest::new(vec![Message::user("word ".repeat(40_000))]).with_max_tokens(4);
+    assert_eq!(model.chat(huge.clone(), &ctx).await.unwrap_err().kind(), ErrorKind::ContextLengthExceeded);
+    let streamed: Vec<_> = model.chat_stream(huge, &ctx).collect().await;
+    assert_eq!(streamed.len(), 1, "{streamed:?}");
+    assert_eq!(streamed[0].as_ref().unwrap_err().kind(), ErrorKind::ContextLengthExceeded);
     // Nobody listening: transient after the retries, within the connect timeout.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let gone = OpenAiConfig {

@@ -8,8 +8,12 @@ use std::time::Instant;
 
 use catena_eval::text::{RougeKind, rouge_stemmed};
 
-const TYPES: [(&str, RougeKind); 4] =
-    [("rouge1", RougeKind::N(1)), ("rouge2", RougeKind::N(2)), ("rougeL", RougeKind::L), ("rougeLsum", RougeKind::Lsum)];
+const TYPES: [(&str, RougeKind); 4] = [
+    ("rouge1", RougeKind::N(1)),
+    ("rouge2", RougeKind::N(2)),
+    ("rougeL", RougeKind::L),
+    ("rougeLsum", RougeKind::Lsum),
+];
 
 fn main() {
     // Without a corpus (as under `cargo test --all-targets`), a quick run on two pairs.
