@@ -100,6 +100,9 @@ echo "== agents: per-step executor overhead, catena vs LangChain's AgentExecutor
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
 
+echo "== models: what the rig adapter adds to a call, catena RigChatModel vs rig alone (same run)" >&2
+cargo bench --quiet -p catena-models --no-default-features --features rig --bench rig | tee "$out/rig-overhead.jsonl"
+
 echo "== eval: trec_eval measures on a 10k-query run, catena vs pytrec_eval (same files)" >&2
 trec="$(mktemp -d)"
 { "$venv/bin/python" benches/reference/trec_reference.py bench 10000 "$trec"
