@@ -94,6 +94,14 @@ struct ServeArgs {
     /// Largest max_tokens a request may ask for (400 above); also the default.
     #[arg(long, default_value_t = 1024)]
     max_tokens: u32,
+    /// Local chat model: tokens of context per request, prompt and reply together (default
+    /// 4096, at most the model's training length). A prompt that does not fit is refused with
+    /// 400 `context_length_exceeded` before any work is done, which bounds what one request costs.
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// Local chat model: requests decoded together (default 4); memory grows with ctx × parallel.
+    #[arg(long)]
+    parallel: Option<u32>,
     /// Serve a remote OpenAI-compatible model instead of the local ones (a gateway that adds
     /// catena's retries, timeouts and limits): chat model from CATENA_MODEL, embedding model
     /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
@@ -315,9 +323,9 @@ async fn backend_models(
     use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
     Ok(match backend {
         Backend::Local => {
-            let chat = Arc::new(
-                LlamaChatModel::load(&model_path(&args.chat_model).await?, LlamaOptions::default()).await?,
-            );
+            let options =
+                LlamaOptions { n_ctx: args.ctx, parallel: args.parallel, ..LlamaOptions::default() };
+            let chat = Arc::new(LlamaChatModel::load(&model_path(&args.chat_model).await?, options).await?);
             let embed: Option<Arc<dyn Embedder>> = if with_embedder {
                 let path = model_path(&args.embed_model).await?;
                 Some(Arc::new(LlamaEmbedder::load(&path, LlamaOptions::default()).await?))

@@ -341,6 +341,26 @@ fn serve_answers_on_loopback_proxies_a_remote_backend_and_stops_on_ctrl_c() {
 }
 
 #[test]
+fn serve_refuses_prompts_over_its_context_before_any_work() {
+    let (_server, base, _) = spawn_serve(&["--addr", "127.0.0.1:0", "--ctx", "256", "--parallel", "1"], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let chat = format!("{base}/v1/chat/completions");
+        let ask = |words: usize| {
+            serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "word ".repeat(words)}], "max_tokens": 4})
+        };
+        let response = client.post(&chat).json(&ask(400)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "context_length_exceeded", "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains("256"), "{error}");
+        let reply: Value = client.post(&chat).json(&ask(20)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(reply["object"], "chat.completion", "{reply}");
+    });
+}
+
+#[test]
 fn serve_falls_back_to_the_local_model_when_the_remote_one_is_down() {
     // Nobody listens on the remote port: every remote call fails, the local model answers.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
