@@ -8,6 +8,7 @@ use catena::core::cache::{CachedChatModel, ChatCache};
 use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
+use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
 use catena::retrievers::lance::LanceKeywordRetriever;
 use catena::retrievers::{EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
@@ -37,7 +38,9 @@ pub struct EvalRagArgs {
         default_value = "faithfulness,answer_relevancy,context_precision,context_recall"
     )]
     metrics: Vec<String>,
-    /// The judge: `chat` (the default model) or a GGUF file.
+    /// The judge: `chat` (the local default model), a GGUF file, or `openai:MODEL` for a model
+    /// on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY), the intended use: a
+    /// capable judge gives meaningful scores, a 135M one mostly shows the pipeline runs.
     #[arg(long, default_value = "chat")]
     judge: String,
     /// Questions in flight at once.
@@ -97,10 +100,16 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
         Arc::new(LanceDbStore::open(args.store.to_string_lossy().into_owned(), &args.collection).await?);
     let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
     let mut model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
-    let mut judge_model: Arc<dyn ChatModel> = if args.judge == "chat" {
-        Arc::clone(&model)
-    } else {
-        Arc::new(LlamaChatModel::load(Path::new(&args.judge), LlamaOptions::default()).await?)
+    let mut judge_model: Arc<dyn ChatModel> = match args.judge.as_str() {
+        "chat" => Arc::clone(&model),
+        remote if remote.starts_with("openai:") => {
+            let name = remote.trim_start_matches("openai:");
+            if name.is_empty() {
+                return Err(Error::invalid_input("--judge openai:MODEL needs a model name after the colon"));
+            }
+            Arc::new(OpenAiChatModel::new(OpenAiConfig::from_env_for(name))?)
+        }
+        path => Arc::new(LlamaChatModel::load(Path::new(path), LlamaOptions::default()).await?),
     };
     let cache = if args.no_cache {
         None

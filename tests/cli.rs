@@ -611,6 +611,26 @@ fn eval_rag_scores_an_ingested_store_and_writes_results_summary_and_an_escaped_r
     let out = catena(&uncached);
     assert!(out.status.success() && !stdout(&out).contains("model calls:"), "{}", stdout(&out));
 
+    // A judge on an OpenAI-compatible server (here catena serve with the local model).
+    let (_judge_server, judge_base, _) = spawn_serve(&["--addr", "127.0.0.1:0"], &[]);
+    let remote = dir.path().join("remote-judge");
+    let mut remote_args = args.to_vec();
+    remote_args[11] = remote.to_str().unwrap();
+    remote_args.extend(["--judge", "openai:chat"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(&remote_args)
+        .env("OPENAI_BASE_URL", format!("{judge_base}/v1"))
+        .env("OPENAI_API_KEY", "unused")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(remote.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["samples"], 2, "{summary}");
+    let mut unnamed = args.to_vec();
+    unnamed.extend(["--judge", "openai:"]);
+    assert!(stderr(&catena(&unnamed)).contains("needs a model name"));
+
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"question\": \"ok\"}\nnot json\n").unwrap();
     let mut bad_args = args;
