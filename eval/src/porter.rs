@@ -125,11 +125,11 @@ impl Word {
 
     /// The word without `suffix` (which it must end with; suffixes are ASCII).
     fn stem_without(&self, suffix: &str) -> &str {
-        self.0.get(..self.0.len() - suffix.len()).unwrap_or_default()
+        self.0.get(..self.0.len().saturating_sub(suffix.len())).unwrap_or_default()
     }
 
     fn replace(&mut self, suffix: &str, replacement: &str) {
-        self.0.truncate(self.0.len() - suffix.len());
+        self.0.truncate(self.0.len().saturating_sub(suffix.len()));
         self.0.push_str(replacement);
     }
 
