@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use catena::core::cache::{CachedChatModel, ChatCache};
+use catena::core::cache::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
@@ -49,8 +49,9 @@ pub struct EvalRagArgs {
     /// Where results.jsonl, summary.json and report.html go (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Model replies are cached in this file (default: OUT/model-cache.jsonl), so a re-run with
-    /// the same questions, contexts and prompts reuses every answer and verdict.
+    /// Model replies and embeddings are cached in this folder (default: OUT/cache; chat.jsonl,
+    /// embeddings.jsonl), so a re-run with the same questions, contexts and prompts reuses every
+    /// answer, verdict and vector.
     #[arg(long, conflicts_with = "no_cache")]
     cache: Option<PathBuf>,
     /// Call the models for every request, reading and writing no cache.
@@ -98,7 +99,7 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
 
     let store =
         Arc::new(LanceDbStore::open(args.store.to_string_lossy().into_owned(), &args.collection).await?);
-    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+    let mut embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
     let mut model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
     let mut judge_model: Arc<dyn ChatModel> = match args.judge.as_str() {
         "chat" => Arc::clone(&model),
@@ -114,14 +115,23 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     let cache = if args.no_cache {
         None
     } else {
-        let path = args.cache.clone().unwrap_or_else(|| args.out.join("model-cache.jsonl"));
-        let cache = ChatCache::open(&path).await?;
-        if cache.skipped_lines() > 0 {
-            eprintln!("{}: {} unreadable lines skipped", path.display(), cache.skipped_lines());
+        let dir = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
+        let chat = ChatCache::open(dir.join("chat.jsonl")).await?;
+        let vectors = EmbeddingCache::open(dir.join("embeddings.jsonl")).await?;
+        for (name, skipped) in
+            [("chat.jsonl", chat.skipped_lines()), ("embeddings.jsonl", vectors.skipped_lines())]
+        {
+            if skipped > 0 {
+                eprintln!("{}: {skipped} unreadable lines skipped", dir.join(name).display());
+            }
         }
-        model = Arc::new(CachedChatModel::shared(model, cache.clone()));
-        judge_model = Arc::new(CachedChatModel::shared(judge_model, cache.clone()));
-        Some((cache, path))
+        model = Arc::new(CachedChatModel::shared(model, chat.clone()));
+        judge_model = Arc::new(CachedChatModel::shared(judge_model, chat.clone()));
+        // The namespace names the exact default model, so a new default never reads old vectors.
+        let namespace =
+            format!("{}@{}", catena::models::files::EMBED.file_name, catena::models::files::EMBED.sha256);
+        embedder = Arc::new(CachedEmbedder::shared(embedder, vectors.clone(), namespace));
+        Some((chat, vectors, dir))
     };
     let similarity: Arc<dyn Retriever> =
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
@@ -163,12 +173,14 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     for (question, why) in &report.failed {
         eprintln!("pipeline failed on {question:?}: {why}");
     }
-    if let Some((cache, path)) = cache {
+    if let Some((chat, vectors, dir)) = cache {
         println!(
-            "model calls: {} answered from the cache, {} made ({})",
-            cache.hits(),
-            cache.misses(),
-            path.display()
+            "model calls: {} answered from the cache, {} made; texts to embed: {} from the cache, {} embedded ({})",
+            chat.hits(),
+            chat.misses(),
+            vectors.hits(),
+            vectors.misses(),
+            dir.display()
         );
     }
     println!("report: {}", args.out.join("report.html").display());

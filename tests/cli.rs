@@ -603,7 +603,11 @@ fn eval_rag_scores_an_ingested_store_and_writes_results_summary_and_an_escaped_r
     let first_results = results;
     let out = catena(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(", 0 made ("), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(", 0 made;") && stdout(&out).contains(", 0 embedded ("),
+        "{}",
+        stdout(&out)
+    );
     let replayed = std::fs::read_to_string(report.join("results.jsonl")).unwrap();
     assert_eq!(scores_of(&replayed), scores_of(&first_results), "cached verdicts give the same scores");
     let mut uncached = args.to_vec();

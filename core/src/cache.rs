@@ -5,6 +5,8 @@
 //! instead of the model, so a second run costs nothing and gives the same verdicts. The cache is
 //! keyed by the model's name and the whole request (messages, tools, response format, sampling),
 //! so a changed prompt or parameter is a miss, never a stale hit. Failed calls are not cached.
+//! [`CachedEmbedder`] does the same for embeddings, text by text, in an [`EmbeddingCache`]
+//! (LangChain's `CacheBackedEmbeddings`): only the texts it has not seen reach the embedder.
 //!
 //! A cached reply is returned whatever the sampling temperature: that is what makes repeated
 //! evaluations reproducible, and it is why the cache is opt-in.
@@ -43,25 +45,42 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use crate::message::{ChatDelta, ChatRequest, ChatResponse, DeltaAccumulator};
-use crate::{ChatModel, Error, Result, RunContext};
+use crate::{ChatModel, Embedder, Error, Result, RunContext};
 
 /// One line of a cache file.
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Entry<V> {
     key: String,
-    response: ChatResponse,
+    value: V,
 }
 
-/// Replies by request, in memory and optionally appended to a JSON Lines file so they survive
-/// the process. Cheap to clone; clones share the entries and the counters.
-#[derive(Clone, Default)]
-pub struct ChatCache {
-    inner: Arc<Inner>,
+/// Values by key, in memory and optionally appended to a JSON Lines file so they survive the
+/// process. Cheap to clone; clones share the entries and the counters. Used as [`ChatCache`]
+/// (replies by request) and [`EmbeddingCache`] (vectors by text).
+pub struct Cache<V> {
+    inner: Arc<Inner<V>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: std::sync::RwLock<HashMap<String, ChatResponse>>,
+/// Chat replies by model and request, for [`CachedChatModel`].
+pub type ChatCache = Cache<ChatResponse>;
+
+/// Embedding vectors by embedder and text, for [`CachedEmbedder`].
+pub type EmbeddingCache = Cache<Vec<f32>>;
+
+impl<V> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Self { inner: Arc::new(Inner::default()) }
+    }
+}
+
+struct Inner<V> {
+    entries: std::sync::RwLock<HashMap<String, V>>,
     file: Option<Mutex<tokio::fs::File>>,
     path: Option<PathBuf>,
     hits: AtomicU64,
@@ -69,9 +88,22 @@ struct Inner {
     skipped_lines: usize,
 }
 
-impl std::fmt::Debug for ChatCache {
+impl<V> Default for Inner<V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::RwLock::new(HashMap::new()),
+            file: None,
+            path: None,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            skipped_lines: 0,
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for Cache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatCache")
+        f.debug_struct("Cache")
             .field("path", &self.inner.path)
             .field("entries", &self.len())
             .field("hits", &self.hits())
@@ -80,7 +112,36 @@ impl std::fmt::Debug for ChatCache {
     }
 }
 
+/// A SHA-256 of `parts`, each followed by a 0 byte, in hex.
+fn digest(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl ChatCache {
+    /// The cache key of `request` sent to the model named `model`: a SHA-256 of both.
+    #[must_use]
+    pub fn key(model: &str, request: &ChatRequest) -> String {
+        // Serialising a request cannot fail (no maps with non-string keys); an empty string
+        // would only make every request share one key, so fall back to its debug form.
+        let body = serde_json::to_string(request).unwrap_or_else(|_| format!("{request:?}"));
+        digest(&[model.as_bytes(), body.as_bytes()])
+    }
+}
+
+impl EmbeddingCache {
+    /// The cache key of `text` embedded by the embedder named `namespace`: a SHA-256 of both.
+    #[must_use]
+    pub fn key(namespace: &str, text: &str) -> String {
+        digest(&[namespace.as_bytes(), text.as_bytes()])
+    }
+}
+
+impl<V: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync> Cache<V> {
     /// A cache that lives as long as the process.
     #[must_use]
     pub fn in_memory() -> Self {
@@ -106,9 +167,9 @@ impl ChatCache {
         let mut entries = HashMap::new();
         let mut skipped_lines = 0;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<Entry>(line) {
+            match serde_json::from_str::<Entry<V>>(line) {
                 Ok(entry) => {
-                    entries.insert(entry.key, entry.response);
+                    entries.insert(entry.key, entry.value);
                 }
                 Err(_) => skipped_lines += 1,
             }
@@ -137,37 +198,24 @@ impl ChatCache {
         })
     }
 
-    /// The cache key of `request` sent to the model named `model`: a SHA-256 of both.
+    /// The value stored under `key`, counting a hit or a miss.
     #[must_use]
-    pub fn key(model: &str, request: &ChatRequest) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(model.as_bytes());
-        hasher.update([0]);
-        // Serialising a request cannot fail (no maps with non-string keys); an empty string
-        // would only make every request share one key, so fall back to its debug form.
-        let body = serde_json::to_string(request).unwrap_or_else(|_| format!("{request:?}"));
-        hasher.update(body.as_bytes());
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The reply stored under `key`, counting a hit or a miss.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<ChatResponse> {
+    pub fn get(&self, key: &str) -> Option<V> {
         let found = self.inner.entries.read().ok().and_then(|entries| entries.get(key).cloned());
         let counter = if found.is_some() { &self.inner.hits } else { &self.inner.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    /// Stores `response` under `key` (and appends it to the file, if any).
+    /// Stores `value` under `key` (and appends it to the file, if any).
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be written; the reply is still cached in memory.
-    pub async fn put(&self, key: String, response: ChatResponse) -> Result<()> {
-        let line = serde_json::to_string(&Entry { key: key.clone(), response: response.clone() })
+    /// [`Error::Io`] when the file cannot be written; the value is still cached in memory.
+    pub async fn put(&self, key: String, value: V) -> Result<()> {
+        let line = serde_json::to_string(&Entry { key: key.clone(), value: &value })
             .map_err(|e| Error::parse("a cache entry", e.to_string()))?;
         if let Ok(mut entries) = self.inner.entries.write() {
-            entries.insert(key, response);
+            entries.insert(key, value);
         }
         if let (Some(file), Some(path)) = (&self.inner.file, &self.inner.path) {
             let mut file = file.lock().await;
@@ -177,8 +225,10 @@ impl ChatCache {
         }
         Ok(())
     }
+}
 
-    /// How many replies are cached.
+impl<V> Cache<V> {
+    /// How many values are cached.
     #[must_use]
     pub fn len(&self) -> usize {
         self.inner.entries.read().map_or(0, |e| e.len())
@@ -190,13 +240,13 @@ impl ChatCache {
         self.len() == 0
     }
 
-    /// Requests answered from the cache so far.
+    /// Lookups answered from the cache so far.
     #[must_use]
     pub fn hits(&self) -> u64 {
         self.inner.hits.load(Ordering::Relaxed)
     }
 
-    /// Requests the cache did not have so far.
+    /// Lookups the cache could not answer so far.
     #[must_use]
     pub fn misses(&self) -> u64 {
         self.inner.misses.load(Ordering::Relaxed)
@@ -314,5 +364,98 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedChatModel<M> {
 
     fn model_name(&self) -> &str {
         self.model.model_name()
+    }
+}
+
+/// An embedder whose vectors are cached text by text: see the [module docs](self).
+///
+/// Embedders have no name of their own, so the cache key includes a `namespace` you choose
+/// (the model's name, say): two embedders sharing one cache must use different namespaces.
+#[derive(Debug)]
+pub struct CachedEmbedder<E: ?Sized> {
+    embedder: Arc<E>,
+    cache: EmbeddingCache,
+    namespace: String,
+}
+
+impl<E: ?Sized> Clone for CachedEmbedder<E> {
+    fn clone(&self) -> Self {
+        Self {
+            embedder: Arc::clone(&self.embedder),
+            cache: self.cache.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+impl<E: Embedder> CachedEmbedder<E> {
+    /// Wraps `embedder`, keying its vectors under `namespace`.
+    pub fn new(embedder: E, cache: EmbeddingCache, namespace: impl Into<String>) -> Self {
+        Self::shared(Arc::new(embedder), cache, namespace)
+    }
+}
+
+impl<E: Embedder + ?Sized> CachedEmbedder<E> {
+    /// Wraps a shared embedder, e.g. an `Arc<dyn Embedder>` also used uncached elsewhere.
+    pub fn shared(embedder: Arc<E>, cache: EmbeddingCache, namespace: impl Into<String>) -> Self {
+        Self { embedder, cache, namespace: namespace.into() }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &EmbeddingCache {
+        &self.cache
+    }
+}
+
+#[async_trait]
+impl<E: Embedder + ?Sized> Embedder for CachedEmbedder<E> {
+    /// Looks every text up, embeds the ones missing in one call (each distinct text once), and
+    /// caches them; the vectors come back in the order of `texts`.
+    async fn embed(&self, texts: &[String], ctx: &RunContext) -> Result<Vec<Vec<f32>>> {
+        let keys: Vec<String> = texts.iter().map(|t| EmbeddingCache::key(&self.namespace, t)).collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = keys.iter().map(|k| self.cache.get(k)).collect();
+        // Each missing text once, even when it appears several times in the batch.
+        let mut missing: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, (vector, key)) in vectors.iter().zip(&keys).enumerate() {
+            if vector.is_none() && seen.insert(key.as_str()) {
+                missing.push(i);
+            }
+        }
+        if !missing.is_empty() {
+            let batch: Vec<String> = missing.iter().filter_map(|&i| texts.get(i).cloned()).collect();
+            let fresh = self.embedder.embed(&batch, ctx).await?;
+            if fresh.len() != batch.len() {
+                return Err(Error::model_permanent(format!(
+                    "the embedder returned {} vectors for {} texts",
+                    fresh.len(),
+                    batch.len()
+                )));
+            }
+            let mut by_key: HashMap<&str, Vec<f32>> = HashMap::new();
+            for (&i, vector) in missing.iter().zip(fresh) {
+                if let Some(key) = keys.get(i) {
+                    if let Err(e) = self.cache.put(key.clone(), vector.clone()).await {
+                        tracing::warn!(error = %e, "could not write the embedding cache");
+                    }
+                    by_key.insert(key.as_str(), vector);
+                }
+            }
+            for (slot, key) in vectors.iter_mut().zip(&keys) {
+                if slot.is_none() {
+                    *slot = by_key.get(key.as_str()).cloned();
+                }
+            }
+        }
+        vectors
+            .into_iter()
+            .map(|v| {
+                v.ok_or_else(|| Error::model_permanent("the embedding cache lost a vector it just stored"))
+            })
+            .collect()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.embedder.dimensions()
     }
 }

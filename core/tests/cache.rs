@@ -1,10 +1,13 @@
 //! The model-call cache: replies survive a restart, any change to the request is a miss, failures
-//! are not cached, streams are cached once complete, and a damaged file loses only its bad line.
+//! are not cached, streams are cached once complete, and a damaged file loses only its bad line;
+//! embeddings are cached text by text.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
-use catena_core::cache::{CachedChatModel, ChatCache};
-use catena_core::testing::{ScriptedChatModel, ScriptedReply};
-use catena_core::{ChatModel, ChatRequest, Error, ErrorKind, Message, RunContext};
+use std::sync::Arc;
+
+use catena_core::cache::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
+use catena_core::testing::{DeterministicEmbedder, ScriptedChatModel, ScriptedReply};
+use catena_core::{ChatModel, ChatRequest, Embedder, Error, ErrorKind, Message, RunContext, async_trait};
 use futures::StreamExt;
 
 fn ask(text: &str) -> ChatRequest {
@@ -128,4 +131,58 @@ async fn a_cache_path_that_cannot_be_a_file_is_an_io_error() {
     let err = ChatCache::open(blocker.join("calls.jsonl")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io, "{err}");
     assert!(err.to_string().contains("file"), "{err}");
+}
+
+/// Counts the texts that reach the embedder underneath.
+struct Counting {
+    inner: DeterministicEmbedder,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Embedder for Counting {
+    async fn embed(&self, texts: &[String], ctx: &RunContext) -> catena_core::Result<Vec<Vec<f32>>> {
+        self.seen.lock().unwrap().extend(texts.iter().cloned());
+        self.inner.embed(texts, ctx).await
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn embeddings_are_cached_text_by_text_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors.jsonl");
+    let ctx = RunContext::new();
+    let reference = DeterministicEmbedder::new(8);
+    let counting = Arc::new(Counting { inner: DeterministicEmbedder::new(8), seen: Default::default() });
+    {
+        let cache = EmbeddingCache::open(&path).await.unwrap();
+        let embedder = CachedEmbedder::shared(counting.clone(), cache.clone(), "det-8");
+        assert_eq!(embedder.dimensions(), 8);
+        // A repeated text is embedded once; the vectors come back in order.
+        let got = embedder.embed(&strings(&["a", "b", "a"]), &ctx).await.unwrap();
+        assert_eq!(got, reference.embed(&strings(&["a", "b", "a"]), &ctx).await.unwrap());
+        assert_eq!(*counting.seen.lock().unwrap(), strings(&["a", "b"]));
+        // Only the new text reaches the embedder.
+        let got = embedder.embed(&strings(&["b", "c"]), &ctx).await.unwrap();
+        assert_eq!(got, reference.embed(&strings(&["b", "c"]), &ctx).await.unwrap());
+        assert_eq!(*counting.seen.lock().unwrap(), strings(&["a", "b", "c"]));
+        assert_eq!(cache.len(), 3);
+    }
+    // After a restart nothing is embedded again; another namespace is another embedder.
+    let cache = EmbeddingCache::open(&path).await.unwrap();
+    let embedder = CachedEmbedder::shared(counting.clone(), cache.clone(), "det-8");
+    let got = embedder.embed(&strings(&["c", "a", "b"]), &ctx).await.unwrap();
+    assert_eq!(got, reference.embed(&strings(&["c", "a", "b"]), &ctx).await.unwrap());
+    assert_eq!(counting.seen.lock().unwrap().len(), 3, "all three came from the file");
+    let other = CachedEmbedder::shared(counting.clone(), cache, "other-model");
+    other.embed(&strings(&["a"]), &ctx).await.unwrap();
+    assert_eq!(counting.seen.lock().unwrap().len(), 4);
 }
