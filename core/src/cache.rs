@@ -331,14 +331,7 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedChatModel<M> {
     ) -> BoxStream<'a, Result<ChatDelta>> {
         let key = ChatCache::key(self.model.model_name(), &request);
         if let Some(hit) = self.cache.get(&key) {
-            return Box::pin(stream::once(async move {
-                Ok(ChatDelta {
-                    content: hit.message.content,
-                    tool_calls: hit.message.tool_calls,
-                    finish_reason: Some(hit.finish_reason),
-                    usage: Some(hit.usage),
-                })
-            }));
+            return Box::pin(stream::once(async move { Ok(ChatDelta::from(hit)) }));
         }
         let inner = self.model.chat_stream(request, ctx);
         // State: the model's stream, what it has said so far (None after an error), and the key.

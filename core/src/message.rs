@@ -314,6 +314,18 @@ pub struct ChatDelta {
     pub usage: Option<Usage>,
 }
 
+/// The whole reply as one delta: what a model that cannot stream yields from `chat_stream`.
+impl From<ChatResponse> for ChatDelta {
+    fn from(response: ChatResponse) -> Self {
+        Self {
+            content: response.message.content,
+            tool_calls: response.message.tool_calls,
+            finish_reason: Some(response.finish_reason),
+            usage: Some(response.usage),
+        }
+    }
+}
+
 /// Folds streamed deltas back into a [`ChatResponse`].
 #[derive(Debug, Default)]
 pub struct DeltaAccumulator {

@@ -44,15 +44,7 @@ pub trait ChatModel: Send + Sync {
         request: ChatRequest,
         ctx: &'a RunContext,
     ) -> BoxStream<'a, Result<ChatDelta>> {
-        Box::pin(stream::once(async move {
-            let response = self.chat(request, ctx).await?;
-            Ok(ChatDelta {
-                content: response.message.content,
-                tool_calls: response.message.tool_calls,
-                finish_reason: Some(response.finish_reason),
-                usage: Some(response.usage),
-            })
-        }))
+        Box::pin(stream::once(async move { self.chat(request, ctx).await.map(ChatDelta::from) }))
     }
 
     /// A name for logs and `GET /v1/models`.
