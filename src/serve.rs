@@ -682,7 +682,7 @@ fn async_stream(
     created: u64,
     model: String,
     include_usage: bool,
-    started: tokio::sync::oneshot::Sender<ApiResult<()>>,
+    mut started: tokio::sync::oneshot::Sender<ApiResult<()>>,
 ) -> impl futures::Stream<Item = std::result::Result<SseEvent, Infallible>> + Send + 'static {
     let envelope = move |choices: Value, usage: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -702,27 +702,16 @@ fn async_stream(
         let ctx = RunContext::new();
         let send = |value: Value| SseEvent::default().data(value.to_string());
         let mut pieces = runnable.stream(request, &ctx);
-        let mut started = Some(started);
         // The first piece decides between an HTTP error and a stream.
-        let first = {
-            let Some(waiting) = started.as_mut() else { return };
-            tokio::select! {
-                first = pieces.next() => first,
-                () = waiting.closed() => { ctx.cancel(); return; }
-            }
+        let first = tokio::select! {
+            first = pieces.next() => first,
+            () = started.closed() => { ctx.cancel(); return; }
         };
-        let first = match first {
-            Some(Err(e)) => {
-                if let Some(started) = started.take() {
-                    let _ = started.send(Err(ApiError::from(e)));
-                }
-                return;
-            }
-            first => first,
-        };
-        if let Some(started) = started.take() {
-            let _ = started.send(Ok(()));
+        if let Some(Err(e)) = first {
+            let _ = started.send(Err(ApiError::from(e)));
+            return;
         }
+        let _ = started.send(Ok(()));
         if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
             return;
         }
