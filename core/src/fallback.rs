@@ -41,13 +41,15 @@ type FallbackIf = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 /// [module docs](self).
 #[derive(Clone)]
 pub struct FallbackChatModel {
-    models: Vec<Arc<dyn ChatModel>>,
+    first: Arc<dyn ChatModel>,
+    rest: Vec<Arc<dyn ChatModel>>,
     fallback_if: FallbackIf,
 }
 
 impl std::fmt::Debug for FallbackChatModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.models.iter().map(|m| m.model_name()).collect();
+        let names: Vec<&str> =
+            std::iter::once(&self.first).chain(&self.rest).map(|m| m.model_name()).collect();
         f.debug_struct("FallbackChatModel").field("models", &names).finish_non_exhaustive()
     }
 }
@@ -55,9 +57,7 @@ impl std::fmt::Debug for FallbackChatModel {
 impl FallbackChatModel {
     /// `primary` first, then each of `fallbacks` in order.
     pub fn new(primary: Arc<dyn ChatModel>, fallbacks: Vec<Arc<dyn ChatModel>>) -> Self {
-        let mut models = vec![primary];
-        models.extend(fallbacks);
-        Self { models, fallback_if: Arc::new(|e| !matches!(e, Error::Cancelled)) }
+        Self { first: primary, rest: fallbacks, fallback_if: Arc::new(|e| !matches!(e, Error::Cancelled)) }
     }
 
     /// Falls back only on the errors for which `predicate` is true (cancellation never falls
@@ -76,18 +76,18 @@ impl FallbackChatModel {
 #[async_trait]
 impl ChatModel for FallbackChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
-        let mut last = Error::invalid_input("a FallbackChatModel needs at least one model");
-        for (i, model) in self.models.iter().enumerate() {
-            match model.chat(request.clone(), ctx).await {
+        let mut current = &self.first;
+        for next in &self.rest {
+            match current.chat(request.clone(), ctx).await {
                 Ok(response) => return Ok(response),
-                Err(e) if self.falls_back(&e) && i + 1 < self.models.len() => {
-                    tracing::warn!(model = model.model_name(), error = %e, "falling back to the next model");
-                    last = e;
+                Err(e) if self.falls_back(&e) => {
+                    tracing::warn!(model = current.model_name(), error = %e, "falling back to the next model");
+                    current = next;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last)
+        current.chat(request, ctx).await
     }
 
     fn chat_stream<'a>(
@@ -97,18 +97,19 @@ impl ChatModel for FallbackChatModel {
     ) -> BoxStream<'a, Result<ChatDelta>> {
         Box::pin(
             stream::once(async move {
-                for (i, model) in self.models.iter().enumerate() {
-                    let mut deltas = model.chat_stream(request.clone(), ctx);
+                let mut current = &self.first;
+                for next in &self.rest {
+                    let mut deltas = current.chat_stream(request.clone(), ctx);
                     match deltas.next().await {
-                        Some(Err(e)) if self.falls_back(&e) && i + 1 < self.models.len() => {
-                            tracing::warn!(model = model.model_name(), error = %e, "falling back to the next model");
+                        Some(Err(e)) if self.falls_back(&e) => {
+                            tracing::warn!(model = current.model_name(), error = %e, "falling back to the next model");
+                            current = next;
                         }
                         Some(first) => return stream::once(async move { first }).chain(deltas).boxed(),
                         None => return deltas,
                     }
                 }
-                stream::once(async { Err(Error::invalid_input("a FallbackChatModel needs at least one model")) })
-                    .boxed()
+                current.chat_stream(request, ctx)
             })
             .flatten(),
         )
@@ -116,6 +117,6 @@ impl ChatModel for FallbackChatModel {
 
     /// The first model's name.
     fn model_name(&self) -> &str {
-        self.models.first().map_or("fallback", |m| m.model_name())
+        self.first.model_name()
     }
 }
