@@ -398,7 +398,6 @@ struct StreamState<'a> {
     pending: Option<std::result::Result<Item<StreamEvent>, ProviderError>>,
     /// Parts whose text arrived as text events (their end event repeats it).
     streamed_text: HashSet<Part>,
-    any_calls: bool,
     ctx: &'a RunContext,
     _permit: SemaphorePermit<'a>,
 }
@@ -415,7 +414,6 @@ fn deltas<'a>(
         stream: Some(stream),
         pending: first,
         streamed_text: HashSet::new(),
-        any_calls: false,
         ctx,
         _permit: permit,
     };
@@ -440,7 +438,6 @@ fn deltas<'a>(
                 }
                 Some(Ok(Item::Event(StreamEvent::End { part, content }))) => match content {
                     AssistantContent::ToolCall(call) => {
-                        st.any_calls = true;
                         ChatDelta { tool_calls: vec![catena_call(&call)], ..ChatDelta::default() }
                     }
                     // A provider that sent a text part whole, without text events.
@@ -459,17 +456,14 @@ fn deltas<'a>(
                 None => {
                     let ended = st.stream.take()?;
                     // The stream has ended: finishing only folds what was read.
+                    // The folded response holds every call already sent, so its finish reason
+                    // and usage are the whole reply's.
                     let last = match ended.finish().await {
-                        Ok(response) => match &response.error {
-                            None => Ok(ChatDelta {
-                                finish_reason: Some(catena_finish(response.finish_reason(), st.any_calls)),
-                                usage: Some(catena_usage(&response.usage)),
-                                ..ChatDelta::default()
-                            }),
-                            Some(error) => Err(Error::model_permanent(format!(
-                                "rig: the provider failed the reply: {error}"
-                            ))),
-                        },
+                        Ok(response) => catena_response(&response).map(|whole| ChatDelta {
+                            finish_reason: Some(whole.finish_reason),
+                            usage: Some(whole.usage),
+                            ..ChatDelta::default()
+                        }),
                         Err(e) => Err(map_error(&e)),
                     };
                     return Some((last, st));
