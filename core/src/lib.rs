@@ -29,12 +29,15 @@
 //!   [`TypedTool`], [`Memory`], [`Loader`], [`Splitter`], [`Tokenizer`].
 //! - [`runnable`]: [`Runnable`] and its combinators (pipe, map, parallel, assign, retry, fallbacks, timeout).
 //! - [`prompt`]: [`PromptTemplate`], [`ChatPromptTemplate`], [`FewShotPromptTemplate`].
-//! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`].
+//! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`], and structured replies:
+//!   [`ModelSchema`](output::ModelSchema) (the schema a model sees) and [`structured`](output::structured).
 //! - [`filter`]: [`Filter`], typed metadata filters.
 //! - [`cache`]: [`CachedChatModel`](cache::CachedChatModel), replies to repeated requests from a
 //!   [`ChatCache`](cache::ChatCache) in memory or on disk (evaluation re-runs for free).
 //! - [`fallback`]: [`FallbackChatModel`](fallback::FallbackChatModel), the next model answers when
 //!   one fails (streams fall back until their first delta).
+//! - [`limits`]: [`CallLimits`](limits::CallLimits) and its [`Limiter`](limits::Limiter): timeout
+//!   per attempt, retries honouring `Retry-After`, concurrency permits, all cancellable (remote models).
 //! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
 //! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
 //! - [`tool`]: the `#[tool]` attribute, an `async fn` as a [`TypedTool`].
@@ -46,6 +49,7 @@ pub mod document;
 pub mod error;
 pub mod fallback;
 pub mod filter;
+pub mod limits;
 pub mod message;
 pub mod output;
 pub mod prompt;
@@ -99,7 +103,7 @@ pub use prompt::{ChatPromptTemplate, FewShotPromptTemplate, PromptTemplate};
 pub use runnable::{BoxRunnable, Parallel, Passthrough, RetryPolicy, Runnable, RunnableExt};
 pub use traits::{
     ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tokenizer,
-    Tool, ToolOutput, TypedTool, VectorQuery, VectorStore,
+    Tool, ToolOutput, TypedTool, VectorQuery, VectorStore, cosine_similarity,
 };
 
 /// The names most programs need: `use catena_core::prelude::*;`.

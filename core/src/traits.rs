@@ -114,6 +114,20 @@ pub struct VectorQuery {
     pub filter: Option<Filter>,
 }
 
+/// Cosine similarity of two vectors (their dot product over the product of their lengths); 0
+/// when either is all zeros. Vectors of different lengths are compared over the shorter one.
+#[must_use]
+pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    let denominator = (aa * bb).sqrt();
+    if denominator > 0.0 { ab / denominator } else { 0.0 }
+}
+
 /// Stores documents with their vectors and finds the nearest ones.
 #[async_trait]
 pub trait VectorStore: Send + Sync {
@@ -337,12 +351,7 @@ impl<T: TypedTool> Tool for T {
     /// The schemars schema of `Args`, without its `$schema` and `title` keys: models read every
     /// token of it, and those two tell them nothing about how to call the tool.
     fn parameters(&self) -> Value {
-        let mut schema = serde_json::to_value(schemars::schema_for!(T::Args)).unwrap_or(Value::Null);
-        if let Some(object) = schema.as_object_mut() {
-            object.remove("$schema");
-            object.remove("title");
-        }
-        schema
+        crate::output::model_schema::<T::Args>()
     }
 
     async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {
@@ -351,6 +360,37 @@ impl<T: TypedTool> Tool for T {
         self.run(args, ctx).await
     }
 }
+
+// `Debug` for the trait objects components hold (`Arc<dyn ChatModel>`, ...), so a component
+// can derive `Debug`: a model shows its name, the others that they are there.
+impl std::fmt::Debug for dyn ChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ChatModel").field(&self.model_name()).finish()
+    }
+}
+
+impl std::fmt::Debug for dyn Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder").field("dimensions", &self.dimensions()).finish()
+    }
+}
+
+impl std::fmt::Debug for dyn Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Tool").field(&self.name()).finish()
+    }
+}
+
+macro_rules! opaque_debug {
+    ($($name:ident),*) => {$(
+        impl std::fmt::Debug for dyn $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!("dyn ", stringify!($name)))
+            }
+        }
+    )*};
+}
+opaque_debug!(VectorStore, Retriever, Reranker, Memory, Loader, Splitter, Tokenizer);
 
 /// Conversation memory: what an agent or chat chain remembers between turns.
 ///

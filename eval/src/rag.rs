@@ -18,7 +18,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use catena_core::{ChatModel, ChatRequest, Embedder, Error, Message, ResponseFormat, Result, RunContext};
+use catena_core::output::{ModelSchema, structured_with};
+use catena_core::{ChatModel, ChatRequest, Embedder, Error, Message, Result, RunContext};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -196,29 +197,16 @@ impl Judge {
         items: Option<usize>,
         ctx: &RunContext,
     ) -> Result<T> {
-        let mut schema = serde_json::to_value(schemars::schema_for!(T))
-            .map_err(|e| Error::parse(metric, e.to_string()))?;
-        if let Some(object) = schema.as_object_mut() {
-            object.remove("$schema");
-            object.remove("title");
-        }
-        bound(&mut schema);
-        if let Some(n) = items
-            && let Some(list) = schema.pointer_mut("/properties/verdicts").and_then(|v| v.as_object_mut())
-        {
-            list.insert("minItems".into(), n.into());
-            list.insert("maxItems".into(), n.into());
+        let mut schema = ModelSchema::of::<T>().named(metric.replace(' ', "_")).bounded(300, 30);
+        if let Some(n) = items {
+            schema = schema.with_items("/properties/verdicts", n, n)?;
         }
         let request = ChatRequest::new(vec![Message::user(prompt)])
             .with_temperature(0.0)
-            .with_max_tokens(self.max_tokens)
-            .with_response_format(ResponseFormat::JsonSchema { name: metric.replace(' ', "_"), schema });
-        let reply = self.model.chat(request, ctx).await?;
-        serde_json::from_str(reply.text().trim()).map_err(|e| {
-            Error::parse(
-                format!("{metric} judge reply"),
-                format!("{e}: {:?}", reply.text().chars().take(300).collect::<String>()),
-            )
+            .with_max_tokens(self.max_tokens);
+        structured_with(self.model.as_ref(), request, &schema, ctx).await.map_err(|e| match e {
+            Error::Parse { message, .. } => Error::parse(format!("{metric} judge reply"), message),
+            other => other,
         })
     }
 
@@ -381,26 +369,6 @@ impl Judge {
             value: Some(0.75 * f1 + 0.25 * similarity),
             detail: serde_json::json!({"TP": c.tp, "FP": c.fp, "FN": c.fn_, "f1": f1, "similarity": similarity}),
         })
-    }
-}
-
-/// Bounds every string (300 characters) and list (30 items) of a judge schema, so a model decoding
-/// under it must close each string and list long before the token limit instead of leaving a
-/// reply cut in half.
-fn bound(schema: &mut serde_json::Value) {
-    if let Some(object) = schema.as_object_mut() {
-        match object.get("type").and_then(serde_json::Value::as_str) {
-            Some("string") if !object.contains_key("maxLength") => {
-                object.insert("maxLength".into(), 300.into());
-            }
-            Some("array") if !object.contains_key("maxItems") => {
-                object.insert("maxItems".into(), 30.into());
-            }
-            _ => {}
-        }
-        object.values_mut().for_each(bound);
-    } else if let Some(items) = schema.as_array_mut() {
-        items.iter_mut().for_each(bound);
     }
 }
 

@@ -5,14 +5,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::output::ModelSchema;
 use catena_core::{
     ChatModel, ChatRequest, Embedder, Error, Filter, Message, Result, Retriever, RunContext, ScoredDocument,
     VectorStore,
 };
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use crate::document_id;
 use crate::fusion::{Fusion, RankBase, fuse};
+
+/// The model's rephrasings (at most 10 per call; the count is pinned per request).
+#[derive(Deserialize, JsonSchema)]
+struct Rephrasings {
+    #[schemars(inner(length(min = 1, max = 300)))]
+    queries: Vec<String>,
+}
 
 /// The default HyDE instruction; `{question}` is replaced by the query.
 pub const HYDE_PROMPT: &str = "Write a short passage, as it would appear in a reference document, that answers the question.\nQuestion: {question}\nPassage:";
@@ -151,7 +160,8 @@ impl Retriever for HydeRetriever {
                 *m += x / vectors.len() as f32;
             }
         }
-        self.store.search(&mean, self.k, self.filter.as_ref()).await
+        let hits = self.store.search(&mean, self.k, self.filter.as_ref()).await?;
+        Ok(crate::retrieved(ctx, query, hits))
     }
 }
 
@@ -249,29 +259,12 @@ impl MultiQueryRetriever {
     /// # Errors
     /// Model errors; [`Error::Parse`] when the reply is not the expected structure.
     pub async fn rephrasings(&self, query: &str, ctx: &RunContext) -> Result<Vec<String>> {
-        let schema = json!({
-            "type": "object",
-            "properties": {"queries": {
-                "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": 300},
-                "minItems": 1,
-                "maxItems": self.n,
-            }},
-            "required": ["queries"],
-            "additionalProperties": false,
-        });
+        let schema = ModelSchema::of::<Rephrasings>().with_items("/properties/queries", 1, self.n)?;
         let prompt = self.prompt.replace("{n}", &self.n.to_string()).replace("{question}", query);
         let max_tokens = 120 * u32::try_from(self.n).unwrap_or(10);
-        let value =
-            crate::ask_json(self.model.as_ref(), prompt, schema, "rephrasings", max_tokens, ctx).await?;
-        let items = value
-            .get("queries")
-            .and_then(Value::as_array)
-            .ok_or_else(|| Error::parse("rephrasings", "expected an object with a `queries` array"))?;
+        let reply: Rephrasings = crate::ask(self.model.as_ref(), prompt, &schema, max_tokens, ctx).await?;
         let mut out: Vec<String> = Vec::new();
-        for item in items {
-            let text =
-                item.as_str().ok_or_else(|| Error::parse("rephrasings", "every query must be a string"))?;
+        for text in &reply.queries {
             let text = text.trim();
             if !text.is_empty() && text != query.trim() && !out.iter().any(|q| q == text) {
                 out.push(text.to_owned());
@@ -310,7 +303,7 @@ impl Retriever for MultiQueryRetriever {
         if let Some(k) = self.k {
             merged.truncate(k);
         }
-        Ok(merged)
+        Ok(crate::retrieved(ctx, query, merged))
     }
 }
 

@@ -49,16 +49,14 @@
 //! - [`SelfQueryRetriever`]: the model writes the search text and a typed metadata filter
 //!   ([`self_query`]).
 //!
-//! **Structured data**: [`sql`] (features `sqlite`, on by default, and `postgres`): text-to-SQL
-//! with a read-only guard, schema grounding, repair and answers from the rows. [`cypher`]
-//! (feature `neo4j`): text-to-Cypher with a read-only reader and direction correction.
+//! **Answers**: [`CitedAnswer`] (retriever → numbered sources → model → answer citing `[n]`,
+//! streamed) and [`numbered_sources`], how sources are shown to a model ([`cited`]).
 //!
 //! **Indexing**: [`Indexer`] / [`index_with_cleanup`] skip unchanged chunks and delete stale ones
 //! ([`Cleanup`]: none, incremental, full).
 
 pub mod bm25;
-#[cfg(feature = "neo4j")]
-pub mod cypher;
+pub mod cited;
 pub mod expansion;
 pub mod fusion;
 mod index;
@@ -67,15 +65,12 @@ pub mod lance;
 mod memory;
 pub mod mmr;
 pub mod parent;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
-mod query_repair;
 pub mod rerank;
 pub mod self_query;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub mod sql;
 mod vector;
 
 pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever};
+pub use cited::{Answer, CitedAnswer, citation, numbered_sources};
 pub use expansion::{HydeRetriever, MultiQueryRetriever};
 pub use fusion::{EnsembleRetriever, Fusion, RankBase};
 pub use index::{Cleanup, IndexReport, Indexer, document_id, index_documents, index_with_cleanup};
@@ -91,23 +86,31 @@ pub use rerank::{
 pub use self_query::{AttributeInfo, AttributeType, SelfQueryRetriever};
 pub use vector::VectorStoreRetriever;
 
-/// Asks `model` for a JSON reply under `schema` (greedy, at most `max_tokens`) and parses it: the
-/// one way this crate's chat-model components (query expansion, rerankers, self-query) get
-/// structured answers. A reply that does not parse is an `Error::Parse`.
-pub(crate) async fn ask_json(
+/// Asks `model` for a reply under `schema` (greedy, at most `max_tokens`), read as `T`: how this
+/// crate's chat-model components (query expansion, rerankers, self-query) get structured answers.
+/// A reply that does not read as `T` is an `Error::Parse`.
+pub(crate) async fn ask<T: serde::de::DeserializeOwned>(
     model: &dyn catena_core::ChatModel,
     prompt: String,
-    schema: serde_json::Value,
-    name: &str,
+    schema: &catena_core::output::ModelSchema,
     max_tokens: u32,
     ctx: &catena_core::RunContext,
-) -> catena_core::Result<serde_json::Value> {
-    let mut request = catena_core::ChatRequest::new(vec![catena_core::Message::user(prompt)])
-        .with_response_format(catena_core::ResponseFormat::JsonSchema { name: name.to_owned(), schema });
-    request.sampling.temperature = Some(0.0);
-    request.sampling.max_tokens = Some(max_tokens);
-    let reply = model.chat(request, ctx).await?;
-    catena_core::JsonOutputParser::<serde_json::Value>::new().parse(&reply.message.content)
+) -> catena_core::Result<T> {
+    let request = catena_core::ChatRequest::new(vec![catena_core::Message::user(prompt)])
+        .with_temperature(0.0)
+        .with_max_tokens(max_tokens);
+    catena_core::output::structured_with(model, request, schema, ctx).await
+}
+
+/// Tells the run's event sink what a retriever found (sources only; free when nobody listens),
+/// and hands the hits back: every retriever ends with `Ok(retrieved(ctx, query, hits))`.
+pub(crate) fn retrieved(
+    ctx: &catena_core::RunContext,
+    query: &str,
+    hits: Vec<catena_core::ScoredDocument>,
+) -> Vec<catena_core::ScoredDocument> {
+    emit_retrieved(ctx, query, &hits);
+    hits
 }
 
 /// Tells the run's event sink what a retriever found (sources only; free when nobody listens).

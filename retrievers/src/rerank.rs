@@ -18,11 +18,39 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::output::ModelSchema;
 use catena_core::{ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, ScoredDocument};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-use crate::ask_json;
+use crate::ask;
 use crate::mmr::cosine;
+
+/// A pointwise judge's reply.
+#[derive(Deserialize, JsonSchema)]
+struct Rating {
+    #[schemars(range(max = 10))]
+    rating: u8,
+}
+
+/// A listwise judge's reply: candidate numbers, best first (bounded to 1..=n per call).
+#[derive(Deserialize, JsonSchema)]
+struct Ranking {
+    ranking: Vec<usize>,
+}
+
+/// A filter's verdict.
+#[derive(Deserialize, JsonSchema)]
+struct Relevance {
+    relevant: bool,
+}
+
+/// An extractor's reply: the document's own sentences that help answer the query.
+#[derive(Deserialize, JsonSchema)]
+struct Extract {
+    #[schemars(length(max = 8), inner(length(min = 1)))]
+    sentences: Vec<String>,
+}
 
 /// Longest document text shown to a judging model, in characters (the rest is cut: small local
 /// models have small contexts).
@@ -83,20 +111,11 @@ impl LlmRelevanceReranker {
             "Rate how relevant the document is to the query, from 0 (unrelated) to 10 (answers it directly).\n\nQuery: {query}\n\nDocument:\n{}",
             shown(document)
         );
-        let schema = json!({
-            "type": "object",
-            "properties": {"rating": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}},
-            "required": ["rating"],
-            "additionalProperties": false,
-        });
-        let v = ask_json(self.model.as_ref(), prompt, schema, "relevance", 16, ctx).await?;
-        v.get("rating")
-            .and_then(Value::as_u64)
-            .filter(|r| *r <= 10)
-            .and_then(|r| u8::try_from(r).ok())
-            .ok_or_else(|| {
-                Error::parse("relevance rating", format!("expected {{\"rating\": 0..10}}, got {v}"))
-            })
+        let reply: Rating = ask(self.model.as_ref(), prompt, &ModelSchema::of::<Rating>(), 16, ctx).await?;
+        if reply.rating > 10 {
+            return Err(Error::parse("relevance rating", format!("{} is not from 0 to 10", reply.rating)));
+        }
+        Ok(reply.rating)
     }
 }
 
@@ -121,7 +140,7 @@ impl Reranker for LlmRelevanceReranker {
         if let Some(n) = self.top_n {
             out.truncate(n);
         }
-        Ok(out)
+        Ok(crate::retrieved(ctx, query, out))
     }
 }
 
@@ -173,35 +192,14 @@ impl Reranker for LlmListwiseReranker {
         for (i, d) in documents.iter().enumerate() {
             prompt.push_str(&format!("\n[{}] {}\n", i + 1, shown(&d.document.content).replace('\n', " ")));
         }
-        let schema = json!({
-            "type": "object",
-            "properties": {"ranking": {
-                "type": "array",
-                "items": {"type": "integer", "enum": (1..=n).collect::<Vec<_>>()},
-                "minItems": 1,
-                "maxItems": n,
-            }},
-            "required": ["ranking"],
-            "additionalProperties": false,
-        });
-        let v = ask_json(
-            self.model.as_ref(),
-            prompt,
-            schema,
-            "ranking",
-            8 * u32::try_from(n).unwrap_or(100) + 16,
-            ctx,
-        )
-        .await?;
-        let ranking = v.get("ranking").and_then(Value::as_array).ok_or_else(|| {
-            Error::parse("ranking", format!("expected {{\"ranking\": [numbers]}}, got {v}"))
-        })?;
+        let schema = ModelSchema::of::<Ranking>()
+            .with_items("/properties/ranking", 1, n)?
+            .with_enum("/properties/ranking/items", 1..=n)?;
+        let max_tokens = 8 * u32::try_from(n).unwrap_or(100) + 16;
+        let reply: Ranking = ask(self.model.as_ref(), prompt, &schema, max_tokens, ctx).await?;
         let mut order: Vec<usize> = Vec::with_capacity(n);
-        for item in ranking {
-            if let Some(i) =
-                item.as_u64().and_then(|i| usize::try_from(i).ok()).filter(|i| (1..=n).contains(i))
-                && !order.contains(&(i - 1))
-            {
+        for i in reply.ranking {
+            if (1..=n).contains(&i) && !order.contains(&(i - 1)) {
                 order.push(i - 1);
             }
         }
@@ -220,7 +218,7 @@ impl Reranker for LlmListwiseReranker {
         if let Some(n) = self.top_n {
             out.truncate(n);
         }
-        Ok(out)
+        Ok(crate::retrieved(ctx, query, out))
     }
 }
 
@@ -253,34 +251,16 @@ impl Reranker for LlmFilter {
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, 1)?;
-        let schema = json!({
-            "type": "object",
-            "properties": {"relevant": {"type": "boolean"}},
-            "required": ["relevant"],
-            "additionalProperties": false,
-        });
+        let schema = ModelSchema::of::<Relevance>();
         let verdicts = futures::future::try_join_all(documents.iter().map(|d| {
             let prompt = format!(
                 "Does the document contain information relevant to the query? Answer true or false.\n\nQuery: {query}\n\nDocument:\n{}",
                 shown(&d.document.content)
             );
-            ask_json(self.model.as_ref(), prompt, schema.clone(), "verdict", 12, ctx)
+            ask::<Relevance>(self.model.as_ref(), prompt, &schema, 12, ctx)
         }))
         .await?;
-        let mut out = Vec::new();
-        for (v, d) in verdicts.into_iter().zip(documents) {
-            match v.get("relevant").and_then(Value::as_bool) {
-                Some(true) => out.push(d),
-                Some(false) => {}
-                None => {
-                    return Err(Error::parse(
-                        "relevance verdict",
-                        format!("expected {{\"relevant\": bool}}, got {v}"),
-                    ));
-                }
-            }
-        }
-        Ok(out)
+        Ok(verdicts.into_iter().zip(documents).filter(|(v, _)| v.relevant).map(|(_, d)| d).collect())
     }
 }
 
@@ -314,30 +294,22 @@ impl Reranker for LlmExtractor {
         ctx: &RunContext,
     ) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, 1)?;
-        let schema = json!({
-            "type": "object",
-            "properties": {"sentences": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 8}},
-            "required": ["sentences"],
-            "additionalProperties": false,
-        });
+        let schema = ModelSchema::of::<Extract>();
         let replies = futures::future::try_join_all(documents.iter().map(|d| {
             let prompt = format!(
                 "Copy, word for word, the sentences of the document that help answer the query. \
                  If none do, reply with an empty list. Do not change or add anything.\n\nQuery: {query}\n\nDocument:\n{}",
                 shown(&d.document.content)
             );
-            ask_json(self.model.as_ref(), prompt, schema.clone(), "extract", 400, ctx)
+            ask::<Extract>(self.model.as_ref(), prompt, &schema, 400, ctx)
         }))
         .await?;
         let mut out = Vec::new();
-        for (v, mut d) in replies.into_iter().zip(documents) {
-            let sentences = v.get("sentences").and_then(Value::as_array).ok_or_else(|| {
-                Error::parse("extracted sentences", format!("expected {{\"sentences\": [..]}}, got {v}"))
-            })?;
-            let kept: Vec<&str> = sentences
+        for (reply, mut d) in replies.into_iter().zip(documents) {
+            let kept: Vec<&str> = reply
+                .sentences
                 .iter()
-                .filter_map(Value::as_str)
-                .map(str::trim)
+                .map(|s| s.trim())
                 .filter(|s| !s.is_empty() && d.document.content.contains(*s))
                 .collect();
             if kept.is_empty() {
@@ -558,7 +530,7 @@ impl Retriever for RerankingRetriever {
         if let Some(n) = self.top_n {
             out.truncate(n);
         }
-        Ok(out)
+        Ok(crate::retrieved(ctx, query, out))
     }
 }
 

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use catena_core::output::ModelSchema;
 use catena_core::{
     ChatModel, Embedder, Error, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore,
 };
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
 
 /// The type of a metadata field the model may filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +84,40 @@ fn ops(kind: AttributeType) -> &'static [&'static str] {
     }
 }
 
+/// The schema of a condition's value for a field of `kind`.
 fn value_schema(kind: AttributeType) -> Value {
     match kind {
-        AttributeType::String => json!({"type": "string", "maxLength": 80}),
-        AttributeType::Integer => json!({"type": "integer"}),
-        AttributeType::Number => json!({"type": "number"}),
-        AttributeType::Boolean => json!({"type": "boolean"}),
+        AttributeType::String => ModelSchema::of::<String>().bounded(80, 0).into_value(),
+        AttributeType::Integer => ModelSchema::of::<i64>().into_value(),
+        AttributeType::Number => ModelSchema::of::<f64>().into_value(),
+        AttributeType::Boolean => ModelSchema::of::<bool>().into_value(),
     }
+}
+
+/// The model's reply: a search text and the conditions that must all hold. The schema the model
+/// sees types each condition by its field ([`SelfQueryRetriever::schema`]).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct SelfQueryReply {
+    /// What to search for, without the constraints.
+    // Bounded so the whole reply fits the token budget: a small model that rambles inside a
+    // string would otherwise be cut off mid-JSON.
+    #[schemars(length(max = 200))]
+    pub query: String,
+    /// Metadata conditions, all of which must hold.
+    #[serde(default)]
+    #[schemars(length(max = 4))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One metadata condition of a [`SelfQueryReply`].
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct Condition {
+    /// The metadata field.
+    pub field: String,
+    /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `contains` or `like`, as the field's type allows.
+    pub op: String,
+    /// The value compared with.
+    pub value: Value,
 }
 
 impl SelfQueryRetriever {
@@ -110,37 +140,27 @@ impl SelfQueryRetriever {
         self
     }
 
-    /// The JSON Schema of the model's reply: a query and up to four conditions, all of which
-    /// must hold, each typed by its field.
-    #[must_use]
-    pub fn schema(&self) -> Value {
-        let conditions: Vec<Value> = self
+    /// The JSON Schema of the model's reply ([`SelfQueryReply`]): a query and up to four
+    /// conditions, all of which must hold, each one typed by its field (name pinned, operators
+    /// its type allows, value of its type).
+    ///
+    /// # Errors
+    /// Never for the shapes this crate derives; an error names a schema that lost a field.
+    pub fn schema(&self) -> Result<ModelSchema> {
+        let conditions = self
             .attributes
             .iter()
             .map(|a| {
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "field": {"const": a.name},
-                        "op": {"enum": ops(a.kind)},
-                        "value": value_schema(a.kind),
-                    },
-                    "required": ["field", "op", "value"],
-                    "additionalProperties": false,
-                })
+                ModelSchema::of::<Condition>()
+                    .with_enum("/properties/field", [a.name.as_str()])?
+                    .with_enum("/properties/op", ops(a.kind).iter().copied())?
+                    .with_subschema("/properties/value", value_schema(a.kind))
+                    .map(ModelSchema::into_value)
             })
-            .collect();
-        json!({
-            "type": "object",
-            "properties": {
-                // Lengths bounded so the whole reply fits the token budget: a small model that
-                // rambles inside a string would otherwise be cut off mid-JSON.
-                "query": {"type": "string", "maxLength": 200},
-                "conditions": {"type": "array", "items": {"anyOf": conditions}, "maxItems": 4},
-            },
-            "required": ["query", "conditions"],
-            "additionalProperties": false,
-        })
+            .collect::<Result<Vec<Value>>>()?;
+        ModelSchema::of::<SelfQueryReply>()
+            .named("structured_query")
+            .with_subschema("/properties/conditions/items", serde_json::json!({ "anyOf": conditions }))
     }
 
     /// Turns a question into a [`StructuredQuery`].
@@ -160,46 +180,33 @@ impl SelfQueryRetriever {
             self.content_description,
             fields.join("\n")
         );
-        let v =
-            crate::ask_json(self.model.as_ref(), prompt, self.schema(), "structured_query", 320, ctx).await?;
-        self.parse(&v)
+        let reply = crate::ask(self.model.as_ref(), prompt, &self.schema()?, 320, ctx).await?;
+        self.parse(reply)
     }
 
-    /// Validates a reply of the shape [`schema`](Self::schema) describes.
+    /// Checks a reply against the declared fields again (remote models are not grammar-bound)
+    /// and turns it into a filter.
     ///
     /// # Errors
-    /// [`Error::Parse`] naming what is wrong.
-    pub fn parse(&self, v: &Value) -> Result<StructuredQuery> {
+    /// [`Error::Parse`] naming what is wrong: an unknown field, an operator its type does not
+    /// support, a value of the wrong type.
+    pub fn parse(&self, reply: SelfQueryReply) -> Result<StructuredQuery> {
         let bad = |m: String| Error::parse("self-query filter", m);
-        let query = v
-            .get("query")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no `query` string".into()))?
-            .trim()
-            .to_owned();
-        let conditions = match v.get("conditions") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(c)) => c.clone(),
-            Some(other) => return Err(bad(format!("`conditions` must be a list, not {other}"))),
-        };
+        let query = reply.query.trim().to_owned();
         let mut filters = Vec::new();
-        for c in conditions {
-            let field = c
-                .get("field")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("condition without a field: {c}")))?;
+        for Condition { field, op, value } in reply.conditions {
+            let field = field.as_str();
+            let op = op.as_str();
             let attribute = self.attributes.iter().find(|a| a.name == field).ok_or_else(|| {
                 let known: Vec<&str> = self.attributes.iter().map(|a| a.name.as_str()).collect();
                 bad(format!("unknown field `{field}` (known: {})", known.join(", ")))
             })?;
-            let op = c.get("op").and_then(Value::as_str).unwrap_or("");
             if !ops(attribute.kind).contains(&op) {
                 return Err(bad(format!(
                     "operator `{op}` does not apply to {:?} field `{field}`",
                     attribute.kind
                 )));
             }
-            let value = c.get("value").cloned().unwrap_or(Value::Null);
             let fits = match attribute.kind {
                 AttributeType::String => value.is_string(),
                 AttributeType::Integer => value.is_i64() || value.is_u64(),
@@ -238,7 +245,8 @@ impl Retriever for SelfQueryRetriever {
         // A question that is only a filter ("documents from 2021") still needs a vector to rank by.
         let text = if structured.query.is_empty() { question } else { structured.query.as_str() };
         let vector = self.embedder.embed_one(text, ctx).await?;
-        self.store.search(&vector, self.k, structured.filter.as_ref()).await
+        let hits = self.store.search(&vector, self.k, structured.filter.as_ref()).await?;
+        Ok(crate::retrieved(ctx, question, hits))
     }
 }
 
@@ -279,10 +287,11 @@ mod tests {
         let hits = r.retrieve("transformer papers after 2020", &RunContext::new()).await.unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].document.metadata["year"], 2022);
-        assert_eq!(
-            r.schema()["properties"]["conditions"]["items"]["anyOf"][0]["properties"]["field"]["const"],
-            "year"
-        );
+        let schema = r.schema().unwrap().into_value();
+        let year = &schema["properties"]["conditions"]["items"]["anyOf"][0]["properties"];
+        assert_eq!(year["field"]["enum"], serde_json::json!(["year"]));
+        assert_eq!(year["value"]["type"], "integer");
+        assert_eq!(schema["properties"]["conditions"]["maxItems"], 4);
     }
 
     #[tokio::test]
@@ -300,7 +309,7 @@ mod tests {
                 r#"{"query": "x", "conditions": [{"field": "venue", "op": "gt", "value": "a"}]}"#,
                 "does not apply",
             ),
-            (r#"{"conditions": []}"#, "no `query`"),
+            (r#"{"conditions": []}"#, "missing field `query`"),
         ] {
             let (r, _, _) = retriever(reply);
             let err = r.retrieve("q", &RunContext::new()).await.unwrap_err();

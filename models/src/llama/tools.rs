@@ -89,28 +89,15 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
 }
 
 /// Longest string argument a local model may write when the schema sets no `maxLength`.
-const MAX_ARGUMENT_CHARS: u64 = 300;
+const MAX_ARGUMENT_CHARS: usize = 300;
 
 /// Gives every open-ended string in an arguments schema a `maxLength`, so the grammar forces a
 /// small model that starts rambling inside a string to close it (and the call) long before the
 /// token limit, instead of leaving a call cut in half.
 fn cap_strings(schema: &mut Value) {
-    match schema {
-        Value::Object(obj) => {
-            let open_string = obj.get("type").and_then(Value::as_str) == Some("string")
-                && !["maxLength", "enum", "const", "pattern", "format"].iter().any(|k| obj.contains_key(*k));
-            if open_string {
-                obj.insert("maxLength".into(), json!(MAX_ARGUMENT_CHARS));
-            }
-            for (key, child) in obj.iter_mut() {
-                if !matches!(key.as_str(), "const" | "enum" | "default" | "examples") {
-                    cap_strings(child);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(cap_strings),
-        _ => {}
-    }
+    let capped = catena_core::output::ModelSchema::from_value("arguments", std::mem::take(schema))
+        .bounded_strings(MAX_ARGUMENT_CHARS);
+    *schema = capped.into_value();
 }
 
 fn instructions(tools: &[&ToolSpec], may_answer: bool) -> String {
