@@ -61,10 +61,8 @@ async fn main() -> Result<()> {
     let addr = listener.local_addr().map_err(|e| catena::core::Error::io("bind", e))?;
     let served: Arc<dyn ChatModel> = local.clone();
     tokio::spawn(Server::new().with_chat_model("chat", served).serve(listener, std::future::pending()));
-    let config = OpenAiConfig {
-        max_concurrency: 64,
-        ..OpenAiConfig::new("chat").with_base_url(format!("http://{addr}/v1"))
-    };
+    let config = OpenAiConfig::new("chat").with_base_url(format!("http://{addr}/v1"));
+    let config = OpenAiConfig { limits: config.limits.clone().with_max_concurrency(64), ..config };
     let remote = Arc::new(OpenAiChatModel::new(config)?);
 
     // 1. Overhead, alternating so drift hits both sides alike.

@@ -6,6 +6,10 @@ use catena::core::{
     ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
     ToolChoice, ToolSpec,
 };
+use std::time::Duration;
+
+use catena::core::RetryPolicy;
+use catena::core::limits::CallLimits;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -110,23 +114,25 @@ async fn server_refusals_map_to_typed_errors() {
     assert_eq!(streamed[0].as_ref().unwrap_err().kind(), ErrorKind::ContextLengthExceeded);
     // Nobody listening: transient after the retries, within the connect timeout.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let gone = OpenAiConfig {
-        max_retries: 1,
-        backoff: std::time::Duration::from_millis(10),
-        ..config(&format!("http://127.0.0.1:{port}/v1"), "chat")
-    };
+    let gone = config(&format!("http://127.0.0.1:{port}/v1"), "chat").with_limits(quick(2));
     let err = OpenAiChatModel::new(gone).unwrap().chat(hello, &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
 }
 
+/// Limits with `attempts` tries and 5 ms backoff.
+fn quick(attempts: u32) -> CallLimits {
+    CallLimits::default()
+        .with_retry(RetryPolicy::attempts(attempts).with_initial_backoff(Duration::from_millis(5)))
+}
+
 fn fast(base: &str, retries: u32) -> OpenAiConfig {
-    OpenAiConfig { max_retries: retries, backoff: std::time::Duration::from_millis(5), ..config(base, "m") }
+    config(base, "m").with_limits(quick(retries + 1))
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_and_client_errors_are_not() {
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
     let ctx = RunContext::new();
     let hello = || ChatRequest::new(vec![Message::user("hi")]);
 
@@ -182,7 +188,7 @@ async fn transient_failures_are_retried_and_client_errors_are_not() {
 
     // Slow headers: the total timeout cuts each try; retried, then transient, in bounded time.
     let (base, hits) = fault_server(|_| (3000, reply(200, "application/json", OK, &[]))).await;
-    let slow = OpenAiConfig { timeout: Duration::from_millis(300), ..fast(&base, 1) };
+    let slow = config(&base, "m").with_limits(quick(2).with_timeout(Duration::from_millis(300)));
     let started = Instant::now();
     let err = OpenAiChatModel::new(slow).unwrap().chat(hello(), &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
@@ -207,4 +213,47 @@ async fn a_stream_cut_mid_reply_is_an_error_after_the_text_it_got() {
     let err = items.last().unwrap().as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");
     assert!(err.to_string().contains("ended before the reply was complete"), "{err}");
+}
+
+#[tokio::test]
+async fn cancelling_ends_the_wait_for_a_retry_after_and_for_a_permit() {
+    use std::time::Instant;
+    // The server asks for 30 s; the caller cancels after 100 ms and gets Cancelled at once.
+    let (base, hits) =
+        fault_server(|_| (0, reply(429, "application/json", ERROR, &[("retry-after", "30")]))).await;
+    let model = OpenAiChatModel::new(fast(&base, 3)).unwrap();
+    let ctx = RunContext::new();
+    let canceller = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        canceller.cancel();
+    });
+    let started = Instant::now();
+    let err = model.chat(ChatRequest::new(vec![Message::user("hi")]), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // One permit, held by a slow request: a second caller waiting for it can be cancelled.
+    let (base, _) = fault_server(|_| (3000, reply(200, "application/json", OK, &[]))).await;
+    let model =
+        OpenAiChatModel::new(config(&base, "m").with_limits(quick(1).with_max_concurrency(1))).unwrap();
+    let busy = {
+        let model = model.clone();
+        tokio::spawn(async move {
+            model.chat(ChatRequest::new(vec![Message::user("slow")]), &RunContext::new()).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ctx = RunContext::new();
+    let canceller = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        canceller.cancel();
+    });
+    let started = Instant::now();
+    let err = model.chat(ChatRequest::new(vec![Message::user("waits")]), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "waited for the permit: {:?}", started.elapsed());
+    assert_eq!(busy.await.unwrap().unwrap().message.content, "ok");
 }

@@ -7,13 +7,14 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use catena::core::limits::CallLimits;
 use catena::core::runnable::RetryPolicy;
 use catena::core::{
     ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
     ToolChoice, ToolSpec,
 };
 use catena_models::rig::rig_core::providers::openai::{OpenAI, OpenAIConfig, wire::LLAMACPP};
-use catena_models::rig::{RigChatModel, RigEmbedder, RigOptions};
+use catena_models::rig::{RigChatModel, RigEmbedder};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -102,7 +103,7 @@ async fn chat_stream_tools_schema_and_embeddings_through_rig_and_catena_serve() 
     assert!(!reply.message.content.is_empty() && reply.message.tool_calls.is_empty(), "{reply:?}");
 
     // Embeddings: the same vectors as the local embedder, across several batches.
-    let remote = RigEmbedder::connect(rig_client(&base).embedding("embed", None), RigOptions::default())
+    let remote = RigEmbedder::connect(rig_client(&base).embedding("embed", None), CallLimits::default())
         .await
         .unwrap()
         .with_batch_size(2);
@@ -143,11 +144,11 @@ async fn refusals_and_bad_requests_are_typed_errors() {
     assert_eq!(model.chat(ChatRequest::new(vec![]), &ctx).await.unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
-fn quick() -> RigOptions {
-    RigOptions {
+fn quick() -> CallLimits {
+    CallLimits {
         retry: RetryPolicy::attempts(3).with_initial_backoff(Duration::from_millis(5)),
         timeout: Duration::from_secs(10),
-        ..RigOptions::default()
+        ..CallLimits::default()
     }
 }
 
@@ -156,7 +157,7 @@ async fn transient_failures_are_retried_and_client_errors_are_not() {
     let ctx = RunContext::new();
     let hello = || ChatRequest::new(vec![Message::user("hi")]);
     let model =
-        |base: &str, options: RigOptions| RigChatModel::with_options(rig_client(base).chat("m"), options);
+        |base: &str, options: CallLimits| RigChatModel::with_limits(rig_client(base).chat("m"), options);
 
     // 429 with Retry-After: waits what the server asked (not the 5 ms backoff), then succeeds.
     let (base, hits) = fault_server(|n| match n {
@@ -186,7 +187,7 @@ async fn transient_failures_are_retried_and_client_errors_are_not() {
 
     // Slow headers: the per-attempt timeout cuts each try; bounded, transient.
     let (base, hits) = fault_server(|_| (3000, reply(200, "application/json", OK, &[]))).await;
-    let slow = RigOptions { timeout: Duration::from_millis(300), retry: RetryPolicy::attempts(2), ..quick() };
+    let slow = CallLimits { timeout: Duration::from_millis(300), retry: RetryPolicy::attempts(2), ..quick() };
     let started = Instant::now();
     let err = model(&base, slow).chat(hello(), &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelTransient, "{err}");

@@ -20,10 +20,10 @@
 //!   are transient, `context_length_exceeded` is its own kind, rejected requests are invalid
 //!   input, the rest permanent.
 //!
-//! Resilience is catena's, as for every remote model: a total timeout per attempt, retries of
-//! transient failures with exponential backoff and jitter honouring `Retry-After` ([`RetryPolicy`];
-//! a stream is retried only before its first delta), a per-model concurrency limit, and
-//! cancellation through the [`RunContext`].
+//! Resilience is catena's, as for every remote model ([`CallLimits`]): a timeout per attempt,
+//! retries of transient failures with exponential backoff and jitter honouring `Retry-After` (a
+//! stream is retried only before its first delta), a per-model concurrency limit, and
+//! cancellation through the [`RunContext`] at every wait.
 //!
 //! ```no_run
 //! use catena_core::{ChatModel, ChatRequest, Message, RunContext};
@@ -40,10 +40,9 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use catena_core::runnable::RetryPolicy;
+use catena_core::limits::{CallLimits, Failure, Limiter};
 use catena_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, Event, FinishReason, Message,
     ResponseFormat, Result, Role, RunContext, ToolCall, ToolChoice, Usage, async_trait,
@@ -58,89 +57,7 @@ use rig_core::message::{self as rm, AssistantContent, CallId, ToolFunction, Tool
 use rig_core::operation::{Completion, Embedding};
 use rig_core::streaming::{Item, Part, StreamEvent};
 use serde_json::Value;
-use tokio::sync::{Semaphore, SemaphorePermit};
-
-/// Limits on every call a rig model makes.
-#[derive(Debug, Clone)]
-pub struct RigOptions {
-    /// One attempt may take this long, the whole reply included (default 120 s); a stream's
-    /// limit covers opening it and its first delta.
-    pub timeout: Duration,
-    /// Which failures are tried again and how long to wait (default: 3 attempts, transient
-    /// errors only, 200 ms doubling with jitter). A `Retry-After` header lengthens the wait.
-    pub retry: RetryPolicy,
-    /// Calls in flight at once (default 16); the rest wait their turn.
-    pub max_concurrency: usize,
-}
-
-impl Default for RigOptions {
-    fn default() -> Self {
-        Self { timeout: Duration::from_secs(120), retry: RetryPolicy::default(), max_concurrency: 16 }
-    }
-}
-
-/// The longest `Retry-After` honoured: a server asking for more gets the error instead.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// The shared machinery of both adapters: the concurrency limit and the retry loop.
-#[derive(Debug)]
-struct Limits {
-    options: RigOptions,
-    permits: Semaphore,
-}
-
-impl Limits {
-    fn new(options: RigOptions) -> Self {
-        let permits = Semaphore::new(options.max_concurrency.max(1));
-        Self { options, permits }
-    }
-
-    async fn permit(&self, ctx: &RunContext) -> Result<SemaphorePermit<'_>> {
-        tokio::select! {
-            permit = self.permits.acquire() => permit.map_err(|_| Error::model_permanent("the model was shut down")),
-            () = ctx.cancellation().cancelled() => Err(Error::Cancelled),
-        }
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up; each attempt
-    /// under the timeout and the run's cancellation.
-    async fn run<T, F, Fut>(&self, ctx: &RunContext, what: &str, mut attempt: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, ProviderError>>,
-    {
-        let policy = &self.options.retry;
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let outcome = tokio::select! {
-                outcome = tokio::time::timeout(self.options.timeout, attempt()) => outcome,
-                () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
-            };
-            let (error, retry_after) = match outcome {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => (map_error(&e), retry_after(&e)),
-                Err(_) => (
-                    Error::model_transient(format!("{what} took longer than {:?}", self.options.timeout)),
-                    None,
-                ),
-            };
-            if tries >= policy.max_attempts.max(1)
-                || !policy.should_retry(&error)
-                || retry_after.is_some_and(|wait| wait > MAX_RETRY_AFTER)
-            {
-                return Err(error);
-            }
-            let wait =
-                retry_after.map_or_else(|| policy.backoff(tries), |asked| asked.max(policy.backoff(tries)));
-            tracing::warn!(%error, retry = tries, ?wait, "{what} failed; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
-            }
-        }
-    }
-}
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The seconds a `Retry-After` header asks for, when the error carries one.
 fn retry_after(e: &ProviderError) -> Option<Duration> {
@@ -150,6 +67,10 @@ fn retry_after(e: &ProviderError) -> Option<Duration> {
 }
 
 /// rig's failures in catena's kinds: what retrying can fix, what the caller must change.
+fn failure(e: &ProviderError) -> Failure {
+    Failure::from(map_error(e)).with_retry_after(retry_after(e))
+}
+
 fn map_error(e: &ProviderError) -> Error {
     let message = format!("rig: {e}");
     let code = e.provider_response().and_then(|r| r.machine_code());
@@ -319,21 +240,21 @@ fn catena_response(response: &CompletionResponse) -> Result<ChatResponse> {
 pub struct RigChatModel {
     model: DynModel<Completion>,
     name: String,
-    limits: Arc<Limits>,
+    limits: Limiter,
 }
 
 impl RigChatModel {
     /// Wraps a rig completion model (a provider's `Model` or an erased `DynModel<Completion>`)
-    /// with the default [`RigOptions`].
+    /// with the default [`CallLimits`].
     pub fn new(model: impl Into<DynModel<Completion>>) -> Self {
-        Self::with_options(model, RigOptions::default())
+        Self::with_limits(model, CallLimits::default())
     }
 
     /// Wraps a rig completion model with these limits.
-    pub fn with_options(model: impl Into<DynModel<Completion>>, options: RigOptions) -> Self {
+    pub fn with_limits(model: impl Into<DynModel<Completion>>, limits: CallLimits) -> Self {
         let model = model.into();
         let name = model.id().map_or_else(|| model.name().to_owned(), str::to_owned);
-        Self { model, name, limits: Arc::new(Limits::new(options)) }
+        Self { model, name, limits: limits.limiter() }
     }
 
     /// The rig model underneath.
@@ -348,8 +269,12 @@ impl ChatModel for RigChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
         let request = rig_request(&request)?;
         let _permit = self.limits.permit(ctx).await?;
-        let response =
-            self.limits.run(ctx, "the rig completion", || self.model.call(request.clone())).await?;
+        let response = self
+            .limits
+            .run(ctx, "the rig completion", || async {
+                self.model.call(request.clone()).await.map_err(|e| failure(&e))
+            })
+            .await?;
         catena_response(&response)
     }
 
@@ -369,9 +294,9 @@ impl ChatModel for RigChatModel {
                     .run(ctx, "opening the rig stream", || {
                         let opened = self.model.stream(request.clone());
                         async move {
-                            let mut stream = opened?;
+                            let mut stream = opened.map_err(|e| failure(&e))?;
                             match stream.next().await {
-                                Some(Err(e)) => Err(e),
+                                Some(Err(e)) => Err(failure(&e)),
                                 first => Ok((stream, first)),
                             }
                         }
@@ -399,7 +324,7 @@ struct StreamState<'a> {
     /// Parts whose text arrived as text events (their end event repeats it).
     streamed_text: HashSet<Part>,
     ctx: &'a RunContext,
-    _permit: SemaphorePermit<'a>,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// The deltas of one open rig stream: text as it arrives, each tool call when its part ends,
@@ -407,7 +332,7 @@ struct StreamState<'a> {
 fn deltas<'a>(
     stream: rig_core::streaming::CompletionStream,
     first: Option<std::result::Result<Item<StreamEvent>, ProviderError>>,
-    permit: SemaphorePermit<'a>,
+    permit: OwnedSemaphorePermit,
     ctx: &'a RunContext,
 ) -> BoxStream<'a, Result<ChatDelta>> {
     let state = StreamState {
@@ -482,7 +407,7 @@ pub struct RigEmbedder {
     model: DynModel<Embedding>,
     dimensions: usize,
     batch: usize,
-    limits: Arc<Limits>,
+    limits: Limiter,
 }
 
 impl RigEmbedder {
@@ -490,8 +415,8 @@ impl RigEmbedder {
     ///
     /// # Errors
     /// The probe's error: the model is unreachable, or answered with no vector.
-    pub async fn connect(model: impl Into<DynModel<Embedding>>, options: RigOptions) -> Result<Self> {
-        let mut embedder = Self::with_dimensions(model, 0, options);
+    pub async fn connect(model: impl Into<DynModel<Embedding>>, limits: CallLimits) -> Result<Self> {
+        let mut embedder = Self::with_dimensions(model, 0, limits);
         let probe = embedder.embed(&["dimensions".to_owned()], &RunContext::new()).await?;
         embedder.dimensions = probe.first().map_or(0, Vec::len);
         if embedder.dimensions == 0 {
@@ -504,9 +429,9 @@ impl RigEmbedder {
     pub fn with_dimensions(
         model: impl Into<DynModel<Embedding>>,
         dimensions: usize,
-        options: RigOptions,
+        limits: CallLimits,
     ) -> Self {
-        Self { model: model.into(), dimensions, batch: 64, limits: Arc::new(Limits::new(options)) }
+        Self { model: model.into(), dimensions, batch: 64, limits: limits.limiter() }
     }
 
     /// Texts per request (default 64, at least 1): providers cap their batch sizes.
@@ -523,8 +448,12 @@ impl Embedder for RigEmbedder {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch) {
             let _permit = self.limits.permit(ctx).await?;
-            let response =
-                self.limits.run(ctx, "the rig embedding", || self.model.call(batch.to_vec())).await?;
+            let response = self
+                .limits
+                .run(ctx, "the rig embedding", || async {
+                    self.model.call(batch.to_vec()).await.map_err(|e| failure(&e))
+                })
+                .await?;
             if response.embeddings.len() != batch.len() {
                 return Err(Error::model_permanent(format!(
                     "rig: asked for {} embeddings, got {}",
