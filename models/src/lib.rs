@@ -33,6 +33,8 @@
 //! - [`perplexity()`]: a model's perplexity on a text, with a sliding window (feature `llama`).
 //! - `openai` (feature `openai`): any OpenAI-compatible server as a chat model and embedder.
 //! - `rig` (feature `rig`): any rig-core provider's model (Anthropic, Gemini, Cohere, ...) as one.
+//! - [`wire`]: the OpenAI API's wire format as serde types, shared by the `openai` client and
+//!   `catena serve`.
 
 #[cfg(feature = "llama")]
 pub mod convert;
@@ -43,6 +45,7 @@ mod llama;
 pub mod openai;
 #[cfg(feature = "rig")]
 pub mod rig;
+pub mod wire;
 
 #[cfg(feature = "llama")]
 pub use llama::{

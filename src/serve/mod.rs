@@ -1,0 +1,198 @@
+//! An OpenAI-compatible HTTP server for catena models and chains (`catena serve`).
+//!
+//! Any [`Runnable<ChatRequest, ChatResponse>`](crate::core::Runnable) (a model, a RAG chain, an
+//! agent) is served under a model name at `POST /v1/chat/completions`, any
+//! [`Embedder`](crate::core::Embedder) at `POST /v1/embeddings`; `GET /v1/models` lists them and
+//! `GET /health` answers `{"status": "ok"}`. Request and response bodies follow the public OpenAI
+//! API reference (chat completions with streaming over server-sent events, tools, `response_format`,
+//! usage; embeddings as floats or base64), and so do errors:
+//! `{"error": {"message", "type", "param", "code"}}` with the matching status. The bodies are
+//! the [wire types](crate::models::wire) catena's own OpenAI client speaks.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use catena::core::{ChatModel, Embedder};
+//! use catena::models::{LlamaChatModel, LlamaEmbedder};
+//! use catena::serve::Server;
+//!
+//! # async fn demo() -> catena::core::Result<()> {
+//! let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
+//! let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(|e| catena::core::Error::io("127.0.0.1:8080", e))?;
+//! Server::new().with_chat_model("chat", chat).with_embedder("embed", embed)
+//!     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await
+//! # }
+//! ```
+//!
+//! Safety limits: request bodies over `max_body_bytes` (default 1 MiB) get 413, `max_tokens` over
+//! `max_tokens_cap` (default 4096) gets 400, and a server bound beyond loopback refuses to start
+//! without an API key (`Authorization: Bearer ...`, compared in constant time).
+
+mod auth;
+mod chat;
+mod embeddings;
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use futures::stream::BoxStream;
+
+use self::error::ApiError;
+use crate::core::{
+    ChatModel, ChatRequest, ChatResponse, Embedder, Error, Result, RunContext, Runnable, async_trait,
+};
+
+/// A chat endpoint's implementation: a model, or any chain from requests to responses.
+pub type ChatRunnable = Arc<dyn Runnable<ChatRequest, ChatResponse>>;
+
+/// A shared chat model as a runnable (an `Arc<dyn ChatModel>` cannot be cast to one directly).
+struct ModelRunnable(Arc<dyn ChatModel>);
+
+#[async_trait]
+impl Runnable<ChatRequest, ChatResponse> for ModelRunnable {
+    async fn invoke(&self, input: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
+        self.0.chat(input, ctx).await
+    }
+
+    fn stream<'a>(&'a self, input: ChatRequest, ctx: &'a RunContext) -> BoxStream<'a, Result<ChatResponse>> {
+        Runnable::stream(self.0.as_ref(), input, ctx)
+    }
+}
+
+/// The server: named chat runnables and embedders, and its limits.
+#[derive(Clone)]
+pub struct Server {
+    chat: BTreeMap<String, ChatRunnable>,
+    embed: BTreeMap<String, Arc<dyn Embedder>>,
+    api_key: Option<String>,
+    max_body_bytes: usize,
+    max_tokens_cap: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("chat", &self.chat.keys().collect::<Vec<_>>())
+            .field("embed", &self.embed.keys().collect::<Vec<_>>())
+            .field("auth", &self.api_key.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with nothing to serve yet, no API key, 1 MiB bodies, 4096 tokens per reply.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            chat: BTreeMap::new(),
+            embed: BTreeMap::new(),
+            api_key: None,
+            max_body_bytes: 1 << 20,
+            max_tokens_cap: 4096,
+        }
+    }
+
+    /// Serves `runnable` (a chain, an agent, or a model) as chat model `name`.
+    #[must_use]
+    pub fn with_chat(mut self, name: impl Into<String>, runnable: ChatRunnable) -> Self {
+        self.chat.insert(name.into(), runnable);
+        self
+    }
+
+    /// Serves a chat model as `name`.
+    #[must_use]
+    pub fn with_chat_model(self, name: impl Into<String>, model: Arc<dyn ChatModel>) -> Self {
+        self.with_chat(name, Arc::new(ModelRunnable(model)))
+    }
+
+    /// Serves `embedder` as embedding model `name`.
+    #[must_use]
+    pub fn with_embedder(mut self, name: impl Into<String>, embedder: Arc<dyn Embedder>) -> Self {
+        self.embed.insert(name.into(), embedder);
+        self
+    }
+
+    /// Requires `Authorization: Bearer KEY` on every `/v1` route (`None`: open).
+    #[must_use]
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key.filter(|k| !k.is_empty());
+        self
+    }
+
+    /// The largest request body accepted (413 above it).
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The largest `max_tokens` a request may ask for (400 above it); also the default.
+    #[must_use]
+    pub fn with_max_tokens_cap(mut self, tokens: u32) -> Self {
+        self.max_tokens_cap = tokens.max(1);
+        self
+    }
+
+    /// The routes, for embedding into an application's own axum server.
+    pub fn router(self) -> Router {
+        let limit = self.max_body_bytes;
+        let state = Arc::new(self);
+        let v1 = Router::new()
+            .route("/v1/chat/completions", post(chat::chat_completions))
+            .route("/v1/embeddings", post(embeddings::embeddings))
+            .route("/v1/models", get(embeddings::models))
+            .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize));
+        Router::new()
+            .merge(v1)
+            .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+            .fallback(|| async {
+                ApiError::refused(
+                    StatusCode::NOT_FOUND,
+                    "Unknown endpoint; see GET /v1/models, POST /v1/chat/completions, POST /v1/embeddings",
+                    "unknown_url",
+                )
+            })
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(middleware::from_fn(auth::access_log))
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes the requests in flight.
+    /// Refuses to start on a non-loopback address without an API key.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let addr = listener.local_addr().map_err(|e| Error::io("listener", e))?;
+        if !addr.ip().is_loopback() && self.api_key.is_none() {
+            return Err(Error::invalid_input(format!(
+                "refusing to serve on {addr} without an API key: set CATENA_API_KEY (or bind 127.0.0.1)"
+            )));
+        }
+        tracing::info!(%addr, chat = ?self.chat.keys().collect::<Vec<_>>(), "catena serve listening");
+        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::io(addr.to_string(), e))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
