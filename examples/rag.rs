@@ -6,16 +6,17 @@
 //! cargo run --example rag -- "How do I split documents?"
 //! ```
 //!
-//! The program reads top to bottom as the pipeline runs: load -> split -> embed -> store ->
-//! retrieve -> prompt -> model -> streamed answer, then the sources it used.
+//! The program reads top to bottom as the pipeline runs: load -> split -> embed -> store, then
+//! one chain (retrieve -> numbered sources -> prompt -> model) streams the answer, and the
+//! sources it cited are listed.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use catena::prelude::*;
+use catena::retrievers::{CitedAnswer, citation};
 use futures::StreamExt;
-use serde_json::json;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -46,6 +47,12 @@ async fn run() -> catena::core::Result<()> {
     }
     drop(pages);
 
+    // Sources are shown to the model and to you relative to the repository root.
+    for doc in &mut documents {
+        let relative = source_name(doc, root);
+        doc.metadata.insert("source".into(), relative.into());
+    }
+
     // 2. Split into overlapping chunks small enough to embed and to quote in a prompt.
     let splitter = RecursiveCharacterSplitter::new(800, 100)?.with_start_index(true);
     let chunks = splitter.split_documents(&documents)?;
@@ -57,42 +64,28 @@ async fn run() -> catena::core::Result<()> {
     let store: Arc<dyn VectorStore> = Arc::new(InMemoryVectorStore::new());
     index_documents(&chunks, embedder.as_ref(), store.as_ref(), 32, &ctx).await?;
 
-    // 4. Retrieve the chunks closest to the question.
-    let retriever = VectorStoreRetriever::new(store, embedder).with_k(4);
-    let hits = retriever.retrieve(&question, &ctx).await?;
-    let context = hits
-        .iter()
-        .enumerate()
-        .map(|(i, h)| format!("[{}] ({})\n{}", i + 1, source_name(&h.document, root), h.document.content))
-        .collect::<Vec<_>>()
-        .join("\n\n");
+    // 4. Retrieve and answer in one chain: the four chunks closest to the question are numbered
+    //    into the prompt, and the default local chat model (SmolLM2-135M-Instruct) answers from
+    //    them, citing them as [1], [2]. Streaming the chain gives the sources first, then the
+    //    answer's tokens as they are generated.
+    let retriever = Arc::new(VectorStoreRetriever::new(store, embedder).with_k(4));
+    let model = Arc::new(LlamaChatModel::load_default().await?);
+    let chain = CitedAnswer::new(retriever, model).with_max_tokens(300);
 
-    // 5. Answer: a prompt template, the default local chat model (SmolLM2-135M-Instruct) and a
-    //    parser, piped into one chain. Streaming the chain streams the model's tokens.
-    let prompt = ChatPromptTemplate::new()
-        .system(
-            "You answer questions about the catena library using only the context below. \
-             Be brief, and cite sources like [1].\n\nContext:\n{context}",
-        )?
-        .user("{question}")?;
-    let model = LlamaChatModel::load_default().await?;
-    let chain = prompt.pipe(model).pipe(StrOutputParser);
-
-    let mut tokens = chain.stream(json!({"context": context, "question": question}), &ctx);
+    let mut pieces = chain.stream(question, &ctx);
+    let mut sources = Vec::new();
     let mut stdout = std::io::stdout();
-    while let Some(piece) = tokens.next().await {
-        let _ = stdout.write_all(piece?.as_bytes());
+    while let Some(piece) = pieces.next().await {
+        let piece = piece?;
+        if !piece.sources.is_empty() {
+            sources = piece.sources;
+        }
+        let _ = stdout.write_all(piece.text.as_bytes());
         let _ = stdout.flush();
     }
     println!("\n\nSources:");
-    for (i, h) in hits.iter().enumerate() {
-        let start = h.document.metadata.get("start_index").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        println!(
-            "  [{}] {} (from character {start}, similarity {:.2})",
-            i + 1,
-            source_name(&h.document, root),
-            h.score
-        );
+    for (i, hit) in sources.iter().enumerate() {
+        println!("  [{}] {} (similarity {:.2})", i + 1, citation(&hit.document), hit.score);
     }
     Ok(())
 }

@@ -86,7 +86,7 @@ async fn a_docs_question_is_answered_through_the_search_tool_with_a_citation() {
     let step = out.steps.first().expect("the model searched");
     assert_eq!(step.call.as_ref().unwrap().name, "search_documents");
     // The observation the model answered from carries the numbered, cited snippet.
-    assert!(out.steps.iter().any(|s| s.observation.starts_with("[1] docs/guides/")), "{:#?}", out.steps);
+    assert!(out.steps.iter().any(|s| s.observation.starts_with("[1] (docs/guides/")), "{:#?}", out.steps);
     assert!(step.artifact.is_some(), "the hits travel as the artifact");
 }
 

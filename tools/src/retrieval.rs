@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use catena_core::{Error, Result, Retriever, RunContext, ToolOutput, TypedTool, async_trait};
+use catena_retrievers::numbered_sources;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Searches documents with any [`Retriever`] and returns the hits as numbered snippets with their
-/// sources (`[1] docs/guide.md: ...`), so the model can cite them; the artifact holds the scored
-/// documents for the caller.
+/// sources ([`numbered_sources`]: `[1] (docs/guide.md)` then the text), so the model can cite
+/// them; the artifact holds the scored documents for the caller.
 ///
 /// Safety limits: queries up to 1,000 characters; at most `k` hits (the retriever's own k), each
 /// snippet cut at `max_chars` (default 800).
@@ -24,7 +25,7 @@ use serde::Deserialize;
 /// let docs = vec![Document::new("Paris is the capital of France.").with_metadata("source", "geo.md")];
 /// let tool = RetrieverTool::new(Arc::new(Bm25Retriever::from_documents(docs).unwrap()));
 /// let out = tool.call(serde_json::json!({"query": "capital of France"}), &RunContext::new()).await.unwrap();
-/// assert_eq!(out.content, "[1] geo.md: Paris is the capital of France.");
+/// assert_eq!(out.content, "[1] (geo.md)\nParis is the capital of France.");
 /// # });
 /// ```
 pub struct RetrieverTool {
@@ -75,18 +76,8 @@ impl TypedTool for RetrieverTool {
         if hits.is_empty() {
             return Ok(ToolOutput::text("No matching passages."));
         }
-        let snippets: Vec<String> = hits
-            .iter()
-            .enumerate()
-            .map(|(i, hit)| {
-                let text: String = hit.document.content.split_whitespace().collect::<Vec<_>>().join(" ");
-                let cut: String = text.chars().take(self.max_chars).collect();
-                let ellipsis = if cut.len() < text.len() { "…" } else { "" };
-                let source = hit.document.source().unwrap_or("(no source)");
-                format!("[{}] {source}: {cut}{ellipsis}", i + 1)
-            })
-            .collect();
-        Ok(ToolOutput { content: snippets.join("\n\n"), artifact: serde_json::to_value(&hits).ok() })
+        let content = numbered_sources(&hits, Some(self.max_chars));
+        Ok(ToolOutput { content, artifact: serde_json::to_value(&hits).ok() })
     }
 }
 
@@ -109,8 +100,8 @@ mod tests {
         let tool = RetrieverTool::new(retriever).with_max_chars(25);
         let ctx = RunContext::new();
         let out = tool.call(json!({"query": "borrowing in Rust"}), &ctx).await.unwrap();
-        assert!(out.content.contains("] rust.md: Rust has ownership and bo…"), "{}", out.content);
-        assert!(out.content.contains("] (no source): Borrowing in Rust means r…"), "{}", out.content);
+        assert!(out.content.contains("] (rust.md)\nRust has ownership and bo…"), "{}", out.content);
+        assert!(out.content.contains("] ((no source))\nBorrowing in Rust means r…"), "{}", out.content);
         assert!(out.content.starts_with("[1] ") && out.content.contains("\n\n[2] "), "{}", out.content);
         assert_eq!(out.artifact.unwrap().as_array().unwrap().len(), 2);
         let none = tool.call(json!({"query": "volcanoes"}), &ctx).await.unwrap();
