@@ -48,6 +48,8 @@
 //! - [`splitters`]: recursive, markdown, token and semantic splitters.
 //! - [`retrievers`]: vector stores (in memory, LanceDB), BM25, hybrid fusion, MMR, HyDE,
 //!   multi-query, RAG-fusion, rerankers, parent-document and self-query retrievers.
+//! - [`query`]: query construction: text-to-SQL (SQLite, PostgreSQL) and text-to-Cypher (Neo4j),
+//!   read-only by construction.
 //! - [`tools`]: the tool registry (schema validation, policy, confirmation, timeouts) and the
 //!   built-in tools: calculator, document search, files, date/time, web page, SQL, Cypher.
 //! - [`agents`]: ReAct and native tool-calling agents, the executor that runs them, memories
@@ -65,6 +67,7 @@ pub use catena_core as core;
 pub use catena_eval as eval;
 pub use catena_loaders as loaders;
 pub use catena_models as models;
+pub use catena_query as query;
 pub use catena_retrievers as retrievers;
 pub use catena_splitters as splitters;
 pub use catena_tools as tools;
@@ -80,9 +83,37 @@ pub mod prelude {
     #[cfg(feature = "lancedb")]
     pub use catena_retrievers::LanceDbStore;
     pub use catena_retrievers::{
-        Bm25Retriever, Cleanup, EnsembleRetriever, InMemoryVectorStore, MmrRetriever, VectorStoreRetriever,
-        index_documents, index_with_cleanup,
+        Bm25Retriever, CitedAnswer, Cleanup, EnsembleRetriever, InMemoryVectorStore, MmrRetriever,
+        VectorStoreRetriever, index_documents, index_with_cleanup,
     };
     pub use catena_splitters::RecursiveCharacterSplitter;
     pub use catena_tools::ToolRegistry;
+}
+
+/// The README's and the book's Rust snippets, compiled (and, where they need no model, run) as
+/// doctests, so what the documentation shows is what builds.
+#[cfg(doctest)]
+mod documentation {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../docs/guides/agents.md")]
+    struct Agents;
+    #[doc = include_str!("../docs/guides/composition.md")]
+    struct Composition;
+    #[doc = include_str!("../docs/guides/evaluation.md")]
+    struct Evaluation;
+    #[doc = include_str!("../docs/guides/local-models.md")]
+    struct LocalModels;
+    #[doc = include_str!("../docs/guides/remote-and-serving.md")]
+    struct RemoteAndServing;
+    #[doc = include_str!("../docs/guides/retrieval.md")]
+    struct Retrieval;
+    #[doc = include_str!("../docs/guides/splitting.md")]
+    struct Splitting;
+    #[doc = include_str!("../docs/guides/structured-data.md")]
+    struct StructuredData;
+    #[doc = include_str!("../docs/guides/tools.md")]
+    struct Tools;
 }

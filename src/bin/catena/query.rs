@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use catena::core::{
-    ChatModel, ChatRequest, Embedder, Error, Message, Reranker, Result, Retriever, RunContext, ScoredDocument,
+    ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, Runnable, ScoredDocument,
 };
 use catena::models::{LlamaChatModel, LlamaEmbedder};
 use catena::retrievers::lance::LanceKeywordRetriever;
+use catena::retrievers::{CitedAnswer, citation};
 use catena::retrievers::{
     EmbeddingsFilter, EnsembleRetriever, HydeRetriever, LanceDbStore, LlmListwiseReranker,
     LlmRelevanceReranker, MmrRetriever, MultiQueryRetriever, RerankingRetriever, VectorStoreRetriever,
@@ -127,86 +128,59 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     };
 
     let ctx = RunContext::new();
-    let mut hits = retriever.retrieve(&args.question, &ctx).await?;
-    hits.truncate(args.k);
+    if !args.answer {
+        let mut hits = retriever.retrieve(&args.question, &ctx).await?;
+        hits.truncate(args.k);
+        show(&args, &hits, None);
+        return Ok(());
+    }
+    // The library's cited-answer chain: the sources arrive first, then the answer as it is
+    // generated.
+    let chain = CitedAnswer::new(retriever, model()?).with_k(args.k).with_max_tokens(args.max_tokens);
+    let mut pieces = chain.stream(args.question.clone(), &ctx);
+    let mut hits = Vec::new();
+    let mut answer = String::new();
+    while let Some(piece) = pieces.next().await {
+        let piece = piece?;
+        if answer.is_empty() && !piece.sources.is_empty() {
+            hits = piece.sources;
+            if !args.json {
+                show(&args, &hits, None);
+                println!("\nanswer:");
+            }
+        }
+        if !args.json {
+            print!("{}", piece.text);
+            std::io::stdout().flush().map_err(Error::from)?;
+        }
+        answer.push_str(&piece.text);
+    }
+    if args.json {
+        show(&args, &hits, Some(&answer));
+    } else {
+        println!();
+    }
+    Ok(())
+}
+
+/// Prints the results: ranked lines with citations and previews, or (with `--json`) one object
+/// with the results and the answer.
+fn show(args: &QueryArgs, hits: &[ScoredDocument], answer: Option<&str>) {
     if hits.is_empty() {
         eprintln!("no results: is the collection empty, or is the question unrelated to it?");
     }
-    if !args.json {
-        for (i, h) in hits.iter().enumerate() {
-            println!("[{}] {:.4}  {}", i + 1, h.score, cite(h));
-            let preview: String = h.document.content.split_whitespace().collect::<Vec<_>>().join(" ");
-            let preview: String = preview.chars().take(240).collect();
-            println!("    {preview}");
-        }
-    }
-    let answer = match (&chat, args.answer) {
-        (Some(model), true) if !hits.is_empty() => {
-            Some(answer(model.as_ref(), &args.question, &hits, args.max_tokens, !args.json, &ctx).await?)
-        }
-        _ => None,
-    };
     if args.json {
         let results: Vec<serde_json::Value> = hits
             .iter()
             .map(|h| serde_json::json!({"id": h.document.id, "score": h.score, "content": h.document.content, "metadata": h.document.metadata}))
             .collect();
         println!("{}", serde_json::json!({"question": args.question, "results": results, "answer": answer}));
+        return;
     }
-    Ok(())
-}
-
-/// Where a result came from: its source, page and position when known.
-fn cite(hit: &ScoredDocument) -> String {
-    let m = &hit.document.metadata;
-    let mut out = hit.document.source().unwrap_or("(no source)").to_owned();
-    if let Some(page) = m.get("page") {
-        out.push_str(&format!(", page {page}"));
+    for (i, h) in hits.iter().enumerate() {
+        println!("[{}] {:.4}  {}", i + 1, h.score, citation(&h.document));
+        let preview: String = h.document.content.split_whitespace().collect::<Vec<_>>().join(" ");
+        let preview: String = preview.chars().take(240).collect();
+        println!("    {preview}");
     }
-    if let Some(start) = m.get("start_index") {
-        out.push_str(&format!(", at {start}"));
-    }
-    out
-}
-
-/// Answers from the numbered results, streaming tokens to stdout when `print` is set.
-pub(crate) async fn answer(
-    model: &dyn ChatModel,
-    question: &str,
-    hits: &[ScoredDocument],
-    max_tokens: u32,
-    print: bool,
-    ctx: &RunContext,
-) -> Result<String> {
-    let sources: String = hits
-        .iter()
-        .enumerate()
-        .map(|(i, h)| format!("[{}] ({})\n{}", i + 1, cite(h), h.document.content.trim()))
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let system = "Answer the question using only the numbered sources below. Cite the sources you use as [1], [2]. \
-                  If they do not contain the answer, say that you do not know.";
-    let mut request = ChatRequest::new(vec![
-        Message::system(format!("{system}\n\n{sources}")),
-        Message::user(question.to_owned()),
-    ]);
-    request.sampling.max_tokens = Some(max_tokens);
-    request.sampling.temperature = Some(0.0);
-    let mut stream = model.chat_stream(request, ctx);
-    let mut text = String::new();
-    if print {
-        println!("\nanswer:");
-    }
-    while let Some(delta) = stream.next().await {
-        let delta = delta?;
-        if print {
-            print!("{}", delta.content);
-            std::io::stdout().flush().map_err(Error::from)?;
-        }
-        text.push_str(&delta.content);
-    }
-    if print {
-        println!();
-    }
-    Ok(text)
 }

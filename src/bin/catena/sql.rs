@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Error, Result, RunContext};
 use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::retrievers::sql::{
+use catena::query::sql::{
     SchemaOptions, SqlDatabase, SqlDialect, SqlGuard, SqlOptions, SqlQueryChain, chinook,
 };
 use clap::{Args, Subcommand, ValueEnum};

@@ -11,7 +11,7 @@ use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
 use catena::retrievers::lance::LanceKeywordRetriever;
-use catena::retrievers::{EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
+use catena::retrievers::{CitedAnswer, EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
 use clap::Args;
 
 /// `catena eval rag` options.
@@ -59,21 +59,15 @@ pub struct EvalRagArgs {
     no_cache: bool,
 }
 
-/// The pipeline under evaluation: hybrid retrieval, then `catena query --answer`'s cited answer.
-struct StoreRag {
-    retriever: Arc<dyn Retriever>,
-    model: Arc<dyn ChatModel>,
-    k: usize,
-}
+/// The pipeline under evaluation: hybrid retrieval, then the cited answer `catena query --answer`
+/// gives ([`CitedAnswer`]), as the evaluation runner's answer.
+struct StoreRag(CitedAnswer);
 
 #[async_trait]
 impl Runnable<String, RagAnswer> for StoreRag {
     async fn invoke(&self, question: String, ctx: &RunContext) -> Result<RagAnswer> {
-        let mut contexts = self.retriever.retrieve(&question, ctx).await?;
-        contexts.truncate(self.k);
-        // The same cited answer `catena query --answer` gives, without printing it.
-        let answer = crate::query::answer(self.model.as_ref(), &question, &contexts, 256, false, ctx).await?;
-        Ok(RagAnswer { answer, contexts })
+        let answer = self.0.invoke(question, ctx).await?;
+        Ok(RagAnswer { answer: answer.text, contexts: answer.sources })
     }
 }
 
@@ -137,7 +131,7 @@ pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
     let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store).with_k(args.k));
     let retriever = Arc::new(EnsembleRetriever::new(vec![keywords, similarity]).with_k(args.k));
-    let pipeline = StoreRag { retriever, model, k: args.k };
+    let pipeline = StoreRag(CitedAnswer::new(retriever, model).with_k(args.k).with_max_tokens(256));
     let judge = Judge::new(judge_model).with_embedder(embedder).with_questions(2);
 
     let bar = indicatif::ProgressBar::new(dataset.len() as u64);

@@ -1,0 +1,139 @@
+//! The `catena` command-line tool: manage local models, chat, embed, split and ingest documents,
+//! query a store, ask a database, serve models over HTTP, evaluate pipelines.
+//!
+//! This file holds the command tree (its doc comments are the `--help` text) and the dispatch;
+//! each command family lives in its own module, with its options and one function per command.
+
+mod chat;
+mod eval;
+mod ingest;
+mod models;
+mod query;
+mod serve;
+mod sql;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use catena::core::{Error, Result};
+use catena::models::files;
+use clap::{Parser, Subcommand};
+
+/// catena: agent and RAG orchestration on local models.
+///
+/// Models default to the built-in ones (fetched on first use and cached under
+/// ~/.cache/catena/models, or $CATENA_MODELS_DIR). Set RUST_LOG=info to see llama.cpp's logs.
+#[derive(Parser)]
+#[command(name = "catena", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch, list and convert model files.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Chat with a model: one reply to PROMPT, or an interactive session without one.
+    Chat(chat::ChatArgs),
+    /// Embed texts (arguments, or one per line of stdin); prints one JSON object per line.
+    Embed(chat::EmbedArgs),
+    /// Split files (or folders) into chunks; prints one JSON object per chunk per line:
+    /// {"content": ..., "metadata": {"source": ..., "start_index": ...}}.
+    Split {
+        /// Files or folders; each file is loaded by its extension (md, html, pdf, json, jsonl,
+        /// csv, anything else as text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        args: ingest::SplitArgs,
+    },
+    /// Load, split, embed (default local embedding model) and store documents, with progress and
+    /// a summary (files ok/failed, chunks, time per stage).
+    Ingest(ingest::IngestArgs),
+    /// Search an ingested store and print ranked results with scores and sources; `--answer`
+    /// also answers from them with the local chat model, citing them.
+    ///
+    /// Example: catena query --store ./store "How do I split documents?" --retriever hybrid --answer
+    Query(query::QueryArgs),
+    /// Text-to-SQL: check statements against the read-only guard, ask a database questions,
+    /// load the Chinook sample database.
+    #[command(subcommand)]
+    Sql(sql::SqlCommand),
+    /// Serve the local models over an OpenAI-compatible HTTP API: POST /v1/chat/completions
+    /// (JSON and streaming), POST /v1/embeddings, GET /v1/models, GET /health. Any OpenAI client
+    /// works with base URL http://ADDR/v1. Access logs go to stderr (RUST_LOG=info).
+    ///
+    /// Example: catena serve --addr 127.0.0.1:8080
+    Serve(serve::ServeArgs),
+    /// Evaluate models and pipelines.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // Access logs of `catena serve` show by default; everything else from warnings up.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,catena::serve::access=info")),
+        )
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: logs piped to files or collectors stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr closed, a pipe whose reader left) is dropped;
+        // reporting it would print to the same broken stderr, which panics mid-request.
+        .log_internal_errors(false)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Models(cmd) => models::run(cmd).await,
+        Command::Chat(args) => chat::chat(args).await,
+        Command::Embed(args) => chat::embed(args).await,
+        Command::Split { files, args } => ingest::split(files, args).await,
+        Command::Ingest(args) => ingest::ingest(args).await,
+        Command::Query(args) => query::query(args).await,
+        Command::Sql(cmd) => {
+            // A refusal already explained itself on stderr: exit 1 without another message.
+            return Ok(if sql::sql(cmd).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Eval(cmd) => eval::run(cmd).await,
+    }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+/// Runs blocking work (model files, llama.cpp loads) off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::model_permanent(format!("background task failed: {e}")))?
+}
+
+/// A default model by name, fetched with a progress display if needed, or a GGUF path.
+pub(crate) async fn model_path(reference: &str) -> Result<PathBuf> {
+    let reference = reference.to_owned();
+    blocking(move || match files::default_model(&reference) {
+        Some(m) => files::pull(&m, &files::PullOptions { force: false, progress: true }),
+        None => files::resolve(&reference),
+    })
+    .await
+}

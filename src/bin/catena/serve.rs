@@ -1,0 +1,140 @@
+//! `catena serve`: the local (or a remote) model behind an OpenAI-compatible HTTP API.
+
+use std::sync::Arc;
+
+use catena::core::{ChatModel, Embedder, Error, Result};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+use clap::ValueEnum;
+
+use crate::model_path;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything beyond loopback needs an API key.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Require `Authorization: Bearer KEY` on /v1 routes.
+    #[arg(long, env = "CATENA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The chat model: `chat` (the default) or a GGUF path.
+    #[arg(long, default_value = "chat")]
+    chat_model: String,
+    /// The embedding model: `embed` (the default) or a GGUF path.
+    #[arg(long, default_value = "embed")]
+    embed_model: String,
+    /// The model name clients use for chat.
+    #[arg(long, default_value = "chat")]
+    chat_name: String,
+    /// The model name clients use for embeddings.
+    #[arg(long, default_value = "embed")]
+    embed_name: String,
+    /// Largest request body in bytes (413 above).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Largest max_tokens a request may ask for (400 above); also the default.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: u32,
+    /// Local chat model: tokens of context per request, prompt and reply together (default
+    /// 4096, at most the model's training length). A prompt that does not fit is refused with
+    /// 400 `context_length_exceeded` before any work is done, which bounds what one request costs.
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// Local chat model: requests decoded together (default 4); memory grows with ctx × parallel.
+    #[arg(long)]
+    parallel: Option<u32>,
+    /// Serve a remote OpenAI-compatible model instead of the local ones (a gateway that adds
+    /// catena's retries, timeouts and limits): chat model from CATENA_MODEL, embedding model
+    /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+    /// Answer chat requests with this backend when the main one fails (e.g. `--backend openai
+    /// --fallback local` keeps serving offline). Streams switch only before their first token.
+    /// Embeddings never fall back: another model's vectors would not match an index.
+    #[arg(long, value_enum)]
+    fallback: Option<Backend>,
+}
+
+/// Where `catena serve`'s models run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The in-process llama.cpp models (`--chat-model`, `--embed-model`).
+    Local,
+    /// An OpenAI-compatible server, configured from the environment.
+    Openai,
+}
+
+/// The chat model (and, when `with_embedder`, the embedding model) of one `catena serve` backend.
+async fn backend_models(
+    args: &ServeArgs,
+    backend: Backend,
+    with_embedder: bool,
+) -> Result<(Arc<dyn ChatModel>, Option<Arc<dyn Embedder>>)> {
+    use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
+    Ok(match backend {
+        Backend::Local => {
+            let options =
+                LlamaOptions { n_ctx: args.ctx, parallel: args.parallel, ..LlamaOptions::default() };
+            let chat = Arc::new(LlamaChatModel::load(&model_path(&args.chat_model).await?, options).await?);
+            let embed: Option<Arc<dyn Embedder>> = if with_embedder {
+                let path = model_path(&args.embed_model).await?;
+                Some(Arc::new(LlamaEmbedder::load(&path, LlamaOptions::default()).await?))
+            } else {
+                None
+            };
+            (chat, embed)
+        }
+        Backend::Openai => {
+            let chat = Arc::new(OpenAiChatModel::new(OpenAiConfig::from_env()?)?);
+            let embed: Option<Arc<dyn Embedder>> =
+                match std::env::var("CATENA_EMBED_MODEL").ok().filter(|m| !m.is_empty() && with_embedder) {
+                    Some(model) => {
+                        Some(Arc::new(OpenAiEmbedder::connect(OpenAiConfig::from_env_for(model)).await?))
+                    }
+                    None => None,
+                };
+            (chat, embed)
+        }
+    })
+}
+
+/// Runs `catena serve`.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    use catena::core::fallback::FallbackChatModel;
+    if args.fallback == Some(args.backend) {
+        return Err(Error::invalid_input(
+            "--fallback names the same backend as --backend; pick the other one",
+        ));
+    }
+    let (mut chat, embed) = backend_models(&args, args.backend, true).await?;
+    if let Some(fallback) = args.fallback {
+        let (second, _) = backend_models(&args, fallback, false).await?;
+        chat = Arc::new(FallbackChatModel::new(chat, vec![second]));
+    }
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", args.addr)))?;
+    let bound = listener.local_addr().map_err(|e| Error::io(&args.addr, e))?;
+    eprintln!(
+        "catena serve: http://{bound}/v1 (chat model {:?}, embedding model {:?}{}{}); Ctrl-C stops",
+        args.chat_name,
+        args.embed_name,
+        match args.fallback {
+            Some(Backend::Local) => ", chat falls back to the local model",
+            Some(Backend::Openai) => ", chat falls back to the OpenAI-compatible server",
+            None => "",
+        },
+        if args.api_key.is_some() { ", API key required" } else { "" }
+    );
+    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name, chat);
+    if let Some(embed) = embed {
+        server = server.with_embedder(args.embed_name, embed);
+    }
+    server
+        .with_api_key(args.api_key)
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_max_tokens_cap(args.max_tokens)
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
