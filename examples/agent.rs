@@ -32,7 +32,7 @@ use catena::loaders::{DirectoryLoader, TextLoader};
 use catena::models::files;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaTokenizer};
-use catena::retrievers::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
+use catena::query::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
 use catena::retrievers::{LanceDbStore, VectorStoreRetriever, index_documents};
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
 use catena::tools::query::SqlQuestionTool;

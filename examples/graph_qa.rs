@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use catena::core::{ChatModel, Result, RunContext};
 use catena::models::LlamaChatModel;
-use catena::retrievers::cypher::{GraphCypherChain, Neo4jGraph};
+use catena::query::cypher::{GraphCypherChain, Neo4jGraph};
 
 /// The example graph: three people, two movies, who acted in and directed what.
 const MOVIES: &str = "MERGE (m1:Movie {title: 'The Matrix', released: 1999})

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Result, RunContext};
 use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::retrievers::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
+use catena::query::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
 
 #[tokio::main]
 async fn main() -> Result<()> {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use catena::core::{ChatModel, Embedder, Result, RunContext};
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::retrievers::sql::{SqlDatabase, SqlGuard, SqlOptions, SqlQueryChain, chinook};
+use catena::query::sql::{SqlDatabase, SqlGuard, SqlOptions, SqlQueryChain, chinook};
 use serde_json::{Value, json};
 
 /// Rows as sorted, normalised strings: the multiset execution accuracy compares.

@@ -242,7 +242,7 @@ fn sql_check_prints_what_would_run_or_refuses_with_exit_1() {
 
 #[test]
 fn sql_load_chinook_then_ask_it_a_question_on_the_local_model() {
-    let fixture = catena::retrievers::sql::chinook::fixture_path();
+    let fixture = catena::query::sql::chinook::fixture_path();
     if !fixture.exists() {
         assert!(
             std::env::var_os("CATENA_REQUIRE_DATA").is_none(),

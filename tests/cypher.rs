@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use catena::core::testing::ScriptedChatModel;
 use catena::core::{ChatModel, ErrorKind, RunContext};
-use catena::retrievers::cypher::{
+use catena::query::cypher::{
     CypherGuard, CypherRejectReason, GraphCypherChain, Neo4jGraph, RelationshipPattern, SchemaSource,
 };
 use serde_json::json;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use catena::core::testing::ScriptedChatModel;
 use catena::core::{ChatModel, ErrorKind, RunContext};
-use catena::retrievers::sql::{
+use catena::query::sql::{
     RejectReason, SchemaOptions, SqlDatabase, SqlDialect, SqlGuard, SqlOptions, SqlQueryChain, chinook,
 };
 use serde_json::{Value, json};
@@ -533,7 +533,7 @@ async fn local_model_writes_valid_postgres_sql_under_the_schema_grammar() {
         .with_constrained_decoding(true)
         .with_max_repairs(1);
     // The PostgreSQL grammar: lower-case folded names, EXTRACT for years.
-    let grammar = catena::retrievers::sql::select_grammar(chain.schema());
+    let grammar = catena::query::sql::select_grammar(chain.schema());
     assert!(
         grammar.contains(r#""EXTRACT(YEAR FROM ""#) && grammar.contains(r#""album.albumid""#),
         "{grammar}"

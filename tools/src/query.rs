@@ -21,20 +21,20 @@ pub struct QuestionArgs {
     pub question: String,
 }
 
-/// Asks a SQL database a question through a [`SqlQueryChain`](catena_retrievers::sql::SqlQueryChain):
+/// Asks a SQL database a question through a [`SqlQueryChain`](catena_query::sql::SqlQueryChain):
 /// the observation is the SQL that ran and its rows (as a table); the artifact is the whole
-/// [`SqlAnswer`](catena_retrievers::sql::SqlAnswer). Safety: everything the chain's guard
+/// [`SqlAnswer`](catena_query::sql::SqlAnswer). Safety: everything the chain's guard
 /// enforces (one read-only SELECT over the schema's tables, a row cap) on a read-only connection.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub struct SqlQuestionTool {
-    chain: Arc<catena_retrievers::sql::SqlQueryChain>,
+    chain: Arc<catena_query::sql::SqlQueryChain>,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SqlQuestionTool {
     /// A tool over `chain` (build it with `with_answer(false)`: the agent writes the answer).
     #[must_use]
-    pub fn new(chain: Arc<catena_retrievers::sql::SqlQueryChain>) -> Self {
+    pub fn new(chain: Arc<catena_query::sql::SqlQueryChain>) -> Self {
         Self { chain }
     }
 }
@@ -71,20 +71,20 @@ pub struct SqlArgs {
     pub sql: String,
 }
 
-/// Runs SQL the model wrote itself, through the [`SqlGuard`](catena_retrievers::sql::SqlGuard)
-/// on a read-only [`SqlDatabase`](catena_retrievers::sql::SqlDatabase) (LangChain's
+/// Runs SQL the model wrote itself, through the [`SqlGuard`](catena_query::sql::SqlGuard)
+/// on a read-only [`SqlDatabase`](catena_query::sql::SqlDatabase) (LangChain's
 /// `QuerySQLDatabaseTool` with a guard). The observation is the rows, or why the query failed.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub struct SqlQueryTool {
-    db: catena_retrievers::sql::SqlDatabase,
-    guard: catena_retrievers::sql::SqlGuard,
+    db: catena_query::sql::SqlDatabase,
+    guard: catena_query::sql::SqlGuard,
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl SqlQueryTool {
     /// A tool over `db`, checking queries with `guard`.
     #[must_use]
-    pub fn new(db: catena_retrievers::sql::SqlDatabase, guard: catena_retrievers::sql::SqlGuard) -> Self {
+    pub fn new(db: catena_query::sql::SqlDatabase, guard: catena_query::sql::SqlGuard) -> Self {
         Self { db, guard }
     }
 }
@@ -115,19 +115,19 @@ impl TypedTool for SqlQueryTool {
 }
 
 /// Asks a Neo4j graph a question through a
-/// [`GraphCypherChain`](catena_retrievers::cypher::GraphCypherChain): the observation is the
+/// [`GraphCypherChain`](catena_query::cypher::GraphCypherChain): the observation is the
 /// Cypher that ran and its rows as JSON lines. Safety: the Cypher reader (no writes, no admin, no
 /// write procedures, one statement, a row cap) and read transactions.
 #[cfg(feature = "neo4j")]
 pub struct CypherQuestionTool {
-    chain: Arc<catena_retrievers::cypher::GraphCypherChain>,
+    chain: Arc<catena_query::cypher::GraphCypherChain>,
 }
 
 #[cfg(feature = "neo4j")]
 impl CypherQuestionTool {
     /// A tool over `chain`.
     #[must_use]
-    pub fn new(chain: Arc<catena_retrievers::cypher::GraphCypherChain>) -> Self {
+    pub fn new(chain: Arc<catena_query::cypher::GraphCypherChain>) -> Self {
         Self { chain }
     }
 }

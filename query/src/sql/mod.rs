@@ -3,7 +3,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use catena_core::{ChatModel, RunContext};
-//! use catena_retrievers::sql::{SqlDatabase, SqlQueryChain};
+//! use catena_query::sql::{SqlDatabase, SqlQueryChain};
 //!
 //! # async fn demo(model: Arc<dyn ChatModel>) -> catena_core::Result<()> {
 //! let db = SqlDatabase::connect("sqlite://chinook.db").await?; // read-only
@@ -31,7 +31,6 @@ mod grammar;
 pub mod guard;
 mod schema;
 
-pub use crate::query_repair::QueryAttempt;
 pub use chain::{SqlAnswer, SqlQueryChain, extract_sql};
 pub use database::{QueryResult, SqlDatabase, SqlOptions};
 pub use grammar::select_grammar;

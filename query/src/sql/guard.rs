@@ -150,7 +150,7 @@ pub struct GuardedSql {
 /// The read-only SQL guard (see the [module docs](self)).
 ///
 /// ```
-/// use catena_retrievers::sql::{SqlDialect, SqlGuard};
+/// use catena_query::sql::{SqlDialect, SqlGuard};
 ///
 /// let guard = SqlGuard::new(SqlDialect::Sqlite).with_max_rows(50);
 /// let ok = guard.check("SELECT Name FROM Artist -- the artists").unwrap();

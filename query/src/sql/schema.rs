@@ -214,8 +214,11 @@ impl Schema {
         let (query, tables) = vectors
             .split_last()
             .ok_or_else(|| Error::store("the embedder returned no vectors for the table summaries"))?;
-        let mut scored: Vec<(f32, &TableInfo)> =
-            tables.iter().zip(&self.tables).map(|(v, t)| (crate::mmr::cosine(v, query), t)).collect();
+        let mut scored: Vec<(f32, &TableInfo)> = tables
+            .iter()
+            .zip(&self.tables)
+            .map(|(v, t)| (catena_core::cosine_similarity(v, query), t))
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut chosen: Vec<String> = scored.iter().take(k).map(|(_, t)| t.name.to_lowercase()).collect();
         for (_, table) in scored.iter().take(k) {

@@ -12,9 +12,7 @@ use super::database::{QueryResult, SqlDatabase};
 use super::grammar::select_grammar;
 use super::guard::{SqlDialect, SqlGuard};
 use super::schema::{Schema, SchemaOptions};
-use crate::query_repair::{
-    QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable,
-};
+use crate::repair::{QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable};
 
 /// What [`SqlQueryChain::ask`] returns: the SQL that ran, its rows, the answer, and every try.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -112,8 +112,8 @@ pub struct SqlDatabase {
     url: String,
 }
 
-fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::store(format!("{what}: {e}"))
+fn store_err(what: &str, e: sqlx::Error) -> Error {
+    Error::store(format!("{what}: {e}")).with_source(e)
 }
 
 /// The URL with any password replaced, for messages.
@@ -350,14 +350,15 @@ where
 /// A database error as a catena error, with the database's own message (the model reads it
 /// during repair).
 fn db_error(e: sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::Database(db) => Error::store(format!("database error: {}", db.message())),
-        sqlx::Error::Io(io) => Error::store(format!("database connection failed: {io}")),
+    let message = match &e {
+        sqlx::Error::Database(db) => format!("database error: {}", db.message()),
+        sqlx::Error::Io(io) => format!("database connection failed: {io}"),
         sqlx::Error::PoolTimedOut => {
-            Error::store("no database connection became free in time; the pool is exhausted")
+            "no database connection became free in time; the pool is exhausted".into()
         }
-        other => Error::store(format!("database error: {other}")),
-    }
+        other => format!("database error: {other}"),
+    };
+    Error::store(message).with_source(e)
 }
 
 /// Turns one raw cell into JSON, per driver.

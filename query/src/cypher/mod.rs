@@ -2,7 +2,7 @@
 //! correction against the schema, schema introspection and a question-answering chain.
 //!
 //! ```
-//! use catena_retrievers::cypher::{CypherGuard, RelationshipPattern};
+//! use catena_query::cypher::{CypherGuard, RelationshipPattern};
 //!
 //! let guard = CypherGuard::new()
 //!     .with_relationships(vec![RelationshipPattern::new("Person", "ACTED_IN", "Movie")]);
@@ -23,8 +23,10 @@ mod chain;
 mod corrector;
 mod graph;
 pub mod guard;
+mod lexer;
 
 pub use chain::{CypherAnswer, GraphCypherChain, extract_cypher};
 pub use corrector::RelationshipPattern;
 pub use graph::{GraphSchema, Neo4jGraph, SchemaSource};
-pub use guard::{CypherGuard, CypherRejectReason, CypherRejection, GuardedCypher};
+pub use guard::{CypherGuard, GuardedCypher};
+pub use lexer::{CypherRejectReason, CypherRejection};

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::guard::{CypherRejectReason, CypherRejection, Kind, Token};
+use super::lexer::{CypherRejectReason, CypherRejection, Kind, Token};
 
 /// A relationship pattern of the schema: `(:start)-[:rel_type]->(:end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -239,7 +239,7 @@ fn flip(tokens: &mut Vec<Token>, start: usize, end: usize) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::guard::{render, tokenize};
+    use super::super::lexer::{render, tokenize};
     use super::*;
 
     fn schema() -> Vec<RelationshipPattern> {

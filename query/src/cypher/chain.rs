@@ -9,9 +9,7 @@ use serde_json::Value;
 
 use super::graph::{GraphSchema, Neo4jGraph, SchemaSource};
 use super::guard::CypherGuard;
-use crate::query_repair::{
-    QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable,
-};
+use crate::repair::{QueryAttempt, RepairLoop, answer_from_rows, fenced_block, first_keyword, repairable};
 
 /// What [`GraphCypherChain::ask`] returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,0 +1,203 @@
+//! The Cypher lexer the reader and the direction corrector share: tokens (strings, backquoted
+//! names, comments, parameters) and the refusals both of them give.
+
+use std::fmt;
+
+use catena_core::Error;
+
+/// Why the reader refused a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CypherRejectReason {
+    /// Empty, or only comments.
+    Empty,
+    /// Unterminated string, name or comment; a character Cypher does not use.
+    Syntax,
+    /// Several statements.
+    MultipleStatements,
+    /// A clause that writes.
+    Write,
+    /// An administrative command.
+    Admin,
+    /// A procedure outside the read-only allow-list.
+    Procedure,
+    /// A `LIMIT` that is not a plain number.
+    Limit,
+    /// A relationship pattern the schema does not have in either direction.
+    Schema,
+}
+
+/// A refusal, with a message a person or the model can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CypherRejection {
+    /// The kind of refusal.
+    pub reason: CypherRejectReason,
+    /// What was refused and why.
+    pub message: String,
+}
+
+impl CypherRejection {
+    pub(crate) fn new(reason: CypherRejectReason, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+impl fmt::Display for CypherRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CypherRejection {}
+
+impl From<CypherRejection> for Error {
+    fn from(r: CypherRejection) -> Self {
+        Error::invalid_input(format!("Cypher refused: {}", r.message))
+    }
+}
+
+/// A token kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A name or keyword (bare).
+    Word,
+    /// A backquoted name.
+    Quoted,
+    /// A string literal.
+    Str,
+    /// A number.
+    Number,
+    /// `$name` or `$0`.
+    Param,
+    /// Punctuation and operators.
+    Punct,
+}
+
+/// A token with the whitespace that preceded it (comments count as whitespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub kind: Kind,
+    pub text: String,
+    pub space_before: bool,
+}
+
+impl Token {
+    pub(crate) fn is_word(&self, word: &str) -> bool {
+        self.kind == Kind::Word && self.text.eq_ignore_ascii_case(word)
+    }
+
+    pub(crate) fn is_punct(&self, p: &str) -> bool {
+        self.kind == Kind::Punct && self.text == p
+    }
+
+    pub(crate) fn new(kind: Kind, text: impl Into<String>, space_before: bool) -> Self {
+        Self { kind, text: text.into(), space_before }
+    }
+}
+
+fn syntax(message: impl Into<String>) -> CypherRejection {
+    CypherRejection::new(CypherRejectReason::Syntax, message)
+}
+
+/// Splits a query into tokens.
+pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
+    let chars: Vec<char> = query.chars().collect();
+    let at = |i: usize| chars.get(i).copied();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    let mut space = false;
+    while let Some(c) = at(i) {
+        if c.is_whitespace() {
+            space = true;
+            i += 1;
+            continue;
+        }
+        if c == '/' && at(i + 1) == Some('/') {
+            while at(i).is_some_and(|c| c != '\n') {
+                i += 1;
+            }
+            space = true;
+            continue;
+        }
+        if c == '/' && at(i + 1) == Some('*') {
+            i += 2;
+            loop {
+                match (at(i), at(i + 1)) {
+                    (Some('*'), Some('/')) => break,
+                    (None, _) => return Err(syntax("unterminated /* comment")),
+                    _ => i += 1,
+                }
+            }
+            i += 2;
+            space = true;
+            continue;
+        }
+        let start = i;
+        let kind = if c == '\'' || c == '"' || c == '`' {
+            i += 1;
+            loop {
+                match at(i) {
+                    None => return Err(syntax(format!("unterminated {c}...{c} in the query"))),
+                    Some('\\') if c != '`' => i += 2,
+                    // A doubled backquote is an escaped backquote inside a name.
+                    Some('`') if c == '`' && at(i + 1) == Some('`') => i += 2,
+                    Some(d) if d == c => break,
+                    Some(_) => i += 1,
+                }
+            }
+            i += 1;
+            if c == '`' { Kind::Quoted } else { Kind::Str }
+        } else if c.is_alphabetic() || c == '_' {
+            while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                i += 1;
+            }
+            // Look-alike letters (Cyrillic О in `DRОP`, full-width `ＬＩＭＩＴ`) must not pass for
+            // keywords or names; non-ASCII names are fine inside backquotes.
+            if chars.get(start..i).is_some_and(|w| w.iter().any(|c| !c.is_ascii())) {
+                let word: String = chars.get(start..i).map(|w| w.iter().collect()).unwrap_or_default();
+                return Err(syntax(format!(
+                    "{word:?} has non-ASCII letters; write keywords in ASCII and quote such names with backquotes"
+                )));
+            }
+            Kind::Word
+        } else if c.is_ascii_digit() {
+            while at(i).is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                || (at(i) == Some('.') && at(i + 1).is_some_and(|d| d.is_ascii_digit()))
+            {
+                i += 1;
+            }
+            Kind::Number
+        } else if c == '$' {
+            i += 1;
+            while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                i += 1;
+            }
+            Kind::Param
+        } else {
+            let two: String = chars.get(i..i + 2).map(|s| s.iter().collect()).unwrap_or_default();
+            i += if ["<>", "<=", ">=", "=~", "..", "+="].contains(&two.as_str()) { 2 } else { 1 };
+            if !c.is_ascii() {
+                return Err(syntax(format!(
+                    "the character {c:?} is not valid in Cypher outside strings and names"
+                )));
+            }
+            Kind::Punct
+        };
+        let text: String = chars.get(start..i).map(|s| s.iter().collect()).unwrap_or_default();
+        tokens.push(Token::new(kind, text, space));
+        space = false;
+    }
+    Ok(tokens)
+}
+
+/// Renders tokens back to a query, one space where the original had any whitespace or comment.
+pub(crate) fn render(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    for t in tokens {
+        if t.space_before && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&t.text);
+    }
+    out
+}
