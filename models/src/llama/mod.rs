@@ -6,6 +6,7 @@
 //! last handle ends the thread and frees the model.
 
 mod chat;
+mod decode;
 mod embed;
 mod perplexity;
 mod scheduler;

@@ -20,10 +20,19 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
-use super::chat::{Job, TextAssembler, build_sampler, format_grammar, schema_grammar};
+use super::decode::{TextAssembler, build_sampler, format_grammar, schema_grammar};
 use super::template::ChatTemplate;
 use super::tools;
+
+/// One request for the inference thread: what to generate, where its deltas go, and how its
+/// caller stops it.
+pub(crate) struct Job {
+    pub(crate) request: ChatRequest,
+    pub(crate) deltas: UnboundedSender<Result<ChatDelta>>,
+    pub(crate) cancel: CancellationToken,
+}
 
 pub(crate) struct Scheduler<'m> {
     model: &'m LlamaModel,

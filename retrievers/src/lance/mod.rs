@@ -12,16 +12,11 @@
 //! [`Error::InvalidInput`] that names the filterable ones.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow_array::types::Float32Type;
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
-    RecordBatchIterator, StringArray,
-};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{RecordBatch, RecordBatchIterator};
+use arrow_schema::{DataType, Field};
 use async_trait::async_trait;
-use catena_core::{Document, Embedded, Error, Filter, Metadata, Result, ScoredDocument, VectorStore};
+use catena_core::{Document, Embedded, Error, Filter, Result, ScoredDocument, VectorStore};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase};
 use serde_json::Value;
@@ -29,6 +24,14 @@ use tokio::sync::RwLock;
 
 use crate::Distance;
 use crate::index::document_id;
+
+mod codec;
+mod filter;
+mod keyword;
+
+use codec::{batch_for, documents_of, float_column, vectors_of};
+use filter::{filter_sql, id_list};
+pub use keyword::LanceKeywordRetriever;
 
 /// The type of a filterable metadata column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,9 +152,11 @@ impl std::fmt::Debug for LanceDbStore {
 }
 
 fn lance_error(context: &str) -> impl Fn(lancedb::Error) -> Error + '_ {
-    move |e| match e {
-        lancedb::Error::InvalidInput { message } => Error::invalid_input(format!("{context}: {message}")),
-        other => Error::store(format!("{context}: {other}")),
+    move |e| match &e {
+        lancedb::Error::InvalidInput { message } => {
+            Error::invalid_input(format!("{context}: {message}")).with_source(e)
+        }
+        other => Error::store(format!("{context}: {other}")).with_source(e),
     }
 }
 
@@ -552,225 +557,6 @@ async fn inspect(table: lancedb::Table, name: &str) -> Result<TableState> {
     Ok(TableState { table, dimensions, fields })
 }
 
-fn schema_for(dimensions: usize, fields: &[(String, FieldKind)]) -> Result<SchemaRef> {
-    let dims = i32::try_from(dimensions).map_err(|_| Error::invalid_input("vector dimension too large"))?;
-    let mut columns = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("content", DataType::Utf8, false),
-        Field::new("metadata", DataType::Utf8, false),
-        Field::new(
-            "vector",
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dims),
-            false,
-        ),
-    ];
-    columns.extend(fields.iter().map(|(name, kind)| Field::new(name, kind.data_type(), true)));
-    Ok(Arc::new(Schema::new(columns)))
-}
-
-fn batch_for(
-    records: &[Embedded],
-    ids: &[String],
-    state_dims: usize,
-    fields: &[(String, FieldKind)],
-) -> Result<RecordBatch> {
-    let schema = schema_for(state_dims, fields)?;
-    let dims = i32::try_from(state_dims).map_err(|_| Error::invalid_input("vector dimension too large"))?;
-    let metadata: Vec<String> = records
-        .iter()
-        .map(|r| serde_json::to_string(&r.document.metadata))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::invalid_input(format!("metadata cannot be encoded: {e}")))?;
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(ids)),
-        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.document.content.as_str()))),
-        Arc::new(StringArray::from_iter_values(metadata)),
-        Arc::new(FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
-            records.iter().map(|r| Some(r.vector.iter().copied().map(Some).collect::<Vec<_>>())),
-            dims,
-        )),
-    ];
-    for (name, kind) in fields {
-        let values = records.iter().map(|r| r.document.metadata.get(name));
-        let column: ArrayRef = match kind {
-            FieldKind::String => Arc::new(values.map(|v| v.and_then(Value::as_str)).collect::<StringArray>()),
-            FieldKind::Integer => Arc::new(values.map(|v| v.and_then(Value::as_i64)).collect::<Int64Array>()),
-            FieldKind::Float => Arc::new(values.map(|v| v.and_then(Value::as_f64)).collect::<Float64Array>()),
-            FieldKind::Bool => Arc::new(values.map(|v| v.and_then(Value::as_bool)).collect::<BooleanArray>()),
-        };
-        columns.push(column);
-    }
-    RecordBatch::try_new(schema, columns)
-        .map_err(|e| Error::store(format!("cannot build the record batch: {e}")))
-}
-
-fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::store(format!("the table has no text column `{name}`")))
-}
-
-fn float_column(batch: &RecordBatch, name: &str) -> Result<Vec<f32>> {
-    let column =
-        batch.column_by_name(name).ok_or_else(|| Error::store(format!("LanceDB returned no `{name}`")))?;
-    if let Some(a) = column.as_any().downcast_ref::<Float32Array>() {
-        return Ok(a.iter().map(|v| v.unwrap_or(f32::NAN)).collect());
-    }
-    if let Some(a) = column.as_any().downcast_ref::<Float64Array>() {
-        return Ok(a.iter().map(|v| v.map_or(f32::NAN, |x| x as f32)).collect());
-    }
-    Err(Error::store(format!("LanceDB returned `{name}` of an unexpected type")))
-}
-
-fn documents_of(batch: &RecordBatch) -> Result<Vec<Document>> {
-    let ids = string_column(batch, "id")?;
-    let contents = string_column(batch, "content")?;
-    let metadata = string_column(batch, "metadata")?;
-    (0..batch.num_rows())
-        .map(|row| {
-            let meta: Metadata = serde_json::from_str(metadata.value(row))
-                .map_err(|e| Error::store(format!("corrupt metadata in row {row}: {e}")))?;
-            Ok(Document {
-                id: Some(ids.value(row).to_owned()),
-                content: contents.value(row).to_owned(),
-                metadata: meta,
-            })
-        })
-        .collect()
-}
-
-fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
-    let list = batch
-        .column_by_name("vector")
-        .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>())
-        .ok_or_else(|| Error::store("LanceDB returned no `vector` column"))?;
-    (0..list.len())
-        .map(|row| {
-            let values = list.value(row);
-            let floats = values
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .ok_or_else(|| Error::store("the vector column is not float32"))?;
-            Ok(floats.values().to_vec())
-        })
-        .collect()
-}
-
-/// A string literal in LanceDB's SQL dialect: single quotes, embedded quotes doubled.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn literal(field: &str, kind: FieldKind, value: &Value) -> Result<String> {
-    let wrong = || {
-        Error::invalid_input(format!(
-            "filter value {value} does not fit field `{field}`, which holds {}",
-            match kind {
-                FieldKind::String => "text",
-                FieldKind::Integer => "integers",
-                FieldKind::Float => "numbers",
-                FieldKind::Bool => "booleans",
-            }
-        ))
-    };
-    match (kind, value) {
-        (FieldKind::String, Value::String(s)) => Ok(quote(s)),
-        (FieldKind::Integer, Value::Number(n)) => n.as_i64().map(|i| i.to_string()).ok_or_else(wrong),
-        (FieldKind::Float, Value::Number(n)) => {
-            n.as_f64().filter(|f| f.is_finite()).map(|f| format!("{f:?}")).ok_or_else(wrong)
-        }
-        (FieldKind::Bool, Value::Bool(b)) => Ok(b.to_string()),
-        _ => Err(wrong()),
-    }
-}
-
-/// Translates a [`Filter`] to a LanceDB filter expression, or says why it cannot apply.
-fn filter_sql(filter: &Filter, fields: &[(String, FieldKind)]) -> Result<String> {
-    let column = |name: &str| -> Result<(String, FieldKind)> {
-        if name == "id" {
-            return Ok(("`id`".into(), FieldKind::String));
-        }
-        fields.iter().find(|(n, _)| n == name).map(|(n, k)| (format!("`{n}`"), *k)).ok_or_else(|| {
-            let known: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-            Error::invalid_input(format!(
-                "cannot filter on `{name}`: it is not a filterable field of this collection (filterable: id{}{})",
-                if known.is_empty() { "" } else { ", " },
-                known.join(", ")
-            ))
-        })
-    };
-    let cmp = |name: &str, op: &str, value: &Value| -> Result<String> {
-        let (c, kind) = column(name)?;
-        Ok(format!("({c} {op} {})", literal(name, kind, value)?))
-    };
-    let list = |name: &str, values: &[Value]| -> Result<(String, String)> {
-        let (c, kind) = column(name)?;
-        if values.is_empty() {
-            return Err(Error::invalid_input(format!(
-                "an `in`/`nin` filter on `{name}` needs at least one value"
-            )));
-        }
-        let items: Vec<String> = values.iter().map(|v| literal(name, kind, v)).collect::<Result<_>>()?;
-        Ok((c, items.join(", ")))
-    };
-    Ok(match filter {
-        Filter::Eq(f, v) => cmp(f, "=", v)?,
-        Filter::Ne(f, v) => {
-            let (c, _) = column(f)?;
-            format!("({c} IS NULL OR {})", cmp(f, "<>", v)?)
-        }
-        Filter::Gt(f, v) => cmp(f, ">", v)?,
-        Filter::Gte(f, v) => cmp(f, ">=", v)?,
-        Filter::Lt(f, v) => cmp(f, "<", v)?,
-        Filter::Lte(f, v) => cmp(f, "<=", v)?,
-        Filter::In(f, vs) => {
-            let (c, items) = list(f, vs)?;
-            format!("({c} IN ({items}))")
-        }
-        Filter::Nin(f, vs) => {
-            let (c, items) = list(f, vs)?;
-            format!("({c} IS NULL OR {c} NOT IN ({items}))")
-        }
-        Filter::Contains(f, v) => {
-            let (c, kind) = column(f)?;
-            let Value::String(needle) = v else {
-                return Err(Error::invalid_input(format!("`contains` on `{f}` needs a text value")));
-            };
-            if kind != FieldKind::String {
-                return Err(Error::invalid_input(format!("`contains` needs a text field; `{f}` is not one")));
-            }
-            format!("(strpos({c}, {}) > 0)", quote(needle))
-        }
-        Filter::Like(f, pattern) => {
-            let (c, kind) = column(f)?;
-            if kind != FieldKind::String {
-                return Err(Error::invalid_input(format!("`like` needs a text field; `{f}` is not one")));
-            }
-            format!("({c} LIKE {})", quote(pattern))
-        }
-        Filter::And(all) if all.is_empty() => "true".into(),
-        Filter::Or(any) if any.is_empty() => "false".into(),
-        Filter::And(all) => {
-            format!(
-                "({})",
-                all.iter().map(|f| filter_sql(f, fields)).collect::<Result<Vec<_>>>()?.join(" AND ")
-            )
-        }
-        Filter::Or(any) => {
-            format!(
-                "({})",
-                any.iter().map(|f| filter_sql(f, fields)).collect::<Result<Vec<_>>>()?.join(" OR ")
-            )
-        }
-        Filter::Not(inner) => format!("(NOT {})", filter_sql(inner, fields)?),
-    })
-}
-
-fn id_list(ids: &[String]) -> String {
-    format!("`id` IN ({})", ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", "))
-}
-
 #[async_trait]
 impl VectorStore for LanceDbStore {
     async fn upsert(&self, records: Vec<Embedded>) -> Result<Vec<String>> {
@@ -915,44 +701,6 @@ impl VectorStore for LanceDbStore {
             out.extend(documents_of(batch)?);
         }
         Ok(out)
-    }
-}
-
-/// Keyword search over a [`LanceDbStore`]'s full-text index as a [`Retriever`](catena_core::Retriever):
-/// BM25 inside LanceDB, for collections too large to index again in memory.
-#[derive(Debug, Clone)]
-pub struct LanceKeywordRetriever {
-    store: Arc<LanceDbStore>,
-    k: usize,
-    filter: Option<Filter>,
-}
-
-impl LanceKeywordRetriever {
-    /// Searches `store` (whose full-text index must exist: [`LanceDbStore::create_fts_index`]).
-    #[must_use]
-    pub fn new(store: Arc<LanceDbStore>) -> Self {
-        Self { store, k: 4, filter: None }
-    }
-
-    /// How many documents to return (default 4).
-    #[must_use]
-    pub fn with_k(mut self, k: usize) -> Self {
-        self.k = k;
-        self
-    }
-
-    /// Only documents whose metadata match.
-    #[must_use]
-    pub fn with_filter(mut self, filter: Filter) -> Self {
-        self.filter = Some(filter);
-        self
-    }
-}
-
-#[async_trait]
-impl catena_core::Retriever for LanceKeywordRetriever {
-    async fn retrieve(&self, query: &str, _ctx: &catena_core::RunContext) -> Result<Vec<ScoredDocument>> {
-        self.store.keyword_search(query, self.k, self.filter.as_ref()).await
     }
 }
 
