@@ -69,8 +69,8 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
-fn store_error(path: &Path, e: &sqlx::Error) -> Error {
-    Error::store(format!("session store {}: {e}", path.display()))
+fn store_error(path: &Path, e: sqlx::Error) -> Error {
+    Error::store(format!("session store {}: {e}", path.display())).with_source(e)
 }
 
 impl SessionStore {
@@ -125,7 +125,7 @@ impl SessionStore {
 
     /// Turns a database error into a store error naming this store's file.
     fn failed(&self) -> impl Fn(sqlx::Error) -> Error + '_ {
-        |e| store_error(&self.path, &e)
+        |e| store_error(&self.path, e)
     }
 
     /// The store's file.
@@ -179,7 +179,7 @@ impl SessionStore {
         };
         match restored {
             Ok(()) => Ok(Loaded::Resumed),
-            Err(e @ (Error::Parse { .. } | Error::InvalidInput(_))) => {
+            Err(e @ (Error::Parse { .. } | Error::InvalidInput { .. })) => {
                 let renamed_to = format!("{name}.corrupt-{}", now());
                 self.rename(name, &renamed_to).await?;
                 memory.clear().await?;

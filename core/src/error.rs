@@ -37,13 +37,27 @@ pub enum ErrorKind {
     Cancelled,
 }
 
+/// A lower-level error kept as the cause of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// The error type of every catena crate.
+///
+/// Each variant carries a message that says what went wrong and what to do next (quoting the
+/// underlying failure where that is the useful part) and, where a lower-level error caused it,
+/// that error as its [`source`](std::error::Error::source): an `sqlx::Error`, a `lancedb::Error`,
+/// a `reqwest::Error`, an `std::io::Error`, for a program that needs to look deeper.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// See [`ErrorKind::InvalidInput`].
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// What is wrong with the input, and what to pass instead.
+        message: String,
+        /// The underlying error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A model failed; `kind` says whether retrying can help.
     #[error("model error ({kind}): {message}")]
     Model {
@@ -51,10 +65,19 @@ pub enum Error {
         kind: ModelErrorKind,
         /// What happened, and what to do about it.
         message: String,
+        /// The underlying error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
     },
     /// See [`ErrorKind::Store`].
-    #[error("store error: {0}")]
-    Store(String),
+    #[error("store error: {message}")]
+    Store {
+        /// What failed.
+        message: String,
+        /// The underlying error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A tool failed.
     #[error("tool `{tool}` failed: {message}")]
     Tool {
@@ -62,6 +85,9 @@ pub enum Error {
         tool: String,
         /// What went wrong.
         message: String,
+        /// The underlying error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
     },
     /// See [`ErrorKind::Parse`].
     #[error("could not parse {what}: {message}")]
@@ -70,6 +96,9 @@ pub enum Error {
         what: String,
         /// Why it failed.
         message: String,
+        /// The underlying error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
     },
     /// An I/O error, with the path involved when there is one.
     #[error("{}: {source}", path.as_ref().map_or_else(|| "I/O error".to_owned(), |p| p.display().to_string()))]
@@ -115,13 +144,13 @@ impl Error {
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::InvalidInput { .. } => ErrorKind::InvalidInput,
             Self::Model { kind: ModelErrorKind::Transient, .. } => ErrorKind::ModelTransient,
             Self::Model { kind: ModelErrorKind::Permanent, .. } => ErrorKind::ModelPermanent,
             Self::Model { kind: ModelErrorKind::ContextLengthExceeded, .. } => {
                 ErrorKind::ContextLengthExceeded
             }
-            Self::Store(_) => ErrorKind::Store,
+            Self::Store { .. } => ErrorKind::Store,
             Self::Tool { .. } => ErrorKind::Tool,
             Self::Parse { .. } => ErrorKind::Parse,
             Self::Io { .. } => ErrorKind::Io,
@@ -140,37 +169,66 @@ impl Error {
 
     /// An [`Error::InvalidInput`].
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::InvalidInput(message.into())
+        Self::InvalidInput { message: message.into(), source: None }
     }
 
     /// A transient [`Error::Model`].
     pub fn model_transient(message: impl Into<String>) -> Self {
-        Self::Model { kind: ModelErrorKind::Transient, message: message.into() }
+        Self::model(ModelErrorKind::Transient, message)
     }
 
     /// A permanent [`Error::Model`].
     pub fn model_permanent(message: impl Into<String>) -> Self {
-        Self::Model { kind: ModelErrorKind::Permanent, message: message.into() }
+        Self::model(ModelErrorKind::Permanent, message)
     }
 
     /// A context-length [`Error::Model`].
     pub fn context_length(message: impl Into<String>) -> Self {
-        Self::Model { kind: ModelErrorKind::ContextLengthExceeded, message: message.into() }
+        Self::model(ModelErrorKind::ContextLengthExceeded, message)
+    }
+
+    fn model(kind: ModelErrorKind, message: impl Into<String>) -> Self {
+        Self::Model { kind, message: message.into(), source: None }
     }
 
     /// An [`Error::Parse`].
     pub fn parse(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Parse { what: what.into(), message: message.into() }
+        Self::Parse { what: what.into(), message: message.into(), source: None }
     }
 
     /// An [`Error::Tool`].
     pub fn tool(tool: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Tool { tool: tool.into(), message: message.into() }
+        Self::Tool { tool: tool.into(), message: message.into(), source: None }
     }
 
     /// An [`Error::Store`].
     pub fn store(message: impl Into<String>) -> Self {
-        Self::Store(message.into())
+        Self::Store { message: message.into(), source: None }
+    }
+
+    /// Keeps `cause` as this error's [`source`](std::error::Error::source), so a caller can reach
+    /// the lower-level error behind the message (the message stays as it is). An I/O error keeps
+    /// its own source, and timeouts and cancellations have none.
+    ///
+    /// ```
+    /// use catena_core::Error;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+    /// let e = Error::store(format!("cannot write the table: {io}")).with_source(io);
+    /// let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    /// assert_eq!(cause.map(std::io::Error::kind), Some(std::io::ErrorKind::ConnectionReset));
+    /// ```
+    #[must_use]
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            Self::InvalidInput { source, .. }
+            | Self::Model { source, .. }
+            | Self::Store { source, .. }
+            | Self::Tool { source, .. }
+            | Self::Parse { source, .. } => *source = Some(cause.into()),
+            Self::Io { .. } | Self::Timeout(_) | Self::Cancelled => {}
+        }
+        self
     }
 
     /// An [`Error::Io`] naming the path it happened on.
@@ -197,6 +255,19 @@ mod tests {
         assert_eq!(Error::context_length("too long").kind(), ErrorKind::ContextLengthExceeded);
         assert!(Error::Timeout(Duration::from_secs(1)).is_transient());
         assert!(!Error::Cancelled.is_transient());
+    }
+
+    #[test]
+    fn causes_are_kept_as_sources_and_the_message_stays() {
+        use std::error::Error as _;
+        let cause = std::io::Error::other("disk on fire");
+        let e = Error::store("cannot save the table").with_source(cause);
+        assert_eq!(e.to_string(), "store error: cannot save the table");
+        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("disk on fire"));
+        assert!(Error::store("x").source().is_none());
+        let e = Error::model_transient("503").with_source(std::fmt::Error);
+        assert_eq!(e.kind(), ErrorKind::ModelTransient);
+        assert!(e.source().is_some_and(|s| s.is::<std::fmt::Error>()));
     }
 
     #[test]
