@@ -204,7 +204,7 @@ impl Retriever for EnsembleRetriever {
         if let Some(k) = self.k {
             fused.truncate(k);
         }
-        Ok(fused)
+        Ok(crate::retrieved(ctx, query, fused))
     }
 }
 

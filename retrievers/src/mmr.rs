@@ -73,17 +73,7 @@ pub fn maximal_marginal_relevance(
     }
 }
 
-/// Cosine similarity; 0 when either vector is zero.
-pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
-    for (x, y) in a.iter().zip(b) {
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    let denom = (aa * bb).sqrt();
-    if denom > 0.0 { ab / denom } else { 0.0 }
-}
+pub(crate) use catena_core::cosine_similarity as cosine;
 
 /// Similarity search that trades some relevance for variety: fetches `fetch_k` candidates (20),
 /// keeps `k` (4) by [`maximal_marginal_relevance`] with `lambda` (0.5; 1 is pure relevance, 0
@@ -158,7 +148,8 @@ impl Retriever for MmrRetriever {
         let vectors: Vec<Vec<f32>> = candidates.iter().map(|(_, v)| v.clone()).collect();
         let picks = maximal_marginal_relevance(&vector, &vectors, self.k, self.lambda);
         let mut slots: Vec<Option<ScoredDocument>> = candidates.into_iter().map(|(d, _)| Some(d)).collect();
-        Ok(picks.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect())
+        let hits = picks.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect();
+        Ok(crate::retrieved(ctx, query, hits))
     }
 }
 

@@ -199,10 +199,11 @@ impl Retriever for ParentDocumentRetriever {
         let ids: Vec<String> = order.iter().map(|(id, _)| id.clone()).collect();
         let parents = self.parents.get(&ids).await?;
         let by_id: HashMap<String, Document> = parents.into_iter().map(|d| (document_id(&d), d)).collect();
-        Ok(order
+        let hits = order
             .into_iter()
             .filter_map(|(id, score)| by_id.get(&id).cloned().map(|d| ScoredDocument::new(d, score)))
-            .collect())
+            .collect();
+        Ok(crate::retrieved(ctx, query, hits))
     }
 }
 
