@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Checks that every crate builds with no default features and with each of its features alone
+# (cargo-hack), so a feature that only compiles in the company of the others is caught. The GPU
+# features need their vendor toolkits and are left out. `cargo check` without dev-dependencies:
+# type-checking is what breaks between feature sets, and it reuses the shared target folder.
+#   scripts/check-features.sh            every crate
+#   scripts/check-features.sh -p catena-query
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HACK_VERSION=0.6.39
+if ! cargo hack --version 2>/dev/null | grep -q "$HACK_VERSION"; then
+  echo "check-features: installing cargo-hack $HACK_VERSION (once)" >&2
+  cargo install --locked --quiet cargo-hack --version "$HACK_VERSION"
+fi
+
+packages=("$@")
+if [ ${#packages[@]} -eq 0 ]; then
+  packages=(--workspace)
+fi
+exec cargo hack check "${packages[@]}" --each-feature --no-dev-deps --quiet \
+  --exclude-features cuda,vulkan,metal
