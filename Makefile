@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models data build demo rag test lint doc bench clean
+.PHONY: help setup models data build demo rag test lint check-features doc bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,6 +44,7 @@ rag: models ## answer one question about this repository's docs with the RAG exa
 
 # The suite runs beside a throwaway PostgreSQL server; CATENA_REQUIRE_DATA turns "sample data
 # missing, test skipped" into a failure, so a missing setup step cannot hide behind a green run.
+# The doc tests include the README's and the book's Rust snippets (src/lib.rs, `documentation`).
 test: models data ## run clippy and the whole test suite on the real default models
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 	CATENA_CRANFIELD_DIR=$(CRANFIELD) CATENA_REQUIRE_DATA=1 scripts/with-postgres.sh \
@@ -53,6 +54,9 @@ test: models data ## run clippy and the whole test suite on the real default mod
 lint: setup ## clippy with the workspace lints, and rustfmt check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all --check
+
+check-features: setup ## build each crate with no default features and each feature alone (cargo-hack)
+	scripts/check-features.sh
 
 doc: setup ## build the API docs
 	$(CARGO) doc --workspace --no-deps

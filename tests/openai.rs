@@ -215,6 +215,17 @@ async fn a_stream_cut_mid_reply_is_an_error_after_the_text_it_got() {
     assert!(err.to_string().contains("ended before the reply was complete"), "{err}");
 }
 
+/// A run context its caller cancels after `delay`.
+fn cancelled_after(delay: Duration) -> RunContext {
+    let ctx = RunContext::new();
+    let canceller = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        canceller.cancel();
+    });
+    ctx
+}
+
 #[tokio::test]
 async fn cancelling_ends_the_wait_for_a_retry_after_and_for_a_permit() {
     use std::time::Instant;
@@ -222,12 +233,7 @@ async fn cancelling_ends_the_wait_for_a_retry_after_and_for_a_permit() {
     let (base, hits) =
         fault_server(|_| (0, reply(429, "application/json", ERROR, &[("retry-after", "30")]))).await;
     let model = OpenAiChatModel::new(fast(&base, 3)).unwrap();
-    let ctx = RunContext::new();
-    let canceller = ctx.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        canceller.cancel();
-    });
+    let ctx = cancelled_after(Duration::from_millis(100));
     let started = Instant::now();
     let err = model.chat(ChatRequest::new(vec![Message::user("hi")]), &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
@@ -245,12 +251,7 @@ async fn cancelling_ends_the_wait_for_a_retry_after_and_for_a_permit() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ctx = RunContext::new();
-    let canceller = ctx.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        canceller.cancel();
-    });
+    let ctx = cancelled_after(Duration::from_millis(100));
     let started = Instant::now();
     let err = model.chat(ChatRequest::new(vec![Message::user("waits")]), &ctx).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");

@@ -383,6 +383,71 @@ where
 mod tests {
     use super::*;
 
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Verdicts {
+        /// One per statement.
+        verdicts: Vec<Verdict>,
+        #[schemars(length(max = 12))]
+        note: String,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    enum Mark {
+        Yes,
+        No,
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Verdict {
+        reason: String,
+        mark: Mark,
+    }
+
+    #[test]
+    fn a_model_schema_has_no_envelope_and_bounds_only_open_strings_and_lists() {
+        let schema = ModelSchema::of::<Verdicts>();
+        assert_eq!(schema.name(), "Verdicts");
+        let value = schema.clone().bounded(300, 30).into_value();
+        assert!(value.get("$schema").is_none() && value.get("title").is_none(), "{value}");
+        assert_eq!(value["properties"]["note"]["maxLength"], 12, "a bound of its own stays");
+        assert_eq!(value["properties"]["verdicts"]["maxItems"], 30);
+        assert_eq!(value["$defs"]["Verdict"]["properties"]["reason"]["maxLength"], 300);
+        // An enum of strings is not an open string: no maxLength is added to it.
+        assert!(value["$defs"]["Mark"].get("maxLength").is_none(), "{value}");
+        assert_eq!(model_schema::<Verdicts>(), schema.into_value());
+    }
+
+    #[test]
+    fn refinements_name_the_pointer_they_cannot_find_and_drop_unused_definitions() {
+        let err = ModelSchema::of::<Verdicts>().with_items("/properties/nope", 1, 2).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("/properties/nope"), "{err}");
+        let exact = ModelSchema::of::<Verdicts>().with_items("/properties/verdicts", 3, 3).unwrap();
+        assert_eq!(exact.as_value()["properties"]["verdicts"]["minItems"], 3);
+        // Replacing the only use of `Verdict` drops its definition but keeps `Mark`'s user.
+        let flat = ModelSchema::of::<Verdicts>()
+            .with_subschema("/properties/verdicts/items", serde_json::json!({"type": "string"}))
+            .unwrap()
+            .into_value();
+        assert!(flat.get("$defs").is_none(), "{flat}");
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_does_not_fit_names_the_schema() {
+        let model = crate::testing::ScriptedChatModel::new([r#"{"verdicts": "many"}"#]);
+        let request = crate::ChatRequest::new(vec![crate::Message::user("judge")]);
+        let err = structured::<Verdicts>(&model, request, &RunContext::new()).await.err().unwrap();
+        assert_eq!(err.kind(), crate::ErrorKind::Parse);
+        assert!(err.to_string().contains("Verdicts reply"), "{err}");
+        let sent = &model.requests()[0];
+        assert!(
+            matches!(&sent.response_format, Some(ResponseFormat::JsonSchema { name, .. }) if name == "Verdicts")
+        );
+    }
+
     #[test]
     fn json_in_fences_and_prose() {
         let p = JsonOutputParser::<serde_json::Value>::new();

@@ -83,6 +83,19 @@ pub enum RagMetric {
 }
 
 impl RagMetric {
+    /// Every metric, in the order of the declaration.
+    pub const ALL: [Self; 9] = [
+        Self::Faithfulness,
+        Self::AnswerRelevancy,
+        Self::ContextPrecision,
+        Self::ContextRecall,
+        Self::AnswerCorrectness,
+        Self::NonLlmContextPrecision,
+        Self::NonLlmContextRecall,
+        Self::IdContextPrecision,
+        Self::IdContextRecall,
+    ];
+
     /// The metric's snake_case name.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -112,6 +125,29 @@ impl RagMetric {
             Self::IdContextPrecision => plain(id_context_precision(sample)),
             Self::IdContextRecall => plain(id_context_recall(sample)),
         }
+    }
+}
+
+/// A name that is not one of [`RagMetric`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRagMetric(pub String);
+
+impl std::fmt::Display for UnknownRagMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = RagMetric::ALL.iter().map(|m| m.name()).collect();
+        write!(f, "unknown metric {:?}: use {}", self.0, names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownRagMetric {}
+
+impl std::str::FromStr for RagMetric {
+    type Err = UnknownRagMetric;
+
+    /// Parses a metric's snake_case [`name`](RagMetric::name).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim();
+        Self::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| UnknownRagMetric(s.to_owned()))
     }
 }
 

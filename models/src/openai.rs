@@ -233,13 +233,36 @@ fn map_error(e: OpenAIError) -> Error {
     error.with_source(e)
 }
 
+/// A server's client and the limits every call to it goes through: what both models share.
+#[derive(Clone)]
+struct Remote {
+    client: Client<OpenAIConfig>,
+    limiter: Limiter,
+}
+
+impl Remote {
+    fn new(config: &OpenAiConfig) -> Result<Self> {
+        Ok(Self { client: config.client()?, limiter: config.limits.clone().limiter() })
+    }
+
+    /// One request under the limits: a permit for its whole length, then attempts until one
+    /// succeeds or the retry policy gives up.
+    async fn call<T, F, Fut>(&self, ctx: &RunContext, what: &str, send: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OpenAIError>>,
+    {
+        let _permit = self.limiter.permit(ctx).await?;
+        self.limiter.run(ctx, what, || attempt(send())).await
+    }
+}
+
 /// A chat model behind an OpenAI-compatible API.
 #[derive(Clone)]
 pub struct OpenAiChatModel {
-    client: Client<OpenAIConfig>,
+    remote: Remote,
     model: String,
     base_url: Option<String>,
-    limiter: Limiter,
 }
 
 impl std::fmt::Debug for OpenAiChatModel {
@@ -254,8 +277,7 @@ impl std::fmt::Debug for OpenAiChatModel {
 impl OpenAiChatModel {
     /// A model with `config`. Nothing is sent until the first request.
     pub fn new(config: OpenAiConfig) -> Result<Self> {
-        let client = config.client()?;
-        Ok(Self { client, model: config.model, base_url: config.base_url, limiter: config.limits.limiter() })
+        Ok(Self { remote: Remote::new(&config)?, model: config.model, base_url: config.base_url })
     }
 }
 
@@ -263,13 +285,11 @@ impl OpenAiChatModel {
 impl ChatModel for OpenAiChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
         let body = ChatCompletionRequest::from_chat_request(&self.model, &request, false)?;
-        let _permit = self.limiter.permit(ctx).await?;
         let reply = self
-            .limiter
-            .run(ctx, "the chat completion", || {
-                let chat = self.client.chat();
-                let body = body.clone();
-                async move { attempt(chat.create_byot::<_, ChatCompletion>(body)).await }
+            .remote
+            .call(ctx, "the chat completion", || {
+                let (chat, body) = (self.remote.client.chat(), body.clone());
+                async move { chat.create_byot::<_, ChatCompletion>(body).await }
             })
             .await?;
         ChatResponse::try_from(reply)
@@ -283,13 +303,14 @@ impl ChatModel for OpenAiChatModel {
         Box::pin(
             futures::stream::once(async move {
                 let body = ChatCompletionRequest::from_chat_request(&self.model, &request, true)?;
-                let permit = self.limiter.permit(ctx).await?;
+                let permit = self.remote.limiter.permit(ctx).await?;
                 // A stream that breaks before its first event is as good as a failed request:
                 // it is opened again under the retry policy. After that, errors end it.
                 let (events, first) = self
+                    .remote
                     .limiter
                     .run(ctx, "opening the chat stream", || {
-                        let chat = self.client.chat();
+                        let chat = self.remote.client.chat();
                         let body = body.clone();
                         async move {
                             let mut events = attempt(chat.create_stream_byot::<_, StreamEvent>(body)).await?;
@@ -403,11 +424,10 @@ where
 /// An embedding model behind an OpenAI-compatible API.
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
-    client: Client<OpenAIConfig>,
+    remote: Remote,
     model: String,
     batch: usize,
     dimensions: usize,
-    limiter: Limiter,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
@@ -430,14 +450,8 @@ impl OpenAiEmbedder {
 
     /// A model whose dimensions are known (no probe request).
     pub fn with_dimensions(config: OpenAiConfig, dimensions: usize) -> Result<Self> {
-        let client = config.client()?;
-        Ok(Self {
-            client,
-            model: config.model,
-            batch: config.embed_batch.max(1),
-            dimensions,
-            limiter: config.limits.limiter(),
-        })
+        let batch = config.embed_batch.max(1);
+        Ok(Self { remote: Remote::new(&config)?, model: config.model, batch, dimensions })
     }
 }
 
@@ -453,13 +467,11 @@ impl Embedder for OpenAiEmbedder {
                 dimensions: None,
                 user: None,
             };
-            let _permit = self.limiter.permit(ctx).await?;
             let reply = self
-                .limiter
-                .run(ctx, "the embeddings request", || {
-                    let embeddings = self.client.embeddings();
-                    let body = body.clone();
-                    async move { attempt(embeddings.create_byot::<_, EmbeddingsReply>(body)).await }
+                .remote
+                .call(ctx, "the embeddings request", || {
+                    let (embeddings, body) = (self.remote.client.embeddings(), body.clone());
+                    async move { embeddings.create_byot::<_, EmbeddingsReply>(body).await }
                 })
                 .await?;
             out.extend(reply.into_vectors(batch.len())?);

@@ -594,22 +594,20 @@ impl From<WireFinishReason> for FinishReason {
 /// Token counts of a reply (`usage`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct WireUsage {
-    #[serde(default)]
     pub prompt_tokens: u32,
-    #[serde(default)]
     pub completion_tokens: u32,
-    #[serde(default)]
     pub total_tokens: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PromptTokensDetails {
     /// Prompt tokens served from the prefix cache.
-    #[serde(default)]
     pub cached_tokens: u32,
 }
 
@@ -637,45 +635,37 @@ impl From<WireUsage> for Usage {
 /// A whole reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct ChatCompletion {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub object: String,
-    #[serde(default)]
     pub created: u64,
-    #[serde(default)]
     pub model: String,
     pub choices: Vec<Choice>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
 }
 
 /// One choice of a [`ChatCompletion`] (catena answers with one).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct Choice {
-    #[serde(default)]
     pub index: u32,
     pub message: ReplyMessage,
     /// Not produced by catena; opaque when a server sends it.
-    #[serde(default)]
     pub logprobs: Option<Value>,
-    #[serde(default)]
     pub finish_reason: Option<WireFinishReason>,
 }
 
 /// The assistant's message in a reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct ReplyMessage {
-    #[serde(default)]
     pub role: String,
-    #[serde(default)]
     pub content: Option<String>,
-    #[serde(default)]
     pub refusal: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
 }
 
@@ -741,45 +731,38 @@ impl TryFrom<ChatCompletion> for ChatResponse {
 /// One server-sent event of a streamed reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct ChatCompletionChunk {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub object: String,
-    #[serde(default)]
     pub created: u64,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub choices: Vec<ChunkChoice>,
     /// Only on the usage chunk; `null` on the others.
-    #[serde(default)]
     pub usage: Option<WireUsage>,
 }
 
 /// One choice of a chunk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct ChunkChoice {
-    #[serde(default)]
     pub index: u32,
-    #[serde(default)]
     pub delta: Delta,
-    #[serde(default)]
     pub logprobs: Option<Value>,
-    #[serde(default)]
     pub finish_reason: Option<WireFinishReason>,
 }
 
 /// What a chunk adds to the reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct Delta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallChunk>,
 }
 
@@ -787,24 +770,25 @@ pub struct Delta {
 /// rest more of its arguments; `index` says which call a piece belongs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct ToolCallChunk {
-    #[serde(default)]
     pub index: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallChunk>,
 }
 
 /// The function part of a [`ToolCallChunk`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct FunctionCallChunk {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
 
@@ -812,31 +796,24 @@ impl ChatCompletionChunk {
     /// A chunk of the completion `id` with one choice.
     #[must_use]
     pub fn new(id: &str, created: u64, model: &str, delta: Delta, finish: Option<FinishReason>) -> Self {
-        Self {
-            id: id.to_owned(),
-            object: "chat.completion.chunk".into(),
-            created,
-            model: model.to_owned(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish.map(Into::into),
-            }],
-            usage: None,
-        }
+        let choice = ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish.map(Into::into) };
+        Self { choices: vec![choice], ..Self::of(id, created, model) }
     }
 
     /// The last chunk when usage was asked for: no choices, the whole reply's usage.
     #[must_use]
     pub fn usage(id: &str, created: u64, model: &str, usage: Usage) -> Self {
+        Self { usage: Some(usage.into()), ..Self::of(id, created, model) }
+    }
+
+    fn of(id: &str, created: u64, model: &str) -> Self {
         Self {
             id: id.to_owned(),
             object: "chat.completion.chunk".into(),
             created,
             model: model.to_owned(),
             choices: Vec::new(),
-            usage: Some(usage.into()),
+            usage: None,
         }
     }
 }
@@ -1008,13 +985,11 @@ impl EmbeddingInput {
 /// The reply to an [`EmbeddingsRequest`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct EmbeddingsReply {
-    #[serde(default)]
     pub object: String,
     pub data: Vec<EmbeddingData>,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub usage: EmbeddingsUsage,
 }
 
@@ -1041,10 +1016,9 @@ pub enum EmbeddingVector {
 /// `usage` of an [`EmbeddingsReply`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
+#[serde(default)]
 pub struct EmbeddingsUsage {
-    #[serde(default)]
     pub prompt_tokens: usize,
-    #[serde(default)]
     pub total_tokens: usize,
 }
 

@@ -1,7 +1,7 @@
 //! Connections: SQLite files and PostgreSQL servers through sqlx, read-only by default.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catena_core::{Error, Result};
 use futures::TryStreamExt;
@@ -275,6 +275,10 @@ impl SqlDatabase {
         match &self.backend {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => {
+                use std::time::Instant;
+                // SQLite connections are read-only (or not) as a whole: `query_only` is set when
+                // the pool is opened, so there is nothing to choose per statement.
+                let _ = read_only;
                 let mut conn =
                     pool.acquire().await.map_err(|e| store_err("cannot get a SQLite connection", e))?;
                 let deadline = Instant::now() + timeout;

@@ -3,11 +3,12 @@
 
 mod rag;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use catena::core::{Error, Result};
+use catena::eval::trec;
 use catena::models::LlamaOptions;
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::{blocking, model_path};
 
@@ -18,99 +19,176 @@ pub enum EvalCommand {
     Rag(rag::EvalRagArgs),
     /// trec_eval's measures for a TREC run against TREC (or BEIR TSV) judgements, in trec_eval's
     /// layout or as JSON.
-    Retrieval {
-        /// Judgements: `query 0 document grade` lines, or BEIR's `query-id corpus-id score` TSV.
-        #[arg(long)]
-        qrels: PathBuf,
-        /// The run: `query Q0 document rank score tag` lines.
-        #[arg(long)]
-        run: PathBuf,
-        /// Measures (P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, recip_rank, recip_rank_cut_k,
-        /// success_k, num_rel, num_rel_ret) [default: map P_10 recall_100 ndcg_cut_10 recip_rank].
-        #[arg(long = "measure", short = 'm', num_args = 1..)]
-        measures: Vec<String>,
-        /// Also print every query's values (trec_eval -q).
-        #[arg(short = 'q', long)]
-        per_query: bool,
-        /// Average over every judged query, scoring unretrieved ones 0 (trec_eval -c).
-        #[arg(short = 'c', long)]
-        complete: bool,
-        /// Lowest grade that counts as relevant (trec_eval -l).
-        #[arg(short = 'l', long, default_value_t = 1)]
-        relevance_level: i64,
-        /// `{"all": {...}, "per_query": {...}}` at full precision instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Retrieval(RetrievalArgs),
     /// Score hypotheses against references, line by line: BLEU (sacrebleu's), ROUGE (rouge-score's),
     /// exact match and token F1 (SQuAD's).
-    Text {
-        /// bleu (corpus, 0-100), sentence-bleu (mean, 0-100), rouge1, rouge2, rougeL, rougeLsum
-        /// (mean precision/recall/F, 0-1; in rougeLsum a `\n` in a line separates sentences), em, f1 (mean, 0-100).
-        #[arg(long, short)]
-        metric: String,
-        /// The system's outputs, one per line.
-        #[arg(long)]
-        hypotheses: PathBuf,
-        /// Reference files, one reference per line, aligned with the hypotheses (repeat the option
-        /// for several references per line).
-        #[arg(long = "references", required = true, num_args = 1..)]
-        references: Vec<PathBuf>,
-        /// Lowercase before BLEU.
-        #[arg(long)]
-        lowercase: bool,
-        /// Porter-stem words longer than 3 letters before ROUGE (rouge-score's `use_stemmer=True`).
-        #[arg(long)]
-        stem: bool,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Text(TextArgs),
     /// A model's perplexity on a text file (sliding window; lower is better).
-    Perplexity {
-        /// The text file.
-        file: PathBuf,
-        /// `chat` (the default model) or a path to a GGUF file.
-        #[arg(long, short, default_value = "chat")]
-        model: String,
-        /// Tokens per window.
-        #[arg(long, default_value_t = 512)]
-        window: usize,
-        /// Tokens the window moves each step (default: half the window).
-        #[arg(long)]
-        stride: Option<usize>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Perplexity(PerplexityArgs),
 }
 
 /// Runs `catena eval ...`.
 pub async fn run(cmd: EvalCommand) -> Result<()> {
-    let (file, model, window, stride, json) = match cmd {
-        EvalCommand::Perplexity { file, model, window, stride, json } => (file, model, window, stride, json),
-        EvalCommand::Text { metric, hypotheses, references, lowercase, stem, json } => {
-            return eval_text(&metric, &hypotheses, &references, lowercase, stem, json);
+    match cmd {
+        EvalCommand::Rag(args) => rag::eval_rag(args).await,
+        EvalCommand::Retrieval(args) => retrieval(&args),
+        EvalCommand::Text(args) => text(&args),
+        EvalCommand::Perplexity(args) => perplexity(args).await,
+    }
+}
+
+/// `catena eval retrieval` options.
+#[derive(Args)]
+pub struct RetrievalArgs {
+    /// Judgements: `query 0 document grade` lines, or BEIR's `query-id corpus-id score` TSV.
+    #[arg(long)]
+    qrels: PathBuf,
+    /// The run: `query Q0 document rank score tag` lines.
+    #[arg(long)]
+    run: PathBuf,
+    /// Measures: P_k, recall_k, map, map_cut_k, ndcg, ndcg_cut_k, ndcg_exp, ndcg_exp_cut_k,
+    /// recip_rank, recip_rank_cut_k, success_k, num_rel, num_rel_ret (k a positive integer).
+    #[arg(
+        long = "measure",
+        short = 'm',
+        num_args = 1..,
+        value_parser = |name: &str| name.parse::<trec::Measure>(),
+        default_values = ["map", "P_10", "recall_100", "ndcg_cut_10", "recip_rank"]
+    )]
+    measures: Vec<trec::Measure>,
+    /// Also print every query's values (trec_eval -q).
+    #[arg(short = 'q', long)]
+    per_query: bool,
+    /// Average over every judged query, scoring unretrieved ones 0 (trec_eval -c).
+    #[arg(short = 'c', long)]
+    complete: bool,
+    /// Lowest grade that counts as relevant (trec_eval -l).
+    #[arg(short = 'l', long, default_value_t = 1)]
+    relevance_level: i64,
+    /// `{"all": {...}, "per_query": {...}}` at full precision instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `catena eval retrieval`.
+fn retrieval(args: &RetrievalArgs) -> Result<()> {
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
+    let located =
+        |path: &Path, e: trec::TrecFileError| Error::invalid_input(format!("{}: {e}", path.display()));
+    let judged = trec::read_qrels(&read(&args.qrels)?).map_err(|e| located(&args.qrels, e))?;
+    let ranked = trec::read_run(&read(&args.run)?).map_err(|e| located(&args.run, e))?;
+    if judged.is_empty() {
+        return Err(Error::invalid_input(format!("{} has no judgements", args.qrels.display())));
+    }
+    let options = trec::Options { relevance_level: args.relevance_level, complete: args.complete };
+    let evaluation = trec::evaluate(&judged, &ranked, &args.measures, &options);
+    if args.json {
+        let out = if args.per_query {
+            serde_json::json!({"all": evaluation.all, "per_query": evaluation.per_query})
+        } else {
+            serde_json::json!({"all": evaluation.all})
+        };
+        println!("{out}");
+    } else {
+        print!("{}", trec::format_trec(&evaluation, &args.measures, args.per_query));
+    }
+    Ok(())
+}
+
+/// A `catena eval text` metric.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextMetric {
+    /// Corpus BLEU, 0-100.
+    Bleu,
+    /// Mean sentence BLEU, 0-100.
+    SentenceBleu,
+    /// Mean ROUGE-1 precision/recall/F, 0-1.
+    #[value(name = "rouge1")]
+    Rouge1,
+    /// Mean ROUGE-2 precision/recall/F, 0-1.
+    #[value(name = "rouge2")]
+    Rouge2,
+    /// Mean ROUGE-L precision/recall/F, 0-1.
+    #[value(name = "rougeL")]
+    RougeL,
+    /// Mean ROUGE-Lsum, 0-1; a `\n` in a line separates sentences.
+    #[value(name = "rougeLsum")]
+    RougeLsum,
+    /// Exact match (SQuAD), mean 0-100.
+    Em,
+    /// Token F1 (SQuAD), mean 0-100.
+    F1,
+}
+
+impl TextMetric {
+    /// The metric's name on the command line and in JSON output.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bleu => "bleu",
+            Self::SentenceBleu => "sentence-bleu",
+            Self::Rouge1 => "rouge1",
+            Self::Rouge2 => "rouge2",
+            Self::RougeL => "rougeL",
+            Self::RougeLsum => "rougeLsum",
+            Self::Em => "em",
+            Self::F1 => "f1",
         }
-        EvalCommand::Rag(args) => return rag::eval_rag(args).await,
-        EvalCommand::Retrieval { qrels, run, measures, per_query, complete, relevance_level, json } => {
-            return eval_retrieval(
-                &qrels,
-                &run,
-                &measures,
-                per_query,
-                catena::eval::trec::Options { relevance_level, complete },
-                json,
-            );
-        }
-    };
-    let path = model_path(&model).await?;
-    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-    let stride = stride.unwrap_or(window / 2).max(1);
+    }
+}
+
+/// `catena eval text` options.
+#[derive(Args)]
+pub struct TextArgs {
+    /// The metric.
+    #[arg(long, short, value_enum)]
+    metric: TextMetric,
+    /// The system's outputs, one per line.
+    #[arg(long)]
+    hypotheses: PathBuf,
+    /// Reference files, one reference per line, aligned with the hypotheses (repeat the option
+    /// for several references per line).
+    #[arg(long = "references", required = true, num_args = 1..)]
+    references: Vec<PathBuf>,
+    /// Lowercase before BLEU.
+    #[arg(long)]
+    lowercase: bool,
+    /// Porter-stem words longer than 3 letters before ROUGE (rouge-score's `use_stemmer=True`).
+    #[arg(long)]
+    stem: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `catena eval perplexity` options.
+#[derive(Args)]
+pub struct PerplexityArgs {
+    /// The text file.
+    file: PathBuf,
+    /// `chat` (the default model) or a path to a GGUF file.
+    #[arg(long, short, default_value = "chat")]
+    model: String,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 512)]
+    window: usize,
+    /// Tokens the window moves each step (default: half the window).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `catena eval perplexity`.
+async fn perplexity(args: PerplexityArgs) -> Result<()> {
+    let path = model_path(&args.model).await?;
+    let text = std::fs::read_to_string(&args.file).map_err(|e| Error::io(&args.file, e))?;
+    let window = args.window;
+    let stride = args.stride.unwrap_or(window / 2).max(1);
     let report =
         blocking(move || catena::models::perplexity(&path, &text, window, stride, &LlamaOptions::default()))
             .await?;
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string(&report).map_err(|e| Error::parse("report", e.to_string()))?);
     } else {
         println!(
@@ -121,63 +199,18 @@ pub async fn run(cmd: EvalCommand) -> Result<()> {
     Ok(())
 }
 
-fn eval_retrieval(
-    qrels: &std::path::Path,
-    run: &std::path::Path,
-    measures: &[String],
-    per_query: bool,
-    options: catena::eval::trec::Options,
-    json: bool,
-) -> Result<()> {
-    use catena::eval::trec;
-    let read = |path: &std::path::Path| std::fs::read_to_string(path).map_err(|e| Error::io(path, e));
-    let names: Vec<String> = if measures.is_empty() {
-        ["map", "P_10", "recall_100", "ndcg_cut_10", "recip_rank"].map(String::from).to_vec()
-    } else {
-        measures.to_vec()
-    };
-    let measures = names
-        .iter()
-        .map(|m| m.parse::<trec::Measure>().map_err(|e| Error::invalid_input(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
-    let located = |path: &std::path::Path, e: trec::TrecFileError| {
-        Error::invalid_input(format!("{}: {e}", path.display()))
-    };
-    let judged = trec::read_qrels(&read(qrels)?).map_err(|e| located(qrels, e))?;
-    let ranked = trec::read_run(&read(run)?).map_err(|e| located(run, e))?;
-    if judged.is_empty() {
-        return Err(Error::invalid_input(format!("{} has no judgements", qrels.display())));
-    }
-    let evaluation = trec::evaluate(&judged, &ranked, &measures, &options);
-    if json {
-        let out = if per_query {
-            serde_json::json!({"all": evaluation.all, "per_query": evaluation.per_query})
-        } else {
-            serde_json::json!({"all": evaluation.all})
-        };
-        println!("{out}");
-    } else {
-        print!("{}", trec::format_trec(&evaluation, &measures, per_query));
-    }
-    Ok(())
-}
-
 /// The lines of a text file; `\n` inside a line (literally backslash-n) stands for a line break,
 /// so multi-sentence summaries fit one line.
-fn lines_of(path: &std::path::Path) -> Result<Vec<String>> {
+fn lines_of(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(text.lines().map(|l| l.replace("\\n", "\n")).collect())
 }
 
-fn eval_text(
-    metric: &str,
-    hypotheses: &std::path::Path,
-    references: &[PathBuf],
-    lowercase: bool,
-    stem: bool,
-    json: bool,
-) -> Result<()> {
+/// Runs `catena eval text`.
+fn text(args: &TextArgs) -> Result<()> {
     use catena::eval::text;
+    let TextArgs { metric, hypotheses, references, lowercase, stem, json } = args;
+    let (metric, lowercase, stem, json) = (*metric, *lowercase, *stem, *json);
     let hyps = lines_of(hypotheses)?;
     let mut streams = Vec::new();
     for path in references {
@@ -201,7 +234,7 @@ fn eval_text(
     let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len() as f64;
     let bad = |e: text::TextMetricError| Error::invalid_input(e.0);
     let report = match metric {
-        "bleu" => {
+        TextMetric::Bleu => {
             let options = text::BleuOptions { lowercase, ..text::BleuOptions::default() };
             let b = text::corpus_bleu(&hyps, &refs, &options).map_err(bad)?;
             let precisions: Vec<String> = b.precisions.iter().map(|p| format!("{p:.1}")).collect();
@@ -219,7 +252,7 @@ fn eval_text(
                 serde_json::json!({"metric": "bleu", "score": b.score, "precisions": b.precisions, "bp": b.brevity_penalty, "sys_len": b.sys_len, "ref_len": b.ref_len}),
             )
         }
-        "sentence-bleu" => {
+        TextMetric::SentenceBleu => {
             let scores = hyps
                 .iter()
                 .zip(&refs)
@@ -229,27 +262,31 @@ fn eval_text(
             let score = mean(scores.clone());
             (
                 format!("sentence BLEU (mean of {}) = {score:.2}", scores.len()),
-                serde_json::json!({"metric": metric, "score": score, "per_line": scores}),
+                serde_json::json!({"metric": metric.name(), "score": score, "per_line": scores}),
             )
         }
-        "em" | "f1" => {
+        TextMetric::Em | TextMetric::F1 => {
             let scores: Vec<f64> = hyps
                 .iter()
                 .zip(&refs)
                 .map(|(h, r)| {
-                    100.0 * if metric == "em" { text::exact_match(h, r) } else { text::token_f1(h, r) }
+                    100.0
+                        * if metric == TextMetric::Em {
+                            text::exact_match(h, r)
+                        } else {
+                            text::token_f1(h, r)
+                        }
                 })
                 .collect();
             let score = mean(scores.clone());
             (
-                format!("{} = {score:.2} over {} lines", metric.to_uppercase(), scores.len()),
-                serde_json::json!({"metric": metric, "score": score, "per_line": scores}),
+                format!("{} = {score:.2} over {} lines", metric.name().to_uppercase(), scores.len()),
+                serde_json::json!({"metric": metric.name(), "score": score, "per_line": scores}),
             )
         }
-        rouge => {
-            let kind: text::RougeKind = rouge.parse().map_err(|e: text::TextMetricError| {
-                Error::invalid_input(format!("{}; or bleu, sentence-bleu, em, f1", e.0))
-            })?;
+        TextMetric::Rouge1 | TextMetric::Rouge2 | TextMetric::RougeL | TextMetric::RougeLsum => {
+            let rouge = metric.name();
+            let kind: text::RougeKind = rouge.parse().map_err(bad)?;
             let score_pair = if stem { text::rouge_stemmed } else { text::rouge };
             // Several references: the best F-measure per line, as rouge-score's score_multi.
             let scores: Vec<text::Rouge> = hyps

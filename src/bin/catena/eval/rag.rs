@@ -13,6 +13,7 @@ use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
 use catena::retrievers::lance::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 /// `catena eval rag` options.
 #[derive(Args)]
@@ -29,15 +30,15 @@ pub struct EvalRagArgs {
     /// Chunks retrieved per question (hybrid: BM25 and similarity fused).
     #[arg(short, default_value_t = 4)]
     k: usize,
-    /// Metrics, comma-separated: faithfulness, answer_relevancy, context_precision, context_recall,
-    /// answer_correctness, non_llm_context_precision, non_llm_context_recall, id_context_precision,
-    /// id_context_recall.
+    /// Metrics, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
+        value_parser = PossibleValuesParser::new(RagMetric::ALL.map(RagMetric::name))
+            .try_map(|name| name.parse::<RagMetric>()),
         default_value = "faithfulness,answer_relevancy,context_precision,context_recall"
     )]
-    metrics: Vec<String>,
+    metrics: Vec<RagMetric>,
     /// The judge: `chat` (the local default model), a GGUF file, or `openai:MODEL` for a model
     /// on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY), the intended use: a
     /// capable judge gives meaningful scores, a 135M one mostly shows the pipeline runs.
@@ -71,18 +72,9 @@ impl Runnable<String, RagAnswer> for StoreRag {
     }
 }
 
-fn metric(name: &str) -> Result<RagMetric> {
-    serde_json::from_value(serde_json::Value::String(name.trim().to_owned())).map_err(|_| {
-        Error::invalid_input(format!(
-            "unknown metric {name:?}: use faithfulness, answer_relevancy, context_precision, context_recall, \
-             answer_correctness, non_llm_context_precision, non_llm_context_recall, id_context_precision, id_context_recall"
-        ))
-    })
-}
-
 /// Runs `catena eval rag`.
 pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
-    let metrics = args.metrics.iter().map(|m| metric(m)).collect::<Result<Vec<_>>>()?;
+    let metrics = args.metrics.clone();
     let text = std::fs::read_to_string(&args.dataset).map_err(|e| Error::io(&args.dataset, e))?;
     let dataset =
         read_dataset(&text).map_err(|e| Error::invalid_input(format!("{}: {e}", args.dataset.display())))?;
