@@ -35,7 +35,7 @@ use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaTokenizer};
 use catena::query::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
 use catena::retrievers::{LanceDbStore, VectorStoreRetriever, index_documents};
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
-use catena::tools::query::SqlQuestionTool;
+use catena::tools::SqlQuestionTool;
 use catena::tools::{
     Calculator, Confirm, DateTimeTool, RetrieverTool, ToolOptions, ToolRegistry, WebPageTool,
 };

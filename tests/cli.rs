@@ -76,11 +76,15 @@ fn chat_one_shot_streams_a_reply_and_json_schema_constrains_it() {
     let schema = dir.path().join("person.json");
     std::fs::write(
         &schema,
-        r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}"#,
+        // Bounded name and greedy decoding: a sampled reply once rambled inside an open string
+        // until max_tokens cut it, which the grammar cannot prevent.
+        r#"{"type":"object","properties":{"name":{"type":"string","maxLength":40},"age":{"type":"integer"}},"required":["name","age"]}"#,
     )
     .unwrap();
     let out = catena(&[
         "chat",
+        "--temperature",
+        "0",
         "--max-tokens",
         "64",
         "--json-schema",

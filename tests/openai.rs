@@ -8,8 +8,8 @@ use catena::core::{
 };
 use std::time::Duration;
 
+use catena::core::CallLimits;
 use catena::core::RetryPolicy;
-use catena::core::limits::CallLimits;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
 use futures::StreamExt;
 use serde_json::{Value, json};

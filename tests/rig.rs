@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use catena::core::limits::CallLimits;
-use catena::core::runnable::RetryPolicy;
+use catena::core::CallLimits;
+use catena::core::RetryPolicy;
 use catena::core::{
     ChatModel, ChatRequest, Embedder, ErrorKind, FinishReason, Message, ResponseFormat, RunContext,
     ToolChoice, ToolSpec,

@@ -487,7 +487,7 @@ async fn postgres_guarded_reads_and_a_read_only_backstop() {
 #[tokio::test]
 async fn sql_tools_return_refusals_and_errors_as_observations() {
     use catena::core::Tool;
-    use catena::tools::query::SqlQueryTool;
+    use catena::tools::SqlQueryTool;
     let Some(_) = fixture() else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = SqlDatabase::connect(&chinook_sqlite(dir.path()).await).await.unwrap();

@@ -1,35 +1,4 @@
 //! Caching model calls: the same request to the same model is answered from the cache.
-//!
-//! Evaluation re-runs the same judge prompts again and again while metrics, datasets or reports
-//! change; [`CachedChatModel`] answers every request it has seen before from a [`ChatCache`]
-//! instead of the model, so a second run costs nothing and gives the same verdicts. The cache is
-//! keyed by the model's name and the whole request (messages, tools, response format, sampling),
-//! so a changed prompt or parameter is a miss, never a stale hit. Failed calls are not cached.
-//! [`CachedEmbedder`] does the same for embeddings, text by text, in an [`EmbeddingCache`]
-//! (LangChain's `CacheBackedEmbeddings`): only the texts it has not seen reach the embedder.
-//!
-//! A cached reply is returned whatever the sampling temperature: that is what makes repeated
-//! evaluations reproducible, and it is why the cache is opt-in.
-//!
-//! ```
-//! use catena_core::cache::{CachedChatModel, ChatCache};
-//! use catena_core::testing::ScriptedChatModel;
-//! use catena_core::{ChatModel, ChatRequest, Message, RunContext};
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let dir = std::env::temp_dir().join(format!("catena-cache-doc-{}", std::process::id()));
-//! let cache = ChatCache::open(dir.join("calls.jsonl")).await?;
-//! let model = CachedChatModel::new(ScriptedChatModel::new(["only one reply"]), cache.clone());
-//! let request = ChatRequest::new(vec![Message::user("hi")]);
-//! let ctx = RunContext::new();
-//! let first = model.chat(request.clone(), &ctx).await?;
-//! // The scripted model has no second reply: this one comes from the cache.
-//! let again = model.chat(request, &ctx).await?;
-//! assert_eq!(first, again);
-//! assert_eq!((cache.hits(), cache.misses()), (1, 1));
-//! # std::fs::remove_dir_all(dir).ok();
-//! # Ok::<(), catena_core::Error>(())
-//! # }).unwrap();
-//! ```
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -265,7 +234,39 @@ impl<V> Cache<V> {
     }
 }
 
-/// A chat model whose replies are cached: see the [module docs](self).
+/// A chat model whose replies are cached: the same request to the same model is answered from
+/// the cache.
+///
+/// Evaluation re-runs the same judge prompts again and again while metrics, datasets or reports
+/// change; [`CachedChatModel`] answers every request it has seen before from a [`ChatCache`]
+/// instead of the model, so a second run costs nothing and gives the same verdicts. The cache is
+/// keyed by the model's name and the whole request (messages, tools, response format, sampling),
+/// so a changed prompt or parameter is a miss, never a stale hit. Failed calls are not cached.
+/// [`CachedEmbedder`] does the same for embeddings, text by text, in an [`EmbeddingCache`]
+/// (LangChain's `CacheBackedEmbeddings`): only the texts it has not seen reach the embedder.
+///
+/// A cached reply is returned whatever the sampling temperature: that is what makes repeated
+/// evaluations reproducible, and it is why the cache is opt-in.
+///
+/// ```
+/// use catena_core::{CachedChatModel, ChatCache};
+/// use catena_core::testing::ScriptedChatModel;
+/// use catena_core::{ChatModel, ChatRequest, Message, RunContext};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let dir = std::env::temp_dir().join(format!("catena-cache-doc-{}", std::process::id()));
+/// let cache = ChatCache::open(dir.join("calls.jsonl")).await?;
+/// let model = CachedChatModel::new(ScriptedChatModel::new(["only one reply"]), cache.clone());
+/// let request = ChatRequest::new(vec![Message::user("hi")]);
+/// let ctx = RunContext::new();
+/// let first = model.chat(request.clone(), &ctx).await?;
+/// // The scripted model has no second reply: this one comes from the cache.
+/// let again = model.chat(request, &ctx).await?;
+/// assert_eq!(first, again);
+/// assert_eq!((cache.hits(), cache.misses()), (1, 1));
+/// # std::fs::remove_dir_all(dir).ok();
+/// # Ok::<(), catena_core::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug)]
 pub struct CachedChatModel<M: ?Sized> {
     model: Arc<M>,
@@ -360,7 +361,8 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedChatModel<M> {
     }
 }
 
-/// An embedder whose vectors are cached text by text: see the [module docs](self).
+/// An embedder whose vectors are cached text by text (see [`CachedChatModel`] for the cache's
+/// rules).
 ///
 /// Embedders have no name of their own, so the cache key includes a `namespace` you choose
 /// (the model's name, say): two embedders sharing one cache must use different namespaces.

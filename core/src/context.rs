@@ -1,9 +1,4 @@
 //! The run context: what every call carries besides its input, passed explicitly (no globals).
-//!
-//! A [`RunContext`] holds a cancellation token, the tracing span the run belongs to, an optional
-//! [`EventSink`] that receives streaming [`Event`]s (model tokens, retrieved documents, tool calls,
-//! agent steps), free-form tags, and [`Limits`]. Cloning is cheap; a child context made with
-//! [`RunContext::child`] shares cancellation and events.
 
 use std::sync::Arc;
 
@@ -101,7 +96,12 @@ impl Default for Limits {
     }
 }
 
-/// What a call carries besides its input. See the [module docs](self).
+/// What a call carries besides its input.
+///
+/// A [`RunContext`] holds a cancellation token, the tracing span the run belongs to, an optional
+/// [`EventSink`] that receives streaming [`Event`]s (model tokens, retrieved documents, tool calls,
+/// agent steps), free-form tags, and [`Limits`]. Cloning is cheap; a child context made with
+/// [`RunContext::child`] shares cancellation and events.
 #[derive(Clone)]
 pub struct RunContext {
     cancel: CancellationToken,

@@ -1,29 +1,4 @@
 //! Falling back to another chat model when one fails.
-//!
-//! [`FallbackChatModel`] tries its models in order and answers with the first that succeeds: a
-//! remote model with a local one behind it keeps an app answering when the network, the
-//! provider or the quota fails. Unlike the generic [`with_fallbacks`](crate::RunnableExt::with_fallbacks)
-//! combinator, it is itself a [`ChatModel`], so it streams: a stream falls back only until its
-//! first delta (after that the reply is under way and an error ends it, as with any model).
-//!
-//! Which errors move on to the next model is a predicate; the default is every error except
-//! cancellation, including a prompt that does not fit (the next model may have a larger
-//! context) and a request the first cannot express (a GBNF grammar sent to a remote model).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_core::fallback::FallbackChatModel;
-//! use catena_core::testing::{ScriptedChatModel, ScriptedReply};
-//! use catena_core::{ChatModel, ChatRequest, Error, Message, RunContext};
-//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let remote = ScriptedChatModel::from_replies([ScriptedReply::Fail(|| Error::model_transient("503"))]);
-//! let local = ScriptedChatModel::new(["answered locally"]);
-//! let model = FallbackChatModel::new(Arc::new(remote), vec![Arc::new(local)]);
-//! let reply = model.chat(ChatRequest::new(vec![Message::user("hi")]), &RunContext::new()).await?;
-//! assert_eq!(reply.message.content, "answered locally");
-//! # Ok::<(), Error>(())
-//! # }).unwrap();
-//! ```
 
 use std::sync::Arc;
 
@@ -37,8 +12,32 @@ use crate::{ChatModel, Error, Result, RunContext};
 /// Which errors send a request on to the next model.
 type FallbackIf = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 
-/// A chat model that falls back to the next of its models on failure: see the
-/// [module docs](self).
+/// A chat model that falls back to the next of its models on failure.
+///
+/// [`FallbackChatModel`] tries its models in order and answers with the first that succeeds: a
+/// remote model with a local one behind it keeps an app answering when the network, the
+/// provider or the quota fails. Unlike the generic [`with_fallbacks`](crate::RunnableExt::with_fallbacks)
+/// combinator, it is itself a [`ChatModel`], so it streams: a stream falls back only until its
+/// first delta (after that the reply is under way and an error ends it, as with any model).
+///
+/// Which errors move on to the next model is a predicate; the default is every error except
+/// cancellation, including a prompt that does not fit (the next model may have a larger
+/// context) and a request the first cannot express (a GBNF grammar sent to a remote model).
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::FallbackChatModel;
+/// use catena_core::testing::{ScriptedChatModel, ScriptedReply};
+/// use catena_core::{ChatModel, ChatRequest, Error, Message, RunContext};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let remote = ScriptedChatModel::from_replies([ScriptedReply::Fail(|| Error::model_transient("503"))]);
+/// let local = ScriptedChatModel::new(["answered locally"]);
+/// let model = FallbackChatModel::new(Arc::new(remote), vec![Arc::new(local)]);
+/// let reply = model.chat(ChatRequest::new(vec![Message::user("hi")]), &RunContext::new()).await?;
+/// assert_eq!(reply.message.content, "answered locally");
+/// # Ok::<(), Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct FallbackChatModel {
     first: Arc<dyn ChatModel>,

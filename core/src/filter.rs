@@ -1,13 +1,4 @@
 //! Typed metadata filters, evaluated by every [`VectorStore`](crate::VectorStore).
-//!
-//! ```
-//! use catena_core::{Document, Filter};
-//! use serde_json::json;
-//!
-//! let f = Filter::eq("lang", "en").and(Filter::gte("year", 2020));
-//! let doc = Document::new("...").with_metadata("lang", "en").with_metadata("year", 2023);
-//! assert!(f.matches(&doc.metadata));
-//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +7,15 @@ use crate::Metadata;
 
 /// A condition on document metadata. Field names are metadata keys; a missing key never matches a
 /// comparison (but does match `Ne`/`Nin`, as in most stores).
+///
+/// ```
+/// use catena_core::{Document, Filter};
+/// use serde_json::json;
+///
+/// let f = Filter::eq("lang", "en").and(Filter::gte("year", 2020));
+/// let doc = Document::new("...").with_metadata("lang", "en").with_metadata("year", 2023);
+/// assert!(f.matches(&doc.metadata));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {

@@ -23,42 +23,63 @@
 //! ```
 //!
 //! ## Contents
-//! - [`document`]: [`Document`], [`ScoredDocument`], metadata.
-//! - [`message`]: [`Message`], [`ChatRequest`], [`ChatResponse`], [`ChatDelta`], [`Usage`], sampling.
-//! - [`traits`]: [`ChatModel`], [`Embedder`], [`VectorStore`], [`Retriever`], [`Reranker`], [`Tool`] /
-//!   [`TypedTool`], [`Memory`], [`Loader`], [`Splitter`], [`Tokenizer`].
-//! - [`runnable`]: [`Runnable`] and its combinators (pipe, map, parallel, assign, retry, fallbacks, timeout).
-//! - [`prompt`]: [`PromptTemplate`], [`ChatPromptTemplate`], [`FewShotPromptTemplate`].
-//! - [`output`]: [`StrOutputParser`], [`JsonOutputParser`], and structured replies:
-//!   [`ModelSchema`](output::ModelSchema) (the schema a model sees) and [`structured`](output::structured).
-//! - [`filter`]: [`Filter`], typed metadata filters.
-//! - [`cache`]: [`CachedChatModel`](cache::CachedChatModel), replies to repeated requests from a
-//!   [`ChatCache`](cache::ChatCache) in memory or on disk (evaluation re-runs for free).
-//! - [`fallback`]: [`FallbackChatModel`](fallback::FallbackChatModel), the next model answers when
-//!   one fails (streams fall back until their first delta).
-//! - [`limits`]: [`CallLimits`](limits::CallLimits) and its [`Limiter`](limits::Limiter): timeout
-//!   per attempt, retries honouring `Retry-After`, concurrency permits, all cancellable (remote models).
-//! - [`context`]: [`RunContext`] (cancellation, tracing span, [`Event`]s, limits).
-//! - [`error`]: [`Error`], [`ErrorKind`], [`Result`].
-//! - [`tool`]: the `#[tool]` attribute, an `async fn` as a [`TypedTool`].
-//! - `testing` (feature `testing`): a scripted chat model and a deterministic embedder.
+//! Every item is at the crate root (the modules are private: one path per item), except the test
+//! doubles in `testing` (feature `testing`).
+//!
+//! **Documents and messages**: [`Document`], [`ScoredDocument`], [`Metadata`], [`Filter`] (typed
+//! metadata conditions every store evaluates); [`Message`], [`ChatRequest`] (messages, tools,
+//! [`ToolChoice`], [`ResponseFormat`], [`Sampling`]), [`ChatResponse`], [`ChatDelta`] and
+//! [`DeltaAccumulator`] for streams, [`Usage`], [`FinishReason`].
+//!
+//! **Components**, each object-safe, used behind `Arc<dyn _>`, and a [`Runnable`]:
+//!
+//! | trait | as a `Runnable` |
+//! |---|---|
+//! | [`ChatModel`] | `ChatRequest -> ChatResponse` (streams partial responses) |
+//! | [`Embedder`] | `Vec<String> -> Vec<Vec<f32>>` |
+//! | [`VectorStore`] | [`VectorQuery`] `-> Vec<ScoredDocument>` |
+//! | [`Retriever`] | `String -> Vec<ScoredDocument>` |
+//! | [`Reranker`] | [`RerankInput`] `-> Vec<ScoredDocument>` |
+//! | [`Tool`] (and [`TypedTool`], [`macro@tool`]) | `serde_json::Value -> ToolOutput` |
+//! | [`Memory`], [`Loader`], [`Splitter`], [`Tokenizer`] | |
+//!
+//! **Composition**: [`Runnable`] and the combinators of [`RunnableExt`] ([`Pipe`], [`Map`],
+//! [`Parallel`], [`Passthrough`] / [`Assign`], [`Retry`] with a [`RetryPolicy`], [`Fallbacks`],
+//! [`Timeout`]), [`from_fn`]; prompts ([`PromptTemplate`], [`ChatPromptTemplate`],
+//! [`FewShotPromptTemplate`]); output parsers ([`StrOutputParser`], [`JsonOutputParser`]).
+//!
+//! **Structured output**: [`ModelSchema`] (the JSON Schema a model sees for a type, refined at run
+//! time), [`structured`] / [`structured_with`] (ask and parse), [`model_schema`].
+//!
+//! **Running**: [`RunContext`] (cancellation, tracing span, [`Event`]s to an [`EventSink`],
+//! [`Limits`]); [`Error`] with its [`ErrorKind`] (and [`ModelErrorKind`]), causes kept as
+//! [`BoxError`] sources.
+//!
+//! **Remote models and evaluation helpers**: [`CallLimits`] / [`Limiter`] / [`Failure`] (timeout
+//! per attempt, retries honouring `Retry-After`, concurrency, all cancellable);
+//! [`FallbackChatModel`] (the next model answers when one fails); [`CachedChatModel`] /
+//! [`ChatCache`] and [`CachedEmbedder`] / [`EmbeddingCache`] (repeated calls answered from a
+//! cache, evaluation re-runs for free).
+//!
+//! **Testing** (feature `testing`): the `testing` module, a scripted chat model and a deterministic embedder.
 
-pub mod cache;
-pub mod context;
-pub mod document;
-pub mod error;
-pub mod fallback;
-pub mod filter;
-pub mod limits;
-pub mod message;
-pub mod output;
-pub mod prompt;
-pub mod runnable;
+mod cache;
+mod context;
+mod document;
+mod error;
+mod fallback;
+mod filter;
+mod limits;
+mod message;
+mod output;
+mod prompt;
+mod runnable;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod traits;
+mod traits;
 
 pub use async_trait::async_trait;
+pub use cache::{Cache, CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 /// Turns an `async fn` into a tool: the function's doc comment is the description the model reads,
 /// its parameters are the arguments (each parameter's doc comment describing it in the JSON
 /// Schema), and a `&RunContext` parameter, if any, receives the run's context. The tool is a unit
@@ -92,15 +113,20 @@ pub use async_trait::async_trait;
 pub use catena_macros::tool;
 pub use context::{Event, EventSink, Limits, RunContext};
 pub use document::{Document, Metadata, ScoredDocument};
-pub use error::{Error, ErrorKind, ModelErrorKind, Result};
+pub use error::{BoxError, Error, ErrorKind, ModelErrorKind, Result};
+pub use fallback::FallbackChatModel;
 pub use filter::Filter;
+pub use limits::{CallLimits, Failure, Limiter};
 pub use message::{
     ChatDelta, ChatRequest, ChatResponse, DeltaAccumulator, FinishReason, Message, ResponseFormat, Role,
     Sampling, ToolCall, ToolChoice, ToolSpec, Usage,
 };
-pub use output::{JsonOutputParser, StrOutputParser};
+pub use output::{JsonOutputParser, ModelSchema, StrOutputParser, model_schema, structured, structured_with};
 pub use prompt::{ChatPromptTemplate, FewShotPromptTemplate, PromptTemplate};
-pub use runnable::{BoxRunnable, Parallel, Passthrough, RetryPolicy, Runnable, RunnableExt};
+pub use runnable::{
+    Assign, BoxRunnable, Fallbacks, FnRunnable, Map, Parallel, Passthrough, Pipe, Retry, RetryPolicy,
+    Runnable, RunnableExt, Timeout, from_fn,
+};
 pub use traits::{
     ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tokenizer,
     Tool, ToolOutput, TypedTool, VectorQuery, VectorStore, cosine_similarity,

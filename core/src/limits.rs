@@ -1,42 +1,4 @@
 //! Limits on calls to remote services, in one place: every remote backend (the OpenAI-compatible
-//! client, the rig adapter) runs its calls through a [`Limiter`] built from [`CallLimits`].
-//!
-//! What a call gets:
-//! - a timeout per attempt (a stream's covers opening it and its first piece);
-//! - retries of the failures the [`RetryPolicy`] deems retryable (transient ones by default),
-//!   with exponential backoff and jitter, or the wait the server asked for (`Retry-After`) when
-//!   that is longer; a server asking for more than [`CallLimits::max_retry_after`] gets its
-//!   error back at once instead of a caller left hanging;
-//! - a concurrency limit shared by every clone of the model ([`Limiter::permit`]);
-//! - cancellation through the [`RunContext`] at every wait: for a permit, for an attempt, between
-//!   attempts.
-//!
-//! ```
-//! use std::time::Duration;
-//! use catena_core::limits::{CallLimits, Failure};
-//! use catena_core::{Error, RetryPolicy, RunContext};
-//!
-//! # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-//! # rt.block_on(async {
-//! let limiter = CallLimits {
-//!     retry: RetryPolicy::attempts(3).with_initial_backoff(Duration::from_millis(1)),
-//!     ..CallLimits::default()
-//! }
-//! .limiter();
-//! let mut calls = 0;
-//! let reply = limiter
-//!     .run(&RunContext::new(), "the flaky call", || {
-//!         calls += 1;
-//!         let n = calls;
-//!         async move {
-//!             if n < 3 { Err(Failure::from(Error::model_transient("503"))) } else { Ok(n) }
-//!         }
-//!     })
-//!     .await
-//!     .unwrap();
-//! assert_eq!(reply, 3);
-//! # });
-//! ```
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,7 +8,45 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{Error, Result, RetryPolicy, RunContext};
 
-/// How calls to one remote model are limited: see the [module docs](self).
+/// How calls to one remote model are limited. Every remote backend (the OpenAI-compatible client,
+/// the rig adapter) runs its calls through a [`Limiter`] built from these.
+///
+/// What a call gets:
+/// - a timeout per attempt (a stream's covers opening it and its first piece);
+/// - retries of the failures the [`RetryPolicy`] deems retryable (transient ones by default),
+///   with exponential backoff and jitter, or the wait the server asked for (`Retry-After`) when
+///   that is longer; a server asking for more than [`CallLimits::max_retry_after`] gets its
+///   error back at once instead of a caller left hanging;
+/// - a concurrency limit shared by every clone of the model ([`Limiter::permit`]);
+/// - cancellation through the [`RunContext`] at every wait: for a permit, for an attempt, between
+///   attempts.
+///
+/// ```
+/// use std::time::Duration;
+/// use catena_core::{CallLimits, Failure};
+/// use catena_core::{Error, RetryPolicy, RunContext};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+/// # rt.block_on(async {
+/// let limiter = CallLimits {
+///     retry: RetryPolicy::attempts(3).with_initial_backoff(Duration::from_millis(1)),
+///     ..CallLimits::default()
+/// }
+/// .limiter();
+/// let mut calls = 0;
+/// let reply = limiter
+///     .run(&RunContext::new(), "the flaky call", || {
+///         calls += 1;
+///         let n = calls;
+///         async move {
+///             if n < 3 { Err(Failure::from(Error::model_transient("503"))) } else { Ok(n) }
+///         }
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(reply, 3);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct CallLimits {
     /// One attempt may take this long (default 120 s). For a stream this covers opening it and

@@ -111,7 +111,7 @@ impl<T: DeserializeOwned + Send + 'static> Runnable<ChatResponse, T> for JsonOut
 /// on the type as schemars attributes (`#[schemars(length(max = 300))]`, `#[schemars(range(max = 10))]`).
 ///
 /// ```
-/// use catena_core::output::ModelSchema;
+/// use catena_core::ModelSchema;
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct Ranking { ranking: Vec<u32> }
@@ -331,7 +331,7 @@ fn bound(schema: &mut Value, max_chars: Option<usize>, max_items: Option<usize>)
 /// structured-output mode. Sampling (temperature, `max_tokens`) is the request's.
 ///
 /// ```
-/// use catena_core::{ChatRequest, Message, RunContext, output::structured, testing::ScriptedChatModel};
+/// use catena_core::{ChatRequest, Message, RunContext, structured, testing::ScriptedChatModel};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct Verdict { relevant: bool }

@@ -1,25 +1,4 @@
 //! Prompt templates: strings and chat message lists with `{variable}` placeholders.
-//!
-//! Placeholders are `{name}` (letters, digits, `_`, not starting with a digit); `{{` and `}}` are
-//! literal braces. A variable the template needs but the input lacks is an
-//! [`Error::InvalidInput`] naming it, and so is a declared variable the template never uses.
-//! Input keys the template does not need are ignored, so one JSON object can feed several prompts
-//! in a chain.
-//!
-//! ```
-//! use catena_core::{ChatPromptTemplate, PromptTemplate, Role};
-//! use serde_json::json;
-//!
-//! let p = PromptTemplate::new("Answer {question} in {{JSON}}").unwrap();
-//! assert_eq!(p.format(&json!({"question": "why?"})).unwrap(), "Answer why? in {JSON}");
-//! assert!(p.format(&json!({})).unwrap_err().to_string().contains("`question`"));
-//!
-//! let chat = ChatPromptTemplate::new()
-//!     .system("You answer from the context.\n{context}").unwrap()
-//!     .user("{question}").unwrap();
-//! let messages = chat.format_messages(&json!({"context": "Rust is fast.", "question": "Is Rust fast?"})).unwrap();
-//! assert_eq!(messages[1].role, Role::User);
-//! ```
 
 use std::collections::BTreeSet;
 
@@ -35,7 +14,28 @@ enum Segment {
     Var(String),
 }
 
-/// A string template with `{variable}` placeholders. See the [module docs](self).
+/// A string template with `{variable}` placeholders.
+///
+/// Placeholders are `{name}` (letters, digits, `_`, not starting with a digit); `{{` and `}}` are
+/// literal braces. A variable the template needs but the input lacks is an
+/// [`Error::InvalidInput`] naming it, and so is a declared variable the template never uses.
+/// Input keys the template does not need are ignored, so one JSON object can feed several prompts
+/// in a chain.
+///
+/// ```
+/// use catena_core::{ChatPromptTemplate, PromptTemplate, Role};
+/// use serde_json::json;
+///
+/// let p = PromptTemplate::new("Answer {question} in {{JSON}}").unwrap();
+/// assert_eq!(p.format(&json!({"question": "why?"})).unwrap(), "Answer why? in {JSON}");
+/// assert!(p.format(&json!({})).unwrap_err().to_string().contains("`question`"));
+///
+/// let chat = ChatPromptTemplate::new()
+///     .system("You answer from the context.\n{context}").unwrap()
+///     .user("{question}").unwrap();
+/// let messages = chat.format_messages(&json!({"context": "Rust is fast.", "question": "Is Rust fast?"})).unwrap();
+/// assert_eq!(messages[1].role, Role::User);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptTemplate {
     source: String,

@@ -1,33 +1,4 @@
 //! Composition: the [`Runnable`] trait and its combinators.
-//!
-//! A `Runnable<I, O>` turns an `I` into an `O`, asynchronously, under a [`RunContext`]. Every
-//! catena component is one (a chat model is a `Runnable<ChatRequest, ChatResponse>`, a retriever a
-//! `Runnable<String, Vec<ScoredDocument>>`, a prompt a `Runnable<Value, ChatRequest>`), so chains are
-//! built by joining runnables with the methods of [`RunnableExt`]:
-//!
-//! | combinator | does |
-//! |---|---|
-//! | [`pipe`](RunnableExt::pipe) | feeds one runnable's output into the next (streaming through item-wise steps) |
-//! | [`map`](RunnableExt::map) | applies a plain function to the output |
-//! | [`Parallel`] | runs named branches on the same input, collecting a JSON object |
-//! | [`Passthrough`] / [`Assign`] | forwards the input / adds keys computed from it |
-//! | [`with_retry`](RunnableExt::with_retry) | retries transient failures with exponential backoff and jitter |
-//! | [`with_fallbacks`](RunnableExt::with_fallbacks) | tries alternatives in order when one fails |
-//! | [`with_timeout`](RunnableExt::with_timeout) | gives up (dropping the inner future) after a deadline |
-//!
-//! ```
-//! use catena_core::{RunContext, Runnable, RunnableExt, runnable::from_fn};
-//!
-//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-//! # rt.block_on(async {
-//! let double = from_fn(|x: i32, _ctx| async move { Ok(x * 2) });
-//! let chain = double.pipe(from_fn(|x: i32, _ctx| async move { Ok(x + 1) })).map(|x| x.to_string());
-//! let ctx = RunContext::new();
-//! assert_eq!(chain.invoke(20, &ctx).await.unwrap(), "41");
-//! let outs: Vec<_> = chain.batch(vec![1, 2, 3], &ctx).await.into_iter().map(Result::unwrap).collect();
-//! assert_eq!(outs, ["3", "5", "7"]);
-//! # });
-//! ```
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -140,6 +111,35 @@ where
 pub type BoxRunnable<I, O> = Arc<dyn Runnable<I, O>>;
 
 /// The combinators, available on every [`Runnable`].
+///
+/// A `Runnable<I, O>` turns an `I` into an `O`, asynchronously, under a [`RunContext`]. Every
+/// catena component is one (a chat model is a `Runnable<ChatRequest, ChatResponse>`, a retriever a
+/// `Runnable<String, Vec<ScoredDocument>>`, a prompt a `Runnable<Value, ChatRequest>`), so chains are
+/// built by joining runnables with the methods of [`RunnableExt`]:
+///
+/// | combinator | does |
+/// |---|---|
+/// | [`pipe`](RunnableExt::pipe) | feeds one runnable's output into the next (streaming through item-wise steps) |
+/// | [`map`](RunnableExt::map) | applies a plain function to the output |
+/// | [`Parallel`] | runs named branches on the same input, collecting a JSON object |
+/// | [`Passthrough`] / [`Assign`] | forwards the input / adds keys computed from it |
+/// | [`with_retry`](RunnableExt::with_retry) | retries transient failures with exponential backoff and jitter |
+/// | [`with_fallbacks`](RunnableExt::with_fallbacks) | tries alternatives in order when one fails |
+/// | [`with_timeout`](RunnableExt::with_timeout) | gives up (dropping the inner future) after a deadline |
+///
+/// ```
+/// use catena_core::{RunContext, Runnable, RunnableExt, from_fn};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let double = from_fn(|x: i32, _ctx| async move { Ok(x * 2) });
+/// let chain = double.pipe(from_fn(|x: i32, _ctx| async move { Ok(x + 1) })).map(|x| x.to_string());
+/// let ctx = RunContext::new();
+/// assert_eq!(chain.invoke(20, &ctx).await.unwrap(), "41");
+/// let outs: Vec<_> = chain.batch(vec![1, 2, 3], &ctx).await.into_iter().map(Result::unwrap).collect();
+/// assert_eq!(outs, ["3", "5", "7"]);
+/// # });
+/// ```
 pub trait RunnableExt<I, O>: Runnable<I, O> + Sized
 where
     I: Send + 'static,
@@ -365,7 +365,7 @@ impl<I: Send + 'static> Runnable<I, I> for Passthrough {
 /// object keyed by branch name (LangChain's `RunnableParallel`).
 ///
 /// ```
-/// use catena_core::{RunContext, Runnable, runnable::{Parallel, Passthrough, from_fn}};
+/// use catena_core::{Parallel, Passthrough, RunContext, Runnable, from_fn};
 /// use serde_json::{json, Value};
 ///
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use catena_core::cache::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 use catena_core::testing::{DeterministicEmbedder, ScriptedChatModel, ScriptedReply};
+use catena_core::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 use catena_core::{ChatModel, ChatRequest, Embedder, Error, ErrorKind, Message, RunContext, async_trait};
 use futures::StreamExt;
 

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use catena_core::runnable::{Parallel, Passthrough, from_fn};
 use catena_core::testing::{DeterministicEmbedder, ScriptedChatModel, ScriptedReply};
 use catena_core::{
     ChatModel, ChatPromptTemplate, ChatRequest, Error, ErrorKind, Event, Message, RetryPolicy, RunContext,
     Runnable, RunnableExt, StrOutputParser,
 };
+use catena_core::{Parallel, Passthrough, from_fn};
 use futures::StreamExt;
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use catena_core::fallback::FallbackChatModel;
+use catena_core::FallbackChatModel;
 use catena_core::testing::{ScriptedChatModel, ScriptedReply};
 use catena_core::{ChatModel, ChatRequest, Error, ErrorKind, Message, RunContext};
 use futures::StreamExt;

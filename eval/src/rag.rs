@@ -18,8 +18,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use catena_core::output::{ModelSchema, structured_with};
 use catena_core::{ChatModel, ChatRequest, Embedder, Error, Message, Result, RunContext};
+use catena_core::{ModelSchema, structured_with};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -35,7 +35,7 @@ use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
-use catena_core::limits::{CallLimits, Failure, Limiter};
+use catena_core::{CallLimits, Failure, Limiter};
 use catena_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, FinishReason, Result, RetryPolicy,
     RunContext, Usage, async_trait,

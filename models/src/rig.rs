@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use catena_core::limits::{CallLimits, Failure, Limiter};
+use catena_core::{CallLimits, Failure, Limiter};
 use catena_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, Embedder, Error, Event, FinishReason, Message,
     ResponseFormat, Result, Role, RunContext, ToolCall, ToolChoice, Usage, async_trait,

@@ -323,8 +323,7 @@ fn tool_calls_are_grammar_constrained_and_always_well_formed() {
 #[test]
 fn structured_returns_a_typed_value() {
     let req = ChatRequest::new(vec![Message::user("Give two numbers to add.")]).with_max_tokens(48);
-    let args: AddArgs =
-        rt().block_on(catena_core::output::structured(&chat(), req, &RunContext::new())).unwrap();
+    let args: AddArgs = rt().block_on(catena_core::structured(&chat(), req, &RunContext::new())).unwrap();
     assert!(args.a.is_finite() && args.b.is_finite());
 }
 

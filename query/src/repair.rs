@@ -32,7 +32,7 @@ impl RepairLoop<'_> {
     /// Asks for a query, extracts it with `extract`, runs it with `run` (which returns
     /// `Ok(Err(message))` for a failure the model may repair), and repeats with the failure shown
     /// to the model. Errors `run` returns as `Err` (cancellation, model down) end the loop.
-    pub async fn run<T, E, R, Fut>(
+    pub(crate) async fn run<T, E, R, Fut>(
         mut self,
         question: &str,
         ctx: &RunContext,

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use catena_core::{Document, Embedded, VectorStore};
-use catena_retrievers::lance::VectorIndex;
+use catena_retrievers::VectorIndex;
 use catena_retrievers::{Analyzer, Bm25Index, Bm25Params, InMemoryVectorStore, LanceDbStore};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase};

@@ -1,12 +1,4 @@
 //! [`Bm25Retriever`]: Okapi BM25 keyword search over documents held in memory.
-//!
-//! Two presets cover what users reach for:
-//! - [`Bm25Params::default`] with [`Analyzer::english`]: Unicode words, lowercased, English stop
-//!   words dropped, Snowball-stemmed, and the always-positive Lucene idf
-//!   `ln(1 + (N - n + 0.5) / (n + 0.5))`. This is what a search engine does.
-//! - [`Bm25Params::rank_bm25`] with [`Analyzer::whitespace`]: the scores of Python's
-//!   `rank_bm25.BM25Okapi` on `text.split()` tokens, to the last bit (same idf with its epsilon
-//!   floor, same arithmetic order), which is also what LangChain's `BM25Retriever` computes.
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -351,6 +343,14 @@ fn idf_values(postings: &[Vec<(u32, u32)>], n: f64, idf: Idf) -> Vec<f64> {
 /// assert!(hits[0].document.content.starts_with("The borrow checker"));
 /// # });
 /// ```
+///
+/// Two presets cover what users reach for:
+/// - [`Bm25Params::default`] with [`Analyzer::english`]: Unicode words, lowercased, English stop
+///   words dropped, Snowball-stemmed, and the always-positive Lucene idf
+///   `ln(1 + (N - n + 0.5) / (n + 0.5))`. This is what a search engine does.
+/// - [`Bm25Params::rank_bm25`] with [`Analyzer::whitespace`]: the scores of Python's
+///   `rank_bm25.BM25Okapi` on `text.split()` tokens, to the last bit (same idf with its epsilon
+///   floor, same arithmetic order), which is also what LangChain's `BM25Retriever` computes.
 #[derive(Debug, Clone)]
 pub struct Bm25Retriever {
     index: std::sync::Arc<Bm25Index>,

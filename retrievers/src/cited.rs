@@ -1,26 +1,4 @@
-//! Answers with citations: [`CitedAnswer`] retrieves, numbers what it found, and has a chat
-//! model answer from those sources only, citing them as `[1]`, `[2]`. [`numbered_sources`] is
-//! the one way catena shows sources to a model (the RAG chain, the document-search tool).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use catena_core::{Document, RunContext, Runnable, testing::ScriptedChatModel};
-//! use catena_retrievers::{Bm25Retriever, CitedAnswer};
-//!
-//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! # rt.block_on(async {
-//! let docs = vec![Document::new("Paris is the capital of France.").with_metadata("source", "geo.md")];
-//! let retriever = Arc::new(Bm25Retriever::from_documents(docs).unwrap());
-//! let model = Arc::new(ScriptedChatModel::new(["Paris [1]."]));
-//! let chain = CitedAnswer::new(retriever, model.clone());
-//!
-//! let answer = chain.invoke("What is the capital of France?".into(), &RunContext::new()).await.unwrap();
-//! assert_eq!(answer.text, "Paris [1].");
-//! assert_eq!(answer.sources[0].document.source(), Some("geo.md"));
-//! // The model saw the numbered source.
-//! assert!(model.requests()[0].messages[0].content.contains("[1] (geo.md)\nParis is the capital"));
-//! # });
-//! ```
+//! Answers with citations: the cited-answer chain and how sources are numbered for a model.
 
 use std::sync::Arc;
 
@@ -91,7 +69,28 @@ pub struct Answer {
 ///
 /// Sampling is greedy by default and the answer is bounded by
 /// [`with_max_tokens`](Self::with_max_tokens) (default 400). With no sources found, the model
-/// is not called and the answer says so.
+/// is not called and the answer says so. [`numbered_sources`] is how the sources are shown to the
+/// model (and the one way catena shows sources to a model: the document-search tool uses it too).
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::{Document, RunContext, Runnable, testing::ScriptedChatModel};
+/// use catena_retrievers::{Bm25Retriever, CitedAnswer};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let docs = vec![Document::new("Paris is the capital of France.").with_metadata("source", "geo.md")];
+/// let retriever = Arc::new(Bm25Retriever::from_documents(docs).unwrap());
+/// let model = Arc::new(ScriptedChatModel::new(["Paris [1]."]));
+/// let chain = CitedAnswer::new(retriever, model.clone());
+///
+/// let answer = chain.invoke("What is the capital of France?".into(), &RunContext::new()).await.unwrap();
+/// assert_eq!(answer.text, "Paris [1].");
+/// assert_eq!(answer.sources[0].document.source(), Some("geo.md"));
+/// // The model saw the numbered source.
+/// assert!(model.requests()[0].messages[0].content.contains("[1] (geo.md)\nParis is the capital"));
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct CitedAnswer {
     retriever: Arc<dyn Retriever>,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::output::ModelSchema;
+use catena_core::ModelSchema;
 use catena_core::{
     ChatModel, ChatRequest, Embedder, Error, Filter, Message, Result, Retriever, RunContext, ScoredDocument,
     VectorStore,

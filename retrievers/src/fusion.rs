@@ -1,8 +1,4 @@
-//! Fusing ranked lists: reciprocal-rank fusion, relative-score fusion, distribution-based fusion,
-//! and [`EnsembleRetriever`], which runs several retrievers at once and fuses their results.
-//!
-//! Documents are the same when their [`document_id`](crate::document_id) is (their id, else
-//! their source and content); the first list a document appears in supplies its metadata.
+//! Fusing ranked lists (reciprocal-rank, relative-score, distribution-based) and the ensemble retriever.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +49,7 @@ impl Default for Fusion {
 ///
 /// ```
 /// use catena_core::{Document, ScoredDocument};
-/// use catena_retrievers::fusion::{fuse, Fusion, RankBase};
+/// use catena_retrievers::{fuse, Fusion, RankBase};
 ///
 /// let d = |t: &str| ScoredDocument::new(Document::new(t).with_id(t), 1.0);
 /// let bm25 = vec![d("a"), d("b")];
@@ -142,6 +138,10 @@ fn contributions(list: &[ScoredDocument], ids: &[String], fusion: Fusion) -> Vec
 /// with reciprocal-rank fusion, c = 60, equal weights): hybrid keyword + vector search is an
 /// ensemble of a [`Bm25Retriever`](crate::Bm25Retriever) and a
 /// [`VectorStoreRetriever`](crate::VectorStoreRetriever).
+///
+/// Fusion: reciprocal-rank, relative-score or distribution-based ([`Fusion`], [`fuse`]).
+/// Documents are the same when their [`document_id`](crate::document_id) is (their id, else
+/// their source and content); the first list a document appears in supplies its metadata.
 #[derive(Clone)]
 pub struct EnsembleRetriever {
     retrievers: Vec<Arc<dyn Retriever>>,

@@ -29,61 +29,71 @@
 //! ```
 //!
 //! ## Contents
+//! Every item is at the crate root (the modules are private: one path per item).
+//!
 //! **Stores**
-//! - [`InMemoryVectorStore`]: exact search (cosine, dot, L2) over vectors in memory; save/load.
+//! - [`InMemoryVectorStore`]: exact search ([`Distance`]: cosine, dot, L2) over vectors in
+//!   memory; save/load.
 //! - [`LanceDbStore`] (feature `lancedb`, on by default): an embedded LanceDB table with typed
-//!   metadata filters, ANN indexes, full-text search ([`lance`]).
-//! - [`index_documents`]: embeds documents in batches and upserts them, with stable ids.
+//!   metadata filters ([`FieldKind`]), ANN indexes ([`VectorIndex`]), full-text search
+//!   ([`LanceKeywordRetriever`]).
+//! - [`index_documents`]: embeds documents in batches and upserts them, with stable ids
+//!   ([`document_id`]).
 //!
 //! **Retrievers** (each a [`Retriever`](catena_core::Retriever), so also a `Runnable`)
 //! - [`VectorStoreRetriever`]: embeds the query and searches a store (k, filter, score threshold).
-//! - [`MmrRetriever`]: maximal marginal relevance over a store ([`mmr`]).
-//! - [`Bm25Retriever`]: Okapi BM25 keyword search ([`bm25`]), rank_bm25-exact on request.
-//! - [`EnsembleRetriever`]: several retrievers fused by reciprocal rank or score ([`fusion`]);
-//!   hybrid search is BM25 + vector.
-//! - [`HydeRetriever`], [`MultiQueryRetriever`] (and RAG-fusion): query expansion with a chat
-//!   model ([`expansion`]).
-//! - [`RerankingRetriever`] with the rerankers and compressors of [`rerank`] (LLM pointwise,
-//!   listwise, filter, extractor; embeddings filter, redundancy filter; chains).
-//! - [`ParentDocumentRetriever`]: search small chunks, return their parents ([`parent`]).
+//! - [`MmrRetriever`]: [`maximal_marginal_relevance`] over a store: relevant and varied.
+//! - [`Bm25Retriever`]: Okapi BM25 keyword search ([`Bm25Index`], [`Bm25Params`], [`Analyzer`]),
+//!   rank_bm25-exact on request.
+//! - [`EnsembleRetriever`]: several retrievers fused ([`Fusion`]: reciprocal rank, relative score,
+//!   distribution-based; [`fuse`]); hybrid search is BM25 + vector.
+//! - [`HydeRetriever`], [`MultiQueryRetriever`] (and RAG-fusion): query expansion with a chat model.
+//! - [`RerankingRetriever`] with the rerankers and compressors: [`LlmRelevanceReranker`],
+//!   [`LlmListwiseReranker`], [`LlmFilter`], [`LlmExtractor`], [`EmbeddingsFilter`],
+//!   [`RedundancyFilter`], chained by [`RerankerChain`].
+//! - [`ParentDocumentRetriever`]: search small chunks, return their parents ([`ParentStore`]).
 //! - [`SelfQueryRetriever`]: the model writes the search text and a typed metadata filter
-//!   ([`self_query`]).
+//!   ([`SelfQueryReply`], [`StructuredQuery`]).
+//!
+//! Every retriever reports what it found to the run's event sink ([`Event::Retrieved`](catena_core::Event)).
 //!
 //! **Answers**: [`CitedAnswer`] (retriever → numbered sources → model → answer citing `[n]`,
-//! streamed) and [`numbered_sources`], how sources are shown to a model ([`cited`]).
+//! streamed) and [`numbered_sources`] / [`citation`], how sources are shown to a model.
 //!
 //! **Indexing**: [`Indexer`] / [`index_with_cleanup`] skip unchanged chunks and delete stale ones
 //! ([`Cleanup`]: none, incremental, full).
 
-pub mod bm25;
-pub mod cited;
-pub mod expansion;
-pub mod fusion;
+mod bm25;
+mod cited;
+mod expansion;
+mod fusion;
 mod index;
 #[cfg(feature = "lancedb")]
-pub mod lance;
+mod lance;
 mod memory;
-pub mod mmr;
-pub mod parent;
-pub mod rerank;
-pub mod self_query;
+mod mmr;
+mod parent;
+mod rerank;
+mod self_query;
 mod vector;
 
-pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever};
-pub use cited::{Answer, CitedAnswer, citation, numbered_sources};
-pub use expansion::{HydeRetriever, MultiQueryRetriever};
-pub use fusion::{EnsembleRetriever, Fusion, RankBase};
+pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever, Idf};
+pub use cited::{Answer, CITED_ANSWER_PROMPT, CitedAnswer, NO_SOURCES, citation, numbered_sources};
+pub use expansion::{HYDE_PROMPT, HydeRetriever, MULTI_QUERY_PROMPT, MultiQueryRetriever};
+pub use fusion::{EnsembleRetriever, Fusion, RankBase, fuse};
 pub use index::{Cleanup, IndexReport, Indexer, document_id, index_documents, index_with_cleanup};
 #[cfg(feature = "lancedb")]
-pub use lance::LanceDbStore;
+pub use lance::{EXACT_SEARCH_ROWS, FieldKind, LanceDbStore, LanceKeywordRetriever, VectorIndex};
 pub use memory::{Distance, InMemoryVectorStore};
-pub use mmr::MmrRetriever;
-pub use parent::ParentDocumentRetriever;
+pub use mmr::{MmrRetriever, maximal_marginal_relevance};
+pub use parent::{InMemoryParentStore, PARENT_ID, ParentDocumentRetriever, ParentStore};
 pub use rerank::{
     EmbeddingsFilter, LlmExtractor, LlmFilter, LlmListwiseReranker, LlmRelevanceReranker, RedundancyFilter,
     RerankerChain, RerankingRetriever,
 };
-pub use self_query::{AttributeInfo, AttributeType, SelfQueryRetriever};
+pub use self_query::{
+    AttributeInfo, AttributeType, SelfQueryCondition, SelfQueryReply, SelfQueryRetriever, StructuredQuery,
+};
 pub use vector::VectorStoreRetriever;
 
 /// Asks `model` for a reply under `schema` (greedy, at most `max_tokens`), read as `T`: how this
@@ -92,14 +102,14 @@ pub use vector::VectorStoreRetriever;
 pub(crate) async fn ask<T: serde::de::DeserializeOwned>(
     model: &dyn catena_core::ChatModel,
     prompt: String,
-    schema: &catena_core::output::ModelSchema,
+    schema: &catena_core::ModelSchema,
     max_tokens: u32,
     ctx: &catena_core::RunContext,
 ) -> catena_core::Result<T> {
     let request = catena_core::ChatRequest::new(vec![catena_core::Message::user(prompt)])
         .with_temperature(0.0)
         .with_max_tokens(max_tokens);
-    catena_core::output::structured_with(model, request, schema, ctx).await
+    catena_core::structured_with(model, request, schema, ctx).await
 }
 
 /// Tells the run's event sink what a retriever found (sources only; free when nobody listens),

@@ -12,7 +12,7 @@ use catena_core::{Embedder, Error, Filter, Result, Retriever, RunContext, Scored
 /// `maximal_marginal_relevance`.
 ///
 /// ```
-/// use catena_retrievers::mmr::maximal_marginal_relevance;
+/// use catena_retrievers::maximal_marginal_relevance;
 ///
 /// let query = [1.0, 0.3];
 /// let candidates = vec![vec![1.0, 0.05], vec![1.0, 0.0], vec![0.0, 1.0]];

@@ -1,24 +1,9 @@
-//! Rerankers and document compressors: each takes a query and candidate documents and returns
-//! the ones worth keeping, best first. They all implement [`Reranker`], so they chain
-//! ([`RerankerChain`]) and sit behind any retriever ([`RerankingRetriever`], LangChain's
-//! `ContextualCompressionRetriever`).
-//!
-//! | reranker | model | what it does |
-//! |---|---|---|
-//! | [`LlmRelevanceReranker`] | chat | rates each document 0-10 for the query (pointwise), sorts |
-//! | [`LlmListwiseReranker`] | chat | orders all candidates in one call (RankGPT-style) |
-//! | [`LlmFilter`] | chat | keeps documents the model says are relevant (yes/no) |
-//! | [`LlmExtractor`] | chat | keeps only the sentences relevant to the query, verbatim |
-//! | [`EmbeddingsFilter`] | embedder | keeps the `k` most similar and/or those above a threshold |
-//! | [`RedundancyFilter`] | embedder | drops documents nearly identical to a better one |
-//!
-//! Structured output (a JSON Schema the local model decodes under a grammar) means every verdict
-//! parses; a reply that still does not fit is an [`Error::Parse`].
+//! Rerankers and document compressors, and the retriever that applies them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::output::ModelSchema;
+use catena_core::ModelSchema;
 use catena_core::{ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, ScoredDocument};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -493,7 +478,23 @@ impl Reranker for RerankerChain {
 }
 
 /// A retriever whose results pass through a reranker (or a [`RerankerChain`] of compressors),
-/// keeping at most `top_n`.
+/// keeping at most `top_n` (LangChain's `ContextualCompressionRetriever`).
+///
+/// The rerankers and compressors each take a query and candidate documents and return the ones
+/// worth keeping, best first. They all implement [`Reranker`], so they chain ([`RerankerChain`])
+/// and sit behind any retriever through this one.
+///
+/// | reranker | model | what it does |
+/// |---|---|---|
+/// | [`LlmRelevanceReranker`] | chat | rates each document 0-10 for the query (pointwise), sorts |
+/// | [`LlmListwiseReranker`] | chat | orders all candidates in one call (RankGPT-style) |
+/// | [`LlmFilter`] | chat | keeps documents the model says are relevant (yes/no) |
+/// | [`LlmExtractor`] | chat | keeps only the sentences relevant to the query, verbatim |
+/// | [`EmbeddingsFilter`] | embedder | keeps the `k` most similar and/or those above a threshold |
+/// | [`RedundancyFilter`] | embedder | drops documents nearly identical to a better one |
+///
+/// Structured output (a JSON Schema the local model decodes under a grammar) means every verdict
+/// parses; a reply that still does not fit is an [`Error::Parse`].
 #[derive(Clone)]
 pub struct RerankingRetriever {
     retriever: Arc<dyn Retriever>,

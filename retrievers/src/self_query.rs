@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catena_core::output::ModelSchema;
+use catena_core::ModelSchema;
 use catena_core::{
     ChatModel, Embedder, Error, Filter, Result, Retriever, RunContext, ScoredDocument, VectorStore,
 };
@@ -106,12 +106,12 @@ pub struct SelfQueryReply {
     /// Metadata conditions, all of which must hold.
     #[serde(default)]
     #[schemars(length(max = 4))]
-    pub conditions: Vec<Condition>,
+    pub conditions: Vec<SelfQueryCondition>,
 }
 
 /// One metadata condition of a [`SelfQueryReply`].
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct Condition {
+pub struct SelfQueryCondition {
     /// The metadata field.
     pub field: String,
     /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `contains` or `like`, as the field's type allows.
@@ -151,7 +151,7 @@ impl SelfQueryRetriever {
             .attributes
             .iter()
             .map(|a| {
-                ModelSchema::of::<Condition>()
+                ModelSchema::of::<SelfQueryCondition>()
                     .with_enum("/properties/field", [a.name.as_str()])?
                     .with_enum("/properties/op", ops(a.kind).iter().copied())?
                     .with_subschema("/properties/value", value_schema(a.kind))
@@ -194,7 +194,7 @@ impl SelfQueryRetriever {
         let bad = |m: String| Error::parse("self-query filter", m);
         let query = reply.query.trim().to_owned();
         let mut filters = Vec::new();
-        for Condition { field, op, value } in reply.conditions {
+        for SelfQueryCondition { field, op, value } in reply.conditions {
             let field = field.as_str();
             let op = op.as_str();
             let attribute = self.attributes.iter().find(|a| a.name == field).ok_or_else(|| {

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 use catena_core::{Document, Embedded, ErrorKind, Filter, VectorStore};
-use catena_retrievers::lance::{FieldKind, VectorIndex};
 use catena_retrievers::{Distance, InMemoryVectorStore, LanceDbStore};
+use catena_retrievers::{FieldKind, VectorIndex};
 use serde_json::json;
 
 fn records(n: usize) -> Vec<Embedded> {

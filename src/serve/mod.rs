@@ -2,7 +2,7 @@
 //!
 //! Any [`Runnable<ChatRequest, ChatResponse>`](crate::core::Runnable) (a model, a RAG chain, an
 //! agent) is served under a model name at `POST /v1/chat/completions`, any
-//! [`Embedder`](crate::core::Embedder) at `POST /v1/embeddings`; `GET /v1/models` lists them and
+//! [`Embedder`] at `POST /v1/embeddings`; `GET /v1/models` lists them and
 //! `GET /health` answers `{"status": "ok"}`. Request and response bodies follow the public OpenAI
 //! API reference (chat completions with streaming over server-sent events, tools, `response_format`,
 //! usage; embeddings as floats or base64), and so do errors:

@@ -10,7 +10,7 @@ use catena::serve::Server;
 
 /// `catena serve` with the local models ("chat", "embed"), behind `api_key` if given, on a free
 /// loopback port; returns its `/v1` base and the local embedder. It stops with the test.
-pub async fn serve_local(api_key: Option<&str>) -> (String, Arc<dyn Embedder>) {
+pub(crate) async fn serve_local(api_key: Option<&str>) -> (String, Arc<dyn Embedder>) {
     let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
     let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
     let server = Server::new()
@@ -25,7 +25,7 @@ pub async fn serve_local(api_key: Option<&str>) -> (String, Arc<dyn Embedder>) {
 
 /// A fault-injecting OpenAI-shaped server: answer `n` (0-based) comes from `plan(n)` after its
 /// delay. Returns the `/v1` base and the request counter.
-pub async fn fault_server(
+pub(crate) async fn fault_server(
     plan: impl Fn(usize) -> (u64, axum::response::Response) + Send + Sync + 'static,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +46,7 @@ pub async fn fault_server(
     (format!("http://{addr}/v1"), hits)
 }
 
-pub fn reply(
+pub(crate) fn reply(
     status: u16,
     content_type: &str,
     body: &str,
@@ -60,6 +60,6 @@ pub fn reply(
     response.body(axum::body::Body::from(body.to_owned())).unwrap()
 }
 
-pub const OK: &str = r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}"#;
-pub const ERROR: &str =
+pub(crate) const OK: &str = r#"{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}"#;
+pub(crate) const ERROR: &str =
     r#"{"error": {"message": "overloaded", "type": "server_error", "param": null, "code": null}}"#;

@@ -43,13 +43,13 @@
 //! - [`RetrieverTool`]: any retriever as a search tool returning cited snippets.
 //! - [`DateTimeTool`]: the current date and time in any IANA time zone.
 //! - [`WebPageTool`] (feature `web`): a web page as clean text, public hosts only by default.
-//! - [`query`] (features `sqlite`, `postgres`, `neo4j`): `SqlQuestionTool`, `SqlQueryTool`
-//!   and `CypherQuestionTool`, the guarded database chains as tools.
+//! - `SqlQuestionTool`, `SqlQueryTool` (features `sqlite`, `postgres`) and `CypherQuestionTool`
+//!   (feature `neo4j`): the guarded database chains of catena-query as tools.
 
 mod calculator;
 mod files;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
-pub mod query;
+mod query;
 mod registry;
 mod retrieval;
 mod time;
@@ -58,6 +58,12 @@ mod web;
 
 pub use calculator::{Calculator, CalculatorArgs, evaluate};
 pub use files::{ReadFileArgs, ReadFileTool};
+#[cfg(feature = "neo4j")]
+pub use query::CypherQuestionTool;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
+pub use query::QuestionArgs;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use query::{SqlArgs, SqlQueryTool, SqlQuestionTool};
 pub use registry::{Confirm, ToolOptions, ToolPolicy, ToolRegistry};
 pub use retrieval::{RetrieverTool, SearchArgs};
 pub use time::{DateTimeArgs, DateTimeTool};

@@ -217,7 +217,10 @@ impl ToolRegistry {
         self.tools.values().filter(|e| self.policy.permits(&e.spec.name)).map(|e| e.spec.clone()).collect()
     }
 
-    /// Runs a model's tool call through the checks of the [module docs](self), emitting
+    /// Runs a model's tool call through its checks, in order: the name lookup, the
+    /// [`ToolPolicy`], argument validation against the tool's JSON Schema, the confirmation hook,
+    /// then the tool under its timeout with panics caught. Each failure is an [`Error::Tool`] whose
+    /// message tells the model what to do differently. Emits
     /// [`Event::ToolStart`] and [`Event::ToolEnd`]. A declined confirmation is not an error: the
     /// output says so, for the model to read.
     ///

@@ -95,7 +95,7 @@ const MAX_ARGUMENT_CHARS: usize = 300;
 /// small model that starts rambling inside a string to close it (and the call) long before the
 /// token limit, instead of leaving a call cut in half.
 fn cap_strings(schema: &mut Value) {
-    let capped = catena_core::output::ModelSchema::from_value("arguments", std::mem::take(schema))
+    let capped = catena_core::ModelSchema::from_value("arguments", std::mem::take(schema))
         .bounded_strings(MAX_ARGUMENT_CHARS);
     *schema = capped.into_value();
 }

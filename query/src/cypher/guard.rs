@@ -1,13 +1,4 @@
-//! A Cypher reader: tokenizes a query (strings, backquoted names, comments, parameters) and
-//! refuses anything that writes or administers, before it reaches the server.
-//!
-//! Refused: the write clauses `CREATE`, `MERGE`, `DELETE`, `DETACH`, `SET`, `REMOVE`, `DROP`,
-//! `FOREACH`, `LOAD CSV`; `CALL { ... } IN TRANSACTIONS`; administration (`GRANT`, `DENY`,
-//! `REVOKE`, `ALTER`, `START`, `STOP`, `SHOW`, `USE`, `TERMINATE`); `CALL` of any procedure outside
-//! a read-only allow-list (schema and index-search procedures); more than one statement. Keywords
-//! are recognised as tokens, so `n.set`, `{delete: 1}`, `:CREATED` and `'DROP'` are data, not
-//! clauses. The query that runs is rebuilt from the tokens (comments dropped) with its final
-//! `RETURN` capped by a `LIMIT`.
+//! The read-only Cypher reader: clauses, procedures and the LIMIT cap.
 
 use super::corrector::{RelationshipPattern, correct_directions};
 use super::lexer::{CypherRejectReason, CypherRejection, Kind, Token, render, tokenize};
@@ -41,7 +32,16 @@ pub struct GuardedCypher {
     pub limit: u64,
 }
 
-/// The read-only Cypher reader (see the [module docs](self)).
+/// A Cypher reader: tokenizes a query (strings, backquoted names, comments, parameters) and
+/// refuses anything that writes or administers, before it reaches the server.
+///
+/// Refused: the write clauses `CREATE`, `MERGE`, `DELETE`, `DETACH`, `SET`, `REMOVE`, `DROP`,
+/// `FOREACH`, `LOAD CSV`; `CALL { ... } IN TRANSACTIONS`; administration (`GRANT`, `DENY`,
+/// `REVOKE`, `ALTER`, `START`, `STOP`, `SHOW`, `USE`, `TERMINATE`); `CALL` of any procedure outside
+/// a read-only allow-list (schema and index-search procedures); more than one statement. Keywords
+/// are recognised as tokens, so `n.set`, `{delete: 1}`, `:CREATED` and `'DROP'` are data, not
+/// clauses. The query that runs is rebuilt from the tokens (comments dropped) with its final
+/// `RETURN` capped by a `LIMIT`.
 ///
 /// ```
 /// use catena_query::cypher::CypherGuard;

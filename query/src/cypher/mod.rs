@@ -13,7 +13,7 @@
 //! ```
 //!
 //! ## Contents
-//! - [`CypherGuard`]: the reader ([`guard`] lists what it refuses) and the `LIMIT` cap.
+//! - [`CypherGuard`]: the reader (its docs list what it refuses) and the `LIMIT` cap.
 //! - [`RelationshipPattern`] and direction correction (LangChain's `CypherQueryCorrector`).
 //! - [`Neo4jGraph`]: neo4rs connection, [`GraphSchema`] introspection (built-in procedures or
 //!   APOC), read queries with JSON rows.
@@ -22,7 +22,7 @@
 mod chain;
 mod corrector;
 mod graph;
-pub mod guard;
+mod guard;
 mod lexer;
 
 pub use chain::{CypherAnswer, GraphCypherChain, extract_cypher};

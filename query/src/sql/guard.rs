@@ -1,26 +1,4 @@
-//! The read-only guard: parses a model's SQL and lets through only what cannot change anything.
-//!
-//! The guard does not look for bad words in the text; it parses the statement with
-//! [`sqlparser`] and walks the syntax tree. What reaches the database is the statement as the
-//! guard re-renders it from that tree, never the original text: comments, trailing statements
-//! and anything the parser ignored are gone by construction.
-//!
-//! A statement passes when it is exactly one query (`SELECT`, `WITH`, `UNION`/`INTERSECT`/
-//! `EXCEPT`, subqueries, window functions, `VALUES`) and nothing inside it
-//! - writes: `INSERT`/`UPDATE`/`DELETE`/`MERGE`, even inside a CTE (PostgreSQL allows
-//!   `WITH x AS (DELETE ... RETURNING *)`), or `SELECT ... INTO`;
-//! - locks rows (`FOR UPDATE`/`FOR SHARE`);
-//! - calls an administrative or side-effecting function (`pg_*`, `lo_*`, `dblink*`,
-//!   `set_config`, `nextval`, `load_extension`, `readfile`, ...);
-//! - reads a system catalog (`pg_catalog`, `information_schema`, `sqlite_master`, ...);
-//! - names a table outside the allow-list, when there is one (CTE names are always allowed).
-//!
-//! Everything else (DDL, `PRAGMA`, `ATTACH`, `COPY`, `SET`, transactions, `EXPLAIN`, several
-//! statements) is not a query and is refused. Finally the outermost query gets a `LIMIT`: added
-//! when missing, lowered when above the cap, replaced when it is not a plain number.
-//!
-//! The database connection is read-only as well ([`SqlDatabase`](super::SqlDatabase)); the guard
-//! is what turns a dangerous statement into a clear refusal instead of a database error.
+//! The read-only SQL guard: sqlparser's syntax tree walked, refusals, the LIMIT cap.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -147,7 +125,7 @@ pub struct GuardedSql {
     pub limit: u64,
 }
 
-/// The read-only SQL guard (see the [module docs](self)).
+/// The read-only SQL guard: parses a model's SQL and lets through only what cannot change anything.
 ///
 /// ```
 /// use catena_query::sql::{SqlDialect, SqlGuard};
@@ -158,6 +136,28 @@ pub struct GuardedSql {
 /// assert!(guard.check("SELECT 1; DROP TABLE Artist").is_err());
 /// assert!(guard.check("WITH gone AS (DELETE FROM Artist RETURNING *) SELECT * FROM gone").is_err());
 /// ```
+///
+/// The guard does not look for bad words in the text; it parses the statement with
+/// [`sqlparser`] and walks the syntax tree. What reaches the database is the statement as the
+/// guard re-renders it from that tree, never the original text: comments, trailing statements
+/// and anything the parser ignored are gone by construction.
+///
+/// A statement passes when it is exactly one query (`SELECT`, `WITH`, `UNION`/`INTERSECT`/
+/// `EXCEPT`, subqueries, window functions, `VALUES`) and nothing inside it
+/// - writes: `INSERT`/`UPDATE`/`DELETE`/`MERGE`, even inside a CTE (PostgreSQL allows
+///   `WITH x AS (DELETE ... RETURNING *)`), or `SELECT ... INTO`;
+/// - locks rows (`FOR UPDATE`/`FOR SHARE`);
+/// - calls an administrative or side-effecting function (`pg_*`, `lo_*`, `dblink*`,
+///   `set_config`, `nextval`, `load_extension`, `readfile`, ...);
+/// - reads a system catalog (`pg_catalog`, `information_schema`, `sqlite_master`, ...);
+/// - names a table outside the allow-list, when there is one (CTE names are always allowed).
+///
+/// Everything else (DDL, `PRAGMA`, `ATTACH`, `COPY`, `SET`, transactions, `EXPLAIN`, several
+/// statements) is not a query and is refused. Finally the outermost query gets a `LIMIT`: added
+/// when missing, lowered when above the cap, replaced when it is not a plain number.
+///
+/// The database connection is read-only as well ([`SqlDatabase`](super::SqlDatabase)); the guard
+/// is what turns a dangerous statement into a clear refusal instead of a database error.
 #[derive(Debug, Clone)]
 pub struct SqlGuard {
     dialect: SqlDialect,

@@ -19,7 +19,7 @@
 //! - [`Schema`] via [`SqlDatabase::schema`]: tables, columns, keys, indexes, sample rows, rendered
 //!   as `CREATE TABLE` text for prompts; relevant-table selection by embeddings.
 //! - [`SqlGuard`]: the read-only guard (sqlparser): one SELECT, no writes anywhere, no admin
-//!   functions or catalogs, table allow-list, `LIMIT` added or capped ([`guard`] explains).
+//!   functions or catalogs, table allow-list, `LIMIT` added or capped (its docs say what it refuses).
 //! - [`SqlQueryChain`]: question -> SQL -> guard -> rows -> answer, with repair on errors and
 //!   optional grammar-constrained decoding for local models ([`select_grammar`]).
 //! - [`chinook`]: the Chinook sample database, loaded from its fixture.
@@ -28,7 +28,7 @@ mod chain;
 pub mod chinook;
 mod database;
 mod grammar;
-pub mod guard;
+mod guard;
 mod schema;
 
 pub use chain::{SqlAnswer, SqlQueryChain, extract_sql};

@@ -1,15 +1,4 @@
-//! [`LanceDbStore`]: a vector store on an embedded LanceDB table (a local directory, or any object
-//! store URI LanceDB's own features support).
-//!
-//! One table per collection, with the columns `id` (primary key for upserts), `content`,
-//! `metadata` (the whole metadata object as JSON), `vector` (fixed-size float32 list), and one
-//! typed column per filterable metadata field. Filterable fields are declared with
-//! [`LanceDbStore::with_field`] or, when none are declared, inferred from the first batch written:
-//! every metadata key whose values there are all strings, all integers, all numbers or all
-//! booleans (and whose name is a plain identifier) becomes a column. [`Filter`]s are translated to
-//! LanceDB filter expressions over those columns with every value written as a quoted literal,
-//! so metadata can never inject filter syntax; a filter on any other field is an
-//! [`Error::InvalidInput`] that names the filterable ones.
+//! The LanceDB vector store: the table, its indexes and searches (codec, filters and keyword search in submodules).
 
 use std::collections::HashMap;
 
@@ -113,12 +102,23 @@ const RESERVED: [&str; 4] = ["id", "content", "metadata", "vector"];
 /// (`1 - cosine distance`), `1 - d / sqrt(2)` for L2, the inner product for dot.
 ///
 /// ```no_run
-/// use catena_retrievers::{LanceDbStore, lance::FieldKind};
+/// use catena_retrievers::{FieldKind, LanceDbStore};
 ///
 /// # async fn demo() -> catena_core::Result<()> {
 /// let store = LanceDbStore::connect("./catena-data", "docs").await?.with_field("year", FieldKind::Integer);
 /// # Ok(()) }
 /// ```
+///
+/// The table lives in a local directory, or at any object store URI LanceDB's own features
+/// support. One table per collection, with the columns `id` (primary key for upserts), `content`,
+/// `metadata` (the whole metadata object as JSON), `vector` (fixed-size float32 list), and one
+/// typed column per filterable metadata field. Filterable fields are declared with
+/// [`LanceDbStore::with_field`] or, when none are declared, inferred from the first batch written:
+/// every metadata key whose values there are all strings, all integers, all numbers or all
+/// booleans (and whose name is a plain identifier) becomes a column. [`Filter`]s are translated to
+/// LanceDB filter expressions over those columns with every value written as a quoted literal,
+/// so metadata can never inject filter syntax; a filter on any other field is an
+/// [`Error::InvalidInput`] that names the filterable ones.
 pub struct LanceDbStore {
     uri: String,
     collection: String,

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use crate::model_path;
 
 #[derive(clap::Args)]
-pub struct ChatArgs {
+pub(crate) struct ChatArgs {
     /// The prompt; without one, reads turns from stdin until EOF.
     prompt: Option<String>,
     /// `chat` (the default model) or a path to a GGUF file.
@@ -34,7 +34,7 @@ pub struct ChatArgs {
 }
 
 #[derive(clap::Args)]
-pub struct EmbedArgs {
+pub(crate) struct EmbedArgs {
     /// Texts to embed; without any, one text per line of stdin.
     texts: Vec<String>,
     /// `embed` (the default model) or a path to a GGUF file.
@@ -43,7 +43,7 @@ pub struct EmbedArgs {
 }
 
 /// Runs `catena chat`.
-pub async fn chat(args: ChatArgs) -> Result<()> {
+pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
     let path = model_path(&args.model).await?;
     let model =
         LlamaChatModel::load(&path, LlamaOptions { n_ctx: args.ctx_size, ..LlamaOptions::default() }).await?;
@@ -138,7 +138,7 @@ async fn stream_reply(model: &LlamaChatModel, request: ChatRequest) -> Result<St
 }
 
 /// Runs `catena embed`.
-pub async fn embed(args: EmbedArgs) -> Result<()> {
+pub(crate) async fn embed(args: EmbedArgs) -> Result<()> {
     let path = model_path(&args.model).await?;
     let embedder = LlamaEmbedder::load(&path, LlamaOptions::default()).await?;
     let texts: Vec<String> = if args.texts.is_empty() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use catena::core::{Document, Embedder, Error, Event, Loader, Result, RunContext, Splitter, VectorStore};
 use catena::loaders::{DirectoryLoader, load_file};
 use catena::models::{LlamaEmbedder, LlamaTokenizer};
-use catena::retrievers::lance::VectorIndex;
+use catena::retrievers::VectorIndex;
 use catena::retrievers::{Cleanup, Indexer, LanceDbStore};
 use catena::splitters::{
     KeepSeparator, Language, MarkdownHeaderSplitter, RecursiveCharacterSplitter, SemanticSplitter,
@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which splitter `catena split` uses.
 #[derive(Clone, Copy, ValueEnum)]
-pub enum SplitterKind {
+pub(crate) enum SplitterKind {
     /// LangChain's recursive character splitter (separators, or a --language preset).
     Recursive,
     /// Sections under markdown headers, header path in metadata.
@@ -33,7 +33,7 @@ pub enum SplitterKind {
 
 /// Splitter settings shared by `split` and `ingest`.
 #[derive(Args)]
-pub struct SplitArgs {
+pub(crate) struct SplitArgs {
     /// The splitter.
     #[arg(long, value_enum, default_value = "recursive")]
     splitter: SplitterKind,
@@ -148,7 +148,7 @@ fn warnings_to_stderr(progress: Option<ProgressBar>) -> RunContext {
 }
 
 /// Loads FILES (folders are walked), splits them, prints one JSON object per chunk.
-pub async fn split(files: Vec<PathBuf>, args: SplitArgs) -> Result<()> {
+pub(crate) async fn split(files: Vec<PathBuf>, args: SplitArgs) -> Result<()> {
     let splitter = build_splitter(&args, None).await?;
     let ctx = warnings_to_stderr(None);
     let mut out = std::io::stdout().lock();
@@ -198,7 +198,7 @@ async fn load_path(path: &Path, ctx: &RunContext) -> Vec<Result<Document>> {
 
 /// `catena ingest` options.
 #[derive(Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Files and folders to ingest.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -255,7 +255,7 @@ impl Embedder for TimedEmbedder {
 
 /// Loads, splits, embeds (default local model) and stores in LanceDB; skips chunks already
 /// stored, cleans up stale ones; reports progress and a summary.
-pub async fn ingest(args: IngestArgs) -> Result<()> {
+pub(crate) async fn ingest(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.store).map_err(|e| Error::io(&args.store, e))?;
     let model: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::blocking;
 
 #[derive(Subcommand)]
-pub enum ModelsCommand {
+pub(crate) enum ModelsCommand {
     /// Fetch the default models into the cache (skipped when a verified copy is there).
     Pull {
         /// Which model.
@@ -38,14 +38,14 @@ pub enum ModelsCommand {
 
 /// Which default model `catena models pull` fetches.
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Which {
+pub(crate) enum Which {
     Chat,
     Embed,
     All,
 }
 
 /// Runs `catena models ...`.
-pub async fn run(cmd: ModelsCommand) -> Result<()> {
+pub(crate) async fn run(cmd: ModelsCommand) -> Result<()> {
     match cmd {
         ModelsCommand::Pull { which, force } => {
             let chosen: Vec<files::DefaultModel> = match which {

@@ -9,7 +9,7 @@ use catena::core::{
     ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, Runnable, ScoredDocument,
 };
 use catena::models::{LlamaChatModel, LlamaEmbedder};
-use catena::retrievers::lance::LanceKeywordRetriever;
+use catena::retrievers::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, citation};
 use catena::retrievers::{
     EmbeddingsFilter, EnsembleRetriever, HydeRetriever, LanceDbStore, LlmListwiseReranker,
@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 /// How `catena query` retrieves.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RetrieverKind {
+pub(crate) enum RetrieverKind {
     /// Nearest chunks by embedding.
     Similarity,
     /// Maximal marginal relevance: relevant and varied.
@@ -39,7 +39,7 @@ pub enum RetrieverKind {
 
 /// How `catena query` reranks.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RerankKind {
+pub(crate) enum RerankKind {
     /// Keep the retriever's order.
     None,
     /// The chat model rates each result 0-10.
@@ -52,7 +52,7 @@ pub enum RerankKind {
 
 /// `catena query` options.
 #[derive(Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// The question.
     question: String,
     /// The store folder written by `catena ingest`.
@@ -82,7 +82,7 @@ pub struct QueryArgs {
 }
 
 /// Runs `catena query`.
-pub async fn query(args: QueryArgs) -> Result<()> {
+pub(crate) async fn query(args: QueryArgs) -> Result<()> {
     if args.k == 0 {
         return Err(Error::invalid_input("-k must be at least 1"));
     }

@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use crate::model_path;
 
 #[derive(clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on. Anything beyond loopback needs an API key.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
@@ -56,7 +56,7 @@ pub struct ServeArgs {
 
 /// Where `catena serve`'s models run.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// The in-process llama.cpp models (`--chat-model`, `--embed-model`).
     Local,
     /// An OpenAI-compatible server, configured from the environment.
@@ -98,8 +98,8 @@ async fn backend_models(
 }
 
 /// Runs `catena serve`.
-pub async fn serve(args: ServeArgs) -> Result<()> {
-    use catena::core::fallback::FallbackChatModel;
+pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
+    use catena::core::FallbackChatModel;
     if args.fallback == Some(args.backend) {
         return Err(Error::invalid_input(
             "--fallback names the same backend as --backend; pick the other one",

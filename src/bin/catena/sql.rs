@@ -11,7 +11,7 @@ use catena::query::sql::{
 use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Subcommand)]
-pub enum SqlCommand {
+pub(crate) enum SqlCommand {
     /// Check one SQL statement against the read-only guard: prints the statement that would run
     /// (exit 0), or the reason it is refused on stderr (exit 1).
     ///
@@ -65,7 +65,7 @@ impl From<DialectArg> for SqlDialect {
 }
 
 #[derive(Args)]
-pub struct AskArgs {
+pub(crate) struct AskArgs {
     /// The question.
     question: String,
     /// The database: sqlite://FILE, a .db/.sqlite path, or postgres://USER@HOST/DB. Opened
@@ -94,7 +94,7 @@ pub struct AskArgs {
     json: bool,
 }
 
-pub async fn sql(cmd: SqlCommand) -> Result<bool> {
+pub(crate) async fn sql(cmd: SqlCommand) -> Result<bool> {
     match cmd {
         SqlCommand::Check { sql, dialect, max_rows, tables } => {
             let sql = if sql == "-" {

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::{blocking, model_path};
 
 #[derive(Subcommand)]
-pub enum EvalCommand {
+pub(crate) enum EvalCommand {
     /// Run the store's RAG pipeline over a JSONL dataset, score it with the Ragas metrics (the
     /// local model as judge) and write results.jsonl, summary.json and report.html.
     Rag(rag::EvalRagArgs),
@@ -28,7 +28,7 @@ pub enum EvalCommand {
 }
 
 /// Runs `catena eval ...`.
-pub async fn run(cmd: EvalCommand) -> Result<()> {
+pub(crate) async fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Rag(args) => rag::eval_rag(args).await,
         EvalCommand::Retrieval(args) => retrieval(&args),
@@ -39,7 +39,7 @@ pub async fn run(cmd: EvalCommand) -> Result<()> {
 
 /// `catena eval retrieval` options.
 #[derive(Args)]
-pub struct RetrievalArgs {
+pub(crate) struct RetrievalArgs {
     /// Judgements: `query 0 document grade` lines, or BEIR's `query-id corpus-id score` TSV.
     #[arg(long)]
     qrels: PathBuf,
@@ -97,7 +97,7 @@ fn retrieval(args: &RetrievalArgs) -> Result<()> {
 
 /// A `catena eval text` metric.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TextMetric {
+pub(crate) enum TextMetric {
     /// Corpus BLEU, 0-100.
     Bleu,
     /// Mean sentence BLEU, 0-100.
@@ -138,7 +138,7 @@ impl TextMetric {
 
 /// `catena eval text` options.
 #[derive(Args)]
-pub struct TextArgs {
+pub(crate) struct TextArgs {
     /// The metric.
     #[arg(long, short, value_enum)]
     metric: TextMetric,
@@ -162,7 +162,7 @@ pub struct TextArgs {
 
 /// `catena eval perplexity` options.
 #[derive(Args)]
-pub struct PerplexityArgs {
+pub(crate) struct PerplexityArgs {
     /// The text file.
     file: PathBuf,
     /// `chat` (the default model) or a path to a GGUF file.

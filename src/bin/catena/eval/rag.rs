@@ -4,20 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use catena::core::cache::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
+use catena::core::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
-use catena::retrievers::lance::LanceKeywordRetriever;
+use catena::retrievers::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 /// `catena eval rag` options.
 #[derive(Args)]
-pub struct EvalRagArgs {
+pub(crate) struct EvalRagArgs {
     /// JSONL, one `{"question", "reference"?, "reference_contexts"?, "reference_ids"?}` per line.
     #[arg(long)]
     dataset: PathBuf,
@@ -73,7 +73,7 @@ impl Runnable<String, RagAnswer> for StoreRag {
 }
 
 /// Runs `catena eval rag`.
-pub async fn eval_rag(args: EvalRagArgs) -> Result<()> {
+pub(super) async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     let metrics = args.metrics.clone();
     let text = std::fs::read_to_string(&args.dataset).map_err(|e| Error::io(&args.dataset, e))?;
     let dataset =
