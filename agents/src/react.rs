@@ -34,22 +34,13 @@ pub const OBSERVATION_STOP: &str = "\nObservation:";
 /// For local llama.cpp models, [`constrained`](ReActAgent::constrained) decodes every reply under
 /// a grammar of the format itself (the action limited to the tools' names, the input to a JSON
 /// object), so even a 135M model stays in format.
+#[derive(Debug)]
 pub struct ReActAgent {
     model: Arc<dyn ChatModel>,
     instructions: String,
     examples: String,
     constrained: bool,
     max_tokens: u32,
-}
-
-impl std::fmt::Debug for ReActAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReActAgent")
-            .field("model", &self.model.model_name())
-            .field("constrained", &self.constrained)
-            .field("max_tokens", &self.max_tokens)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ReActAgent {

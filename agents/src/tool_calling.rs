@@ -17,22 +17,13 @@ use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
 /// message per call. Parallel calls in one reply run in parallel. A reply with no call and no text
 /// is [`Next::Invalid`]; a reply cut at the token limit is too, so a half-written answer is never
 /// returned as final.
+#[derive(Debug)]
 pub struct ToolCallingAgent {
     model: Arc<dyn ChatModel>,
     system: String,
     max_tokens: u32,
     temperature: f32,
     first_choice: ToolChoice,
-}
-
-impl std::fmt::Debug for ToolCallingAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolCallingAgent")
-            .field("model", &self.model.model_name())
-            .field("max_tokens", &self.max_tokens)
-            .field("temperature", &self.temperature)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ToolCallingAgent {

@@ -64,7 +64,7 @@ impl UrlLoader {
         let mut response = client.get(url).send().await.map_err(|e| {
             let what =
                 if e.is_timeout() { format!("timed out after {:?}", self.timeout) } else { with_causes(&e) };
-            failed(what)
+            failed(what).with_source(e)
         })?;
         let status = response.status();
         if !status.is_success() {

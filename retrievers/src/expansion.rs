@@ -30,7 +30,7 @@ pub const HYDE_PROMPT: &str = "Write a short passage, as it would appear in a re
 /// would answer the query, their embeddings are averaged (optionally together with the query's
 /// own), and the store is searched with that vector. Helps when questions and documents are
 /// phrased very differently.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HydeRetriever {
     model: Arc<dyn ChatModel>,
     embedder: Arc<dyn Embedder>,
@@ -41,16 +41,6 @@ pub struct HydeRetriever {
     filter: Option<Filter>,
     prompt: String,
     max_tokens: u32,
-}
-
-impl std::fmt::Debug for HydeRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HydeRetriever")
-            .field("n", &self.n)
-            .field("include_query", &self.include_query)
-            .field("k", &self.k)
-            .finish_non_exhaustive()
-    }
 }
 
 impl HydeRetriever {
@@ -175,7 +165,7 @@ Question: {question}";
 /// union of the results, each document once (LangChain's `MultiQueryRetriever`); with
 /// [`with_fusion`](Self::with_fusion), reciprocal-rank fusion of the lists. [`rag_fusion`](Self::rag_fusion)
 /// is the RAG-fusion recipe: the original query included, lists fused with RRF (ranks from 0).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MultiQueryRetriever {
     model: Arc<dyn ChatModel>,
     retriever: Arc<dyn Retriever>,
@@ -184,17 +174,6 @@ pub struct MultiQueryRetriever {
     fusion: Option<Fusion>,
     k: Option<usize>,
     prompt: String,
-}
-
-impl std::fmt::Debug for MultiQueryRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MultiQueryRetriever")
-            .field("n", &self.n)
-            .field("include_original", &self.include_original)
-            .field("fusion", &self.fusion)
-            .field("k", &self.k)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MultiQueryRetriever {

@@ -142,23 +142,12 @@ fn contributions(list: &[ScoredDocument], ids: &[String], fusion: Fusion) -> Vec
 /// Fusion: reciprocal-rank, relative-score or distribution-based ([`Fusion`], [`fuse`]).
 /// Documents are the same when their [`document_id`](crate::document_id) is (their id, else
 /// their source and content); the first list a document appears in supplies its metadata.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EnsembleRetriever {
     retrievers: Vec<Arc<dyn Retriever>>,
     weights: Vec<f32>,
     fusion: Fusion,
     k: Option<usize>,
-}
-
-impl std::fmt::Debug for EnsembleRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnsembleRetriever")
-            .field("retrievers", &self.retrievers.len())
-            .field("weights", &self.weights)
-            .field("fusion", &self.fusion)
-            .field("k", &self.k)
-            .finish()
-    }
 }
 
 impl EnsembleRetriever {

@@ -79,7 +79,7 @@ pub(crate) use catena_core::cosine_similarity as cosine;
 /// keeps `k` (4) by [`maximal_marginal_relevance`] with `lambda` (0.5; 1 is pure relevance, 0
 /// pure diversity). Scores are the store's similarity scores. Needs a store that returns its
 /// vectors (the in-memory and LanceDB stores do).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MmrRetriever {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
@@ -87,17 +87,6 @@ pub struct MmrRetriever {
     fetch_k: usize,
     lambda: f32,
     filter: Option<Filter>,
-}
-
-impl std::fmt::Debug for MmrRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MmrRetriever")
-            .field("k", &self.k)
-            .field("fetch_k", &self.fetch_k)
-            .field("lambda", &self.lambda)
-            .field("filter", &self.filter)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MmrRetriever {

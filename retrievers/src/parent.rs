@@ -22,6 +22,7 @@ pub const PARENT_ID: &str = "parent_id";
 ///
 /// This is LangChain's `ParentDocumentRetriever`, and with a custom child producer (summaries,
 /// hypothetical questions) its `MultiVectorRetriever`: see [`add_children`](Self::add_children).
+#[derive(Debug)]
 pub struct ParentDocumentRetriever {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
@@ -33,15 +34,6 @@ pub struct ParentDocumentRetriever {
     filter: Option<Filter>,
 }
 
-impl std::fmt::Debug for ParentDocumentRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParentDocumentRetriever")
-            .field("k", &self.k)
-            .field("fetch_k", &self.fetch_k)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Where parent documents are kept, by id.
 #[async_trait]
 pub trait ParentStore: Send + Sync {
@@ -49,6 +41,12 @@ pub trait ParentStore: Send + Sync {
     async fn put(&self, documents: Vec<(String, Document)>) -> Result<()>;
     /// The documents with these ids, in order; unknown ids are left out.
     async fn get(&self, ids: &[String]) -> Result<Vec<Document>>;
+}
+
+impl std::fmt::Debug for dyn ParentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn ParentStore")
+    }
 }
 
 /// A [`ParentStore`] in memory.

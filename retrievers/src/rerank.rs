@@ -51,20 +51,11 @@ fn shown(text: &str) -> &str {
 /// Pointwise LLM reranking: the model rates each document's relevance from 0 to 10; documents
 /// are sorted by rating (ties keep their incoming order) and the rating / 10 becomes the score.
 /// Documents rated below `min_rating` (default 1) are dropped; `top_n` keeps the best few.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LlmRelevanceReranker {
     model: Arc<dyn ChatModel>,
     top_n: Option<usize>,
     min_rating: u8,
-}
-
-impl std::fmt::Debug for LlmRelevanceReranker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmRelevanceReranker")
-            .field("top_n", &self.top_n)
-            .field("min_rating", &self.min_rating)
-            .finish_non_exhaustive()
-    }
 }
 
 impl LlmRelevanceReranker {
@@ -132,16 +123,10 @@ impl Reranker for LlmRelevanceReranker {
 /// Listwise LLM reranking (RankGPT-style): the model sees every candidate, numbered, and returns
 /// their order. Numbers it repeats or invents are ignored; candidates it leaves out follow in
 /// their incoming order, so nothing is lost to a sloppy reply. Scores are `1 / (1 + position)`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LlmListwiseReranker {
     model: Arc<dyn ChatModel>,
     top_n: Option<usize>,
-}
-
-impl std::fmt::Debug for LlmListwiseReranker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmListwiseReranker").field("top_n", &self.top_n).finish_non_exhaustive()
-    }
 }
 
 impl LlmListwiseReranker {
@@ -209,15 +194,9 @@ impl Reranker for LlmListwiseReranker {
 
 /// Keeps the documents the model judges relevant to the query (yes/no each), in their order and
 /// with their scores (LangChain's `LLMChainFilter`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LlmFilter {
     model: Arc<dyn ChatModel>,
-}
-
-impl std::fmt::Debug for LlmFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmFilter").finish_non_exhaustive()
-    }
 }
 
 impl LlmFilter {
@@ -252,15 +231,9 @@ impl Reranker for LlmFilter {
 /// Keeps, from each document, only the sentences relevant to the query, and drops documents with
 /// none (LangChain's `LLMChainExtractor`). Sentences must be verbatim: any the model paraphrases
 /// or invents are discarded, so the kept text is always the document's own words.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LlmExtractor {
     model: Arc<dyn ChatModel>,
-}
-
-impl std::fmt::Debug for LlmExtractor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmExtractor").finish_non_exhaustive()
-    }
 }
 
 impl LlmExtractor {
@@ -309,20 +282,11 @@ impl Reranker for LlmExtractor {
 
 /// Keeps documents by embedding similarity to the query: the `k` most similar and/or those at or
 /// above `threshold` (LangChain's `EmbeddingsFilter`); scores become the cosine similarity.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EmbeddingsFilter {
     embedder: Arc<dyn Embedder>,
     k: Option<usize>,
     threshold: Option<f32>,
-}
-
-impl std::fmt::Debug for EmbeddingsFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddingsFilter")
-            .field("k", &self.k)
-            .field("threshold", &self.threshold)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EmbeddingsFilter {
@@ -382,16 +346,10 @@ impl Reranker for EmbeddingsFilter {
 /// Drops documents whose embedding is at least `threshold` (0.95) similar to a document kept
 /// before them, so near-duplicates (the same paragraph from two copies of a file) do not crowd
 /// the context (LangChain's `EmbeddingsRedundantFilter`). Order and scores are kept.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RedundancyFilter {
     embedder: Arc<dyn Embedder>,
     threshold: f32,
-}
-
-impl std::fmt::Debug for RedundancyFilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedundancyFilter").field("threshold", &self.threshold).finish_non_exhaustive()
-    }
 }
 
 impl RedundancyFilter {
@@ -433,15 +391,9 @@ impl Reranker for RedundancyFilter {
 }
 
 /// Rerankers applied one after the other (LangChain's `DocumentCompressorPipeline`).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RerankerChain {
     steps: Vec<Arc<dyn Reranker>>,
-}
-
-impl std::fmt::Debug for RerankerChain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RerankerChain").field("steps", &self.steps.len()).finish()
-    }
 }
 
 impl RerankerChain {
@@ -495,17 +447,11 @@ impl Reranker for RerankerChain {
 ///
 /// Structured output (a JSON Schema the local model decodes under a grammar) means every verdict
 /// parses; a reply that still does not fit is an [`Error::Parse`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RerankingRetriever {
     retriever: Arc<dyn Retriever>,
     reranker: Arc<dyn Reranker>,
     top_n: Option<usize>,
-}
-
-impl std::fmt::Debug for RerankingRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RerankingRetriever").field("top_n", &self.top_n).finish_non_exhaustive()
-    }
 }
 
 impl RerankingRetriever {

@@ -57,6 +57,7 @@ pub struct StructuredQuery {
 /// checks the result again (remote models are not grammar-bound), and searches with it. A
 /// filter that names an unknown field, uses an operator its type does not support or a value
 /// of the wrong type is an [`Error::Parse`] that says which.
+#[derive(Debug)]
 pub struct SelfQueryRetriever {
     model: Arc<dyn ChatModel>,
     store: Arc<dyn VectorStore>,
@@ -64,16 +65,6 @@ pub struct SelfQueryRetriever {
     content_description: String,
     attributes: Vec<AttributeInfo>,
     k: usize,
-}
-
-impl std::fmt::Debug for SelfQueryRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SelfQueryRetriever")
-            .field("content_description", &self.content_description)
-            .field("attributes", &self.attributes)
-            .field("k", &self.k)
-            .finish_non_exhaustive()
-    }
 }
 
 fn ops(kind: AttributeType) -> &'static [&'static str] {

@@ -7,23 +7,13 @@ use catena_core::{Embedder, Filter, Result, Retriever, RunContext, ScoredDocumen
 
 /// Embeds the query with `embedder` and returns the `k` nearest documents of `store` (default 4),
 /// optionally only those matching a metadata filter or scoring at least a threshold.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct VectorStoreRetriever {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
     k: usize,
     filter: Option<Filter>,
     score_threshold: Option<f32>,
-}
-
-impl std::fmt::Debug for VectorStoreRetriever {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorStoreRetriever")
-            .field("k", &self.k)
-            .field("filter", &self.filter)
-            .field("score_threshold", &self.score_threshold)
-            .finish_non_exhaustive()
-    }
 }
 
 impl VectorStoreRetriever {

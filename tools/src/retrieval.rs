@@ -28,15 +28,10 @@ use serde::Deserialize;
 /// assert_eq!(out.content, "[1] (geo.md)\nParis is the capital of France.");
 /// # });
 /// ```
+#[derive(Debug)]
 pub struct RetrieverTool {
     retriever: Arc<dyn Retriever>,
     max_chars: usize,
-}
-
-impl std::fmt::Debug for RetrieverTool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetrieverTool").field("max_chars", &self.max_chars).finish_non_exhaustive()
-    }
 }
 
 /// Arguments of [`RetrieverTool`].

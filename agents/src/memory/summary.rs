@@ -56,18 +56,11 @@ async fn extend_summary(
 /// (LangChain's `ConversationSummaryMemory`). Costs one model call per turn; the context stays
 /// small however long the conversation. The summariser can be a cheaper model than the agent's,
 /// and on the local model it reuses the evaluated prefix of its prompt.
+#[derive(Debug)]
 pub struct SummaryMemory {
     model: Arc<dyn ChatModel>,
     summary: Mutex<String>,
     max_summary_tokens: u32,
-}
-
-impl std::fmt::Debug for SummaryMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SummaryMemory")
-            .field("max_summary_tokens", &self.max_summary_tokens)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SummaryMemory {
@@ -141,18 +134,13 @@ impl Memory for SummaryMemory {
 ///
 /// If summarising fails, the moved messages go back into the buffer and the error is returned:
 /// nothing is lost, the next turn tries again.
+#[derive(Debug)]
 pub struct SummaryBufferMemory {
     model: Arc<dyn ChatModel>,
     tokenizer: Arc<dyn Tokenizer>,
     max_tokens: usize,
     max_summary_tokens: u32,
     state: Mutex<SummaryState>,
-}
-
-impl std::fmt::Debug for SummaryBufferMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SummaryBufferMemory").field("max_tokens", &self.max_tokens).finish_non_exhaustive()
-    }
 }
 
 impl SummaryBufferMemory {

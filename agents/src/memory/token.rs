@@ -12,16 +12,11 @@ use super::{BufferMemory, message_tokens, trim_to_exchange_start};
 /// [`SummaryBufferMemory`](crate::SummaryBufferMemory) for that). The kept window always starts
 /// at a user message, so a tool result is never kept without the call it answers. System messages
 /// are always kept and count against the budget.
+#[derive(Debug)]
 pub struct TokenBufferMemory {
     tokenizer: Arc<dyn Tokenizer>,
     max_tokens: usize,
     all: BufferMemory,
-}
-
-impl std::fmt::Debug for TokenBufferMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenBufferMemory").field("max_tokens", &self.max_tokens).finish_non_exhaustive()
-    }
 }
 
 impl TokenBufferMemory {

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 /// Documents carry `kind = "memory"` and `memory = <name>` metadata, so one store can hold several
 /// memories and ordinary documents side by side. [`messages`](Memory::messages) has no input to be
 /// relevant to and returns the exchanges of this process in order.
+#[derive(Debug)]
 pub struct VectorMemory {
     embedder: Arc<dyn Embedder>,
     store: Arc<dyn VectorStore>,
@@ -23,12 +24,6 @@ pub struct VectorMemory {
     k: usize,
     pending: Mutex<Vec<Message>>,
     written: Mutex<Vec<(String, Vec<Message>)>>,
-}
-
-impl std::fmt::Debug for VectorMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorMemory").field("name", &self.name).field("k", &self.k).finish_non_exhaustive()
-    }
 }
 
 impl VectorMemory {

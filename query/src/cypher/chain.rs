@@ -46,6 +46,7 @@ pub fn extract_cypher(reply: &str) -> Option<String> {
 
 /// Question -> Cypher -> rows -> answer over a Neo4j graph (LangChain's `GraphCypherQAChain`,
 /// with the read-only reader, direction correction and a repair loop).
+#[derive(Debug)]
 pub struct GraphCypherChain {
     model: Arc<dyn ChatModel>,
     graph: Arc<Neo4jGraph>,
@@ -55,15 +56,6 @@ pub struct GraphCypherChain {
     max_repairs: usize,
     answer: bool,
     max_tokens: u32,
-}
-
-impl std::fmt::Debug for GraphCypherChain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphCypherChain")
-            .field("model", &self.model.model_name())
-            .field("graph", &self.graph.uri())
-            .finish_non_exhaustive()
-    }
 }
 
 impl GraphCypherChain {

@@ -83,6 +83,7 @@ fn cut_at_semicolon(text: &str) -> &str {
 /// asks the model for one query, extracts it, runs it through the [`SqlGuard`] (read-only, table
 /// allow-list = the schema's tables, `LIMIT` capped), executes it, and on failure shows the model
 /// its query and the error, up to `max_repairs` times. Then it answers from the rows.
+#[derive(Debug)]
 pub struct SqlQueryChain {
     model: Arc<dyn ChatModel>,
     db: SqlDatabase,
@@ -96,19 +97,6 @@ pub struct SqlQueryChain {
     answer: bool,
     max_tokens: u32,
     max_cell_chars: usize,
-}
-
-impl std::fmt::Debug for SqlQueryChain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlQueryChain")
-            .field("model", &self.model.model_name())
-            .field("db", &self.db.url())
-            .field("tables", &self.schema.table_names())
-            .field("top_k", &self.top_k)
-            .field("max_repairs", &self.max_repairs)
-            .field("constrained", &self.constrained)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqlQueryChain {

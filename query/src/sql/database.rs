@@ -417,3 +417,19 @@ impl CellDecoder for sqlx::Postgres {
 fn float(f: f64) -> Value {
     serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_error_keeps_sqlx_as_its_source_and_its_message_for_the_model() {
+        let db = SqlDatabase::connect("sqlite::memory:").await.unwrap();
+        let err = db.execute_unguarded("SELECT nope FROM nowhere").await.unwrap_err();
+        assert_eq!(err.kind(), catena_core::ErrorKind::Store);
+        // The database's own words stay in the message: the repair loop shows them to the model.
+        assert!(err.to_string().contains("no such table: nowhere"), "{err}");
+        let cause = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<sqlx::Error>());
+        assert!(matches!(cause, Some(sqlx::Error::Database(_))), "{cause:?}");
+    }
+}
