@@ -25,7 +25,9 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo hack check "${packages[@]}" --each-feature --no-dev-deps --quiet \
   --exclude-features cuda,vulkan,metal 2>&1 | tee "$log" || status=$?
-if [ "$status" -eq 0 ] && grep -q '^warning' "$log"; then
+# (cargo-hack's own note that a package lacks one of the excluded GPU features is not a warning
+# about the code.)
+if [ "$status" -eq 0 ] && grep '^warning' "$log" | grep -qv '^warning: specified feature'; then
   echo "check-features: a feature combination builds with warnings (above)" >&2
   status=1
 fi

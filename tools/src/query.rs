@@ -65,6 +65,7 @@ impl TypedTool for SqlQuestionTool {
 }
 
 /// Arguments of [`SqlQueryTool`].
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SqlArgs {
     /// One read-only SQL SELECT statement.
