@@ -43,13 +43,13 @@ fn help_lists_the_commands() {
 }
 
 #[test]
-fn models_list_reports_both_defaults_verified() {
+fn models_list_reports_every_default_verified() {
     let out = catena(&["models", "list", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let list: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
     let names: Vec<&str> = list.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["chat", "embed"]);
-    // `make test` pulls the models first, so both are verified.
+    assert_eq!(names, ["chat", "embed", "agent"]);
+    // `make test` pulls the models first, so all three are verified.
     assert!(list.iter().all(|m| m["sha256"].as_str().is_some_and(|s| s.len() == 64)), "{list:?}");
 }
 

