@@ -184,6 +184,9 @@ pub struct ChatRequest {
     /// Whether it must call one.
     #[serde(default)]
     pub tool_choice: ToolChoice,
+    /// Whether one reply may make several tool calls (`None`: yes, as the OpenAI API's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
     /// The required shape of the reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,

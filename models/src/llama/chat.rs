@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scheduler::{Job, Scheduler};
 use super::template::ChatTemplate;
+use super::tools::ToolFormat;
 use super::{Jobs, LlamaOptions, Ready, load_model, new_context, off_runtime, or_report, spawn_worker};
 
 /// Requests decoded together by default.
@@ -179,8 +180,11 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
         piece(vocab.eos()),
     );
     let name = model.meta_val_str("general.name").unwrap_or_default();
+    let tool_format = options.tool_format.unwrap_or_else(|| ToolFormat::detect(template.source()));
+    tracing::info!(model = %name, ?tool_format, overridden = options.tool_format.is_some(), "tool-call format");
     if ready.send(Ok(Loaded { name, n_ctx: seq_ctx })).is_err() {
         return;
     }
-    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options.reuse_prefix).run(&mut ctx, jobs);
+    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options.reuse_prefix, tool_format)
+        .run(&mut ctx, jobs);
 }

@@ -3,8 +3,10 @@
 //! the assembly of token bytes into text deltas that never leak a stop string.
 
 use catena_core::{Error, ResponseFormat, Result, Sampling};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 
 /// Sampling defaults for the local model when a request leaves a field unset. Small models loop
 /// without a repeat penalty, so it is on by default.
@@ -23,13 +25,23 @@ pub(crate) fn format_grammar(format: Option<&ResponseFormat>) -> Result<Option<S
     })
 }
 
-pub(crate) fn build_sampler(model: &LlamaModel, s: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler> {
+/// The sampler chain for a request: its grammar (engaged from the first token, or lazily once
+/// the output matches one of `triggers`, regular expressions with llama.cpp's trigger semantics),
+/// the repeat penalty, then greedy or sampled choice.
+pub(crate) fn build_sampler(
+    model: &LlamaModel,
+    s: &Sampling,
+    grammar: Option<&str>,
+    triggers: &[String],
+) -> Result<LlamaSampler> {
     let mut chain = Vec::new();
     if let Some(g) = grammar {
-        chain.push(
-            LlamaSampler::grammar(model, g, "root")
-                .map_err(|e| Error::invalid_input(format!("invalid grammar: {e}")))?,
-        );
+        let invalid = |e: llama_cpp_2::GrammarError| Error::invalid_input(format!("invalid grammar: {e}"));
+        chain.push(if triggers.is_empty() {
+            LlamaSampler::grammar(model, g, "root").map_err(invalid)?
+        } else {
+            LlamaSampler::grammar_lazy_patterns(model, g, "root", triggers, &[]).map_err(invalid)?
+        });
     }
     let repeat = s.repeat_penalty.unwrap_or(DEFAULT_REPEAT_PENALTY);
     if (repeat - 1.0).abs() > f32::EPSILON {
@@ -46,6 +58,24 @@ pub(crate) fn build_sampler(model: &LlamaModel, s: &Sampling, grammar: Option<&s
         chain.push(LlamaSampler::dist(s.seed.unwrap_or_else(rand_seed)));
     }
     Ok(LlamaSampler::chain_simple(chain))
+}
+
+/// Samples the token at batch position `at` and feeds it to the sampler chain (grammar, penalty).
+/// llama.cpp's grammar throws when output it is fed leaves the grammar (a lazy grammar engaging on
+/// text it cannot accept); that is an error here, not a process abort.
+pub(crate) fn sample(sampler: &mut LlamaSampler, ctx: &LlamaContext<'_>, at: i32) -> Result<LlamaToken> {
+    let mut candidates = ctx.token_data_array_ith(at);
+    candidates.apply_sampler(sampler);
+    let token = candidates
+        .selected_token()
+        .ok_or_else(|| Error::model_permanent("the sampler chose no token (the grammar allows none)"))?;
+    sampler.try_accept(token).map_err(|e| {
+        Error::parse(
+            "model output",
+            format!("the output left its grammar ({e}); try again or relax the schema"),
+        )
+    })?;
+    Ok(token)
 }
 
 fn rand_seed() -> u32 {

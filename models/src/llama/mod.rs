@@ -23,6 +23,7 @@ pub use chat::LlamaChatModel;
 pub use embed::LlamaEmbedder;
 pub use perplexity::{Perplexity, perplexity};
 pub use tokenizer::LlamaTokenizer;
+pub use tools::ToolFormat;
 
 /// How a model is loaded and run. Every field has a default that works on a laptop CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct LlamaOptions {
     /// Number format of the KV cache (default f16). Quantised caches save memory for long
     /// contexts; llama.cpp needs flash attention for a quantised V cache.
     pub kv_cache: KvCache,
+    /// How the model writes tool calls (default: detected from its chat template, and logged at
+    /// load; see [`ToolFormat`]).
+    pub tool_format: Option<ToolFormat>,
 }
 
 /// Number formats for the KV cache; see [`LlamaOptions::kv_cache`].
@@ -84,6 +88,7 @@ impl Default for LlamaOptions {
             reuse_prefix: true,
             flash_attention: None,
             kv_cache: KvCache::F16,
+            tool_format: None,
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
 
-use catena_core::{ChatDelta, ChatRequest, Error, FinishReason, Result, Usage};
+use catena_core::{ChatDelta, ChatRequest, Error, FinishReason, Result, ToolCall, Usage};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -22,9 +22,9 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::decode::{TextAssembler, build_sampler, format_grammar, schema_grammar};
+use super::decode::{TextAssembler, build_sampler, format_grammar, sample};
 use super::template::ChatTemplate;
-use super::tools;
+use super::tools::{self, HermesReply, ToolFormat, ToolPlan};
 
 /// One request for the inference thread: what to generate, where its deltas go, and how its
 /// caller stops it.
@@ -47,6 +47,8 @@ pub(crate) struct Scheduler<'m> {
     /// Admissions so far: the clock for least-recently-used slot choice.
     clock: u64,
     reuse_prefix: bool,
+    /// How this model writes tool calls.
+    tool_format: ToolFormat,
 }
 
 /// A free slot is chosen for a prompt when the prompt continues it: it keeps at least this share
@@ -72,9 +74,7 @@ struct Active {
     reused: usize,
     sampler: LlamaSampler,
     text: TextAssembler,
-    /// Tool-mode replies are JSON, parsed whole at the end instead of streamed.
-    tool_mode: bool,
-    held: String,
+    reply: Reply,
     generated: usize,
     max_new: usize,
     /// A sampled token still to be fed.
@@ -88,6 +88,17 @@ enum Step {
     Done(FinishReason),
 }
 
+/// How a reply's text becomes deltas.
+enum Reply {
+    /// Plain text, streamed as it comes.
+    Text,
+    /// A generic-format tool reply: one JSON object, held and parsed whole at the end.
+    Generic(String),
+    /// A native (Hermes) tool reply: text streamed until the first call, each call sent as it
+    /// closes.
+    Hermes(HermesReply),
+}
+
 impl<'m> Scheduler<'m> {
     pub(crate) fn new(
         model: &'m LlamaModel,
@@ -96,6 +107,7 @@ impl<'m> Scheduler<'m> {
         n_batch: u32,
         seq_ctx: u32,
         reuse_prefix: bool,
+        tool_format: ToolFormat,
     ) -> Self {
         let slots = (0..n_seq.max(1))
             .map(|s| Slot {
@@ -115,6 +127,7 @@ impl<'m> Scheduler<'m> {
             calls: 0,
             clock: 0,
             reuse_prefix,
+            tool_format,
         }
     }
 
@@ -197,12 +210,23 @@ impl<'m> Scheduler<'m> {
         if messages.is_empty() {
             return Err(Error::invalid_input("a chat request needs at least one message"));
         }
-        // With tools, the reply is decoded under a grammar of "call one of these tools" (or
-        // "answer", when the model may choose); see tools.rs.
-        let plan = tools::plan(&request)?;
-        let (prompt, kind) = match &plan {
-            Some(p) => self.template.render(self.model, &p.messages, &[]),
-            None => self.template.render(self.model, messages, tool_specs),
+        // With tools, calls are decoded under a grammar of "call one of these tools"; see tools.rs.
+        // The native format needs the model's own template to render the tools; when it cannot,
+        // the generic format takes over.
+        let mut plan = tools::plan(&request, self.tool_format)?;
+        let mut native = None;
+        if let Some(p) = &plan
+            && p.format == ToolFormat::Hermes
+        {
+            native = self.template.render_native(&p.messages, &p.tools);
+            if native.is_none() {
+                plan = tools::plan(&request, ToolFormat::Generic)?;
+            }
+        }
+        let (prompt, kind) = match (&plan, native) {
+            (_, Some(prompt)) => (prompt, super::template::TemplateKind::Jinja),
+            (Some(p), None) => self.template.render(self.model, &p.messages, &p.tools),
+            (None, None) => self.template.render(self.model, messages, tool_specs),
         };
         tracing::trace!(?kind, prompt_len = prompt.len(), "rendered chat prompt");
         let vocab = self.model.vocab();
@@ -221,11 +245,11 @@ impl<'m> Scheduler<'m> {
                 self.seq_ctx
             )));
         }
-        let grammar = match &plan {
-            Some(p) => Some(schema_grammar(&p.schema)?),
-            None => format_grammar(request.response_format.as_ref())?,
+        let (grammar, triggers) = match &plan {
+            Some(ToolPlan { grammar, triggers, .. }) => (Some(grammar.clone()), triggers.clone()),
+            None => (format_grammar(request.response_format.as_ref())?, Vec::new()),
         };
-        let sampler = build_sampler(self.model, &request.sampling, grammar.as_deref())?;
+        let sampler = build_sampler(self.model, &request.sampling, grammar.as_deref(), &triggers)?;
         let room = self.seq_ctx - tokens.len();
         let max_new =
             request.sampling.max_tokens.map_or(room, |m| usize::try_from(m).unwrap_or(usize::MAX)).min(room);
@@ -237,8 +261,11 @@ impl<'m> Scheduler<'m> {
             reused: 0,
             sampler,
             text: TextAssembler::new(request.sampling.stop.clone()),
-            tool_mode: plan.is_some(),
-            held: String::new(),
+            reply: match plan.map(|p| p.format) {
+                None => Reply::Text,
+                Some(ToolFormat::Generic) => Reply::Generic(String::new()),
+                Some(ToolFormat::Hermes) => Reply::Hermes(HermesReply::default()),
+            },
             generated: 0,
             max_new,
             next: None,
@@ -325,19 +352,43 @@ impl<'m> Scheduler<'m> {
             let step = if a.generated >= a.max_new {
                 Step::Done(FinishReason::Length)
             } else {
-                let token = a.sampler.sample(ctx, at);
+                let token = match sample(&mut a.sampler, ctx, at) {
+                    Ok(token) => token,
+                    Err(e) => {
+                        let _ = a.deltas.send(Err(e));
+                        slot.active = None;
+                        continue;
+                    }
+                };
                 if vocab.is_eog(token) {
                     Step::Done(FinishReason::Stop)
                 } else {
                     a.generated += 1;
                     let (piece, stopped) = a.text.push(&vocab.token_to_piece(token, false, None));
-                    if a.tool_mode {
-                        a.held.push_str(&piece);
-                    } else if !piece.is_empty()
-                        && a.deltas.send(Ok(ChatDelta { content: piece, ..ChatDelta::default() })).is_err()
-                    {
+                    let calls = &mut self.calls;
+                    let delta = match &mut a.reply {
+                        Reply::Text => Ok(ChatDelta { content: piece, ..ChatDelta::default() }),
+                        Reply::Generic(held) => {
+                            held.push_str(&piece);
+                            Ok(ChatDelta::default())
+                        }
+                        Reply::Hermes(reply) => {
+                            reply.push(&piece, &mut || next_call_id(calls)).map(|(content, tool_calls)| {
+                                ChatDelta { content, tool_calls, ..ChatDelta::default() }
+                            })
+                        }
+                    };
+                    let failed = delta.is_err();
+                    let worth_sending =
+                        delta.as_ref().map_or(true, |d| !d.content.is_empty() || !d.tool_calls.is_empty());
+                    if worth_sending && a.deltas.send(delta).is_err() {
                         // Nobody listens any more: stop spending compute on it.
                         a.cancel.cancel();
+                    }
+                    if failed {
+                        // A malformed call (a model outside its grammar): the error was sent.
+                        slot.active = None;
+                        continue;
                     }
                     if stopped {
                         Step::Done(FinishReason::Stop)
@@ -358,6 +409,13 @@ impl<'m> Scheduler<'m> {
     }
 }
 
+/// The next tool call's id: `call_0`, `call_1`, ... for the model's lifetime.
+fn next_call_id(calls: &mut u64) -> String {
+    let id = format!("call_{calls}");
+    *calls += 1;
+    id
+}
+
 /// Sends a finished request's last delta: the remaining text (or the parsed tool call), the finish
 /// reason and the token counts.
 fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
@@ -367,42 +425,54 @@ fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
         completion_tokens: u32::try_from(a.generated).unwrap_or(u32::MAX),
     };
     let tail = a.text.finish();
-    if !a.tool_mode {
-        let _ = a.deltas.send(Ok(ChatDelta {
-            content: tail,
-            finish_reason: Some(reason),
-            usage: Some(usage),
-            ..ChatDelta::default()
-        }));
-        return;
-    }
-    let mut held = a.held;
-    held.push_str(&tail);
+    let last = |content: String, tool_calls: Vec<ToolCall>, reason: FinishReason| ChatDelta {
+        content,
+        tool_calls,
+        finish_reason: Some(reason),
+        usage: Some(usage),
+    };
+    let delta = match a.reply {
+        Reply::Text => Ok(last(tail, Vec::new(), reason)),
+        Reply::Hermes(mut reply) => {
+            // The tail (held back by a stop string that never came) may still close a call.
+            reply.push(&tail, &mut || next_call_id(calls)).and_then(|(content, tool_calls)| {
+                let called = reply.made_calls();
+                let rest = reply.finish()?;
+                let reason = if called { FinishReason::ToolCalls } else { reason };
+                Ok(last(content + &rest, tool_calls, reason))
+            })
+        }
+        Reply::Generic(mut held) => {
+            held.push_str(&tail);
+            generic_finish(&held, reason, calls)
+                .map(|(content, tool_calls, reason)| last(content, tool_calls, reason))
+        }
+    };
+    let _ = a.deltas.send(delta);
+}
+
+/// The end of a generic-format reply: its answer or call, or an error for a call that was cut.
+fn generic_finish(
+    held: &str,
+    reason: FinishReason,
+    calls: &mut u64,
+) -> Result<(String, Vec<ToolCall>, FinishReason)> {
     if reason == FinishReason::Length {
         // A plain answer cut at the limit is still an answer, as it is without tools: its text so
         // far, finishing with `Length`. Only a cut tool call (which cannot run) is an error.
-        if let Some(partial) = tools::partial_response(&held) {
-            let _ = a.deltas.send(Ok(ChatDelta {
-                content: partial,
-                finish_reason: Some(FinishReason::Length),
-                usage: Some(usage),
-                ..ChatDelta::default()
-            }));
-            return;
-        }
-        let _ = a.deltas.send(Err(Error::parse(
-            "tool-call reply",
-            format!("generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"),
-        )));
-        return;
+        return match tools::partial_response(held) {
+            Some(partial) => Ok((partial, Vec::new(), FinishReason::Length)),
+            None => Err(Error::parse(
+                "tool-call reply",
+                format!(
+                    "generation hit max_tokens before the JSON was complete ({held:?}); raise max_tokens"
+                ),
+            )),
+        };
     }
-    let call_id = format!("call_{calls}");
-    *calls += 1;
-    let delta = tools::parse_reply(&held, &call_id).map(|(content, tool_calls)| {
-        let finish_reason = Some(if tool_calls.is_empty() { reason } else { FinishReason::ToolCalls });
-        ChatDelta { content, tool_calls, finish_reason, usage: Some(usage) }
-    });
-    let _ = a.deltas.send(delta);
+    let (content, tool_calls) = tools::parse_reply(held, &next_call_id(calls))?;
+    let reason = if tool_calls.is_empty() { reason } else { FinishReason::ToolCalls };
+    Ok((content, tool_calls, reason))
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {

@@ -74,6 +74,25 @@ impl ChatTemplate {
         (chatml(messages), TemplateKind::ChatMl)
     }
 
+    /// Renders the conversation and its tools with the model's own template only (no fallback
+    /// knows the model's tool syntax): `None`, with a warning, when there is no template or it
+    /// fails on these tools.
+    pub(crate) fn render_native(&self, messages: &[Message], tools: &[ToolSpec]) -> Option<String> {
+        let env = self.env.as_ref()?;
+        match self.render_jinja(env, messages, tools) {
+            Ok(prompt) => Some(prompt),
+            Err(e) => {
+                tracing::warn!(error = %e, "the chat template failed to render tools; using the generic tool format");
+                None
+            }
+        }
+    }
+
+    /// The template's source, when the model has one.
+    pub(crate) fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
     fn render_jinja(
         &self,
         env: &minijinja::Environment<'static>,

@@ -1,25 +1,77 @@
-//! Tool calling for local models: a grammar built from the tools' schemas makes every reply either
-//! a well-formed call of a known tool with valid arguments, or a plain response, so even a 135M
-//! model never emits a malformed call.
+//! Tool calling for local models, in one of two formats:
 //!
-//! The reply format is one JSON object, `{"tool_call": {"name": ..., "arguments": {...}}}` or
-//! `{"response": "..."}` (llama.cpp's "generic" tool format). The tools and the format are
-//! described in the system message, and earlier calls and results in the history are written in the
-//! same format, so the model sees a consistent conversation whatever its chat template supports.
+//! - **Native** ([`ToolFormat::Hermes`]): the model's own syntax, which it was trained on. The
+//!   chat template renders the tools and the history (calls and `<tool_response>` turns); the
+//!   model writes any text, then `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`
+//!   blocks (several when parallel calls are allowed). The grammar of those blocks engages
+//!   lazily, when the model starts one (from the first token when a call is required), so a free
+//!   answer is never forced through a JSON wrapper, and a call, once started, is always well
+//!   formed: a known tool, arguments per its schema.
+//! - **Generic** ([`ToolFormat::Generic`]): for templates with no tool syntax (SmolLM2's), every
+//!   reply is one JSON object, `{"tool_call": {"name": ..., "arguments": {...}}}` or
+//!   `{"response": "..."}` (llama.cpp's generic format), under a grammar from the first token;
+//!   the tools and the format are described in the system message, and the history is rewritten in
+//!   the same format so the model sees a consistent conversation.
+//!
+//! Either way a string argument without a `maxLength` gets one, small enough for the call to
+//! close within the request's `max_tokens`: a small model rambling inside a string would
+//! otherwise leave a call cut in half.
 
 use catena_core::{ChatRequest, Error, Message, Result, Role, ToolCall, ToolChoice, ToolSpec};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use super::decode::schema_grammar;
+
+/// How a local model writes tool calls: detected from its chat template, or set with
+/// [`LlamaOptions::tool_format`](super::LlamaOptions::tool_format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolFormat {
+    /// One JSON object per reply (a call or a response), described in the system message: for
+    /// models whose template has no tool syntax.
+    Generic,
+    /// Hermes / Qwen 2.5 and their fine-tunes: `<tool_call>` blocks after any text, rendered by
+    /// the model's own template.
+    Hermes,
+}
+
+impl ToolFormat {
+    /// The format a chat template implies: Hermes when it renders tools and `<tool_call>` blocks.
+    #[must_use]
+    pub(crate) fn detect(template: Option<&str>) -> Self {
+        match template {
+            Some(t) if t.contains("<tool_call>") && t.contains("tools") => Self::Hermes,
+            _ => Self::Generic,
+        }
+    }
+}
+
+/// The most calls one reply may make when parallel calls are allowed.
+pub(crate) const MAX_PARALLEL_CALLS: usize = 8;
+
+/// Longest string argument a local model may write when the schema sets no `maxLength`.
+const MAX_ARGUMENT_CHARS: usize = 300;
+
+const CALL_OPEN: &str = "<tool_call>";
+const CALL_CLOSE: &str = "</tool_call>";
 
 /// What a request with tools turns into for the local model.
 pub(crate) struct ToolPlan {
-    /// The conversation with the tool instructions and the history rewritten.
+    /// The reply format.
+    pub format: ToolFormat,
+    /// The conversation to render (rewritten for the generic format).
     pub messages: Vec<Message>,
-    /// The JSON Schema every reply must match.
-    pub schema: Value,
+    /// The tools the template renders (native format; none for the generic one).
+    pub tools: Vec<ToolSpec>,
+    /// The GBNF every reply (generic), or every call (native), must match.
+    pub grammar: String,
+    /// For a lazy grammar: the patterns (regular expressions, llama.cpp's trigger semantics)
+    /// that engage it; empty for a grammar that holds from the first token.
+    pub triggers: Vec<String>,
 }
 
 /// `None` when the request offers no tools or forbids calling them.
-pub(crate) fn plan(request: &ChatRequest) -> Result<Option<ToolPlan>> {
+pub(crate) fn plan(request: &ChatRequest, format: ToolFormat) -> Result<Option<ToolPlan>> {
     if request.tools.is_empty() || request.tool_choice == ToolChoice::None {
         return Ok(None);
     }
@@ -35,15 +87,46 @@ pub(crate) fn plan(request: &ChatRequest) -> Result<Option<ToolPlan>> {
         _ => request.tools.iter().collect(),
     };
     let may_answer = request.tool_choice == ToolChoice::Auto;
-    let schema = reply_schema(&callable, may_answer);
-    Ok(Some(ToolPlan { messages: rewrite_history(&request.messages, &callable, may_answer), schema }))
+    let max_chars = request
+        .sampling
+        .max_tokens
+        .map_or(MAX_ARGUMENT_CHARS, |t| usize::try_from(t).unwrap_or(usize::MAX).saturating_mul(2))
+        .clamp(16, MAX_ARGUMENT_CHARS);
+    Ok(Some(match format {
+        ToolFormat::Generic => ToolPlan {
+            format,
+            messages: rewrite_history(&request.messages, &callable, may_answer),
+            tools: Vec::new(),
+            grammar: schema_grammar(&generic_reply_schema(&callable, may_answer, max_chars))?,
+            triggers: Vec::new(),
+        },
+        ToolFormat::Hermes => {
+            let max_calls = if request.parallel_tool_calls == Some(false) { 1 } else { MAX_PARALLEL_CALLS };
+            ToolPlan {
+                format,
+                messages: request.messages.clone(),
+                tools: request.tools.clone(),
+                grammar: hermes_grammar(&callable, max_chars, max_calls)?,
+                // A `<tool_call>` anywhere, or a reply that opens with a bare JSON call, fenced
+                // as Markdown or not.
+                triggers: if may_answer {
+                    vec![
+                        CALL_OPEN.to_owned(),
+                        r#"^\s*((```(json)?\n?)?\{( |\n[ \t]{0,8})?"name")[\s\S]*$"#.to_owned(),
+                    ]
+                } else {
+                    Vec::new()
+                },
+            }
+        }
+    }))
 }
 
-/// `oneOf` the call of each tool (name pinned, arguments per its schema) and, when allowed, a
-/// plain response. Each tool's `$defs` are hoisted to the root so `$ref`s still resolve.
-fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
+/// One tool call as JSON: `{"name": <pinned>, "arguments": <the tool's schema>}` for each tool,
+/// with every tool's `$defs` hoisted to the root so `$ref`s still resolve.
+fn call_variants(tools: &[&ToolSpec], max_chars: usize) -> (Vec<Value>, Map<String, Value>) {
     let mut defs = Map::new();
-    let mut variants: Vec<Value> = tools
+    let variants = tools
         .iter()
         .map(|t| {
             let mut params = t.parameters.clone();
@@ -58,28 +141,21 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
             if params.is_null() {
                 params = json!({"type": "object"});
             }
-            cap_strings(&mut params);
             json!({
                 "type": "object",
-                "properties": {"tool_call": {
-                    "type": "object",
-                    "properties": {"name": {"const": t.name}, "arguments": params},
-                    "required": ["name", "arguments"]
-                }},
-                "required": ["tool_call"]
+                "properties": {"name": {"const": t.name}, "arguments": cap_strings(params, max_chars)},
+                "required": ["name", "arguments"]
             })
         })
         .collect();
-    if may_answer {
-        variants.push(json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}));
-    }
-    let mut defs_value = Value::Object(defs);
-    cap_strings(&mut defs_value);
-    let defs = match defs_value {
+    let defs = match cap_strings(Value::Object(defs), max_chars) {
         Value::Object(d) => d,
         _ => Map::new(),
     };
-    let mut schema = json!({"oneOf": variants});
+    (variants, defs)
+}
+
+fn with_defs(mut schema: Value, defs: Map<String, Value>) -> Value {
     if !defs.is_empty()
         && let Some(obj) = schema.as_object_mut()
     {
@@ -88,16 +164,58 @@ fn reply_schema(tools: &[&ToolSpec], may_answer: bool) -> Value {
     schema
 }
 
-/// Longest string argument a local model may write when the schema sets no `maxLength`.
-const MAX_ARGUMENT_CHARS: usize = 300;
+/// Generic format: `oneOf` a `{"tool_call": <call>}` per tool and, when allowed, a plain
+/// `{"response": ...}`.
+fn generic_reply_schema(tools: &[&ToolSpec], may_answer: bool, max_chars: usize) -> Value {
+    let (calls, defs) = call_variants(tools, max_chars);
+    let mut variants: Vec<Value> = calls
+        .into_iter()
+        .map(|call| json!({"type": "object", "properties": {"tool_call": call}, "required": ["tool_call"]}))
+        .collect();
+    if may_answer {
+        variants.push(json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}));
+    }
+    with_defs(json!({"oneOf": variants}), defs)
+}
 
-/// Gives every open-ended string in an arguments schema a `maxLength`, so the grammar forces a
-/// small model that starts rambling inside a string to close it (and the call) long before the
-/// token limit, instead of leaving a call cut in half.
-fn cap_strings(schema: &mut Value) {
-    let capped = catena_core::ModelSchema::from_value("arguments", std::mem::take(schema))
-        .bounded_strings(MAX_ARGUMENT_CHARS);
-    *schema = capped.into_value();
+/// Native Hermes format: one to `max_calls` `<tool_call>` blocks, each holding one call's JSON, or
+/// as many bare JSON calls on their own lines, fenced as Markdown code or not (what small Qwen
+/// models write when they leave the tags out).
+fn hermes_grammar(tools: &[&ToolSpec], max_chars: usize, max_calls: usize) -> Result<String> {
+    let (calls, defs) = call_variants(tools, max_chars);
+    let json = schema_grammar(&with_defs(json!({"oneOf": calls}), defs))?;
+    // The converter's root becomes the call's rule; the blocks around it are the new root. Calls
+    // may be pretty-printed (one newline and a little indentation between tokens), as models
+    // write them when they leave the tags out; the lazy grammar must accept what triggered it.
+    let json = json
+        .lines()
+        .map(|line| {
+            if let Some(rule) = line.strip_prefix("root ::=") {
+                format!("tool-call-json ::={rule}")
+            } else if line.starts_with("space ::=") {
+                r#"space ::= | " " | "\n" [ \t]{0,8}"#.to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let more = max_calls.saturating_sub(1);
+    let repeat =
+        |rule: &str| if more == 0 { String::new() } else { format!(" ( \"\\n\" {rule} ){{0,{more}}}") };
+    Ok(format!(
+        "root ::= tool-call-block{} | tool-call-json{} | tool-call-fenced{}\n\
+         tool-call-block ::= \"{CALL_OPEN}\" \"\\n\"? tool-call-json \"\\n\"? \"{CALL_CLOSE}\"\n\
+         tool-call-fenced ::= \"```\" \"json\"? \"\\n\"? tool-call-json \"\\n\"? \"```\"\n{json}",
+        repeat("tool-call-block"),
+        repeat("tool-call-json"),
+        repeat("tool-call-fenced")
+    ))
+}
+
+/// Gives every open-ended string in an arguments schema a `maxLength`.
+fn cap_strings(schema: Value, max_chars: usize) -> Value {
+    catena_core::ModelSchema::from_value("arguments", schema).bounded_strings(max_chars).into_value()
 }
 
 fn instructions(tools: &[&ToolSpec], may_answer: bool) -> String {
@@ -160,20 +278,218 @@ pub(crate) fn partial_response(text: &str) -> Option<String> {
     })
 }
 
-/// Reads a reply produced under the plan's grammar: the answer text, or the tool call.
+/// A call as the model wrote it.
+#[derive(Deserialize)]
+struct WrittenCall {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// A generic-format reply.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GenericReply {
+    Call { tool_call: WrittenCall },
+    Response { response: String },
+}
+
+/// Reads a generic-format reply: the answer text, or the tool call.
 pub(crate) fn parse_reply(text: &str, call_id: &str) -> Result<(String, Vec<ToolCall>)> {
-    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
-        Error::parse("tool-call reply", format!("{e} in {:?}", text.chars().take(200).collect::<String>()))
-    })?;
-    if let Some(call) = value.get("tool_call") {
-        let name = call.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let arguments = call.get("arguments").cloned().unwrap_or_else(|| json!({}));
-        return Ok((String::new(), vec![ToolCall { id: call_id.to_owned(), name, arguments }]));
+    let shown = || text.chars().take(200).collect::<String>();
+    let reply: GenericReply = serde_json::from_str(text.trim())
+        .map_err(|e| Error::parse("tool-call reply", format!("{e} in {:?}", shown())))?;
+    Ok(match reply {
+        GenericReply::Call { tool_call } => (String::new(), vec![tool_call.into_call(call_id.to_owned())]),
+        GenericReply::Response { response } => (response, Vec::new()),
+    })
+}
+
+impl WrittenCall {
+    fn into_call(self, id: String) -> ToolCall {
+        ToolCall { id, name: self.name, arguments: self.arguments.unwrap_or_else(|| json!({})) }
     }
-    if let Some(response) = value.get("response").and_then(Value::as_str) {
-        return Ok((response.to_owned(), Vec::new()));
+}
+
+/// A native (Hermes) reply as it is generated: text is released as soon as it cannot be the start
+/// of a call, each call as soon as it closes. Calls come in `<tool_call>` blocks after any text,
+/// or, as small models often write them, as bare JSON objects (`{"name": ..., "arguments": ...}`)
+/// that begin the reply.
+#[derive(Debug, Default)]
+pub(crate) struct HermesReply {
+    /// Text not released yet: a tail that may open a call, or the calls section.
+    held: String,
+    mode: Mode,
+    /// Calls released so far.
+    calls: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing decided yet: the reply may begin with a bare JSON call.
+    #[default]
+    Start,
+    /// Text, which a `<tool_call>` block may still follow.
+    Text,
+    /// `<tool_call>` blocks.
+    Tagged,
+    /// Bare JSON calls, one after another.
+    Bare,
+}
+
+/// How a reply that begins with a bare JSON call starts.
+const BARE_OPEN: &str = "\"name\"";
+
+/// What the start of a reply says it is.
+enum Opening {
+    /// A bare JSON call (`{"name"`), in a Markdown fence or not.
+    Call,
+    /// Too little text to tell.
+    Undecided,
+    /// Anything else.
+    Text,
+}
+
+fn opening(text: &str) -> Opening {
+    let start = text.trim_start();
+    if start.is_empty() || (start.len() < 3 && "```".starts_with(start)) {
+        return Opening::Undecided;
     }
-    Err(Error::parse("tool-call reply", format!("neither a tool_call nor a response: {text:?}")))
+    let rest = match start.strip_prefix("```") {
+        Some(after) if after.len() < 4 && "json".starts_with(after) => return Opening::Undecided,
+        Some(after) => after.strip_prefix("json").unwrap_or(after).trim_start(),
+        None => start,
+    };
+    if rest.is_empty() {
+        return Opening::Undecided;
+    }
+    match rest.strip_prefix('{').map(str::trim_start) {
+        Some(name) if name.starts_with(BARE_OPEN) => Opening::Call,
+        Some(name) if BARE_OPEN.starts_with(name) => Opening::Undecided,
+        _ => Opening::Text,
+    }
+}
+
+impl HermesReply {
+    /// Takes the next piece of text; returns the text that can be shown now and the calls that
+    /// closed. A call that is not valid JSON is an error naming it.
+    pub(crate) fn push(
+        &mut self,
+        piece: &str,
+        next_id: &mut dyn FnMut() -> String,
+    ) -> Result<(String, Vec<ToolCall>)> {
+        self.held.push_str(piece);
+        if self.mode == Mode::Start {
+            match opening(&self.held) {
+                Opening::Call => self.mode = Mode::Bare,
+                Opening::Undecided => return Ok((String::new(), Vec::new())),
+                Opening::Text => self.mode = Mode::Text,
+            }
+        }
+        let mut text = String::new();
+        if self.mode == Mode::Text {
+            if let Some(at) = self.held.find(CALL_OPEN) {
+                text = self.held.get(..at).unwrap_or_default().trim_end().to_owned();
+                self.held = self.held.get(at..).unwrap_or_default().to_owned();
+                self.mode = Mode::Tagged;
+            } else {
+                // Hold back whitespace at the end (it may only lead up to a call) and any tail
+                // that may be the start of `<tool_call>`.
+                let keep = held_back(&self.held);
+                let cut = self.held.len() - keep;
+                text = self.held.get(..cut).unwrap_or_default().to_owned();
+                self.held = self.held.get(cut..).unwrap_or_default().to_owned();
+                return Ok((text, Vec::new()));
+            }
+        }
+        let mut calls = Vec::new();
+        if self.mode == Mode::Bare {
+            // Successive JSON objects, each maybe in a Markdown fence; an incomplete last one (or
+            // fence) waits for more text.
+            let mut consumed = 0;
+            loop {
+                let rest = self.held.get(consumed..).unwrap_or_default();
+                let trimmed = rest.trim_start();
+                let skipped = rest.len() - trimmed.len();
+                if let Some(after) = trimmed.strip_prefix("```") {
+                    if after.len() < 4 && "json".starts_with(after) && !after.contains('\n') {
+                        break;
+                    }
+                    let lang = if after.starts_with("json") { 4 } else { 0 };
+                    consumed += skipped + 3 + lang;
+                    continue;
+                }
+                if trimmed.is_empty() || (trimmed.len() < 3 && "```".starts_with(trimmed)) {
+                    break;
+                }
+                let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<WrittenCall>();
+                match stream.next() {
+                    Some(Ok(call)) => {
+                        calls.push(call.into_call(next_id()));
+                        consumed += skipped + stream.byte_offset();
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => return Err(malformed(&e, trimmed)),
+                    None => break,
+                }
+            }
+            self.held = self.held.get(consumed..).unwrap_or_default().to_owned();
+        }
+        while self.mode == Mode::Tagged
+            && let Some(end) = self.held.find(CALL_CLOSE)
+        {
+            let block = self.held.get(..end).unwrap_or_default();
+            let json = block.trim_start().strip_prefix(CALL_OPEN).unwrap_or(block).trim();
+            let call: WrittenCall = serde_json::from_str(json).map_err(|e| malformed(&e, json))?;
+            calls.push(call.into_call(next_id()));
+            self.held = self.held.get(end + CALL_CLOSE.len()..).unwrap_or_default().to_owned();
+        }
+        self.calls += calls.len();
+        Ok((text, calls))
+    }
+
+    /// Whether any call was made.
+    pub(crate) fn made_calls(&self) -> bool {
+        self.calls > 0
+    }
+
+    /// What is left when generation ends: held-back text to show, or an error when a call was
+    /// left open (cut by `max_tokens`, or a model that stopped inside it).
+    pub(crate) fn finish(self) -> Result<String> {
+        match self.mode {
+            Mode::Tagged | Mode::Bare => {
+                // A closing Markdown fence may be all that is left.
+                let rest = self.held.trim().trim_matches('`').trim();
+                if rest.is_empty() {
+                    return Ok(String::new());
+                }
+                Err(Error::parse(
+                    "tool call",
+                    format!(
+                        "the reply ended inside a tool call ({:?}); raise max_tokens",
+                        rest.chars().take(200).collect::<String>()
+                    ),
+                ))
+            }
+            Mode::Start | Mode::Text => Ok(self.held.trim().to_owned()),
+        }
+    }
+}
+
+fn malformed(e: &serde_json::Error, json: &str) -> Error {
+    Error::parse("tool call", format!("{e} in {:?}", json.chars().take(200).collect::<String>()))
+}
+
+/// Length of the tail of `text` to hold back: trailing whitespace, plus any suffix that is a
+/// proper prefix of `<tool_call>`.
+fn held_back(text: &str) -> usize {
+    let marker = (1..CALL_OPEN.len())
+        .rev()
+        .find(|n| text.ends_with(CALL_OPEN.get(..*n).unwrap_or_default()))
+        .unwrap_or(0);
+    let before = text.len() - marker;
+    let spaces = text.get(..before).map_or(0, |t| t.len() - t.trim_end().len());
+    marker + spaces
 }
 
 #[cfg(test)]
@@ -191,22 +507,34 @@ mod tests {
     #[test]
     fn schema_pins_names_hoists_defs_and_allows_answers_only_on_auto() {
         let a = spec("a");
-        let s = reply_schema(&[&a], true);
+        let s = generic_reply_schema(&[&a], true, 300);
         assert_eq!(s["oneOf"].as_array().map(Vec::len), Some(2));
         assert_eq!(s["oneOf"][0]["properties"]["tool_call"]["properties"]["name"]["const"], "a");
         assert_eq!(s["$defs"]["P"]["type"], "integer");
         assert!(s["oneOf"][0]["properties"]["tool_call"]["properties"]["arguments"].get("$schema").is_none());
-        assert_eq!(reply_schema(&[&a], false)["oneOf"].as_array().map(Vec::len), Some(1));
+        assert_eq!(generic_reply_schema(&[&a], false, 300)["oneOf"].as_array().map(Vec::len), Some(1));
         let text = ToolSpec {
             name: "t".into(),
             description: "d".into(),
             parameters: json!({"type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "string", "enum": ["x"]}, "l": {"type": "array", "items": {"type": "string", "maxLength": 5}}}}),
         };
-        let args =
-            &reply_schema(&[&text], true)["oneOf"][0]["properties"]["tool_call"]["properties"]["arguments"];
+        let args = &generic_reply_schema(&[&text], true, 300)["oneOf"][0]["properties"]["tool_call"]["properties"]
+            ["arguments"];
         assert_eq!(args["properties"]["q"]["maxLength"], 300);
         assert!(args["properties"]["k"].get("maxLength").is_none());
         assert_eq!(args["properties"]["l"]["items"]["maxLength"], 5);
+    }
+
+    #[test]
+    fn string_arguments_are_bounded_by_the_token_budget() {
+        let text = ToolSpec {
+            name: "t".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+        };
+        let request = ChatRequest::new(vec![Message::user("x")]).with_tools(vec![text]).with_max_tokens(20);
+        let planned = plan(&request, ToolFormat::Generic).unwrap().unwrap();
+        assert!(planned.grammar.contains("{0,40}"), "{}", planned.grammar);
     }
 
     #[test]
@@ -221,15 +549,131 @@ mod tests {
             Message::tool("1", "4"),
         ])
         .with_tools(vec![spec("a")]);
-        let planned = plan(&req).unwrap().unwrap();
+        let planned = plan(&req, ToolFormat::Generic).unwrap().unwrap();
         assert_eq!(planned.messages[0].role, Role::System);
         assert!(planned.messages[2].content.contains("\"tool_call\""));
         assert_eq!(planned.messages[3].role, Role::User);
+        assert!(planned.triggers.is_empty() && planned.tools.is_empty());
         let mut forced = req.clone();
         forced.tool_choice = ToolChoice::Tool("zzz".into());
-        assert!(plan(&forced).is_err());
+        assert!(plan(&forced, ToolFormat::Hermes).is_err());
         forced.tool_choice = ToolChoice::None;
-        assert!(plan(&forced).unwrap().is_none());
+        assert!(plan(&forced, ToolFormat::Hermes).unwrap().is_none());
+    }
+
+    #[test]
+    fn native_plans_keep_the_history_and_engage_their_grammar_lazily_only_when_answers_are_allowed() {
+        let req = ChatRequest::new(vec![Message::user("2+2?")]).with_tools(vec![spec("a"), spec("b")]);
+        let auto = plan(&req, ToolFormat::Hermes).unwrap().unwrap();
+        assert_eq!(auto.messages, req.messages);
+        assert_eq!(auto.tools.len(), 2);
+        assert_eq!(auto.triggers.first().map(String::as_str), Some("<tool_call>"));
+        assert!(
+            auto.grammar.starts_with(
+                "root ::= tool-call-block ( \"\\n\" tool-call-block ){0,7} | tool-call-json ( \"\\n\" tool-call-json ){0,7} | tool-call-fenced"
+            ),
+            "{}",
+            auto.grammar
+        );
+        assert!(auto.grammar.contains("tool-call-json ::="), "{}", auto.grammar);
+        let mut single = req.clone();
+        single.parallel_tool_calls = Some(false);
+        single.tool_choice = ToolChoice::Required;
+        let required = plan(&single, ToolFormat::Hermes).unwrap().unwrap();
+        assert!(required.triggers.is_empty());
+        assert!(
+            required.grammar.starts_with("root ::= tool-call-block | tool-call-json | tool-call-fenced\n"),
+            "{}",
+            required.grammar
+        );
+    }
+
+    #[test]
+    fn formats_are_detected_from_the_template() {
+        assert_eq!(ToolFormat::detect(None), ToolFormat::Generic);
+        assert_eq!(ToolFormat::detect(Some("{{ messages }}")), ToolFormat::Generic);
+        assert_eq!(
+            ToolFormat::detect(Some("{% if tools %}...<tool_call>...{% endif %}")),
+            ToolFormat::Hermes
+        );
+    }
+
+    #[test]
+    fn native_replies_release_text_then_each_call_as_it_closes() {
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("call_{n}")
+        };
+        let mut reply = HermesReply::default();
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        for piece in [
+            "Let me ",
+            "check.\n",
+            "<tool",
+            "_call>\n{\"name\": \"a\", ",
+            "\"arguments\": {\"p\": 1}}\n</tool_call>",
+            "\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call>",
+        ] {
+            let (t, c) = reply.push(piece, &mut id).unwrap();
+            assert!(!t.contains('<'), "a marker leaked: {t:?}");
+            text.push_str(&t);
+            calls.extend(c);
+        }
+        assert_eq!(text, "Let me check.");
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].name.as_str(), calls[0].arguments["p"].as_i64()),
+            ("call_1", "a", Some(1))
+        );
+        assert_eq!(calls[1].name, "b");
+        assert!(reply.made_calls());
+        assert_eq!(reply.finish().unwrap(), "");
+
+        // Plain answers pass through whole, and text that only looks like a marker is released.
+        let mut plain = HermesReply::default();
+        let (t, _) = plain.push("x < y and <tool", &mut || String::new()).unwrap();
+        assert_eq!(t, "x < y and");
+        let (t, _) = plain.push("s> are fine", &mut || String::new()).unwrap();
+        assert_eq!(t, " <tools> are fine");
+        assert_eq!(plain.finish().unwrap(), "");
+
+        // Bare JSON calls at the start of a reply, as small models write them, one per line.
+        let mut bare = HermesReply::default();
+        let mut calls = Vec::new();
+        for piece in
+            ["  {", "\"name\": \"a\", \"arguments\": {\"p\": 2}}", "\n{\"name\": \"b\", \"arguments\": {}}"]
+        {
+            let (t, c) = bare.push(piece, &mut || "id".to_owned()).unwrap();
+            assert!(t.is_empty());
+            calls.extend(c);
+        }
+        assert_eq!(calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(bare.finish().unwrap(), "");
+        // The same in Markdown fences, as larger Qwen models write them.
+        let mut fenced = HermesReply::default();
+        let mut calls = Vec::new();
+        for piece in ["``", "`json\n{\n  \"name\": \"a\",\n  \"arguments\": {}\n}\n``", "`"] {
+            let (t, c) = fenced.push(piece, &mut || "id".to_owned()).unwrap();
+            assert!(t.is_empty(), "{t:?}");
+            calls.extend(c);
+        }
+        assert_eq!(calls.len(), 1);
+        assert_eq!(fenced.finish().unwrap(), "");
+        // A reply that opens with a brace but is not a call is text.
+        let mut json_text = HermesReply::default();
+        let (t, c) = json_text.push("{\"a\": 1} is JSON.", &mut || String::new()).unwrap();
+        assert!(c.is_empty());
+        assert_eq!(t + &json_text.finish().unwrap(), "{\"a\": 1} is JSON.");
+
+        // A call left open is an error; a broken block names itself.
+        let mut cut = HermesReply::default();
+        cut.push("<tool_call>\n{\"name\": \"a\", \"argu", &mut || String::new()).unwrap();
+        assert!(cut.finish().unwrap_err().to_string().contains("ended inside a tool call"));
+        let mut broken = HermesReply::default();
+        let err = broken.push("<tool_call>nope</tool_call>", &mut || String::new()).unwrap_err();
+        assert_eq!(err.kind(), catena_core::ErrorKind::Parse);
     }
 
     #[test]

@@ -43,9 +43,11 @@ pub(crate) enum Which {
     Chat,
     /// all-MiniLM-L6-v2, converted to GGUF.
     Embed,
-    /// Qwen2.5-Coder-0.5B-Instruct: calls tools in its own syntax (491 MB, six packages).
+    /// Qwen2.5-Coder-1.5B-Instruct: calls tools in its own syntax (1.1 GB, 22 packages).
     Agent,
-    /// All three.
+    /// Qwen2.5-Coder-0.5B-Instruct, the smaller agent candidate (491 MB, six packages).
+    AgentSmall,
+    /// The three defaults (chat, embed, agent).
     All,
 }
 
@@ -57,12 +59,13 @@ pub(crate) async fn run(cmd: ModelsCommand) -> Result<()> {
                 Which::Chat => vec![files::CHAT],
                 Which::Embed => vec![files::EMBED],
                 Which::Agent => vec![files::AGENT],
+                Which::AgentSmall => vec![files::AGENT_SMALL],
                 Which::All => files::DEFAULTS.to_vec(),
             };
             for m in chosen {
                 let path =
                     blocking(move || files::pull(&m, &files::PullOptions { force, progress: true })).await?;
-                println!("{:<6} {}", m.name, path.display());
+                println!("{:<11} {}", m.name, path.display());
             }
             Ok(())
         }
@@ -83,7 +86,12 @@ pub(crate) async fn run(cmd: ModelsCommand) -> Result<()> {
                     }
                     _ => "not fetched (`catena models pull`)".to_owned(),
                 };
-                println!("{:<6} {}\n       {}\n       {state}", m.name, m.description, m.path.display());
+                println!(
+                    "{:<11} {}\n            {}\n            {state}",
+                    m.name,
+                    m.description,
+                    m.path.display()
+                );
             }
             Ok(())
         }
