@@ -9,9 +9,11 @@
 //! echo "What is 12 * 12?" | cargo run --example agent   # scripted: answers on stdout
 //! ```
 //!
-//! With no configuration it runs on the local default model (SmolLM2-135M-Instruct, in this
-//! process). With `OPENAI_API_KEY` set (and optionally `OPENAI_BASE_URL`, `CATENA_MODEL`) it uses
-//! that OpenAI-compatible server instead, e.g. `catena serve` or a hosted model.
+//! With no configuration it runs on the local agent model (Qwen2.5-Coder-1.5B-Instruct, in this
+//! process, calling tools in its own format); `--model chat` runs the small SmolLM2-135M instead,
+//! `--model FILE.gguf` any GGUF. With `OPENAI_API_KEY` set (and optionally `OPENAI_BASE_URL`,
+//! `CATENA_MODEL`) it uses that OpenAI-compatible server instead, e.g. `catena serve` or a hosted
+//! model.
 //!
 //! Reading order: (1) the model, (2) the tools, (3) memory and the saved session, (4) the agent
 //! and its executor, (5) the loop that reads questions, streams the steps and answers.
@@ -31,7 +33,7 @@ use catena::core::{
 use catena::loaders::{DirectoryLoader, TextLoader};
 use catena::models::files;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaTokenizer};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer};
 use catena::query::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
 use catena::retrievers::{LanceDbStore, VectorStoreRetriever, index_documents};
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
@@ -54,9 +56,14 @@ struct Args {
     /// The conversation to resume (sessions are saved under the agent folder).
     #[arg(long, default_value = "default")]
     session: String,
-    /// How the model calls tools [default: react for the local model, native for remote ones].
-    #[arg(long, value_enum)]
-    protocol: Option<Protocol>,
+    /// The local model: `agent` (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB), `chat` (SmolLM2-135M:
+    /// fast, weak at choosing tools), `agent-small` (Qwen2.5-Coder-0.5B), or a GGUF path. Fetched
+    /// on first use; ignored when OPENAI_API_KEY is set.
+    #[arg(long, default_value = "agent")]
+    model: String,
+    /// How the model calls tools.
+    #[arg(long, value_enum, default_value_t = Protocol::Native)]
+    protocol: Protocol,
     /// Most model calls per question.
     #[arg(long, default_value_t = 6)]
     max_iterations: usize,
@@ -112,13 +119,17 @@ async fn run(args: Args) -> Result<()> {
         let config = OpenAiConfig::from_env()?;
         (Arc::new(OpenAiChatModel::new(config)?), Arc::new(TiktokenTokenizer::new("cl100k_base")?))
     } else {
-        note("loading the local model (fetched on first use)…");
+        note(&format!("loading the local model `{}` (fetched on first use)…", args.model));
+        let reference = args.model.clone();
+        let path = tokio::task::spawn_blocking(move || files::resolve(&reference))
+            .await
+            .map_err(|e| catena::core::Error::model_permanent(format!("cannot resolve the model: {e}")))??;
         (
-            Arc::new(LlamaChatModel::load_default().await?),
-            Arc::new(LlamaTokenizer::load_default_chat().await?),
+            Arc::new(LlamaChatModel::load(&path, LlamaOptions::default()).await?),
+            Arc::new(LlamaTokenizer::load(&path).await?),
         )
     };
-    let protocol = args.protocol.unwrap_or(if remote { Protocol::Native } else { Protocol::React });
+    let protocol = args.protocol;
 
     // 2. The tools. Each is a plain struct; the registry validates the model's arguments against
     //    its schema, applies timeouts, and asks before running the web tool.
@@ -157,7 +168,14 @@ async fn run(args: Args) -> Result<()> {
                 .constrained(!remote)
                 .with_max_tokens(256),
         ),
-        Protocol::Native => Arc::new(ToolCallingAgent::new(Arc::clone(&model)).with_max_tokens(512)),
+        Protocol::Native => Arc::new(
+            ToolCallingAgent::new(Arc::clone(&model))
+                .with_system_prompt(
+                    "You are catena's assistant. Call a tool only when the question needs one. \
+                     When a tool has answered, reply to the user in plain words using its result.",
+                )
+                .with_max_tokens(512),
+        ),
     };
     let executor = AgentExecutor::from_arc(agent, tools)
         .with_memory(memory.clone() as Arc<dyn Memory>)

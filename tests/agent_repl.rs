@@ -23,8 +23,11 @@ struct Run {
     ok: bool,
 }
 
+/// Runs the REPL on the small `chat` model with the ReAct protocol (these tests are about the
+/// REPL's mechanics; `a_new_user_gets_a_tool_answer_from_the_default_agent` runs the default).
 fn run_script(dir: &Path, script: &str, args: &[&str]) -> Run {
     let mut child = Command::new(agent_binary())
+        .args(["--model", "chat", "--protocol", "react"])
         .args(args)
         .env("CATENA_AGENT_DIR", dir)
         .env_remove("OPENAI_API_KEY")
@@ -103,11 +106,40 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
 }
 
 #[test]
+fn a_new_user_gets_a_tool_answer_from_the_default_agent() {
+    // What `make demo` opens: the default agent model, native tool calls, greedy decoding.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(agent_binary())
+        .args(["--max-iterations", "4"])
+        .env("CATENA_AGENT_DIR", dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"/model\nWhat is 17 * 23?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let mut lines = stdout.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.contains("Qwen2.5 Coder 1.5B") && l.contains("Native")),
+        "{stdout}"
+    );
+    assert!(lines.next().is_some_and(|answer| answer.contains("391")), "{stdout}\n{stderr}");
+}
+
+#[test]
 fn under_a_terminal_ctrl_c_cancels_the_answer_and_ctrl_d_quits() {
     let dir = tempfile::tempdir().unwrap();
     // Index the docs first, so the terminal session starts quickly.
     assert!(run_script(dir.path(), "", &[]).ok);
-    let command = format!("env CATENA_AGENT_DIR={} {}", dir.path().display(), agent_binary().display());
+    let command = format!(
+        "env CATENA_AGENT_DIR={} {} --model chat --protocol react",
+        dir.path().display(),
+        agent_binary().display()
+    );
     let mut p = rexpect::spawn(&command, Some(120_000)).unwrap();
     p.exp_string("default> ").unwrap();
     p.send_line("/help").unwrap();
