@@ -107,12 +107,15 @@ pub(crate) fn plan(request: &ChatRequest, format: ToolFormat) -> Result<Option<T
                 messages: request.messages.clone(),
                 tools: request.tools.clone(),
                 grammar: hermes_grammar(&callable, max_chars, max_calls)?,
-                // A `<tool_call>` anywhere, or a reply that opens with a bare JSON call, fenced
-                // as Markdown or not.
+                // A `<tool_call>` anywhere, a reply that opens with a bare JSON call, or a JSON
+                // call in a Markdown fence anywhere (after some prose, as the 1.5B writes them).
                 triggers: if may_answer {
                     vec![
                         CALL_OPEN.to_owned(),
-                        r#"^\s*((```(json)?\n?)?\{( |\n[ \t]{0,8})?"name")[\s\S]*$"#.to_owned(),
+                        // llama.cpp feeds the grammar from the first capturing group: one group
+                        // around the whole opening, the rest non-capturing.
+                        r#"^\s*(\{(?: |\n[ \t]{0,8})?"name")[\s\S]*$"#.to_owned(),
+                        r#"(```(?:json)?\n?\{(?: |\n[ \t]{0,8})?"name")"#.to_owned(),
                     ]
                 } else {
                     Vec::new()
@@ -388,18 +391,18 @@ impl HermesReply {
         }
         let mut text = String::new();
         if self.mode == Mode::Text {
-            if let Some(at) = self.held.find(CALL_OPEN) {
-                text = self.held.get(..at).unwrap_or_default().trim_end().to_owned();
-                self.held = self.held.get(at..).unwrap_or_default().to_owned();
-                self.mode = Mode::Tagged;
-            } else {
-                // Hold back whitespace at the end (it may only lead up to a call) and any tail
-                // that may be the start of `<tool_call>`.
-                let keep = held_back(&self.held);
-                let cut = self.held.len() - keep;
-                text = self.held.get(..cut).unwrap_or_default().to_owned();
-                self.held = self.held.get(cut..).unwrap_or_default().to_owned();
-                return Ok((text, Vec::new()));
+            let (at, mode) = match find_call(&self.held) {
+                Found::Call(at, mode) => (at, Some(mode)),
+                // Hold back what may still open a call, and the whitespace before it.
+                Found::Maybe(at) => (at, None),
+            };
+            let released = self.held.get(..at).unwrap_or_default().trim_end().len();
+            let (shown, rest) = self.held.split_at(if mode.is_some() { at } else { released });
+            text = shown.trim_end_matches(|c: char| mode.is_some() && c.is_whitespace()).to_owned();
+            self.held = rest.to_owned();
+            match mode {
+                Some(mode) => self.mode = mode,
+                None => return Ok((text, Vec::new())),
             }
         }
         let mut calls = Vec::new();
@@ -420,6 +423,11 @@ impl HermesReply {
                     continue;
                 }
                 if trimmed.is_empty() || (trimmed.len() < 3 && "```".starts_with(trimmed)) {
+                    break;
+                }
+                if !trimmed.starts_with('{') && self.calls + calls.len() > 0 {
+                    // Prose after the calls (a model outside its grammar): shown as text.
+                    self.mode = Mode::Text;
                     break;
                 }
                 let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<WrittenCall>();
@@ -471,7 +479,9 @@ impl HermesReply {
                     ),
                 ))
             }
-            Mode::Start | Mode::Text => Ok(self.held.trim().to_owned()),
+            Mode::Start => Ok(self.held.trim().to_owned()),
+            // Held text follows what was shown: only its end is trimmed.
+            Mode::Text => Ok(self.held.trim_end().to_owned()),
         }
     }
 }
@@ -480,16 +490,40 @@ fn malformed(e: &serde_json::Error, json: &str) -> Error {
     Error::parse("tool call", format!("{e} in {:?}", json.chars().take(200).collect::<String>()))
 }
 
-/// Length of the tail of `text` to hold back: trailing whitespace, plus any suffix that is a
-/// proper prefix of `<tool_call>`.
-fn held_back(text: &str) -> usize {
+/// Where a call opens in a reply's text.
+enum Found {
+    /// At this byte, in this form.
+    Call(usize, Mode),
+    /// No call yet; from this byte on, the text may still become one (or is whitespace).
+    Maybe(usize),
+}
+
+fn find_call(text: &str) -> Found {
+    let tagged = text.find(CALL_OPEN);
+    let mut maybe = text.len();
+    for (at, _) in text.match_indices("```") {
+        if tagged.is_some_and(|t| t < at) {
+            break;
+        }
+        match opening(text.get(at..).unwrap_or_default()) {
+            Opening::Call => return Found::Call(at, Mode::Bare),
+            Opening::Undecided => {
+                maybe = at;
+                break;
+            }
+            Opening::Text => {}
+        }
+    }
+    if let Some(at) = tagged {
+        return Found::Call(at, Mode::Tagged);
+    }
+    // A partial marker at the very end: `<tool_ca`, or one or two backticks.
     let marker = (1..CALL_OPEN.len())
         .rev()
         .find(|n| text.ends_with(CALL_OPEN.get(..*n).unwrap_or_default()))
+        .or_else(|| [2, 1].into_iter().find(|n| text.ends_with("```".get(..*n).unwrap_or_default())))
         .unwrap_or(0);
-    let before = text.len() - marker;
-    let spaces = text.get(..before).map_or(0, |t| t.len() - t.trim_end().len());
-    marker + spaces
+    Found::Maybe(maybe.min(text.len() - marker))
 }
 
 #[cfg(test)]
@@ -661,6 +695,24 @@ mod tests {
         }
         assert_eq!(calls.len(), 1);
         assert_eq!(fenced.finish().unwrap(), "");
+        // Prose, then a call in a fence: the prose is the text, the fenced call a call.
+        let mut mixed = HermesReply::default();
+        let (mut shown, mut calls) = (String::new(), Vec::new());
+        for piece in [
+            "To count them, use it:\n\n``",
+            "`json\n{\n  \"name\": \"a\",\n  \"arguments\": {\"p\": 3}\n}\n```",
+        ] {
+            let (t, c) = mixed.push(piece, &mut || "id".to_owned()).unwrap();
+            shown.push_str(&t);
+            calls.extend(c);
+        }
+        assert_eq!(shown, "To count them, use it:");
+        assert_eq!((calls.len(), calls[0].arguments["p"].as_i64()), (1, Some(3)));
+        assert_eq!(mixed.finish().unwrap(), "");
+        // A fence that holds code, not a call, is text.
+        let mut code = HermesReply::default();
+        let (t, _) = code.push("Run:\n```sh\ncatena ingest docs\n```\n", &mut || String::new()).unwrap();
+        assert_eq!(t + &code.finish().unwrap(), "Run:\n```sh\ncatena ingest docs\n```");
         // A reply that opens with a brace but is not a call is text.
         let mut json_text = HermesReply::default();
         let (t, c) = json_text.push("{\"a\": 1} is JSON.", &mut || String::new()).unwrap();
@@ -700,5 +752,53 @@ mod tests {
         assert_eq!(calls[0].arguments["p"], 1);
         assert_eq!(parse_reply(r#"{"response": "hi"}"#, "x").unwrap().0, "hi");
         assert!(parse_reply("nope", "x").is_err());
+    }
+}
+
+/// The lazy grammar against the real tokenizer of the default agent model: every form of call
+/// it triggers on, token by token as the model would produce it, is accepted (llama.cpp feeds the
+/// grammar from the trigger's first capturing group; a wrong group threw mid-reply).
+#[cfg(test)]
+mod lazy_grammar {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_opening_the_grammar_triggers_on_is_accepted() {
+        let path = crate::files::resolve(crate::files::AGENT.name).unwrap();
+        let backend = super::super::backend().unwrap();
+        let model =
+            llama_cpp_2::model::LlamaModel::load_from_file(backend, &path, &Default::default()).unwrap();
+        let tool = ToolSpec {
+            name: "calculator".into(),
+            description: "Arithmetic.".into(),
+            parameters: json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
+        };
+        let request = ChatRequest::new(vec![Message::user("x")]).with_tools(vec![tool]);
+        let plan = plan(&request, ToolFormat::Hermes).unwrap().unwrap();
+        let call =
+            "{\n  \"name\": \"calculator\",\n  \"arguments\": {\n    \"expression\": \"17 * 23\"\n  }\n}";
+        for text in [
+            format!("<tool_call>\n{call}\n</tool_call>"),
+            format!("Let me compute it.\n<tool_call>\n{call}\n</tool_call>"),
+            call.to_owned(),
+            r#"{"name": "calculator", "arguments": {"expression": "2+2"}}"#.to_owned(),
+            format!("```json\n{call}\n```"),
+            format!("To compute it, I call the tool:\n\n```json\n{call}\n```"),
+        ] {
+            let mut sampler = llama_cpp_2::sampling::LlamaSampler::grammar_lazy_patterns(
+                &model,
+                &plan.grammar,
+                "root",
+                &plan.triggers,
+                &[],
+            )
+            .unwrap();
+            let vocab = model.vocab();
+            for token in vocab.tokenize(text.as_bytes(), false, true) {
+                let piece = String::from_utf8_lossy(&vocab.token_to_piece(token, false, None)).into_owned();
+                assert!(sampler.try_accept(token).is_ok(), "{text:?}: refused at {piece:?}");
+            }
+        }
     }
 }
