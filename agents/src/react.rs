@@ -266,9 +266,13 @@ fn arguments(input: &str, tool: &ToolSpec) -> std::result::Result<Value, String>
 }
 
 /// The GBNF of one ReAct reply over these tools: a thought line, then an action on one of the
-/// tools with a JSON object input that has that tool's required arguments (typed when they are
-/// strings, numbers, integers or booleans; any JSON value otherwise; extra optional arguments
-/// allowed after them), or a final answer.
+/// tools with a JSON object input that has exactly that tool's declared arguments (its required
+/// ones first, in schema order, then any of its optional ones; each typed when the schema says
+/// string, number, integer, boolean, null or a list of those, or an enum of such values; any
+/// JSON value otherwise), or a final answer. The tool name and its arguments are one rule, so a
+/// small model cannot send one tool's arguments to another (`{"expression": ...}` to a clock).
+/// A tool whose schema declares no `properties` takes any object, unless it sets
+/// `additionalProperties: false`, when it takes `{}` only.
 #[must_use]
 pub fn react_grammar(tools: &[ToolSpec]) -> String {
     let names: Vec<String> =
@@ -313,34 +317,76 @@ fn required_arguments(tool: &ToolSpec) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The declared JSON type of one of a tool's arguments.
-fn argument_type<'a>(tool: &'a ToolSpec, name: &str) -> Option<&'a str> {
-    tool.parameters.pointer(&format!("/properties/{name}/type")).and_then(Value::as_str)
+/// A GBNF string literal for `text` as a JSON value (quotes and escapes included).
+fn json_literal(text: &Value) -> String {
+    let json = serde_json::to_string(text).unwrap_or_default();
+    format!("\"{}\"", json.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A GBNF expression for one argument's value, from its schema: an enum of literals, one of the
+/// primitive types (or a list of them, as `Option<String>` becomes `["string", "null"]`), or
+/// any JSON value.
+fn value_rule(schema: &Value) -> String {
+    if let Some(choices) = schema.get("enum").and_then(Value::as_array)
+        && !choices.is_empty()
+    {
+        let literals: Vec<String> = choices.iter().map(|c| format!("{} ws", json_literal(c))).collect();
+        return format!("( {} )", literals.join(" | "));
+    }
+    let primitive = |name: &str| match name {
+        "string" => Some("string"),
+        "number" => Some("number"),
+        "integer" => Some("integer"),
+        "boolean" => Some("boolean"),
+        "null" => Some("\"null\" ws"),
+        _ => None,
+    };
+    match schema.get("type") {
+        Some(Value::String(name)) => primitive(name).unwrap_or("value").to_owned(),
+        Some(Value::Array(names)) => {
+            let rules: Option<Vec<&str>> = names.iter().map(|n| n.as_str().and_then(primitive)).collect();
+            match rules {
+                Some(rules) if !rules.is_empty() => format!("( {} )", rules.join(" | ")),
+                _ => "value".to_owned(),
+            }
+        }
+        _ => "value".to_owned(),
+    }
 }
 
 /// A GBNF expression for a tool's arguments object: its required properties first, in schema
-/// order, each with a value of its declared primitive type, then any further members.
+/// order, then any of its optional ones, each with a value of its declared type.
 fn arguments_rule(tool: &ToolSpec) -> String {
-    let required = required_arguments(tool);
-    if required.is_empty() {
-        return "object".to_owned();
-    }
-    let members: Vec<String> = required
-        .iter()
-        .map(|name| {
-            let value = match argument_type(tool, name) {
-                Some("string") => "string",
-                Some("number") => "number",
-                Some("integer") => "integer",
-                Some("boolean") => "boolean",
-                _ => "value",
-            };
-            let key = serde_json::to_string(name).unwrap_or_default();
-            let literal = key.replace('\\', "\\\\").replace('"', "\\\"");
-            format!("\"{literal}\" ws \":\" ws {value}")
-        })
+    let Some(properties) = tool.parameters.get("properties").and_then(Value::as_object) else {
+        let closed = tool.parameters.get("additionalProperties") == Some(&Value::Bool(false));
+        return if closed { "\"{\" ws \"}\" ws".to_owned() } else { "object".to_owned() };
+    };
+    let member = |name: &str| {
+        let key = json_literal(&Value::String(name.to_owned()));
+        format!("{key} ws \":\" ws {}", value_rule(properties.get(name).unwrap_or(&Value::Null)))
+    };
+    let required: Vec<&str> =
+        required_arguments(tool).into_iter().filter(|name| properties.contains_key(*name)).collect();
+    let optional: Vec<String> = properties
+        .keys()
+        .filter(|name| !required.contains(&name.as_str()))
+        .map(|name| member(name))
         .collect();
-    format!("\"{{\" ws {} ( \",\" ws string \":\" ws value )* \"}}\"", members.join(" \",\" ws "))
+    let optional = match optional.len() {
+        0 => None,
+        1 => optional.into_iter().next(),
+        _ => Some(format!("( {} )", optional.join(" | "))),
+    };
+    let members = match (required.is_empty(), optional) {
+        (true, None) => String::new(),
+        (true, Some(opt)) => format!("( {opt} ( \",\" ws {opt} )* )? "),
+        (false, opt) => {
+            let required: Vec<String> = required.iter().map(|name| member(name)).collect();
+            let rest = opt.map(|opt| format!(" ( \",\" ws {opt} )*")).unwrap_or_default();
+            format!("{}{rest} ", required.join(" \",\" ws "))
+        }
+    };
+    format!("\"{{\" ws {members}\"}}\" ws")
 }
 
 #[cfg(test)]
@@ -403,10 +449,10 @@ mod tests {
         let g = react_grammar(&tools());
         assert!(g.contains("action ::= action0 | action1"), "{g}");
         assert!(
-            g.contains(r#"action0 ::= "Action: " "calculator" "\nAction Input: " "{" ws "\"expression\"" ws ":" ws string ( "," ws string ":" ws value )* "}""#),
+            g.contains(r#"action0 ::= "Action: " "calculator" "\nAction Input: " "{" ws "\"expression\"" ws ":" ws string "}" ws"#),
             "{g}"
         );
-        assert!(g.contains(r#""\"a\"" ws ":" ws number "," ws "\"b\"" ws ":" ws number"#), "{g}");
+        assert!(g.contains(r#""\"a\"" ws ":" ws number "," ws "\"b\"" ws ":" ws number "}" ws"#), "{g}");
         assert!(react_grammar(&[]).contains("root ::= \"Thought: \" line \"\\n\" final"));
         let steps = vec![AgentStep {
             turn: 0,
@@ -420,5 +466,36 @@ mod tests {
             scratchpad(&steps),
             "Thought: add\nAction: add\nAction Input: {}\nObservation: Error: bad\n"
         );
+    }
+
+    #[test]
+    fn each_action_admits_only_its_own_tools_declared_arguments() {
+        let clock = ToolSpec {
+            name: "current_datetime".into(),
+            description: "Now.".into(),
+            parameters: json!({"type": "object", "properties": {"timezone": {"type": ["string", "null"]}}}),
+        };
+        let unit = ToolSpec {
+            name: "convert".into(),
+            description: "Converts.".into(),
+            parameters: json!({"type": "object", "required": ["value"], "properties": {
+                "value": {"type": "number"}, "unit": {"enum": ["m", "ft"]}, "precise": {"type": "boolean"}}}),
+        };
+        let closed = ToolSpec {
+            name: "ping".into(),
+            description: "Pings.".into(),
+            parameters: json!({"type": "object", "additionalProperties": false}),
+        };
+        let open = ToolSpec { name: "anything".into(), description: "Any.".into(), parameters: json!({}) };
+        assert_eq!(
+            arguments_rule(&clock),
+            r#""{" ws ( "\"timezone\"" ws ":" ws ( string | "null" ws ) ( "," ws "\"timezone\"" ws ":" ws ( string | "null" ws ) )* )? "}" ws"#
+        );
+        let rule = arguments_rule(&unit);
+        assert!(rule.starts_with(r#""{" ws "\"value\"" ws ":" ws number ( "," ws ( "#), "{rule}");
+        assert!(rule.contains(r#""\"unit\"" ws ":" ws ( "\"m\"" ws | "\"ft\"" ws )"#), "{rule}");
+        assert!(rule.contains(r#""\"precise\"" ws ":" ws boolean"#), "{rule}");
+        assert_eq!(arguments_rule(&closed), r#""{" ws "}" ws"#);
+        assert_eq!(arguments_rule(&open), "object");
     }
 }
