@@ -40,7 +40,7 @@
 //! | [`VectorStore`] | [`VectorQuery`] `-> Vec<ScoredDocument>` |
 //! | [`Retriever`] | `String -> Vec<ScoredDocument>` |
 //! | [`Reranker`] | [`RerankInput`] `-> Vec<ScoredDocument>` |
-//! | [`Tool`] (and [`TypedTool`], [`macro@tool`]) | `serde_json::Value -> ToolOutput` |
+//! | [`Tool`] (and [`TypedTool`], [`macro@tool`]; [`ToolExt`] renames or redescribes one) | `serde_json::Value -> ToolOutput` |
 //! | [`Memory`], [`Loader`], [`Splitter`], [`Tokenizer`] | |
 //!
 //! **Composition**: [`Runnable`] and the combinators of [`RunnableExt`] ([`Pipe`], [`Map`],
@@ -128,8 +128,8 @@ pub use runnable::{
     Runnable, RunnableExt, Timeout, from_fn,
 };
 pub use traits::{
-    ChatModel, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter, Tokenizer,
-    Tool, ToolOutput, TypedTool, VectorQuery, VectorStore, cosine_similarity,
+    ChatModel, Described, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter,
+    Tokenizer, Tool, ToolExt, ToolOutput, TypedTool, VectorQuery, VectorStore, cosine_similarity,
 };
 
 /// The names most programs need: `use catena_core::prelude::*;`.
@@ -137,7 +137,7 @@ pub mod prelude {
     pub use crate::{
         ChatModel, ChatPromptTemplate, ChatRequest, ChatResponse, Document, Embedder, Error, Message,
         PromptTemplate, Reranker, Result, Retriever, RetryPolicy, RunContext, Runnable, RunnableExt,
-        ScoredDocument, StrOutputParser, Tool, TypedTool, VectorStore,
+        ScoredDocument, StrOutputParser, Tool, ToolExt, TypedTool, VectorStore,
     };
 }
 

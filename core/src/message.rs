@@ -256,6 +256,15 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+/// Sums the counts of several calls (saturating), as a run's total.
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, more: Self) {
+        self.prompt_tokens = self.prompt_tokens.saturating_add(more.prompt_tokens);
+        self.cached_prompt_tokens = self.cached_prompt_tokens.saturating_add(more.cached_prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(more.completion_tokens);
+    }
+}
+
 impl Usage {
     /// Prompt plus completion tokens.
     #[must_use]

@@ -361,6 +361,94 @@ impl<T: TypedTool> Tool for T {
     }
 }
 
+/// Gives any tool another name or description, keeping its arguments and behaviour:
+/// `Calculator.with_name("calc")`, `RetrieverTool::new(..).with_description("Searches the
+/// product manual ...")`.
+///
+/// Models choose tools by their descriptions, and a generic one ("searches the document
+/// collection") does not tell a model that *this* collection is where questions about the
+/// product are answered: small models then answer those from memory. Naming what a tool's data
+/// holds is the application's job; this adapter lets it do that without re-implementing the tool.
+///
+/// ```
+/// use catena_core::{RunContext, Result, Tool, ToolExt, ToolOutput, TypedTool, async_trait};
+/// # use schemars::JsonSchema; use serde::Deserialize;
+/// # #[derive(Deserialize, JsonSchema)] struct Args {}
+/// struct Now;
+/// #[async_trait]
+/// impl TypedTool for Now {
+///     type Args = Args;
+///     const NAME: &'static str = "now";
+///     const DESCRIPTION: &'static str = "The time.";
+///     async fn run(&self, _: Args, _: &RunContext) -> Result<ToolOutput> { Ok("noon".into()) }
+/// }
+///
+/// let tool = Now.with_name("clock").with_description("The time at the office.");
+/// assert_eq!((tool.name(), tool.description()), ("clock", "The time at the office."));
+/// assert_eq!(tool.parameters(), Now.parameters());
+/// ```
+pub trait ToolExt: Tool + Sized {
+    /// The same tool under another name (errors it reports keep naming the original).
+    fn with_name(self, name: impl Into<String>) -> Described<Self> {
+        Described { tool: self, name: Some(name.into()), description: None }
+    }
+
+    /// The same tool with another description.
+    fn with_description(self, description: impl Into<String>) -> Described<Self> {
+        Described { tool: self, name: None, description: Some(description.into()) }
+    }
+}
+
+impl<T: Tool> ToolExt for T {}
+
+/// A tool with its name or description replaced; see [`ToolExt`].
+#[derive(Debug, Clone)]
+pub struct Described<T> {
+    tool: T,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+impl<T: Tool> Described<T> {
+    /// Replaces the name again.
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Replaces the description again.
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The tool inside.
+    pub fn inner(&self) -> &T {
+        &self.tool
+    }
+}
+
+#[async_trait]
+impl<T: Tool> Tool for Described<T> {
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_else(|| self.tool.name())
+    }
+
+    fn description(&self) -> &str {
+        self.description.as_deref().unwrap_or_else(|| self.tool.description())
+    }
+
+    fn parameters(&self) -> Value {
+        self.tool.parameters()
+    }
+
+    async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {
+        self.tool.call(arguments, ctx).await
+    }
+}
+
 // `Debug` for the trait objects components hold (`Arc<dyn ChatModel>`, ...), so a component
 // can derive `Debug`: a model shows its name, the others that they are there.
 impl std::fmt::Debug for dyn ChatModel {

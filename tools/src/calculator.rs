@@ -30,7 +30,7 @@ pub struct Calculator;
 /// Arguments of [`Calculator`].
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CalculatorArgs {
-    /// The expression, e.g. `(17 * 3) / 2 + sqrt(16)`.
+    /// The arithmetic to evaluate, written with numbers, operators and parentheses.
     pub expression: String,
 }
 
