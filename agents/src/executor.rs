@@ -14,6 +14,7 @@ use catena_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentState, AgentStep, Next};
+use crate::selection::ToolSelector;
 
 /// What to answer when a limit stops a run before the agent finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +125,7 @@ pub struct AgentExecutor {
     tools: ToolRegistry,
     memory: Option<Arc<dyn Memory>>,
     config: ExecutorConfig,
+    selector: Option<Arc<ToolSelector>>,
 }
 
 impl std::fmt::Debug for AgentExecutor {
@@ -132,6 +134,7 @@ impl std::fmt::Debug for AgentExecutor {
             .field("tools", &self.tools)
             .field("memory", &self.memory.is_some())
             .field("config", &self.config)
+            .field("selector", &self.selector)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +148,7 @@ impl AgentExecutor {
     /// Like [`new`](Self::new), for a shared agent.
     #[must_use]
     pub fn from_arc(agent: Arc<dyn Agent>, tools: ToolRegistry) -> Self {
-        Self { agent, tools, memory: None, config: ExecutorConfig::default() }
+        Self { agent, tools, memory: None, config: ExecutorConfig::default(), selector: None }
     }
 
     /// Remembers conversations in `memory`.
@@ -180,6 +183,14 @@ impl AgentExecutor {
     #[must_use]
     pub fn with_early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
         self.config.early_stopping = early_stopping;
+        self
+    }
+
+    /// Offers each run only the tools the selector ranks closest to its input (see
+    /// [`ToolSelector`]); the others stay registered but unseen for that run.
+    #[must_use]
+    pub fn with_tool_selection(mut self, selector: ToolSelector) -> Self {
+        self.selector = Some(Arc::new(selector));
         self
     }
 
@@ -226,7 +237,10 @@ impl AgentExecutor {
         ctx: &RunContext,
     ) -> Result<AgentOutput> {
         let started = Instant::now();
-        let specs = self.tools.specs();
+        let specs = match &self.selector {
+            Some(selector) => selector.select(input, &self.tools.specs(), ctx).await?,
+            None => self.tools.specs(),
+        };
         let mut steps: Vec<AgentStep> = Vec::new();
         let mut usage = Usage::default();
         let mut iterations = 0;
@@ -258,7 +272,7 @@ impl AgentExecutor {
                 other => other?,
             };
             iterations += 1;
-            add_usage(&mut usage, planned.usage);
+            usage += planned.usage;
             let turn = iterations - 1;
             let log_is_answer = matches!(&planned.next, Next::Finish(a) if a.trim() == planned.log.trim());
             if !planned.log.trim().is_empty() && !log_is_answer {
@@ -418,7 +432,7 @@ impl AgentExecutor {
         }
         match self.agent.conclude(state, ctx).await {
             Ok(plan) => {
-                add_usage(usage, plan.usage);
+                *usage += plan.usage;
                 match plan.next {
                     Next::Finish(answer) if !answer.trim().is_empty() => Ok(answer),
                     _ => Ok(fixed),
@@ -438,12 +452,6 @@ impl AgentExecutor {
     pub fn into_chat_model(self, name: impl Into<String>) -> AgentChatModel {
         AgentChatModel { executor: self, name: name.into() }
     }
-}
-
-fn add_usage(total: &mut Usage, more: Usage) {
-    total.prompt_tokens = total.prompt_tokens.saturating_add(more.prompt_tokens);
-    total.cached_prompt_tokens = total.cached_prompt_tokens.saturating_add(more.cached_prompt_tokens);
-    total.completion_tokens = total.completion_tokens.saturating_add(more.completion_tokens);
 }
 
 /// A call's identity for repeat detection: the tool and its arguments (object keys sorted, which

@@ -37,7 +37,8 @@
 //!   optional grammar for local models ([`react_grammar`], [`parse_react`]).
 //! - [`ToolCallingAgent`]: native tool calls (OpenAI-compatible servers, the local model).
 //! - [`AgentExecutor`], [`ExecutorConfig`], [`EarlyStopping`], [`AgentOutput`], [`StopReason`];
-//!   [`AgentChatModel`] serves an executor as a chat model.
+//!   [`AgentChatModel`] serves an executor as a chat model; [`ToolSelector`] narrows long tool
+//!   lists to the few closest to the question.
 //! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
 //!   [`SummaryBufferMemory`], [`VectorMemory`].
 //! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
@@ -46,6 +47,7 @@ mod agent;
 mod executor;
 mod memory;
 mod react;
+mod selection;
 #[cfg(feature = "sqlite")]
 mod session;
 mod tool_calling;
@@ -56,6 +58,7 @@ pub use memory::{
     BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,
 };
 pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};
+pub use selection::ToolSelector;
 #[cfg(feature = "sqlite")]
 pub use session::{Loaded, SessionInfo, SessionStore};
 pub use tool_calling::ToolCallingAgent;

@@ -24,6 +24,7 @@ pub struct ToolCallingAgent {
     max_tokens: u32,
     temperature: f32,
     first_choice: ToolChoice,
+    follow_through: bool,
 }
 
 impl ToolCallingAgent {
@@ -37,6 +38,7 @@ impl ToolCallingAgent {
             max_tokens: 512,
             temperature: 0.0,
             first_choice: ToolChoice::Auto,
+            follow_through: false,
         }
     }
 
@@ -60,6 +62,18 @@ impl ToolCallingAgent {
     #[must_use]
     pub fn with_first_tool_choice(mut self, choice: ToolChoice) -> Self {
         self.first_choice = choice;
+        self
+    }
+
+    /// Makes the call a reply only describes. Small local models often answer a question that
+    /// needs a tool with how to call it ("you can use the `search_docs` function with the query
+    /// ...") instead of calling it. With this on, a reply without calls that names an offered
+    /// tool the run has not called yet is asked again with that tool required, so its grammar
+    /// writes the call from the first token; the described text is kept as the step's log. Costs
+    /// one more model call, only when it happens. Off by default: capable models do not need it.
+    #[must_use]
+    pub fn follow_through_described_calls(mut self, on: bool) -> Self {
+        self.follow_through = on;
         self
     }
 
@@ -108,6 +122,26 @@ fn transcript(steps: &[AgentStep]) -> Vec<Message> {
     out
 }
 
+/// The first offered tool that `text` names as a word (`search_docs`, not `research_docs`) and
+/// that this run has not called yet.
+fn described_tool<'a>(text: &str, state: &AgentState<'a>) -> Option<&'a str> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let named = |name: &str| {
+        text.match_indices(name).any(|(at, _)| {
+            let before = text.get(..at).and_then(|t| t.chars().next_back());
+            let after = text.get(at + name.len()..).and_then(|t| t.chars().next());
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })
+    };
+    let called = |name: &str| state.steps.iter().any(|s| s.call.as_ref().is_some_and(|c| c.name == name));
+    state
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|name| !name.is_empty() && named(name) && !called(name))
+        .min_by_key(|name| text.find(name).unwrap_or(usize::MAX))
+}
+
 #[async_trait]
 impl Agent for ToolCallingAgent {
     async fn plan(&self, state: AgentState<'_>, ctx: &RunContext) -> Result<Plan> {
@@ -120,7 +154,7 @@ impl Agent for ToolCallingAgent {
         } else if state.steps.is_empty() {
             request.tool_choice = self.first_choice.clone();
         }
-        let response = match self.model.chat(request, ctx).await {
+        let mut response = match self.model.chat(request.clone(), ctx).await {
             Ok(response) => response,
             // A reply the model's own tool-call decoding could not read (a local model cut off
             // mid-call, say) is the model's to fix, like any unreadable reply.
@@ -136,6 +170,22 @@ impl Agent for ToolCallingAgent {
             Err(e) => return Err(e),
         };
         let text = response.message.content.trim().to_owned();
+        let mut usage = response.usage;
+        if self.follow_through
+            && response.message.tool_calls.is_empty()
+            && response.finish_reason == FinishReason::Stop
+            && let Some(tool) = described_tool(&text, &state)
+        {
+            tracing::debug!(tool, "the reply described a call; asking for it");
+            request.tool_choice = ToolChoice::Tool(tool.to_owned());
+            // A failed follow-through leaves the described reply as it was.
+            if let Ok(forced) = self.model.chat(request, ctx).await
+                && !forced.message.tool_calls.is_empty()
+            {
+                usage += forced.usage;
+                response = forced;
+            }
+        }
         let next = if !response.message.tool_calls.is_empty() {
             Next::Call(response.message.tool_calls)
         } else if response.finish_reason == FinishReason::Length {
@@ -148,7 +198,7 @@ impl Agent for ToolCallingAgent {
         } else {
             Next::Finish(text.clone())
         };
-        Ok(Plan { log: text, next, usage: response.usage })
+        Ok(Plan { log: text, next, usage })
     }
 
     async fn conclude(&self, state: AgentState<'_>, ctx: &RunContext) -> Result<Plan> {

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use catena_agents::{
     AgentExecutor, BufferMemory, EarlyStopping, ExecutorConfig, OBSERVATION_STOP, ReActAgent, StopReason,
-    ToolCallingAgent,
+    ToolCallingAgent, ToolSelector,
 };
-use catena_core::testing::{ScriptedChatModel, ScriptedReply};
+use catena_core::testing::{DeterministicEmbedder, ScriptedChatModel, ScriptedReply};
 use catena_core::{
     ChatModel, ChatRequest, ChatResponse, Error, ErrorKind, Event, Memory, Message, Result, Role, RunContext,
-    ToolCall, ToolOutput, TypedTool, async_trait,
+    ToolCall, ToolChoice, ToolOutput, TypedTool, async_trait,
 };
 use catena_tools::{Calculator, ToolOptions, ToolRegistry};
 use serde_json::json;
@@ -360,4 +360,48 @@ async fn an_executor_serves_as_a_chat_model() {
     assert_eq!(first.messages.last().unwrap().content, "2^10?");
     let err = chat.chat(ChatRequest::new(vec![Message::system("x")]), &RunContext::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn a_described_call_is_asked_for_once_and_only_for_a_tool_not_yet_called() {
+    // The model describes the call instead of making it; the agent asks again with that tool
+    // required, gets the call, and the run goes on as usual.
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::Text("You can use the `calculator` function with the expression 6 * 7.".into()),
+        ScriptedReply::ToolCalls(vec![calc("c1", "6 * 7")]),
+        ScriptedReply::Text("Call `calculator` again if you like: 6 * 7 = 42.".into()),
+    ]));
+    let agent = ToolCallingAgent::new(model.clone()).follow_through_described_calls(true);
+    let out = AgentExecutor::new(agent, tools()).run("What is 6 * 7?", &RunContext::new()).await.unwrap();
+    assert_eq!(out.steps[0].observation, "42");
+    // The last reply names the calculator too, but it was called already: that is the answer.
+    assert_eq!(out.answer, "Call `calculator` again if you like: 6 * 7 = 42.");
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].tool_choice, ToolChoice::Auto);
+    assert_eq!(requests[1].tool_choice, ToolChoice::Tool("calculator".into()));
+    assert_eq!(requests[2].tool_choice, ToolChoice::Auto);
+
+    // Off (the default), the described call is the answer; a name inside a longer word never counts.
+    let model = Arc::new(ScriptedChatModel::new(["Use the `calculator` function."]));
+    let out = AgentExecutor::new(ToolCallingAgent::new(model), tools())
+        .run("6 * 7?", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "Use the `calculator` function.");
+    let model = Arc::new(ScriptedChatModel::new(["A calculators' guess: 42."]));
+    let agent = ToolCallingAgent::new(model.clone()).follow_through_described_calls(true);
+    let out = AgentExecutor::new(agent, tools()).run("6 * 7?", &RunContext::new()).await.unwrap();
+    assert_eq!((out.answer.as_str(), model.requests().len()), ("A calculators' guess: 42.", 1));
+}
+
+#[tokio::test]
+async fn tool_selection_offers_a_run_only_the_closest_tools() {
+    let model = Arc::new(ScriptedChatModel::new(["done"]));
+    let registry = tools().with(Counter::default()).unwrap();
+    let executor = AgentExecutor::new(ToolCallingAgent::new(model.clone()), registry)
+        .with_tool_selection(ToolSelector::new(Arc::new(DeterministicEmbedder::new(256)), 1));
+    executor.run("echo echoes its text", &RunContext::new()).await.unwrap();
+    let offered: Vec<String> = model.requests()[0].tools.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(offered, ["echo"]);
 }
