@@ -128,6 +128,13 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
         .map_err(|e| Error::model_permanent(format!("background task failed: {e}")))?
 }
 
+/// A local chat model by name (`chat`, `agent`, `agent-small`: fetched with a progress display
+/// if needed) or GGUF path, with the default options: what every `--model` flag loads.
+pub(crate) async fn chat_model(reference: &str) -> Result<catena::models::LlamaChatModel> {
+    let path = model_path(reference).await?;
+    catena::models::LlamaChatModel::load(&path, catena::models::LlamaOptions::default()).await
+}
+
 /// A default model by name, fetched with a progress display if needed, or a GGUF path.
 pub(crate) async fn model_path(reference: &str) -> Result<PathBuf> {
     let reference = reference.to_owned();

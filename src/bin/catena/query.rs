@@ -8,7 +8,7 @@ use std::sync::Arc;
 use catena::core::{
     ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, Runnable, ScoredDocument,
 };
-use catena::models::{LlamaChatModel, LlamaEmbedder};
+use catena::models::LlamaEmbedder;
 use catena::retrievers::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, citation};
 use catena::retrievers::{
@@ -73,6 +73,11 @@ pub(crate) struct QueryArgs {
     /// Also answer the question from the results with the local chat model, citing them as [n].
     #[arg(long)]
     answer: bool,
+    /// The chat model that answers (and writes HyDE passages, query variants, rerank verdicts):
+    /// `chat` (small, fast), `agent` (Qwen2.5-Coder 1.5B, better answers), `agent-small`, or a
+    /// GGUF path.
+    #[arg(long, short, default_value = "chat")]
+    model: String,
     /// Most tokens in the answer.
     #[arg(long, default_value_t = 400)]
     max_tokens: u32,
@@ -93,7 +98,7 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
         || matches!(args.retriever, RetrieverKind::Hyde | RetrieverKind::MultiQuery | RetrieverKind::Fusion)
         || matches!(args.rerank, RerankKind::Llm | RerankKind::Listwise);
     let chat: Option<Arc<dyn ChatModel>> =
-        if needs_chat { Some(Arc::new(LlamaChatModel::load_default().await?)) } else { None };
+        if needs_chat { Some(Arc::new(crate::chat_model(&args.model).await?)) } else { None };
     let model = || chat.clone().ok_or_else(|| Error::invalid_input("this retriever needs the chat model"));
 
     // Rerankers look at a wider candidate list than they return.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Error, Result};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, ToolFormat};
 use clap::ValueEnum;
 
 use crate::model_path;
@@ -16,8 +16,9 @@ pub(crate) struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on /v1 routes.
     #[arg(long, env = "CATENA_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// The chat model: `chat` (the default) or a GGUF path.
-    #[arg(long, default_value = "chat")]
+    /// The chat model: `chat` (the default), `agent` (Qwen2.5-Coder 1.5B, native tool calls),
+    /// `agent-small`, or a GGUF path.
+    #[arg(long, visible_alias = "model", short = 'm', default_value = "chat")]
     chat_model: String,
     /// The embedding model: `embed` (the default) or a GGUF path.
     #[arg(long, default_value = "embed")]
@@ -42,6 +43,11 @@ pub(crate) struct ServeArgs {
     /// Local chat model: requests decoded together (default 4); memory grows with ctx × parallel.
     #[arg(long)]
     parallel: Option<u32>,
+    /// Local chat model: how it writes tool calls. `auto` reads the GGUF's chat template
+    /// (Hermes/Qwen `<tool_call>` blocks when it renders them, otherwise one generic JSON object
+    /// per reply); the others force one, e.g. to compare them.
+    #[arg(long, value_enum, default_value_t = ToolFormatArg::Auto)]
+    tool_format: ToolFormatArg,
     /// Serve a remote OpenAI-compatible model instead of the local ones (a gateway that adds
     /// catena's retries, timeouts and limits): chat model from CATENA_MODEL, embedding model
     /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
@@ -52,6 +58,17 @@ pub(crate) struct ServeArgs {
     /// Embeddings never fall back: another model's vectors would not match an index.
     #[arg(long, value_enum)]
     fallback: Option<Backend>,
+}
+
+/// `--tool-format`: [`ToolFormat`] or detection.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ToolFormatArg {
+    /// Detected from the chat template.
+    Auto,
+    /// One JSON object per reply, described in the system message.
+    Generic,
+    /// Hermes / Qwen `<tool_call>` blocks through the model's own template.
+    Hermes,
 }
 
 /// Where `catena serve`'s models run.
@@ -72,8 +89,17 @@ async fn backend_models(
     use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
     Ok(match backend {
         Backend::Local => {
-            let options =
-                LlamaOptions { n_ctx: args.ctx, parallel: args.parallel, ..LlamaOptions::default() };
+            let tool_format = match args.tool_format {
+                ToolFormatArg::Auto => None,
+                ToolFormatArg::Generic => Some(ToolFormat::Generic),
+                ToolFormatArg::Hermes => Some(ToolFormat::Hermes),
+            };
+            let options = LlamaOptions {
+                n_ctx: args.ctx,
+                parallel: args.parallel,
+                tool_format,
+                ..LlamaOptions::default()
+            };
             let chat = Arc::new(LlamaChatModel::load(&model_path(&args.chat_model).await?, options).await?);
             let embed: Option<Arc<dyn Embedder>> = if with_embedder {
                 let path = model_path(&args.embed_model).await?;

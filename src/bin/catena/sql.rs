@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Error, Result, RunContext};
-use catena::models::{LlamaChatModel, LlamaEmbedder};
+use catena::models::LlamaEmbedder;
 use catena::query::sql::{
     SchemaOptions, SqlDatabase, SqlDialect, SqlGuard, SqlOptions, SqlQueryChain, chinook,
 };
@@ -72,6 +72,10 @@ pub(crate) struct AskArgs {
     /// read-only.
     #[arg(long, env = "CATENA_SQL_DB")]
     db: String,
+    /// The chat model that writes the SQL: `chat`, `agent` (Qwen2.5-Coder 1.5B), `agent-small`,
+    /// or a GGUF path.
+    #[arg(long, short, default_value = "chat")]
+    model: String,
     /// Show the model only the N tables most related to the question (by embedding similarity),
     /// plus those their foreign keys reference; 0 shows every table. Small local models need a
     /// short schema.
@@ -133,7 +137,7 @@ pub(crate) async fn sql(cmd: SqlCommand) -> Result<bool> {
 
 async fn ask(args: AskArgs) -> Result<()> {
     let db = SqlDatabase::connect(&args.db).await?;
-    let model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
+    let model: Arc<dyn ChatModel> = Arc::new(crate::chat_model(&args.model).await?);
     let mut chain = SqlQueryChain::with_schema_options(model, db, &SchemaOptions::default())
         .await?
         .with_max_rows(args.max_rows)

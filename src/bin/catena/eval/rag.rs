@@ -8,8 +8,8 @@ use catena::core::{CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
 use catena::core::{ChatModel, Embedder, Error, Event, Result, Retriever, RunContext, Runnable, async_trait};
 use catena::eval::rag::Judge;
 use catena::eval::runner::{RagAnswer, RagEvaluation, RagMetric, RagReport, read_dataset};
+use catena::models::LlamaEmbedder;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
 use catena::retrievers::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, EnsembleRetriever, LanceDbStore, VectorStoreRetriever};
 use clap::Args;
@@ -39,7 +39,12 @@ pub(crate) struct EvalRagArgs {
         default_value = "faithfulness,answer_relevancy,context_precision,context_recall"
     )]
     metrics: Vec<RagMetric>,
-    /// The judge: `chat` (the local default model), a GGUF file, or `openai:MODEL` for a model
+    /// The model that answers: `chat` (small, fast), `agent` (Qwen2.5-Coder 1.5B), `agent-small`
+    /// or a GGUF path.
+    #[arg(long, short, default_value = "chat")]
+    model: String,
+    /// The judge: a local model name (`chat`, `agent`; the answering model itself when it is the
+    /// same name), a GGUF file, or `openai:MODEL` for a model
     /// on an OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY), the intended use: a
     /// capable judge gives meaningful scores, a 135M one mostly shows the pipeline runs.
     #[arg(long, default_value = "chat")]
@@ -86,9 +91,9 @@ pub(super) async fn eval_rag(args: EvalRagArgs) -> Result<()> {
     let store =
         Arc::new(LanceDbStore::open(args.store.to_string_lossy().into_owned(), &args.collection).await?);
     let mut embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
-    let mut model: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await?);
+    let mut model: Arc<dyn ChatModel> = Arc::new(crate::chat_model(&args.model).await?);
     let mut judge_model: Arc<dyn ChatModel> = match args.judge.as_str() {
-        "chat" => Arc::clone(&model),
+        same if same == args.model => Arc::clone(&model),
         remote if remote.starts_with("openai:") => {
             let name = remote.trim_start_matches("openai:");
             if name.is_empty() {
@@ -96,7 +101,7 @@ pub(super) async fn eval_rag(args: EvalRagArgs) -> Result<()> {
             }
             Arc::new(OpenAiChatModel::new(OpenAiConfig::from_env_for(name))?)
         }
-        path => Arc::new(LlamaChatModel::load(Path::new(path), LlamaOptions::default()).await?),
+        local => Arc::new(crate::chat_model(local).await?),
     };
     let cache = if args.no_cache {
         None
