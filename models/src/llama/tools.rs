@@ -92,12 +92,13 @@ pub(crate) fn plan(request: &ChatRequest, format: ToolFormat) -> Result<Option<T
         .max_tokens
         .map_or(MAX_ARGUMENT_CHARS, |t| usize::try_from(t).unwrap_or(usize::MAX).saturating_mul(2))
         .clamp(16, MAX_ARGUMENT_CHARS);
-    Ok(Some(match format {
+    let plan = match format {
         ToolFormat::Generic => ToolPlan {
             format,
             messages: rewrite_history(&request.messages, &callable, may_answer),
             tools: Vec::new(),
-            grammar: schema_grammar(&generic_reply_schema(&callable, may_answer, max_chars))?,
+            grammar: schema_grammar(&generic_reply_schema(&callable, may_answer, max_chars))
+                .map_err(|e| grammar_error(&callable, e))?,
             triggers: Vec::new(),
         },
         ToolFormat::Hermes => {
@@ -106,7 +107,8 @@ pub(crate) fn plan(request: &ChatRequest, format: ToolFormat) -> Result<Option<T
                 format,
                 messages: request.messages.clone(),
                 tools: request.tools.clone(),
-                grammar: hermes_grammar(&callable, max_chars, max_calls)?,
+                grammar: hermes_grammar(&callable, max_chars, max_calls)
+                    .map_err(|e| grammar_error(&callable, e))?,
                 // A `<tool_call>` anywhere, a reply that opens with a bare JSON call, or a JSON
                 // call in a Markdown fence anywhere (after some prose, as the 1.5B writes them).
                 triggers: if may_answer {
@@ -122,7 +124,43 @@ pub(crate) fn plan(request: &ChatRequest, format: ToolFormat) -> Result<Option<T
                 },
             }
         }
-    }))
+    };
+    Ok(Some(plan))
+}
+
+/// Names the tool, and the argument with its schema, that llama.cpp could not turn into a
+/// grammar: its converter only returns an error code, which says neither.
+fn grammar_error(tools: &[&ToolSpec], error: Error) -> Error {
+    for tool in tools {
+        if schema_grammar(&tool.parameters).is_ok() {
+            continue;
+        }
+        let defs = tool.parameters.get("$defs").cloned();
+        let argument = tool.parameters.get("properties").and_then(Value::as_object).and_then(|properties| {
+            properties.iter().find(|(_, schema)| {
+                let mut alone = (*schema).clone();
+                if let (Some(defs), Some(obj)) = (&defs, alone.as_object_mut()) {
+                    obj.insert("$defs".into(), defs.clone());
+                }
+                schema_grammar(&alone).is_err()
+            })
+        });
+        let culprit = match argument {
+            Some((name, schema)) => {
+                let schema = schema.to_string();
+                let shown: String = schema.chars().take(160).collect();
+                let more = if shown.len() < schema.len() { "..." } else { "" };
+                format!("argument `{name}` ({shown}{more})")
+            }
+            None => "its arguments schema".to_owned(),
+        };
+        return Error::invalid_input(format!(
+            "tool `{}`: {culprit} cannot be decoded under a grammar by the local model (a `$ref` to \
+             a URL, for one); simplify it, or leave the tool out for this model",
+            tool.name
+        ));
+    }
+    error
 }
 
 /// One tool call as JSON: `{"name": <pinned>, "arguments": <the tool's schema>}` for each tool,
@@ -593,6 +631,26 @@ mod tests {
         assert!(plan(&forced, ToolFormat::Hermes).is_err());
         forced.tool_choice = ToolChoice::None;
         assert!(plan(&forced, ToolFormat::Hermes).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_schema_the_grammar_cannot_express_names_its_tool() {
+        let unreadable = ToolSpec {
+            name: "fetch_remote".into(),
+            description: "x".into(),
+            parameters: json!({"type": "object", "properties": {"p": {"$ref": "https://example.com/p.json"}}}),
+        };
+        let req = ChatRequest::new(vec![Message::user("hi")]).with_tools(vec![spec("a"), unreadable]);
+        for format in [ToolFormat::Generic, ToolFormat::Hermes] {
+            let Err(e) = plan(&req, format) else { panic!("{format:?}: the $ref to a URL was accepted") };
+            let message = e.to_string();
+            assert!(
+                message.contains(
+                    "tool `fetch_remote`: argument `p` ({\"$ref\":\"https://example.com/p.json\"})"
+                ),
+                "{message}"
+            );
+        }
     }
 
     #[test]
