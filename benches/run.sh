@@ -100,6 +100,12 @@ echo "== agents: per-step executor overhead, catena vs LangChain's AgentExecutor
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
 
+echo "== agents: the agent example's task suite (24 questions) per local model and protocol" >&2
+cargo build --quiet --example agent
+benches/agent_tasks.sh "$out/agent-tasks.jsonl"
+echo "== agents: BFCL single-turn function calling, catena serve native/generic vs llama-cpp-python" >&2
+benches/bfcl.sh "$out/bfcl.jsonl" 10 agent
+
 echo "== models: what the rig adapter adds to a call, catena RigChatModel vs rig alone (same run)" >&2
 cargo bench --quiet -p catena-models --no-default-features --features rig --bench rig | tee "$out/rig-overhead.jsonl"
 

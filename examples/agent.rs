@@ -24,18 +24,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use catena::agents::{
-    Agent, AgentExecutor, Loaded, ReActAgent, SessionStore, SummaryBufferMemory, ToolCallingAgent,
+    Agent, AgentExecutor, EarlyStopping, ExecutorConfig, Loaded, ReActAgent, SessionStore,
+    SummaryBufferMemory, ToolCallingAgent, ToolSelector,
 };
 use catena::core::{
-    ChatModel, Embedder, Event, Loader, Memory, Message, Result, RunContext, Splitter, Tokenizer, ToolCall,
-    VectorStore, async_trait,
+    ChatModel, Described, Embedder, Event, Loader, Memory, Message, Result, Retriever, RunContext, Splitter,
+    Tokenizer, ToolCall, ToolChoice, ToolExt, VectorStore, async_trait,
 };
 use catena::loaders::{DirectoryLoader, TextLoader};
 use catena::models::files;
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
 use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer};
 use catena::query::sql::{SqlDatabase, SqlOptions, SqlQueryChain, chinook};
-use catena::retrievers::{LanceDbStore, VectorStoreRetriever, index_documents};
+use catena::retrievers::{
+    EnsembleRetriever, LanceDbStore, LanceKeywordRetriever, VectorStoreRetriever, index_documents,
+};
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
 use catena::tools::SqlQuestionTool;
 use catena::tools::{
@@ -76,6 +79,20 @@ struct Args {
     /// Run tools that need confirmation without asking (for scripts).
     #[arg(long)]
     yes: bool,
+    /// The first reply of every answer (native protocol): `required` makes it a tool call (the
+    /// model picks the tool, then answers from its result; small models otherwise answer some
+    /// questions from memory, and a greeting costs one needless call), `auto` lets the model
+    /// decide. Default: required for local models, auto for remote ones.
+    #[arg(long, value_enum)]
+    first_call: Option<FirstCall>,
+    /// Offer each question only the K tools closest to it (by embedding similarity to their
+    /// descriptions; 0 offers all): small models choose better among fewer tools.
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    select_tools: usize,
+    /// Print each answer as one JSON object per line (`answer`, `seconds`, `tools` called,
+    /// `stop`), for scripts and the task-suite benchmark.
+    #[arg(long)]
+    json: bool,
     /// Where the docs index and sessions live [default: <cache>/catena/agent, or $CATENA_AGENT_DIR].
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -88,6 +105,20 @@ enum Protocol {
     /// The model's native tool calls.
     Native,
 }
+
+/// `--first-call`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FirstCall {
+    /// The model decides whether to call a tool.
+    Auto,
+    /// The first reply must call a tool.
+    Required,
+}
+
+/// What the agent is told when it calls tools natively: to answer from a tool's result once it
+/// has one (small models otherwise paraphrase the call they made).
+const NATIVE_INSTRUCTIONS: &str = "You are catena's assistant. Call a tool only when the question needs one. \
+When a tool has answered, reply to the user in plain words using its result.";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -134,7 +165,15 @@ async fn run(args: Args) -> Result<()> {
     // 2. The tools. Each is a plain struct; the registry validates the model's arguments against
     //    its schema, applies timeouts, and asks before running the web tool.
     let mut tools = ToolRegistry::new().with(Calculator)?.with(DateTimeTool::new())?;
-    match docs_search(&dir).await {
+    // One embedding model for the docs index and for choosing which tools a question sees.
+    let embedder: Option<Arc<dyn Embedder>> = match LlamaEmbedder::load_default().await {
+        Ok(embedder) => Some(Arc::new(embedder)),
+        Err(e) => {
+            note(&format!("no embedding model, so no docs search: {e}"));
+            None
+        }
+    };
+    match docs_search(&dir, embedder.clone()).await {
         Ok(search) => tools.add(Arc::new(search))?,
         Err(e) => note(&format!("docs search unavailable: {e}")),
     }
@@ -170,16 +209,33 @@ async fn run(args: Args) -> Result<()> {
         ),
         Protocol::Native => Arc::new(
             ToolCallingAgent::new(Arc::clone(&model))
-                .with_system_prompt(
-                    "You are catena's assistant. Call a tool only when the question needs one. \
-                     When a tool has answered, reply to the user in plain words using its result.",
-                )
+                .with_system_prompt(NATIVE_INSTRUCTIONS)
+                // Small models often answer "you can use the X function with ..." instead of
+                // calling X: the agent then asks for that call.
+                .follow_through_described_calls(!remote)
+                .with_first_tool_choice(match args.first_call {
+                    Some(FirstCall::Required) => ToolChoice::Required,
+                    Some(FirstCall::Auto) => ToolChoice::Auto,
+                    None if remote => ToolChoice::Auto,
+                    None => ToolChoice::Required,
+                })
                 .with_max_tokens(512),
         ),
     };
-    let executor = AgentExecutor::from_arc(agent, tools)
+    // A model that repeats a call it has the result of will not use it on a third try: the
+    // first repeat ends the tool use, and the model answers from what the tools returned.
+    let limits = ExecutorConfig {
+        max_iterations: args.max_iterations,
+        max_repeats: 0,
+        early_stopping: EarlyStopping::Generate,
+        ..ExecutorConfig::default()
+    };
+    let mut executor = AgentExecutor::from_arc(agent, tools)
         .with_memory(memory.clone() as Arc<dyn Memory>)
-        .with_max_iterations(args.max_iterations);
+        .with_config(limits);
+    if let (k @ 1.., Some(embedder)) = (args.select_tools, embedder) {
+        executor = executor.with_tool_selection(ToolSelector::new(embedder, k));
+    }
 
     // 5. The loop.
     let verbose = Arc::new(AtomicBool::new(args.verbose || interactive));
@@ -255,6 +311,7 @@ async fn run(args: Args) -> Result<()> {
         // A question: run it with an event sink that shows the steps as they happen; Ctrl-C
         // cancels this run only.
         let ctx = RunContext::new().with_events(StepPrinter::new(Arc::clone(&verbose), interactive));
+        let started = std::time::Instant::now();
         let answer = tokio::select! {
             out = executor.run(line, &ctx) => Some(out),
             _ = tokio::signal::ctrl_c() => {
@@ -267,9 +324,25 @@ async fn run(args: Args) -> Result<()> {
                 if interactive {
                     eprintln!();
                 }
-                println!("{}", out.answer);
+                if args.json {
+                    let tools: Vec<&str> =
+                        out.steps.iter().filter_map(|s| s.call.as_ref().map(|c| c.name.as_str())).collect();
+                    let line = serde_json::json!({
+                        "answer": out.answer, "seconds": started.elapsed().as_secs_f64(),
+                        "tools": tools, "stop": format!("{:?}", out.stop),
+                    });
+                    println!("{line}");
+                } else {
+                    println!("{}", out.answer);
+                }
                 let turn = [Message::user(line), Message::assistant(out.answer)];
                 sessions.save(&session, memory.as_ref(), &turn).await?;
+            }
+            Some(Err(e)) if args.json => {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "seconds": started.elapsed().as_secs_f64()})
+                );
             }
             Some(Err(e)) => eprintln!("error: {e}"),
             None => eprintln!("{}\n(cancelled)", if interactive { "\x1b[0m" } else { "" }),
@@ -318,16 +391,20 @@ async fn resume(sessions: &SessionStore, name: &str, memory: &dyn Memory) -> Res
 
 /// Search over this repository's README and docs/, indexed into LanceDB on first start (with a
 /// progress bar) and reused afterwards.
-async fn docs_search(dir: &Path) -> Result<RetrieverTool> {
-    let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
-    let store = Arc::new(LanceDbStore::connect(dir.join("docs.lance").display().to_string(), "docs").await?);
+async fn docs_search(dir: &Path, embedder: Option<Arc<dyn Embedder>>) -> Result<Described<RetrieverTool>> {
+    let embedder = embedder.ok_or_else(|| catena::core::Error::invalid_input("no embedding model"))?;
+    // The collection's name changes when what is indexed changes, so an older index is not reused.
+    let store =
+        Arc::new(LanceDbStore::connect(dir.join("docs.lance").display().to_string(), "docs_v2").await?);
     if store.count().await? == 0 {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let ctx = RunContext::new();
         let mut documents = TextLoader::new(root.join("README.md")).load(&ctx).collect::<Vec<_>>().await;
         documents.extend(
+            // Not the benchmark tables: their figures match every question about numbers.
             DirectoryLoader::new(root.join("docs"))
                 .with_extensions(["md"])
+                .with_exclude(["benchmarks.md"])
                 .load(&ctx)
                 .collect::<Vec<_>>()
                 .await,
@@ -359,8 +436,21 @@ async fn docs_search(dir: &Path) -> Result<RetrieverTool> {
         bar.finish_and_clear();
         note(&format!("indexed {} chunks of {} files", chunks.len(), documents.len()));
     }
-    let retriever = VectorStoreRetriever::new(store as Arc<dyn VectorStore>, embedder).with_k(3);
-    Ok(RetrieverTool::new(Arc::new(retriever)).with_max_chars(500))
+    // Rebuilt on every start (milliseconds for these few hundred chunks), so a run stopped while
+    // indexing never leaves a store without its keyword index.
+    store.create_fts_index().await?;
+    // Hybrid search, as `catena query` does: questions name exact terms ("embedding model",
+    // "dimensions") that keyword search finds where MiniLM's similarity alone ranks other chunks first.
+    let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(Arc::clone(&store)).with_k(3));
+    let similarity: Arc<dyn Retriever> =
+        Arc::new(VectorStoreRetriever::new(store as Arc<dyn VectorStore>, embedder).with_k(3));
+    let retriever = EnsembleRetriever::new(vec![keywords, similarity]).with_k(3);
+    // The description says what this collection is: told only "searches the document
+    // collection", small models answer questions about catena from memory (and wrongly).
+    Ok(RetrieverTool::new(Arc::new(retriever)).with_max_chars(500).with_name("search_catena_docs").with_description(
+        "Searches catena's documentation (README and guides). Use it for every question about catena: \
+         its commands, default models, embeddings, stores, APIs and features. Returns numbered passages with their sources.",
+    ))
 }
 
 /// Text-to-SQL over a Chinook SQLite file (built once from the fetched fixture), read-only; the

@@ -56,7 +56,7 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
     assert!(first.ok, "{}", first.stderr);
     let lines: Vec<&str> = first.stdout.lines().collect();
     // The tools, each on its line; the docs were indexed on this first start.
-    for tool in ["calculator:", "current_datetime:", "search_documents:", "sql_question:"] {
+    for tool in ["calculator:", "current_datetime:", "search_catena_docs:", "sql_question:"] {
         assert!(lines.iter().any(|l| l.starts_with(tool)), "{tool} missing from {lines:#?}");
     }
     assert!(!first.stdout.contains("fetch_web_page"), "the web tool is opt-in");
@@ -100,17 +100,27 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
 
     let help = Command::new(agent_binary()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--session", "--protocol", "--max-iterations", "--web", "--yes"] {
+    for flag in [
+        "--session",
+        "--protocol",
+        "--max-iterations",
+        "--web",
+        "--yes",
+        "--first-call",
+        "--select-tools",
+        "--json",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help: {help}");
     }
 }
 
-#[test]
-fn a_new_user_gets_a_tool_answer_from_the_default_agent() {
-    // What `make demo` opens: the default agent model, native tool calls, greedy decoding.
+/// Runs the agent as `make demo` opens it (the default local model, no API key) on a script of
+/// stdin lines; its exit must be clean. Returns stdout and stderr.
+fn run_default_agent(args: &[&str], script: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(agent_binary())
         .args(["--max-iterations", "4"])
+        .args(args)
         .env("CATENA_AGENT_DIR", dir.path())
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::piped())
@@ -118,16 +128,39 @@ fn a_new_user_gets_a_tool_answer_from_the_default_agent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"/model\nWhat is 17 * 23?\n").unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
+    (stdout.into_owned(), stderr.into_owned())
+}
+
+#[test]
+fn a_new_user_gets_a_tool_answer_from_the_default_agent() {
+    // What `make demo` opens: the default agent model, native tool calls, greedy decoding.
+    let (stdout, stderr) = run_default_agent(&[], "/model\nWhat is 17 * 23?\n");
     let mut lines = stdout.lines();
     assert!(
         lines.next().is_some_and(|l| l.contains("Qwen2.5 Coder 1.5B") && l.contains("Native")),
         "{stdout}"
     );
     assert!(lines.next().is_some_and(|answer| answer.contains("391")), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn the_default_agent_answers_from_the_database_and_the_docs_through_the_right_tools() {
+    // Two questions of the task suite that need the other tools, as `--json` reports them.
+    let script =
+        "How many customers does the music store have?\n/reset\nWhat is catena's default embedding model?\n";
+    let (stdout, stderr) = run_default_agent(&["--json"], script);
+    let answers: Vec<serde_json::Value> =
+        stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), 2, "{stdout}\n{stderr}");
+    let (sql, docs) = (&answers[0], &answers[1]);
+    assert_eq!(sql["tools"][0], "sql_question", "{sql}");
+    assert!(sql["answer"].as_str().unwrap().contains("59"), "{sql}");
+    assert_eq!(docs["tools"][0], "search_catena_docs", "{docs}");
+    assert!(docs["answer"].as_str().unwrap().contains("MiniLM"), "{docs}");
 }
 
 #[test]

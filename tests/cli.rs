@@ -40,6 +40,15 @@ fn help_lists_the_commands() {
     }
     let out = catena(&["models", "pull", "--help"]);
     assert!(stdout(&out).contains("--force"));
+    // Every command that runs a chat model takes any local one by name or path.
+    for command in [&["chat"][..], &["query"], &["sql", "ask"], &["eval", "rag"], &["serve"]] {
+        let out = catena(&[command, &["--help"]].concat());
+        assert!(stdout(&out).contains("--model"), "{command:?}: {}", stdout(&out));
+    }
+    // A model name that is neither a default nor a file says so before anything loads.
+    let out = catena(&["chat", "--model", "no-such-model", "hi"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-model"), "{}", stderr(&out));
 }
 
 #[test]
