@@ -178,12 +178,16 @@ impl Agent for ToolCallingAgent {
         {
             tracing::debug!(tool, "the reply described a call; asking for it");
             request.tool_choice = ToolChoice::Tool(tool.to_owned());
-            // A failed follow-through leaves the described reply as it was.
-            if let Ok(forced) = self.model.chat(request, ctx).await
-                && !forced.message.tool_calls.is_empty()
-            {
-                usage += forced.usage;
-                response = forced;
+            match self.model.chat(request, ctx).await {
+                Ok(forced) => {
+                    usage += forced.usage;
+                    if !forced.message.tool_calls.is_empty() {
+                        response = forced;
+                    }
+                }
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                // Any other failure leaves the described reply as it was: the answer it gave.
+                Err(e) => tracing::debug!(error = %e, "following through a described call failed"),
             }
         }
         let next = if !response.message.tool_calls.is_empty() {

@@ -393,6 +393,22 @@ async fn a_described_call_is_asked_for_once_and_only_for_a_tool_not_yet_called()
     let agent = ToolCallingAgent::new(model.clone()).follow_through_described_calls(true);
     let out = AgentExecutor::new(agent, tools()).run("6 * 7?", &RunContext::new()).await.unwrap();
     assert_eq!((out.answer.as_str(), model.requests().len()), ("A calculators' guess: 42.", 1));
+
+    // The second request failing leaves the described reply as the answer; a cancelled one
+    // cancels the run.
+    let described = || ScriptedReply::Text("Try the `calculator` function.".into());
+    let failing = Arc::new(ScriptedChatModel::from_replies([
+        described(),
+        ScriptedReply::Fail(|| Error::model_permanent("down")),
+    ]));
+    let agent = ToolCallingAgent::new(failing).follow_through_described_calls(true);
+    let out = AgentExecutor::new(agent, tools()).run("6 * 7?", &RunContext::new()).await.unwrap();
+    assert_eq!(out.answer, "Try the `calculator` function.");
+    let cancelled =
+        Arc::new(ScriptedChatModel::from_replies([described(), ScriptedReply::Fail(|| Error::Cancelled)]));
+    let agent = ToolCallingAgent::new(cancelled).follow_through_described_calls(true);
+    let err = AgentExecutor::new(agent, tools()).run("6 * 7?", &RunContext::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
 }
 
 #[tokio::test]
