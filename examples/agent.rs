@@ -173,9 +173,11 @@ async fn run(args: Args) -> Result<()> {
             None
         }
     };
-    match docs_search(&dir, embedder.clone()).await {
-        Ok(search) => tools.add(Arc::new(search))?,
-        Err(e) => note(&format!("docs search unavailable: {e}")),
+    if let Some(embedder) = &embedder {
+        match docs_search(&dir, Arc::clone(embedder)).await {
+            Ok(search) => tools.add(Arc::new(search))?,
+            Err(e) => note(&format!("docs search unavailable: {e}")),
+        }
     }
     match chinook_tool(&dir, Arc::clone(&model), !remote).await {
         Ok(sql) => tools.add(Arc::new(sql))?,
@@ -391,8 +393,7 @@ async fn resume(sessions: &SessionStore, name: &str, memory: &dyn Memory) -> Res
 
 /// Search over this repository's README and docs/, indexed into LanceDB on first start (with a
 /// progress bar) and reused afterwards.
-async fn docs_search(dir: &Path, embedder: Option<Arc<dyn Embedder>>) -> Result<Described<RetrieverTool>> {
-    let embedder = embedder.ok_or_else(|| catena::core::Error::invalid_input("no embedding model"))?;
+async fn docs_search(dir: &Path, embedder: Arc<dyn Embedder>) -> Result<Described<RetrieverTool>> {
     // The collection's name changes when what is indexed changes, so an older index is not reused.
     let store =
         Arc::new(LanceDbStore::connect(dir.join("docs.lance").display().to_string(), "docs_v2").await?);

@@ -23,11 +23,9 @@ struct Run {
     ok: bool,
 }
 
-/// Runs the REPL on the small `chat` model with the ReAct protocol (these tests are about the
-/// REPL's mechanics; `a_new_user_gets_a_tool_answer_from_the_default_agent` runs the default).
-fn run_script(dir: &Path, script: &str, args: &[&str]) -> Run {
+/// Runs the agent with these arguments on a script of stdin lines, in `dir`, with no API key.
+fn run_agent(dir: &Path, args: &[&str], script: &str) -> Run {
     let mut child = Command::new(agent_binary())
-        .args(["--model", "chat", "--protocol", "react"])
         .args(args)
         .env("CATENA_AGENT_DIR", dir)
         .env_remove("OPENAI_API_KEY")
@@ -43,6 +41,12 @@ fn run_script(dir: &Path, script: &str, args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         ok: out.status.success(),
     }
+}
+
+/// Runs the REPL on the small `chat` model with the ReAct protocol (these tests are about the
+/// REPL's mechanics; `a_new_user_gets_a_tool_answer_from_the_default_agent` runs the default).
+fn run_script(dir: &Path, script: &str, args: &[&str]) -> Run {
+    run_agent(dir, &[&["--model", "chat", "--protocol", "react"], args].concat(), script)
 }
 
 #[test]
@@ -118,21 +122,9 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
 /// stdin lines; its exit must be clean. Returns stdout and stderr.
 fn run_default_agent(args: &[&str], script: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(agent_binary())
-        .args(["--max-iterations", "4"])
-        .args(args)
-        .env("CATENA_AGENT_DIR", dir.path())
-        .env_remove("OPENAI_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{stderr}");
-    (stdout.into_owned(), stderr.into_owned())
+    let run = run_agent(dir.path(), &[&["--max-iterations", "4"], args].concat(), script);
+    assert!(run.ok, "{}", run.stderr);
+    (run.stdout, run.stderr)
 }
 
 #[test]

@@ -73,22 +73,23 @@ impl ToolSelector {
             let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
             tools.iter().map(text).filter(|t| !known.contains_key(t)).collect()
         };
-        let mut texts = missing.clone();
+        let mut texts = missing;
         texts.push(input.to_owned());
         let mut vectors = self.embedder.embed(&texts, ctx).await?;
         let question = vectors.pop().unwrap_or_default();
-        let known = {
+        texts.pop();
+        // Scored under the lock: the cache is only read there, never copied out.
+        let mut ranked: Vec<(usize, f32)> = {
             let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-            known.extend(missing.into_iter().zip(vectors));
-            known.clone()
+            known.extend(texts.into_iter().zip(vectors));
+            tools
+                .iter()
+                .enumerate()
+                .map(|(i, tool)| {
+                    (i, known.get(&text(tool)).map_or(f32::MIN, |v| cosine_similarity(v, &question)))
+                })
+                .collect()
         };
-        let mut ranked: Vec<(usize, f32)> = tools
-            .iter()
-            .enumerate()
-            .map(|(i, tool)| {
-                (i, known.get(&text(tool)).map_or(f32::MIN, |v| cosine_similarity(v, &question)))
-            })
-            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let mut chosen: Vec<usize> = ranked.iter().take(self.k).map(|(i, _)| *i).collect();
         chosen.sort_unstable();
