@@ -45,6 +45,10 @@ fn help_lists_the_commands() {
         let out = catena(&[command, &["--help"]].concat());
         assert!(stdout(&out).contains("--model"), "{command:?}: {}", stdout(&out));
     }
+    let out = catena(&["serve", "--help"]);
+    for flag in ["--chat-template", "llama3", "mistral"] {
+        assert!(stdout(&out).contains(flag), "{flag}: {}", stdout(&out));
+    }
     // A model name that is neither a default nor a file says so before anything loads.
     let out = catena(&["chat", "--model", "no-such-model", "hi"]);
     assert!(!out.status.success());
@@ -132,6 +136,11 @@ fn bad_inputs_exit_non_zero_with_a_message_that_names_the_problem() {
     let out = catena(&["chat", "--json-schema", "/no/schema.json", "hi"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/no/schema.json"), "{}", stderr(&out));
+
+    // A chat template that cannot be read stops serve before any model loads.
+    let out = catena(&["serve", "--addr", "127.0.0.1:0", "--chat-template", "/no/template.jinja"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--chat-template /no/template.jinja"), "{}", stderr(&out));
 
     let out = catena(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage error");

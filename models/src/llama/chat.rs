@@ -46,6 +46,7 @@ struct Inner {
     jobs: Jobs<Job>,
     name: String,
     n_ctx: u32,
+    tool_format: ToolFormat,
 }
 
 impl std::fmt::Debug for LlamaChatModel {
@@ -53,6 +54,7 @@ impl std::fmt::Debug for LlamaChatModel {
         f.debug_struct("LlamaChatModel")
             .field("name", &self.inner.name)
             .field("n_ctx", &self.inner.n_ctx)
+            .field("tool_format", &self.inner.tool_format)
             .finish()
     }
 }
@@ -60,6 +62,7 @@ impl std::fmt::Debug for LlamaChatModel {
 struct Loaded {
     name: String,
     n_ctx: u32,
+    tool_format: ToolFormat,
 }
 
 impl LlamaChatModel {
@@ -93,13 +96,22 @@ impl LlamaChatModel {
             worker(&path, &options, &ready, &jobs);
         })?;
         let name = if loaded.name.is_empty() { file_name } else { loaded.name };
-        Ok(Self { inner: Arc::new(Inner { jobs, name, n_ctx: loaded.n_ctx }) })
+        Ok(Self {
+            inner: Arc::new(Inner { jobs, name, n_ctx: loaded.n_ctx, tool_format: loaded.tool_format }),
+        })
     }
 
     /// The context window, in tokens.
     #[must_use]
     pub fn context_size(&self) -> u32 {
         self.inner.n_ctx
+    }
+
+    /// How the model writes tool calls: detected from its chat template at load, or the
+    /// [`LlamaOptions::tool_format`] it was loaded with.
+    #[must_use]
+    pub fn tool_format(&self) -> ToolFormat {
+        self.inner.tool_format
     }
 
     fn submit(
@@ -175,14 +187,20 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
     let vocab = model.vocab();
     let piece = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
     let template = ChatTemplate::new(
-        model.meta_val_str("tokenizer.chat_template").ok(),
+        options.chat_template.clone().or_else(|| model.meta_val_str("tokenizer.chat_template").ok()),
         piece(vocab.bos()),
         piece(vocab.eos()),
     );
     let name = model.meta_val_str("general.name").unwrap_or_default();
     let tool_format = options.tool_format.unwrap_or_else(|| ToolFormat::detect(template.source()));
-    tracing::info!(model = %name, ?tool_format, overridden = options.tool_format.is_some(), "tool-call format");
-    if ready.send(Ok(Loaded { name, n_ctx: seq_ctx })).is_err() {
+    tracing::info!(
+        model = %name,
+        ?tool_format,
+        overridden = options.tool_format.is_some(),
+        template_overridden = options.chat_template.is_some(),
+        "tool-call format"
+    );
+    if ready.send(Ok(Loaded { name, n_ctx: seq_ctx, tool_format })).is_err() {
         return;
     }
     Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options.reuse_prefix, tool_format)

@@ -59,6 +59,10 @@ pub struct LlamaOptions {
     /// How the model writes tool calls (default: detected from its chat template, and logged at
     /// load; see [`ToolFormat`]).
     pub tool_format: Option<ToolFormat>,
+    /// A Jinja chat template to use instead of the one in the model file (default: the file's
+    /// `tokenizer.chat_template`). For GGUFs whose template is missing or broken, or to give a
+    /// model another tool syntax; the tool format is then detected from this template.
+    pub chat_template: Option<String>,
 }
 
 /// Number formats for the KV cache; see [`LlamaOptions::kv_cache`].
@@ -89,6 +93,7 @@ impl Default for LlamaOptions {
             flash_attention: None,
             kv_cache: KvCache::F16,
             tool_format: None,
+            chat_template: None,
         }
     }
 }

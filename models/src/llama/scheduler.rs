@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decode::{TextAssembler, build_sampler, format_grammar, sample};
 use super::template::ChatTemplate;
-use super::tools::{self, HermesReply, ToolFormat, ToolPlan};
+use super::tools::{self, NativeReply, ToolFormat, ToolPlan};
 
 /// One request for the inference thread: what to generate, where its deltas go, and how its
 /// caller stops it.
@@ -94,9 +94,8 @@ enum Reply {
     Text,
     /// A generic-format tool reply: one JSON object, held and parsed whole at the end.
     Generic(String),
-    /// A native (Hermes) tool reply: text streamed until the first call, each call sent as it
-    /// closes.
-    Hermes(HermesReply),
+    /// A native tool reply: text streamed until the first call, each call sent as it closes.
+    Native(NativeReply),
 }
 
 impl<'m> Scheduler<'m> {
@@ -216,7 +215,7 @@ impl<'m> Scheduler<'m> {
         let mut plan = tools::plan(&request, self.tool_format)?;
         let mut native = None;
         if let Some(p) = &plan
-            && p.format == ToolFormat::Hermes
+            && p.format.is_native()
         {
             native = self.template.render_native(&p.messages, &p.tools);
             if native.is_none() {
@@ -264,7 +263,7 @@ impl<'m> Scheduler<'m> {
             reply: match plan.map(|p| p.format) {
                 None => Reply::Text,
                 Some(ToolFormat::Generic) => Reply::Generic(String::new()),
-                Some(ToolFormat::Hermes) => Reply::Hermes(HermesReply::default()),
+                Some(format) => Reply::Native(NativeReply::new(format)),
             },
             generated: 0,
             max_new,
@@ -372,7 +371,7 @@ impl<'m> Scheduler<'m> {
                             held.push_str(&piece);
                             Ok(ChatDelta::default())
                         }
-                        Reply::Hermes(reply) => {
+                        Reply::Native(reply) => {
                             reply.push(&piece, &mut || next_call_id(calls)).map(|(content, tool_calls)| {
                                 ChatDelta { content, tool_calls, ..ChatDelta::default() }
                             })
@@ -433,7 +432,7 @@ fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
     };
     let delta = match a.reply {
         Reply::Text => Ok(last(tail, Vec::new(), reason)),
-        Reply::Hermes(mut reply) => {
+        Reply::Native(mut reply) => {
             // The tail (held back by a stop string that never came) may still close a call.
             reply.push(&tail, &mut || next_call_id(calls)).and_then(|(content, tool_calls)| {
                 let called = reply.made_calls();

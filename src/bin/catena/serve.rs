@@ -43,11 +43,15 @@ pub(crate) struct ServeArgs {
     /// Local chat model: requests decoded together (default 4); memory grows with ctx × parallel.
     #[arg(long)]
     parallel: Option<u32>,
-    /// Local chat model: how it writes tool calls. `auto` reads the GGUF's chat template
-    /// (Hermes/Qwen `<tool_call>` blocks when it renders them, otherwise one generic JSON object
-    /// per reply); the others force one, e.g. to compare them.
+    /// Local chat model: how it writes tool calls. `auto` reads the chat template (Hermes/Qwen
+    /// `<tool_call>` blocks, Llama 3.x JSON calls or Mistral `[TOOL_CALLS]` when it renders them,
+    /// otherwise one generic JSON object per reply); the others force one, e.g. to compare them.
     #[arg(long, value_enum, default_value_t = ToolFormatArg::Auto)]
     tool_format: ToolFormatArg,
+    /// Local chat model: a Jinja chat template file to use instead of the one in the GGUF (for
+    /// a file whose template is missing or broken).
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<std::path::PathBuf>,
     /// Serve a remote OpenAI-compatible model instead of the local ones (a gateway that adds
     /// catena's retries, timeouts and limits): chat model from CATENA_MODEL, embedding model
     /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
@@ -69,6 +73,10 @@ pub(crate) enum ToolFormatArg {
     Generic,
     /// Hermes / Qwen `<tool_call>` blocks through the model's own template.
     Hermes,
+    /// Llama 3.x `{"name": ..., "parameters": ...}` calls through the model's own template.
+    Llama3,
+    /// Mistral `[TOOL_CALLS]` arrays through the model's own template.
+    Mistral,
 }
 
 /// Where `catena serve`'s models run.
@@ -93,11 +101,21 @@ async fn backend_models(
                 ToolFormatArg::Auto => None,
                 ToolFormatArg::Generic => Some(ToolFormat::Generic),
                 ToolFormatArg::Hermes => Some(ToolFormat::Hermes),
+                ToolFormatArg::Llama3 => Some(ToolFormat::Llama3),
+                ToolFormatArg::Mistral => Some(ToolFormat::Mistral),
             };
+            let chat_template =
+                match &args.chat_template {
+                    Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        Error::invalid_input(format!("--chat-template {}: {e}", path.display()))
+                    })?),
+                    None => None,
+                };
             let options = LlamaOptions {
                 n_ctx: args.ctx,
                 parallel: args.parallel,
                 tool_format,
+                chat_template,
                 ..LlamaOptions::default()
             };
             let chat = Arc::new(LlamaChatModel::load(&model_path(&args.chat_model).await?, options).await?);
