@@ -42,9 +42,14 @@
 //! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
 //!   [`SummaryBufferMemory`], [`VectorMemory`].
 //! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
+//! - [`graph`]: state graphs with checkpoints, interrupts and resume, time travel, streaming.
+
+// The GraphState derive names this crate by its path, which must resolve inside it too.
+extern crate self as catena_agents;
 
 mod agent;
 mod executor;
+pub mod graph;
 mod memory;
 mod react;
 mod selection;

@@ -35,6 +35,12 @@ pub enum ErrorKind {
     Timeout,
     /// The operation was cancelled through its [`RunContext`](crate::RunContext).
     Cancelled,
+    /// A graph node paused for a person (an interrupt): the run is saved, and resumes when the
+    /// thread is given a value. Not a failure; a node sees it only when it calls `interrupt`.
+    Interrupted,
+    /// A run reached one of its limits (super-steps, a budget, a call count); the message names
+    /// the limit and what was running.
+    LimitExceeded,
 }
 
 /// A lower-level error kept as the cause of an [`Error`].
@@ -115,6 +121,18 @@ pub enum Error {
     /// See [`ErrorKind::Cancelled`].
     #[error("cancelled")]
     Cancelled,
+    /// See [`ErrorKind::Interrupted`].
+    #[error("interrupted at node `{node}`: the run waits to be resumed")]
+    Interrupted {
+        /// The node that paused.
+        node: String,
+    },
+    /// See [`ErrorKind::LimitExceeded`].
+    #[error("limit reached: {message}")]
+    Limit {
+        /// Which limit, what was running, and how to raise it.
+        message: String,
+    },
 }
 
 /// The three ways a model call can fail, as far as a caller's next step is concerned.
@@ -156,6 +174,8 @@ impl Error {
             Self::Io { .. } => ErrorKind::Io,
             Self::Timeout(_) => ErrorKind::Timeout,
             Self::Cancelled => ErrorKind::Cancelled,
+            Self::Interrupted { .. } => ErrorKind::Interrupted,
+            Self::Limit { .. } => ErrorKind::LimitExceeded,
         }
     }
 
@@ -201,6 +221,11 @@ impl Error {
         Self::Tool { tool: tool.into(), message: message.into(), source: None }
     }
 
+    /// An [`Error::Limit`].
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::Limit { message: message.into() }
+    }
+
     /// An [`Error::Store`].
     pub fn store(message: impl Into<String>) -> Self {
         Self::Store { message: message.into(), source: None }
@@ -226,7 +251,11 @@ impl Error {
             | Self::Store { source, .. }
             | Self::Tool { source, .. }
             | Self::Parse { source, .. } => *source = Some(cause.into()),
-            Self::Io { .. } | Self::Timeout(_) | Self::Cancelled => {}
+            Self::Io { .. }
+            | Self::Timeout(_)
+            | Self::Cancelled
+            | Self::Interrupted { .. }
+            | Self::Limit { .. } => {}
         }
         self
     }

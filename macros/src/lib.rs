@@ -179,3 +179,136 @@ fn expand(options: ToolAttr, mut function: ItemFn) -> syn::Result<TokenStream2> 
         }
     })
 }
+
+/// `#[derive(GraphState)]`: a state type for catena's state graphs. Generates `<Name>Update`, the
+/// partial update nodes return (every field an `Option`, a setter per field), and the
+/// `GraphState` impl that applies one through each field's reducer: overwrite by default,
+/// `#[state(append)]` extends a collection, `#[state(reducer = path)]` calls
+/// `path(&mut field, value)`. Documented, with an example, at `catena_agents::graph`.
+#[proc_macro_derive(GraphState, attributes(state))]
+pub fn derive_graph_state(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as syn::DeriveInput);
+    expand_graph_state(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// How one field of a graph state takes an update.
+enum Reducer {
+    Overwrite,
+    Append,
+    Custom(syn::Path),
+}
+
+fn field_reducer(field: &syn::Field) -> syn::Result<Reducer> {
+    let mut reducer = Reducer::Overwrite;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("state")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("append") {
+                reducer = Reducer::Append;
+                Ok(())
+            } else if meta.path.is_ident("reducer") {
+                reducer = Reducer::Custom(meta.value()?.parse()?);
+                Ok(())
+            } else {
+                Err(meta.error("#[state(...)] takes `append` or `reducer = path`"))
+            }
+        })?;
+    }
+    Ok(reducer)
+}
+
+fn expand_graph_state(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &input.generics,
+            "GraphState cannot be derived for a generic struct",
+        ));
+    }
+    let syn::Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "GraphState is derived for structs with named fields",
+        ));
+    };
+    let syn::Fields::Named(fields) = &data.fields else {
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "GraphState is derived for structs with named fields",
+        ));
+    };
+    let graph = graph_path();
+    let serde_path = format!("{}::__private::serde", graph.to_string().replace(' ', ""));
+    let name = &input.ident;
+    let vis = &input.vis;
+    let update = format_ident!("{}Update", name);
+    let mut update_fields = Vec::new();
+    let mut setters = Vec::new();
+    let mut applies = Vec::new();
+    for field in &fields.named {
+        let Some(ident) = &field.ident else { continue };
+        let ty = &field.ty;
+        let field_vis = &field.vis;
+        let doc = format!("The new `{ident}`, when this update sets it.");
+        update_fields.push(quote! {
+            #[doc = #doc]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #field_vis #ident: ::core::option::Option<#ty>
+        });
+        let setter_doc = format!("Sets `{ident}` (through its reducer when applied).");
+        setters.push(quote! {
+            #[doc = #setter_doc]
+            #[must_use]
+            #field_vis fn #ident(mut self, value: impl ::core::convert::Into<#ty>) -> Self {
+                self.#ident = ::core::option::Option::Some(value.into());
+                self
+            }
+        });
+        let apply = match field_reducer(field)? {
+            Reducer::Overwrite => quote!(self.#ident = value;),
+            Reducer::Append => quote!(::core::iter::Extend::extend(&mut self.#ident, value);),
+            Reducer::Custom(path) => quote!(#path(&mut self.#ident, value);),
+        };
+        applies.push(quote! {
+            if let ::core::option::Option::Some(value) = update.#ident { #apply }
+        });
+    }
+    let update_doc = format!("A partial update of [`{name}`]: what a graph node returns.");
+    Ok(quote! {
+        #[doc = #update_doc]
+        #[derive(Clone, Debug, Default, PartialEq, #graph::__private::serde::Serialize, #graph::__private::serde::Deserialize)]
+        #[serde(crate = #serde_path)]
+        #vis struct #update {
+            #(#update_fields,)*
+        }
+
+        impl #update {
+            #(#setters)*
+        }
+
+        impl #graph::GraphState for #name {
+            type Update = #update;
+
+            fn apply(&mut self, update: #update) {
+                #(#applies)*
+            }
+        }
+    })
+}
+
+/// The path the user's crate reaches `catena_agents::graph` by.
+fn graph_path() -> TokenStream2 {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    if let Ok(found) = crate_name("catena") {
+        let name = match found {
+            FoundCrate::Itself => format_ident!("catena"),
+            FoundCrate::Name(n) => format_ident!("{}", n),
+        };
+        return quote!(::#name::agents::graph);
+    }
+    match crate_name("catena-agents") {
+        Ok(FoundCrate::Name(n)) => {
+            let name = format_ident!("{}", n);
+            quote!(::#name::graph)
+        }
+        _ => quote!(::catena_agents::graph),
+    }
+}
