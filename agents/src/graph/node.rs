@@ -21,8 +21,9 @@ use super::{CompiledGraph, Interrupt};
 ///
 /// A node may run more than once for the same step: after a crash, a failure or an interrupt,
 /// resuming re-runs the tasks of the step that had not finished (their completed siblings are not
-/// re-run). Put side effects after the interrupts of a node, and make them idempotent where a
-/// crash between the effect and the end of the node matters.
+/// re-run). Put side effects after the interrupts of a node, and key them on
+/// [`NodeContext::task_key`] where a crash between the effect and the end of the node matters:
+/// then they happen once.
 #[async_trait]
 pub trait Node<S: GraphState>: Send + Sync {
     /// Runs the node on a copy of the state as of the start of the step.
@@ -101,6 +102,8 @@ impl<T: GraphState, S: GraphState> Node<S> for Subgraph<T, S> {
 /// run's context (cancellation, events), interrupts, and a channel for custom stream events.
 #[derive(Clone)]
 pub struct NodeContext {
+    pub(crate) thread: String,
+    pub(crate) checkpoint: u64,
     pub(crate) node: String,
     pub(crate) task: String,
     pub(crate) step: i64,
@@ -131,6 +134,15 @@ impl NodeContext {
     #[must_use]
     pub fn task(&self) -> &str {
         &self.task
+    }
+
+    /// A key that names this task and stays the same when the task runs again (after a crash,
+    /// a failure or an interrupt): `<thread>/<checkpoint>/<task>`. Record side effects under it
+    /// (an `INSERT ... ON CONFLICT DO NOTHING`, an idempotency key for an API) and they happen
+    /// once however often the task re-runs.
+    #[must_use]
+    pub fn task_key(&self) -> String {
+        format!("{}/{}/{}", self.thread, self.checkpoint, self.task)
     }
 
     /// The super-step this task belongs to.

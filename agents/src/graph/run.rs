@@ -582,8 +582,11 @@ impl<S: GraphState> CompiledGraph<S> {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)] // the task and where it runs, all needed by its context
     async fn run_task(
         &self,
+        thread: &str,
+        checkpoint: u64,
         task: &Task,
         state: &S,
         ctx: &RunContext,
@@ -611,6 +614,8 @@ impl<S: GraphState> CompiledGraph<S> {
             });
         }
         let node_ctx = NodeContext {
+            thread: thread.to_owned(),
+            checkpoint,
             node: task.node.clone(),
             task: task.id.clone(),
             step,
@@ -815,7 +820,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 .map(|task| {
                     *runs.entry(task.node.clone()).or_default() += 1;
                     let resume = resume_for.remove(&task.id).unwrap_or_default();
-                    self.run_task(task, &state, ctx, &emitter, step, resume)
+                    self.run_task(tid, at.id, task, &state, ctx, &emitter, step, resume)
                 })
                 .collect();
             let mut interrupts = Vec::new();
