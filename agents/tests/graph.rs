@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use catena_agents::graph::{
-    CompiledGraph, END, Goto, GraphEvent, GraphState, MemoryCheckpointer, NodeContext, Outcome, Resume,
-    START, SqliteCheckpointer, StateGraph, StreamMode, Subgraph, Thread,
+    Checkpointer, CompiledGraph, END, Goto, GraphEvent, GraphState, MemoryCheckpointer, NodeContext, Outcome,
+    PendingWrite, PostgresCheckpointer, Resume, START, SqliteCheckpointer, StateGraph, StreamMode, Subgraph,
+    Thread,
 };
 use catena_core::testing::ScriptedChatModel;
 use catena_core::{ChatModel, ChatRequest, ErrorKind, Message, Result, RunContext};
@@ -449,7 +450,7 @@ async fn sqlite_stores_deltas_so_bytes_grow_linearly_and_bad_rows_are_moved_asid
         .edge("turn", END)
         .compile()
         .unwrap()
-        .with_checkpointer(Arc::clone(&saver) as Arc<dyn catena_agents::graph::Checkpointer>);
+        .with_checkpointer(Arc::clone(&saver) as Arc<dyn Checkpointer>);
     let (thread, ctx) = (Thread::new("chat"), RunContext::new());
     let mut bytes = Vec::new();
     for turn in 1..=200 {
@@ -494,7 +495,7 @@ async fn a_changed_state_type_fails_clearly_unless_migrated() {
         .edge("a", END)
         .compile()
         .unwrap()
-        .with_checkpointer(Arc::clone(&saver) as Arc<dyn catena_agents::graph::Checkpointer>);
+        .with_checkpointer(Arc::clone(&saver) as Arc<dyn Checkpointer>);
     let ctx = RunContext::new();
     old.invoke(&Thread::new("t"), WorkUpdate::default(), &ctx).await.unwrap();
     let new = || {
@@ -504,7 +505,7 @@ async fn a_changed_state_type_fails_clearly_unless_migrated() {
             .edge("a", END)
             .compile()
             .unwrap()
-            .with_checkpointer(Arc::clone(&saver) as Arc<dyn catena_agents::graph::Checkpointer>)
+            .with_checkpointer(Arc::clone(&saver) as Arc<dyn Checkpointer>)
     };
     // Unknown fields are not an error for serde; a field of another type is.
     let other = StateGraph::<Other>::new()
@@ -513,7 +514,7 @@ async fn a_changed_state_type_fails_clearly_unless_migrated() {
         .edge("a", END)
         .compile()
         .unwrap()
-        .with_checkpointer(Arc::clone(&saver) as Arc<dyn catena_agents::graph::Checkpointer>);
+        .with_checkpointer(Arc::clone(&saver) as Arc<dyn Checkpointer>);
     other.invoke(&Thread::new("typed"), OtherUpdate::default(), &ctx).await.unwrap();
     let err = new().state(&Thread::new("typed")).await.unwrap_err();
     assert!(err.to_string().contains("no longer fits the state type"), "{err}");
@@ -535,4 +536,74 @@ async fn a_changed_state_type_fails_clearly_unless_migrated() {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
 struct Other {
     entries: u64,
+}
+
+/// A database of its own in the server `scripts/with-postgres.sh` started (`None`, skipped, when
+/// the tests run without one and do not require it).
+async fn postgres_checkpointer(name: &str) -> Option<PostgresCheckpointer> {
+    let Ok(admin) = std::env::var("CATENA_PG_URL") else {
+        assert!(
+            std::env::var_os("CATENA_REQUIRE_DATA").is_none(),
+            "CATENA_PG_URL is not set; run the tests through scripts/with-postgres.sh"
+        );
+        eprintln!("CATENA_PG_URL not set (scripts/with-postgres.sh): PostgreSQL checkpointer skipped");
+        return None;
+    };
+    let server = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(&server)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&server).await.unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    Some(PostgresCheckpointer::connect(&url).await.unwrap())
+}
+
+#[tokio::test]
+async fn every_checkpointer_keeps_runs_forks_and_pending_writes_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut savers: Vec<(&str, Arc<dyn Checkpointer>)> = vec![
+        ("memory", memory()),
+        ("sqlite", Arc::new(SqliteCheckpointer::open(dir.path().join("c.db")).await.unwrap())),
+    ];
+    if let Some(pg) = postgres_checkpointer("catena_graph_test").await {
+        savers.push(("postgres", Arc::new(pg)));
+    }
+    for (name, saver) in savers {
+        let effects = Arc::new(AtomicUsize::new(0));
+        let graph =
+            approval_graph(Arc::clone(&effects)).compile().unwrap().with_checkpointer(Arc::clone(&saver));
+        let ctx = RunContext::new();
+        for thread in ["one", "two"] {
+            let paused =
+                graph.invoke(&Thread::new(thread), WorkUpdate::default().topic(thread), &ctx).await.unwrap();
+            assert_eq!(paused.interrupts()[0].payload["topic"], thread, "{name}");
+        }
+        let done = graph.resume(&Thread::new("one"), Resume::with(&true).unwrap(), &ctx).await.unwrap();
+        assert_eq!(done.state().log, ["drafted", "approved", "applied"], "{name}");
+        // Thread two is untouched by thread one's run, and still waits.
+        let two = graph.state(&Thread::new("two")).await.unwrap().unwrap();
+        assert_eq!((two.state.topic.as_str(), two.interrupts.len()), ("two", 1), "{name}");
+        assert_eq!(saver.threads().await.unwrap(), ["one", "two"], "{name}");
+        // A fork of thread one before approval, rejected this time; the fork is the latest.
+        let history = graph.history(&Thread::new("one")).await.unwrap();
+        let before = history.iter().find(|s| s.next == ["approve"]).unwrap().checkpoint;
+        graph.resume(&Thread::new("one").at(before), Resume::Continue, &ctx).await.unwrap();
+        let rejected = graph.resume(&Thread::new("one"), Resume::with(&false).unwrap(), &ctx).await.unwrap();
+        assert_eq!(rejected.state().log, ["drafted", "rejected", "applied"], "{name}");
+        assert_eq!(effects.load(Ordering::SeqCst), 2, "{name}");
+        // A later pending write of a task replaces its earlier one; a checkpoint absorbs them.
+        let write = |update: &str| {
+            PendingWrite::Done(catena_agents::graph::Write {
+                node: "n".into(),
+                task: "0:n".into(),
+                update: serde_json::json!({"topic": update}),
+            })
+        };
+        saver.put_pending("three", 7, &write("first")).await.unwrap();
+        saver.put_pending("three", 7, &write("second")).await.unwrap();
+        assert_eq!(saver.pending("three", 7).await.unwrap(), [write("second")], "{name}");
+        saver.delete_thread("two").await.unwrap();
+        assert!(graph.state(&Thread::new("two")).await.unwrap().is_none(), "{name}");
+    }
 }

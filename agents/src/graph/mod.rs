@@ -69,12 +69,15 @@
 //! - [`Node`], [`NodeContext`], [`RunnableNode`], [`Subgraph`]: what runs.
 //! - [`CompiledGraph`], [`Thread`], [`Outcome`], [`Resume`], [`StreamMode`], [`GraphEvent`],
 //!   [`Snapshot`]: running, resuming, streaming, reading state and history.
-//! - [`Checkpointer`], [`MemoryCheckpointer`], `SqliteCheckpointer` (feature `sqlite`), and
+//! - [`Checkpointer`], [`MemoryCheckpointer`], `SqliteCheckpointer` (feature `sqlite`),
+//!   `PostgresCheckpointer` (feature `postgres`), and
 //!   what they store: [`Checkpoint`], [`Write`], [`Task`], [`Interrupt`], [`PendingWrite`].
 
 mod builder;
 mod checkpoint;
 mod node;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod run;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -85,6 +88,8 @@ pub use checkpoint::{
     Checkpoint, Checkpointer, Interrupt, MemoryCheckpointer, PendingWrite, Source, Task, Write,
 };
 pub use node::{Node, NodeContext, RunnableNode, Subgraph};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCheckpointer;
 pub use run::{CompiledGraph, GraphEvent, INPUT, Outcome, Resume, Snapshot, StreamMode, Thread, UPDATE};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCheckpointer;
