@@ -1,7 +1,7 @@
 //! State graphs: shape checks at compile time, reducers, branches, loops, fan-out and joins,
 //! interrupts and resume (in memory and across SQLite reopenings), re-running only unfinished
 //! tasks, time travel, state edits, streaming, migrations, subgraphs.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

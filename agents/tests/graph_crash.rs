@@ -5,7 +5,7 @@
 //! equals an uninterrupted run's. The child processes are this test binary, re-run with
 //! `CATENA_GRAPH_CRASH_CHILD` set. `CATENA_GRAPH_CRASH_RUNS` sets how many kills (default: one
 //! per point; `make bench` runs more).
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
