@@ -97,6 +97,11 @@ cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"
 echo "== agents: per-step executor overhead, catena vs LangChain's AgentExecutor (scripted models)" >&2
 { cargo bench --quiet -p catena-agents --bench executor -- 300
   "$venv/bin/python" benches/reference/langchain_agent_bench.py 100; } | tee "$out/agent-executor.jsonl"
+echo "== graphs: per-step overhead and checkpoint bytes, catena vs LangGraph (trivial nodes)" >&2
+{ cargo bench --quiet -p catena-agents --features sqlite --bench graph -- 200
+  "$venv/bin/python" benches/reference/langgraph_bench.py 200; } | tee "$out/graph.jsonl"
+echo "== graphs: SIGKILL at every point of a five-node run, resumed, 50 runs" >&2
+CATENA_GRAPH_CRASH_RUNS=50 cargo test --quiet -p catena-agents --features sqlite --test graph_crash
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
 

@@ -104,6 +104,8 @@ mod documentation {
     struct Composition;
     #[doc = include_str!("../docs/guides/evaluation.md")]
     struct Evaluation;
+    #[doc = include_str!("../docs/guides/graphs.md")]
+    struct Graphs;
     #[doc = include_str!("../docs/guides/local-models.md")]
     struct LocalModels;
     #[doc = include_str!("../docs/guides/remote-and-serving.md")]

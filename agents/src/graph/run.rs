@@ -828,7 +828,12 @@ impl<S: GraphState> CompiledGraph<S> {
             while let Some(result) = running.next().await {
                 match result {
                     TaskResult::Done(write) => {
-                        saver.put_pending(tid, at.id, &PendingWrite::Done(write.clone())).await?;
+                        // The step's last task to finish is saved with the step's checkpoint,
+                        // written next; the others now, so a stop before then keeps their work.
+                        let last = running.is_empty() && interrupts.is_empty() && failure.is_none();
+                        if !last {
+                            saver.put_pending(tid, at.id, &PendingWrite::Done(write.clone())).await?;
+                        }
                         if let Some(sink) = &sink
                             && sink.modes.contains(&StreamMode::Updates)
                         {
