@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use catena_agents::graph::{
     Checkpointer, CompiledGraph, END, Goto, GraphEvent, GraphState, MemoryCheckpointer, NodeContext, Outcome,
-    PendingWrite, PostgresCheckpointer, Resume, START, SqliteCheckpointer, StateGraph, StreamMode, Subgraph,
-    Thread,
+    PendingWrite, PostgresCheckpointer, Resume, Retention, START, SqliteCheckpointer, StateGraph, StreamMode,
+    Subgraph, Thread,
 };
 use catena_core::testing::ScriptedChatModel;
 use catena_core::{ChatModel, ChatRequest, ErrorKind, Message, Result, RunContext};
@@ -605,5 +605,65 @@ async fn every_checkpointer_keeps_runs_forks_and_pending_writes_alike() {
         assert_eq!(saver.pending("three", 7).await.unwrap(), [write("second")], "{name}");
         saver.delete_thread("two").await.unwrap();
         assert!(graph.state(&Thread::new("two")).await.unwrap().is_none(), "{name}");
+
+        // Trimming keeps the state: the oldest kept checkpoint carries everything before it.
+        let counter = counting_graph(Arc::clone(&saver), Retention::All);
+        for _ in 0..12 {
+            counter.invoke(&Thread::new("long"), WorkUpdate::default(), &ctx).await.unwrap();
+        }
+        let before = counter.history(&Thread::new("long")).await.unwrap();
+        assert_eq!(before.len(), 24, "{name}");
+        let deleted = counter.prune(&Thread::new("long"), Retention::KeepLast(5)).await.unwrap();
+        assert_eq!(deleted, 19, "{name}");
+        let after = counter.history(&Thread::new("long")).await.unwrap();
+        assert_eq!(after.len(), 5, "{name}");
+        assert_eq!(after[0].state, before[0].state, "{name}");
+        assert_eq!(after[4].state, before[4].state, "{name}");
+        let oldest_deleted = before[5].checkpoint;
+        assert!(counter.state(&Thread::new("long").at(oldest_deleted)).await.is_err(), "{name}");
+        // And the thread goes on from its state.
+        let next = counter.invoke(&Thread::new("long"), WorkUpdate::default(), &ctx).await.unwrap();
+        assert_eq!(next.state().total, 13, "{name}");
     }
+}
+
+/// One node that adds 1 to `total` per run.
+fn counting_graph(saver: Arc<dyn Checkpointer>, retention: Retention) -> CompiledGraph<Work> {
+    StateGraph::<Work>::new()
+        .node("count", |_: Work, _: NodeContext| async { Ok(WorkUpdate::default().total(1u64)) })
+        .edge(START, "count")
+        .edge("count", END)
+        .compile()
+        .unwrap()
+        .with_checkpointer(saver)
+        .with_retention(retention)
+}
+
+#[tokio::test]
+async fn retention_bounds_a_long_threads_storage_without_losing_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let saver = Arc::new(SqliteCheckpointer::open(dir.path().join("r.db")).await.unwrap());
+    let graph = counting_graph(Arc::clone(&saver) as Arc<dyn Checkpointer>, Retention::KeepLast(10));
+    let (thread, ctx) = (Thread::new("t"), RunContext::new());
+    let mut bytes = Vec::new();
+    for turn in 1..=200 {
+        graph.invoke(&thread, WorkUpdate::default(), &ctx).await.unwrap();
+        if turn % 50 == 0 {
+            bytes.push(saver.stored_bytes("t").await.unwrap());
+        }
+    }
+    assert_eq!(graph.state(&thread).await.unwrap().unwrap().state.total, 200);
+    // Trimmed when past twice the kept count: never more than 20 checkpoints, flat bytes.
+    let kept = graph.history(&thread).await.unwrap().len();
+    assert!((10..=20).contains(&kept), "{kept}");
+    assert!(bytes.iter().max().unwrap() < &(bytes.iter().min().unwrap() * 2), "{bytes:?}");
+    // A zero age keeps only what was written this millisecond (this run's two checkpoints at most).
+    let aged = counting_graph(
+        Arc::clone(&saver) as Arc<dyn Checkpointer>,
+        Retention::MaxAge(std::time::Duration::ZERO),
+    );
+    aged.invoke(&thread, WorkUpdate::default(), &ctx).await.unwrap();
+    let history = aged.history(&thread).await.unwrap();
+    assert!(history.len() <= 2, "{}", history.len());
+    assert_eq!(history[0].state.total, 201);
 }

@@ -137,6 +137,10 @@ pub trait Checkpointer: Send + Sync {
 
     /// Deletes a thread's checkpoints and pending writes.
     async fn delete_thread(&self, thread: &str) -> Result<()>;
+
+    /// Trims a thread's history, atomically: replaces the checkpoints in `rewrite` (same ids,
+    /// now carrying a `base`), deletes those in `delete` and their pending writes.
+    async fn prune(&self, thread: &str, rewrite: &[Checkpoint], delete: &[u64]) -> Result<()>;
 }
 
 /// Checkpoints in memory: for tests, and for runs that should survive interrupts but not the
@@ -205,6 +209,20 @@ impl Checkpointer for MemoryCheckpointer {
     async fn delete_thread(&self, thread: &str) -> Result<()> {
         self.with(|threads| {
             threads.remove(thread);
+        })
+    }
+
+    async fn prune(&self, thread: &str, rewrite: &[Checkpoint], delete: &[u64]) -> Result<()> {
+        self.with(|threads| {
+            if let Some(t) = threads.get_mut(thread) {
+                t.checkpoints.retain(|c| !delete.contains(&c.id));
+                for new in rewrite {
+                    if let Some(old) = t.checkpoints.iter_mut().find(|c| c.id == new.id) {
+                        *old = new.clone();
+                    }
+                }
+                t.pending.retain(|at, _| !delete.contains(at));
+            }
         })
     }
 }

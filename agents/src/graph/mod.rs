@@ -90,7 +90,9 @@ pub use checkpoint::{
 pub use node::{Node, NodeContext, RunnableNode, Subgraph};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresCheckpointer;
-pub use run::{CompiledGraph, GraphEvent, INPUT, Outcome, Resume, Snapshot, StreamMode, Thread, UPDATE};
+pub use run::{
+    CompiledGraph, GraphEvent, INPUT, Outcome, Resume, Retention, Snapshot, StreamMode, Thread, UPDATE,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCheckpointer;
 pub use state::{Goto, GraphState};

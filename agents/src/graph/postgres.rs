@@ -229,4 +229,33 @@ impl Checkpointer for PostgresCheckpointer {
         }
         tx.commit().await.map_err(error)
     }
+
+    async fn prune(&self, thread: &str, rewrite: &[Checkpoint], delete: &[u64]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(error)?;
+        for checkpoint in rewrite {
+            let data = serde_json::to_string(checkpoint)
+                .map_err(|e| Error::store(format!("a checkpoint does not serialize: {e}")))?;
+            sqlx::query("UPDATE catena_graph_checkpoints SET data = $1 WHERE thread = $2 AND id = $3")
+                .bind(&data)
+                .bind(thread)
+                .bind(to_i64(checkpoint.id))
+                .execute(&mut *tx)
+                .await
+                .map_err(error)?;
+        }
+        for id in delete {
+            for statement in [
+                "DELETE FROM catena_graph_checkpoints WHERE thread = $1 AND id = $2",
+                "DELETE FROM catena_graph_pending WHERE thread = $1 AND checkpoint = $2",
+            ] {
+                sqlx::query(statement)
+                    .bind(thread)
+                    .bind(to_i64(*id))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(error)?;
+            }
+        }
+        tx.commit().await.map_err(error)
+    }
 }

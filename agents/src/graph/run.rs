@@ -47,6 +47,7 @@ pub struct CompiledGraph<S: GraphState> {
     checkpointer: Option<Arc<dyn Checkpointer>>,
     step_limit: usize,
     migration: Option<Migration>,
+    retention: Retention,
 }
 
 impl<S: GraphState> Clone for CompiledGraph<S> {
@@ -56,6 +57,7 @@ impl<S: GraphState> Clone for CompiledGraph<S> {
             checkpointer: self.checkpointer.clone(),
             step_limit: self.step_limit,
             migration: self.migration.clone(),
+            retention: self.retention,
         }
     }
 }
@@ -308,7 +310,13 @@ fn to_json(update: &impl Serialize) -> Result<Value> {
 
 impl<S: GraphState> CompiledGraph<S> {
     pub(crate) fn new(inner: GraphInner<S>) -> Self {
-        Self { inner: Arc::new(inner), checkpointer: None, step_limit: 25, migration: None }
+        Self {
+            inner: Arc::new(inner),
+            checkpointer: None,
+            step_limit: 25,
+            migration: None,
+            retention: Retention::All,
+        }
     }
 
     /// Saves checkpoints in `checkpointer`: runs survive interrupts (and, with a durable one,
@@ -317,6 +325,16 @@ impl<S: GraphState> CompiledGraph<S> {
     #[must_use]
     pub fn with_checkpointer(mut self, checkpointer: Arc<dyn Checkpointer>) -> Self {
         self.checkpointer = Some(checkpointer);
+        self
+    }
+
+    /// Trims each thread's history after its runs: [`Retention::KeepLast`] `n` checkpoints, or
+    /// [`Retention::MaxAge`]. Trimmed threads keep their state (the oldest kept checkpoint carries
+    /// the state before it); only time travel to the deleted checkpoints is lost. Default:
+    /// [`Retention::All`]. [`prune`](Self::prune) trims a thread on demand.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -654,6 +672,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let all = saver.checkpoints(tid).await?;
         let head = head_of(thread, &all)?;
         let mut ids = next_id(&all);
+        let first_new = ids;
         let mut state = match head {
             Some(h) => self.fold(tid, &all, h.id)?,
             None => S::default(),
@@ -787,9 +806,9 @@ impl<S: GraphState> CompiledGraph<S> {
         };
         let mut steps = 0;
         let mut runs: BTreeMap<String, usize> = BTreeMap::new();
-        loop {
+        let outcome = loop {
             if at.next.is_empty() {
-                return Ok(Outcome::Done(state));
+                break Outcome::Done(state);
             }
             if steps >= self.step_limit {
                 let still: Vec<String> = at
@@ -861,7 +880,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 return Err(e);
             }
             if !interrupts.is_empty() {
-                return Ok(Outcome::Interrupted { state, interrupts });
+                break Outcome::Interrupted { state, interrupts };
             }
             let mut writes = Vec::with_capacity(at.next.len());
             for task in &at.next {
@@ -888,6 +907,90 @@ impl<S: GraphState> CompiledGraph<S> {
             resume_for.clear();
             at = checkpoint;
             steps += 1;
+        };
+        let count = all.len() + usize::try_from(ids - first_new).unwrap_or(0);
+        let oldest = all.iter().map(|c| c.created_at_ms).min();
+        if self.retention.due(count, oldest)
+            && let Err(e) = self.prune_with(saver.as_ref(), tid, self.retention).await
+        {
+            // The run itself succeeded; the history is trimmed at the next run.
+            tracing::warn!(thread = tid, error = %e, "pruning the thread's checkpoints failed");
+        }
+        Ok(outcome)
+    }
+
+    /// Trims the thread's history to `retention` now: the checkpoints it does not keep are
+    /// deleted, and the oldest kept ones get the state before them as a base, so every kept
+    /// checkpoint still reads. Returns how many were deleted. The latest checkpoint is always
+    /// kept, and with it a waiting interrupt.
+    ///
+    /// # Errors
+    /// No checkpointer; stored updates that do not fit the state type; the checkpointer's
+    /// errors (nothing is changed then).
+    pub async fn prune(&self, thread: &Thread, retention: Retention) -> Result<usize> {
+        let saver = self.saver()?;
+        self.prune_with(saver.as_ref(), &thread.id, retention).await
+    }
+
+    async fn prune_with(
+        &self,
+        saver: &dyn Checkpointer,
+        thread: &str,
+        retention: Retention,
+    ) -> Result<usize> {
+        let all = saver.checkpoints(thread).await?;
+        let Some(newest) = all.iter().map(|c| c.id).max() else { return Ok(0) };
+        let mut by_age: Vec<&Checkpoint> = all.iter().collect();
+        by_age.sort_by_key(|c| std::cmp::Reverse(c.id));
+        let keep: HashSet<u64> = match retention {
+            Retention::All => return Ok(0),
+            Retention::KeepLast(n) => by_age.iter().take(n.max(1)).map(|c| c.id).collect(),
+            Retention::MaxAge(age) => {
+                let cutoff = now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+                all.iter().filter(|c| c.created_at_ms >= cutoff || c.id == newest).map(|c| c.id).collect()
+            }
+        };
+        let delete: Vec<u64> = all.iter().map(|c| c.id).filter(|id| !keep.contains(id)).collect();
+        if delete.is_empty() {
+            return Ok(0);
+        }
+        let mut rewrite = Vec::new();
+        for checkpoint in all.iter().filter(|c| keep.contains(&c.id) && c.base.is_none()) {
+            if let Some(parent) = checkpoint.parent.filter(|p| !keep.contains(p)) {
+                let base = self.fold(thread, &all, parent)?;
+                let base = serde_json::to_value(&base)
+                    .map_err(|e| Error::store(format!("a state does not serialize: {e}")))?;
+                rewrite.push(Checkpoint { base: Some(base), ..checkpoint.clone() });
+            }
+        }
+        saver.prune(thread, &rewrite, &delete).await?;
+        Ok(delete.len())
+    }
+}
+
+/// How much of each thread's history a graph keeps; see [`CompiledGraph::with_retention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// Every checkpoint (the default): full history and time travel.
+    #[default]
+    All,
+    /// The newest `n` checkpoints of each thread.
+    KeepLast(usize),
+    /// Checkpoints younger than this (and always the newest).
+    MaxAge(std::time::Duration),
+}
+
+impl Retention {
+    /// Whether a thread with `count` checkpoints, the oldest written at `oldest_ms`, is due for
+    /// trimming after a run: past twice the kept count (so trimming costs once per `n` new
+    /// checkpoints), or holding checkpoints past the age.
+    fn due(self, count: usize, oldest_ms: Option<u64>) -> bool {
+        match self {
+            Self::All => false,
+            Self::KeepLast(n) => count > n.max(1).saturating_mul(2),
+            Self::MaxAge(age) => oldest_ms.is_some_and(|oldest| {
+                oldest < now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+            }),
         }
     }
 }

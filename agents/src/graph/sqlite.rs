@@ -237,4 +237,33 @@ impl Checkpointer for SqliteCheckpointer {
         }
         tx.commit().await.map_err(|e| self.error(e))
     }
+
+    async fn prune(&self, thread: &str, rewrite: &[Checkpoint], delete: &[u64]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        for checkpoint in rewrite {
+            let data = serde_json::to_string(checkpoint)
+                .map_err(|e| Error::store(format!("a checkpoint does not serialize: {e}")))?;
+            sqlx::query("UPDATE graph_checkpoints SET data = ? WHERE thread = ? AND id = ?")
+                .bind(&data)
+                .bind(thread)
+                .bind(to_i64(checkpoint.id))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        for id in delete {
+            for statement in [
+                "DELETE FROM graph_checkpoints WHERE thread = ? AND id = ?",
+                "DELETE FROM graph_pending WHERE thread = ? AND checkpoint = ?",
+            ] {
+                sqlx::query(statement)
+                    .bind(thread)
+                    .bind(to_i64(*id))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
 }
