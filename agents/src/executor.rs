@@ -8,12 +8,12 @@ use tokio::time::Instant;
 
 use catena_core::{
     ChatModel, ChatRequest, ChatResponse, Error, ErrorKind, Event, FinishReason, Memory, Message, Result,
-    Role, RunContext, Runnable, ToolCall, Usage, async_trait,
+    Role, RunContext, Runnable, ToolCall, ToolSpec, Usage, async_trait,
 };
 use catena_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Agent, AgentState, AgentStep, Next};
+use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
 use crate::selection::ToolSelector;
 
 /// What to answer when a limit stops a run before the agent finished.
@@ -237,10 +237,7 @@ impl AgentExecutor {
         ctx: &RunContext,
     ) -> Result<AgentOutput> {
         let started = Instant::now();
-        let specs = match &self.selector {
-            Some(selector) => selector.select(input, &self.tools.specs(), ctx).await?,
-            None => self.tools.specs(),
-        };
+        let specs = self.offered_tools(input, ctx).await?;
         let mut steps: Vec<AgentStep> = Vec::new();
         let mut usage = Usage::default();
         let mut iterations = 0;
@@ -274,13 +271,10 @@ impl AgentExecutor {
             iterations += 1;
             usage += planned.usage;
             let turn = iterations - 1;
-            let log_is_answer = matches!(&planned.next, Next::Finish(a) if a.trim() == planned.log.trim());
-            if !planned.log.trim().is_empty() && !log_is_answer {
-                ctx.emit(Event::Step { kind: "thought".into(), text: planned.log.trim().to_owned() });
-            }
+            self.emit_thought(&planned, ctx);
             match planned.next {
                 Next::Finish(answer) => {
-                    ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+                    self.emit_answer(&answer, ctx);
                     return Ok(AgentOutput { answer, steps, stop: StopReason::Finished, usage, iterations });
                 }
                 Next::Invalid(problem) => {
@@ -291,23 +285,16 @@ impl AgentExecutor {
                             format!("{problem}; the reply was: {}", planned.log),
                         ));
                     }
-                    ctx.emit(Event::Step { kind: "error".into(), text: problem.clone() });
-                    steps.push(AgentStep {
-                        turn,
-                        log: planned.log,
-                        call: None,
-                        observation: problem,
-                        artifact: None,
-                        failed: true,
-                    });
+                    steps.push(self.invalid_step(turn, planned.log, problem, ctx));
                     if parse_errors_in_a_row >= self.config.max_parse_errors {
                         break StopReason::ParseErrors;
                     }
                 }
                 Next::Call(calls) => {
                     parse_errors_in_a_row = 0;
-                    if let Some(answer) = self.act(turn, &planned.log, calls, &mut steps, ctx).await? {
-                        ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+                    let calls = with_call_ids(turn, calls);
+                    if let Some(answer) = self.act(turn, &planned.log, calls, &mut steps, false, ctx).await? {
+                        self.emit_answer(&answer, ctx);
                         return Ok(AgentOutput {
                             answer,
                             steps,
@@ -324,31 +311,83 @@ impl AgentExecutor {
         };
         let state = AgentState { input, history, steps: &steps, tools: &specs };
         let answer = self.stopped_answer(stop, state, &mut usage, ctx).await?;
-        ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.clone() });
+        self.emit_answer(&answer, ctx);
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
+    }
+
+    /// The tools offered for `input`: all, or the closest few when tool selection is on.
+    pub(crate) async fn offered_tools(&self, input: &str, ctx: &RunContext) -> Result<Vec<ToolSpec>> {
+        match &self.selector {
+            Some(selector) => selector.select(input, &self.tools.specs(), ctx).await,
+            None => Ok(self.tools.specs()),
+        }
+    }
+
+    /// The agent that decides.
+    pub(crate) fn agent(&self) -> &Arc<dyn Agent> {
+        &self.agent
+    }
+
+    /// Reports the model's reasoning, unless it is the answer itself.
+    pub(crate) fn emit_thought(&self, planned: &Plan, ctx: &RunContext) {
+        let log_is_answer = matches!(&planned.next, Next::Finish(a) if a.trim() == planned.log.trim());
+        if !planned.log.trim().is_empty() && !log_is_answer {
+            ctx.emit(Event::Step { kind: "thought".into(), text: planned.log.trim().to_owned() });
+        }
+    }
+
+    /// Reports the final answer.
+    pub(crate) fn emit_answer(&self, answer: &str, ctx: &RunContext) {
+        ctx.emit(Event::Step { kind: "final_answer".into(), text: answer.to_owned() });
+    }
+
+    /// The step recording a reply that could not be read (reported as an error).
+    pub(crate) fn invalid_step(
+        &self,
+        turn: usize,
+        log: String,
+        problem: String,
+        ctx: &RunContext,
+    ) -> AgentStep {
+        ctx.emit(Event::Step { kind: "error".into(), text: problem.clone() });
+        AgentStep { turn, log, call: None, observation: problem, artifact: None, failed: true }
+    }
+
+    /// The step recording a call a person declined: the model reads `message` as its result.
+    pub(crate) fn declined_step(
+        &self,
+        turn: usize,
+        log: &str,
+        call: ToolCall,
+        message: &str,
+        ctx: &RunContext,
+    ) -> AgentStep {
+        ctx.emit(Event::Step { kind: "action".into(), text: format!("{}({})", call.name, call.arguments) });
+        ctx.emit(Event::ToolEnd { name: call.name.clone(), output: message.to_owned() });
+        ctx.emit(Event::Step { kind: "observation".into(), text: message.to_owned() });
+        AgentStep {
+            turn,
+            log: log.to_owned(),
+            call: Some(call),
+            observation: message.to_owned(),
+            artifact: None,
+            failed: false,
+        }
     }
 
     /// Runs one reply's calls in parallel and records them as steps. Returns the answer when a
     /// `return_direct` tool succeeded.
-    async fn act(
+    /// `approved`: the calls were approved already (by a person, on the graph runtime), so the
+    /// registry's confirmation hook is not asked again.
+    pub(crate) async fn act(
         &self,
         turn: usize,
         log: &str,
         calls: Vec<ToolCall>,
         steps: &mut Vec<AgentStep>,
+        approved: bool,
         ctx: &RunContext,
     ) -> Result<Option<String>> {
-        let calls: Vec<ToolCall> = calls
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut call)| {
-                // Scripted and some local models give no ids; the history needs one per call.
-                if call.id.trim().is_empty() {
-                    call.id = format!("call_{turn}_{i}");
-                }
-                call
-            })
-            .collect();
         let earlier: HashMap<String, &AgentStep> = steps
             .iter()
             .filter(|s| !s.failed)
@@ -368,7 +407,12 @@ impl AgentExecutor {
                     );
                     return Ok((note, None, true));
                 }
-                match self.tools.call(call, ctx).await {
+                let result = if approved {
+                    self.tools.call_approved(call, ctx).await
+                } else {
+                    self.tools.call(call, ctx).await
+                };
+                match result {
                     Ok(out) => Ok((out.content, out.artifact, false)),
                     Err(Error::Cancelled) => Err(Error::Cancelled),
                     Err(e) => Ok((format!("Error: {e}"), None, true)),
@@ -400,7 +444,7 @@ impl AgentExecutor {
     }
 
     /// Whether some call has now been repeated more than `max_repeats` times.
-    fn is_looping(&self, steps: &[AgentStep]) -> bool {
+    pub(crate) fn is_looping(&self, steps: &[AgentStep]) -> bool {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for call in steps.iter().filter_map(|s| s.call.as_ref()) {
             let count = seen.entry(call_key(call)).or_default();
@@ -414,7 +458,7 @@ impl AgentExecutor {
 
     /// The answer of a run a limit stopped: the fixed message, or (with `Generate`) one closing
     /// model call.
-    async fn stopped_answer(
+    pub(crate) async fn stopped_answer(
         &self,
         stop: StopReason,
         state: AgentState<'_>,
@@ -499,4 +543,19 @@ impl ChatModel for AgentChatModel {
     fn model_name(&self) -> &str {
         &self.name
     }
+}
+
+/// Ids for calls that came without one (scripted and some local models): the history needs one
+/// per call.
+pub(crate) fn with_call_ids(turn: usize, calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut call)| {
+            if call.id.trim().is_empty() {
+                call.id = format!("call_{turn}_{i}");
+            }
+            call
+        })
+        .collect()
 }

@@ -42,12 +42,15 @@
 //! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
 //!   [`SummaryBufferMemory`], [`VectorMemory`].
 //! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
-//! - [`graph`]: state graphs with checkpoints, interrupts and resume, time travel, streaming.
+//! - [`graph`]: state graphs with checkpoints, interrupts and resume, time travel, streaming;
+//!   [`AgentExecutor::into_graph`] runs an agent on them ([`AgentRun`]), pausing calls of tools
+//!   that need approval ([`ApprovalRequest`], [`Approval`], [`Decision`]).
 
 // The GraphState derive names this crate by its path, which must resolve inside it too.
 extern crate self as catena_agents;
 
 mod agent;
+mod durable;
 mod executor;
 pub mod graph;
 mod memory;
@@ -58,6 +61,7 @@ mod session;
 mod tool_calling;
 
 pub use agent::{Agent, AgentState, AgentStep, Next, Plan};
+pub use durable::{AgentRun, AgentRunUpdate, Approval, ApprovalRequest, Decision};
 pub use executor::{AgentChatModel, AgentExecutor, AgentOutput, EarlyStopping, ExecutorConfig, StopReason};
 pub use memory::{
     BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,

@@ -227,6 +227,20 @@ impl ToolRegistry {
     /// Timeouts use tokio's timer: call it on a runtime with time enabled (`#[tokio::main]` and
     /// `enable_all()` runtimes are).
     pub async fn call(&self, call: &ToolCall, ctx: &RunContext) -> Result<ToolOutput> {
+        self.run_call(call, false, ctx).await
+    }
+
+    /// [`call`](Self::call) for a call a person already approved: every rule applies except the
+    /// [`Confirm`] hook, which is not asked again. What an agent paused for approval runs when
+    /// resumed.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_approved(&self, call: &ToolCall, ctx: &RunContext) -> Result<ToolOutput> {
+        self.run_call(call, true, ctx).await
+    }
+
+    async fn run_call(&self, call: &ToolCall, approved: bool, ctx: &RunContext) -> Result<ToolOutput> {
         let entry = self.tools.get(&call.name).ok_or_else(|| {
             let known: Vec<&str> =
                 self.tools.keys().map(String::as_str).filter(|n| self.policy.permits(n)).collect();
@@ -254,7 +268,7 @@ impl ToolRegistry {
                 ),
             ));
         }
-        if entry.options.needs_confirmation {
+        if entry.options.needs_confirmation && !approved {
             let approved = match &self.confirm {
                 Some(confirm) => confirm.confirm(call).await,
                 None => false,

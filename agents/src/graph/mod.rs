@@ -90,6 +90,7 @@ pub use checkpoint::{
 pub use node::{Node, NodeContext, RunnableNode, Subgraph};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresCheckpointer;
+pub(crate) use run::now_ms;
 pub use run::{
     CompiledGraph, GraphEvent, INPUT, Outcome, Resume, Retention, Snapshot, StreamMode, Thread, UPDATE,
 };
