@@ -382,6 +382,34 @@ async fn streams_report_values_updates_tokens_and_custom_events_together() {
 }
 
 #[tokio::test]
+async fn a_panicking_node_fails_its_run_and_the_run_resumes_once_it_is_fixed() {
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = Arc::clone(&broken);
+    let graph = StateGraph::<Work>::new()
+        .node("fine", say("fine"))
+        .node("fragile", move |_: Work, _: NodeContext| {
+            let broken = flag.load(Ordering::SeqCst);
+            async move {
+                assert!(!broken, "fragile node exploded");
+                Ok(log("fragile"))
+            }
+        })
+        .edge(START, "fine")
+        .edge(START, "fragile")
+        .edge("fine", END)
+        .edge("fragile", END)
+        .compile()
+        .unwrap()
+        .with_checkpointer(memory());
+    let (thread, ctx) = (Thread::new("t"), RunContext::new());
+    let err = graph.invoke(&thread, WorkUpdate::default(), &ctx).await.unwrap_err();
+    assert!(err.to_string().contains("node `fragile` panicked: fragile node exploded"), "{err}");
+    broken.store(false, Ordering::SeqCst);
+    let done = graph.resume(&thread, Resume::Continue, &ctx).await.unwrap();
+    assert_eq!(done.state().log, ["fine", "fragile"]);
+}
+
+#[tokio::test]
 async fn a_subgraph_runs_as_one_node() {
     let inner = StateGraph::<Work>::new()
         .node("double", |w: Work, _: NodeContext| async move { Ok(WorkUpdate::default().total(w.total)) })

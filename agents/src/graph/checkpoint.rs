@@ -175,11 +175,19 @@ impl Checkpointer for MemoryCheckpointer {
     async fn put(&self, thread: &str, checkpoint: &Checkpoint) -> Result<()> {
         self.with(|threads| {
             let t = threads.entry(thread.to_owned()).or_default();
+            if t.checkpoints.iter().any(|c| c.id == checkpoint.id) {
+                // What the SQL stores' primary key does: two runs on one thread at once collide.
+                return Err(Error::store(format!(
+                    "thread `{thread}` already has checkpoint {}: another run on this thread wrote it first",
+                    checkpoint.id
+                )));
+            }
             if let Some(parent) = checkpoint.parent {
                 t.pending.remove(&parent);
             }
             t.checkpoints.push(checkpoint.clone());
-        })
+            Ok(())
+        })?
     }
 
     async fn put_pending(&self, thread: &str, at: u64, write: &PendingWrite) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Running a compiled graph: super-steps, checkpoints, interrupts, streaming.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use catena_core::{Error, Event, Result, RunContext};
@@ -643,7 +644,19 @@ impl<S: GraphState> CompiledGraph<S> {
             shared: Arc::clone(&shared),
             emitter: emitter.clone(),
         };
-        let result = node.run(state.clone(), node_ctx).await;
+        // A panicking node fails its task, not the process: its siblings' work is saved and the
+        // run can be resumed once the node is fixed.
+        let result = match AssertUnwindSafe(node.run(state.clone(), node_ctx)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(ToString::to_string)
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Err(Error::invalid_input(format!("node `{}` panicked: {why}", task.node)))
+            }
+        };
         if let Some(interrupt) = shared.lock().ok().and_then(|mut s| s.interrupt.take()) {
             return TaskResult::Interrupted(interrupt);
         }
