@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::agent::{AgentState, AgentStep, Next};
 use crate::executor::{AgentExecutor, AgentOutput, StopReason, with_call_ids};
 use crate::graph::{CompiledGraph, END, Goto, GraphState, NodeContext, START, StateGraph};
+use crate::middleware::RunStats;
 
 /// The state of an agent run on the graph runtime: the question, the conversation before it,
 /// the steps so far, the calls waiting to run, and, once it ends, the answer.
@@ -212,12 +213,20 @@ impl AgentExecutor {
         if let Some(reason) = limit {
             return self.stop_run(&run, state, update, reason, ctx).await;
         }
-        let planned = match self.agent().plan(state, ctx).await {
+        let stats = RunStats::of(run.iterations, run.usage, &run.steps, elapsed);
+        match self.before_model(&stats, ctx).await {
+            Err(e) if e.kind() == ErrorKind::LimitExceeded => {
+                return self.stop_run(&run, state, update, StopReason::Budget, ctx).await;
+            }
+            other => other?,
+        }
+        let mut planned = match self.agent().plan(state, ctx).await {
             Err(e) if e.kind() == ErrorKind::ContextLengthExceeded => {
                 return self.stop_run(&run, state, update, StopReason::ContextLength, ctx).await;
             }
             other => other?,
         };
+        self.after_model(&mut planned, &stats, ctx).await?;
         let mut usage = run.usage;
         usage += planned.usage;
         let turn = run.iterations;
@@ -257,7 +266,10 @@ impl AgentExecutor {
         let turn = run.iterations.saturating_sub(1);
         let mut steps = run.steps.clone();
         let before = steps.len();
-        let direct = self.act(turn, &run.log, run.pending.clone(), &mut steps, true, ctx).await?;
+        let elapsed =
+            std::time::Duration::from_millis(crate::graph::now_ms().saturating_sub(run.started_at_ms));
+        let stats = RunStats::of(run.iterations, run.usage, &run.steps, elapsed);
+        let direct = self.act(turn, &run.log, run.pending.clone(), &mut steps, true, &stats, ctx).await?;
         let new_steps = steps.get(before..).unwrap_or_default().to_vec();
         let update = with_steps(AgentRunUpdate::default().pending(Vec::new()), new_steps);
         if let Some(answer) = direct {

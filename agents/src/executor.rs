@@ -14,6 +14,7 @@ use catena_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
+use crate::middleware::{Middleware, RunStats, ToolNext};
 use crate::selection::ToolSelector;
 
 /// What to answer when a limit stops a run before the agent finished.
@@ -45,6 +46,8 @@ pub enum StopReason {
     ParseErrors,
     /// The conversation outgrew the model's context window.
     ContextLength,
+    /// A middleware's budget was spent ([`TokenBudget`](crate::TokenBudget)).
+    Budget,
 }
 
 impl StopReason {
@@ -56,6 +59,7 @@ impl StopReason {
             Self::Looping => "repeating the same tool call",
             Self::ParseErrors => "replies that could not be read",
             Self::ContextLength => "the model's context window filling up",
+            Self::Budget => "its budget running out",
         }
     }
 }
@@ -126,6 +130,7 @@ pub struct AgentExecutor {
     memory: Option<Arc<dyn Memory>>,
     config: ExecutorConfig,
     selector: Option<Arc<ToolSelector>>,
+    middleware: Vec<Arc<dyn Middleware>>,
 }
 
 impl std::fmt::Debug for AgentExecutor {
@@ -148,7 +153,14 @@ impl AgentExecutor {
     /// Like [`new`](Self::new), for a shared agent.
     #[must_use]
     pub fn from_arc(agent: Arc<dyn Agent>, tools: ToolRegistry) -> Self {
-        Self { agent, tools, memory: None, config: ExecutorConfig::default(), selector: None }
+        Self {
+            agent,
+            tools,
+            memory: None,
+            config: ExecutorConfig::default(),
+            selector: None,
+            middleware: Vec::new(),
+        }
     }
 
     /// Remembers conversations in `memory`.
@@ -191,6 +203,14 @@ impl AgentExecutor {
     #[must_use]
     pub fn with_tool_selection(mut self, selector: ToolSelector) -> Self {
         self.selector = Some(Arc::new(selector));
+        self
+    }
+
+    /// Adds a [`Middleware`] around every model decision and tool call of a run (after the ones
+    /// added before it: see [`Middleware`] for the order).
+    #[must_use]
+    pub fn with_middleware(mut self, middleware: impl Middleware + 'static) -> Self {
+        self.middleware.push(Arc::new(middleware));
         self
     }
 
@@ -254,6 +274,11 @@ impl AgentExecutor {
                 },
                 None => None,
             };
+            let stats = RunStats::of(iterations, usage, &steps, started.elapsed());
+            match self.before_model(&stats, ctx).await {
+                Err(e) if e.kind() == ErrorKind::LimitExceeded => break StopReason::Budget,
+                other => other?,
+            }
             let state = AgentState { input, history, steps: &steps, tools: &specs };
             let planned = match remaining {
                 Some(left) => match tokio::time::timeout(left, self.agent.plan(state, ctx)).await {
@@ -264,10 +289,11 @@ impl AgentExecutor {
             };
             // A conversation too long for the model ends the run with its steps kept; any other
             // model failure is the caller's to handle.
-            let planned = match planned {
+            let mut planned = match planned {
                 Err(e) if e.kind() == ErrorKind::ContextLengthExceeded => break StopReason::ContextLength,
                 other => other?,
             };
+            self.after_model(&mut planned, &stats, ctx).await?;
             iterations += 1;
             usage += planned.usage;
             let turn = iterations - 1;
@@ -293,7 +319,10 @@ impl AgentExecutor {
                 Next::Call(calls) => {
                     parse_errors_in_a_row = 0;
                     let calls = with_call_ids(turn, calls);
-                    if let Some(answer) = self.act(turn, &planned.log, calls, &mut steps, false, ctx).await? {
+                    let stats = RunStats::of(iterations, usage, &steps, started.elapsed());
+                    if let Some(answer) =
+                        self.act(turn, &planned.log, calls, &mut steps, false, &stats, ctx).await?
+                    {
                         self.emit_answer(&answer, ctx);
                         return Ok(AgentOutput {
                             answer,
@@ -313,6 +342,27 @@ impl AgentExecutor {
         let answer = self.stopped_answer(stop, state, &mut usage, ctx).await?;
         self.emit_answer(&answer, ctx);
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
+    }
+
+    /// Runs every middleware's `before_model`, first to last.
+    pub(crate) async fn before_model(&self, stats: &RunStats, ctx: &RunContext) -> Result<()> {
+        for middleware in &self.middleware {
+            middleware.before_model(stats, ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every middleware's `after_model`, last to first.
+    pub(crate) async fn after_model(
+        &self,
+        plan: &mut Plan,
+        stats: &RunStats,
+        ctx: &RunContext,
+    ) -> Result<()> {
+        for middleware in self.middleware.iter().rev() {
+            middleware.after_model(plan, stats, ctx).await?;
+        }
+        Ok(())
     }
 
     /// The tools offered for `input`: all, or the closest few when tool selection is on.
@@ -379,6 +429,7 @@ impl AgentExecutor {
     /// `return_direct` tool succeeded.
     /// `approved`: the calls were approved already (by a person, on the graph runtime), so the
     /// registry's confirmation hook is not asked again.
+    #[allow(clippy::too_many_arguments)] // the step being recorded and the run it belongs to
     pub(crate) async fn act(
         &self,
         turn: usize,
@@ -386,6 +437,7 @@ impl AgentExecutor {
         calls: Vec<ToolCall>,
         steps: &mut Vec<AgentStep>,
         approved: bool,
+        stats: &RunStats,
         ctx: &RunContext,
     ) -> Result<Option<String>> {
         let earlier: HashMap<String, &AgentStep> = steps
@@ -407,11 +459,7 @@ impl AgentExecutor {
                     );
                     return Ok((note, None, true));
                 }
-                let result = if approved {
-                    self.tools.call_approved(call, ctx).await
-                } else {
-                    self.tools.call(call, ctx).await
-                };
+                let result = ToolNext::new(&self.middleware, &self.tools, approved, stats, ctx).run(call.clone()).await;
                 match result {
                     Ok(out) => Ok((out.content, out.artifact, false)),
                     Err(Error::Cancelled) => Err(Error::Cancelled),
@@ -471,7 +519,8 @@ impl AgentExecutor {
             state.steps.len()
         );
         ctx.emit(Event::Warning { message: fixed.clone() });
-        if self.config.early_stopping == EarlyStopping::Force {
+        // A spent budget allows no closing model call.
+        if self.config.early_stopping == EarlyStopping::Force || stop == StopReason::Budget {
             return Ok(fixed);
         }
         match self.agent.conclude(state, ctx).await {

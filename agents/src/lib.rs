@@ -39,6 +39,8 @@
 //! - [`AgentExecutor`], [`ExecutorConfig`], [`EarlyStopping`], [`AgentOutput`], [`StopReason`];
 //!   [`AgentChatModel`] serves an executor as a chat model; [`ToolSelector`] narrows long tool
 //!   lists to the few closest to the question.
+//! - [`Middleware`] around every model decision and tool call: [`TokenBudget`] (tokens or money
+//!   at a [`Price`]), [`ToolCallLimit`], [`ToolRetry`]; [`RunStats`], [`ToolNext`].
 //! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
 //!   [`SummaryBufferMemory`], [`VectorMemory`].
 //! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
@@ -54,6 +56,7 @@ mod durable;
 mod executor;
 pub mod graph;
 mod memory;
+mod middleware;
 mod react;
 mod selection;
 #[cfg(feature = "sqlite")]
@@ -66,6 +69,7 @@ pub use executor::{AgentChatModel, AgentExecutor, AgentOutput, EarlyStopping, Ex
 pub use memory::{
     BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,
 };
+pub use middleware::{Middleware, Price, RunStats, TokenBudget, ToolCallLimit, ToolNext, ToolRetry};
 pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};
 pub use selection::ToolSelector;
 #[cfg(feature = "sqlite")]

@@ -1,0 +1,249 @@
+//! Middleware on scripted models: budgets stop a run within one model call of the limit (on the
+//! executor and on its graph), tool-call limits refuse calls past their cap, retries retry only
+//! what their policy says, and middlewares run in the documented order.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catena_agents::graph::{MemoryCheckpointer, Outcome, Thread};
+use catena_agents::{
+    AgentExecutor, AgentRun, EarlyStopping, Middleware, Next, Plan, Price, RunStats, StopReason, TokenBudget,
+    ToolCallLimit, ToolCallingAgent, ToolNext, ToolRetry,
+};
+use catena_core::testing::{ScriptedChatModel, ScriptedReply};
+use catena_core::{Error, Result, RetryPolicy, RunContext, ToolCall, ToolOutput, TypedTool, async_trait};
+use catena_tools::{Calculator, ToolRegistry};
+use serde_json::json;
+
+fn calc(i: usize) -> ToolCall {
+    ToolCall {
+        id: format!("c{i}"),
+        name: "calculator".into(),
+        arguments: json!({ "expression": format!("{i} + 1") }),
+    }
+}
+
+/// Five calculator calls, then an answer.
+fn long_script() -> Vec<ScriptedReply> {
+    let mut replies: Vec<ScriptedReply> = (0..5).map(|i| ScriptedReply::ToolCalls(vec![calc(i)])).collect();
+    replies.push(ScriptedReply::Text("done".into()));
+    replies
+}
+
+fn executor(model: Arc<ScriptedChatModel>, tools: ToolRegistry) -> AgentExecutor {
+    AgentExecutor::new(ToolCallingAgent::new(model), tools).with_max_iterations(10)
+}
+
+fn calculator() -> ToolRegistry {
+    ToolRegistry::new().with(Calculator).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_budget_stops_the_run_within_one_model_call_of_the_limit() {
+    let ctx = RunContext::new();
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let free = executor(model, calculator()).run("count", &ctx).await.unwrap();
+    assert_eq!((free.stop, free.iterations), (StopReason::Finished, 6));
+
+    // A budget just past two calls' worth: the third call is made (it crosses it), no fourth.
+    let two_calls = {
+        let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+        let out = executor(model, calculator()).with_max_iterations(2).run("count", &ctx).await.unwrap();
+        u64::from(out.usage.prompt_tokens) + u64::from(out.usage.completion_tokens)
+    };
+    for early in [EarlyStopping::Force, EarlyStopping::Generate] {
+        let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+        let out = executor(model.clone(), calculator())
+            .with_early_stopping(early)
+            .with_middleware(TokenBudget::tokens(two_calls + 1))
+            .run("count", &ctx)
+            .await
+            .unwrap();
+        assert_eq!(out.stop, StopReason::Budget, "{early:?}");
+        assert_eq!((out.iterations, out.steps.len()), (3, 3), "{early:?}");
+        // No closing model call past a spent budget, even with Generate.
+        assert_eq!(model.requests().len(), 3, "{early:?}");
+        assert!(out.answer.contains("budget"), "{}", out.answer);
+        let spent = u64::from(out.usage.prompt_tokens) + u64::from(out.usage.completion_tokens);
+        assert!(spent > two_calls, "{spent} {two_calls}");
+    }
+
+    // The same on the graph runtime.
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let graph = executor(model.clone(), calculator())
+        .with_middleware(TokenBudget::tokens(two_calls + 1))
+        .into_graph()
+        .unwrap()
+        .with_checkpointer(Arc::new(MemoryCheckpointer::new()));
+    let Outcome::Done(run) = graph.invoke(&Thread::new("t"), AgentRun::ask("count"), &ctx).await.unwrap()
+    else {
+        panic!("paused")
+    };
+    let out = run.output().unwrap();
+    assert_eq!((out.stop, out.iterations, model.requests().len()), (StopReason::Budget, 3, 3));
+}
+
+#[tokio::test]
+async fn a_money_budget_prices_prompt_cached_and_completion_tokens() {
+    let price = Price { input: 2.0, cached_input: 0.5, output: 8.0 };
+    let usage = catena_core::Usage {
+        prompt_tokens: 1_000_000,
+        cached_prompt_tokens: 400_000,
+        completion_tokens: 100_000,
+    };
+    assert!((price.cost(&usage) - (1.2 + 0.2 + 0.8)).abs() < 1e-9);
+    // Any positive spend exhausts a zero budget after the first call.
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let out = executor(model.clone(), calculator())
+        .with_middleware(TokenBudget::cost(0.0, price))
+        .run("count", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!((out.stop, model.requests().len()), (StopReason::Budget, 0));
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let out = executor(model.clone(), calculator())
+        .with_middleware(TokenBudget::cost(1e-12, price))
+        .run("count", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!((out.stop, model.requests().len()), (StopReason::Budget, 1));
+}
+
+/// Counts its runs; fails with a transient error the first `fail_first` times.
+#[derive(Clone, Default)]
+struct Flaky {
+    runs: Arc<AtomicUsize>,
+    fail_first: usize,
+    permanent: bool,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct FlakyArgs {
+    text: String,
+}
+
+#[async_trait]
+impl TypedTool for Flaky {
+    type Args = FlakyArgs;
+    const NAME: &'static str = "flaky";
+    const DESCRIPTION: &'static str = "Echoes, after failing a few times.";
+    async fn run(&self, args: FlakyArgs, _: &RunContext) -> Result<ToolOutput> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst);
+        if run < self.fail_first {
+            return Err(if self.permanent {
+                Error::tool("flaky", "bad input")
+            } else {
+                Error::model_transient("upstream overloaded")
+            });
+        }
+        Ok(ToolOutput::text(format!("echo: {}", args.text)))
+    }
+}
+
+fn flaky_call() -> ToolCall {
+    ToolCall { id: "f".into(), name: "flaky".into(), arguments: json!({"text": "hi"}) }
+}
+
+#[tokio::test]
+async fn tool_retries_retry_transient_failures_only_and_limits_refuse_calls_past_their_cap() {
+    let fast = RetryPolicy::attempts(3).with_initial_backoff(Duration::from_millis(1));
+    for (permanent, runs, observation) in
+        [(false, 3, "echo: hi"), (true, 1, "Error: tool `flaky` failed: bad input")]
+    {
+        let flaky = Flaky { fail_first: 2, permanent, ..Flaky::default() };
+        let model = Arc::new(ScriptedChatModel::from_replies([
+            ScriptedReply::ToolCalls(vec![flaky_call()]),
+            ScriptedReply::Text("ok".into()),
+        ]));
+        let out = executor(model, ToolRegistry::new().with(flaky.clone()).unwrap())
+            .with_middleware(ToolRetry::new(fast.clone()))
+            .run("go", &RunContext::new())
+            .await
+            .unwrap();
+        assert_eq!(flaky.runs.load(Ordering::SeqCst), runs, "permanent: {permanent}");
+        assert_eq!(out.steps[0].observation, observation);
+    }
+
+    // One calculator call per run; the second is refused, and the model is told why.
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let out = executor(model, calculator())
+        .with_middleware(ToolCallLimit::new().tool("calculator", 1))
+        .run("count", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!(out.steps[0].observation, "1");
+    assert!(
+        out.steps[1].observation.starts_with("Not run: `calculator` may be called 1 times"),
+        "{}",
+        out.steps[1].observation
+    );
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let out = executor(model, calculator())
+        .with_middleware(ToolCallLimit::new().total(2))
+        .run("count", &RunContext::new())
+        .await
+        .unwrap();
+    let refused = out.steps.iter().filter(|s| s.observation.starts_with("Not run")).count();
+    assert_eq!(refused, 3);
+}
+
+/// Records the order its hooks run in.
+struct Trace(&'static str, Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Middleware for Trace {
+    async fn before_model(&self, stats: &RunStats, _ctx: &RunContext) -> Result<()> {
+        self.1.lock().unwrap().push(format!("{} before {}", self.0, stats.iterations));
+        Ok(())
+    }
+
+    async fn after_model(&self, plan: &mut Plan, _stats: &RunStats, _ctx: &RunContext) -> Result<()> {
+        self.1.lock().unwrap().push(format!("{} after", self.0));
+        if let Next::Finish(answer) = &mut plan.next {
+            *answer = answer.replace("secret", "[redacted]");
+        }
+        Ok(())
+    }
+
+    async fn wrap_tool(&self, call: ToolCall, next: ToolNext<'_>, _stats: &RunStats) -> Result<ToolOutput> {
+        self.1.lock().unwrap().push(format!("{} enter", self.0));
+        let out = next.run(call).await;
+        self.1.lock().unwrap().push(format!("{} leave", self.0));
+        out
+    }
+}
+
+#[tokio::test]
+async fn middlewares_run_in_order_and_may_change_a_decision() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![calc(1)]),
+        ScriptedReply::Text("the secret is 2".into()),
+    ]));
+    let out = executor(model, calculator())
+        .with_middleware(Trace("a", Arc::clone(&seen)))
+        .with_middleware(Trace("b", Arc::clone(&seen)))
+        .run("go", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "the [redacted] is 2");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "a before 0",
+            "b before 0",
+            "b after",
+            "a after",
+            "a enter",
+            "b enter",
+            "b leave",
+            "a leave",
+            "a before 1",
+            "b before 1",
+            "b after",
+            "a after",
+        ]
+    );
+}
