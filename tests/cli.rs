@@ -46,7 +46,7 @@ fn help_lists_the_commands() {
         assert!(stdout(&out).contains("--model"), "{command:?}: {}", stdout(&out));
     }
     let out = catena(&["serve", "--help"]);
-    for flag in ["--chat-template", "llama3", "mistral"] {
+    for flag in ["--chat-template", "llama3", "mistral", "--agent"] {
         assert!(stdout(&out).contains(flag), "{flag}: {}", stdout(&out));
     }
     // A model name that is neither a default nor a file says so before anything loads.

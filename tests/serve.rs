@@ -334,3 +334,118 @@ async fn an_agent_is_served_as_an_openai_model() {
         client().get(format!("{base}/v1/models")).send().await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(models["data"][0]["id"], "agent");
 }
+
+/// A side-effecting tool for the thread tests: records the notes it saves.
+#[derive(Clone, Default)]
+struct SaveNote(Arc<std::sync::Mutex<Vec<String>>>);
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct SaveArgs {
+    text: String,
+}
+
+#[catena::core::async_trait]
+impl catena::core::TypedTool for SaveNote {
+    type Args = SaveArgs;
+    const NAME: &'static str = "save_note";
+    const DESCRIPTION: &'static str = "Saves a note.";
+    async fn run(
+        &self,
+        args: SaveArgs,
+        _: &catena::core::RunContext,
+    ) -> catena::core::Result<catena::core::ToolOutput> {
+        self.0.lock().unwrap().push(args.text.clone());
+        Ok(catena::core::ToolOutput::text(format!("saved: {}", args.text)))
+    }
+}
+
+/// An agent's threads over HTTP: a run pauses for approval of a side-effecting call, a restarted
+/// server (same checkpoint file) shows what waits and resumes it with the decisions; bad ids,
+/// bodies and unknown threads get OpenAI-shaped errors; the routes need the key like the others.
+#[tokio::test]
+async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
+    use catena::agents::graph::SqliteCheckpointer;
+    use catena::agents::{AgentExecutor, ToolCallingAgent};
+    use catena::core::ToolCall;
+    use catena::core::testing::ScriptedReply;
+    use catena::tools::{ToolOptions, ToolRegistry};
+
+    let dir = tempfile::tempdir().unwrap();
+    let notes = SaveNote::default();
+    let server = |replies: Vec<ScriptedReply>| {
+        let notes = notes.clone();
+        let path = dir.path().join("threads.db");
+        async move {
+            let tools =
+                ToolRegistry::new().with_options(notes, ToolOptions::default().needs_confirmation()).unwrap();
+            let model = Arc::new(ScriptedChatModel::from_replies(replies));
+            let graph = AgentExecutor::new(ToolCallingAgent::new(model), tools)
+                .into_graph()
+                .unwrap()
+                .with_checkpointer(Arc::new(SqliteCheckpointer::open(path).await.unwrap()));
+            Server::new().with_agent(graph)
+        }
+    };
+    let call = ToolCall { id: "n1".into(), name: "save_note".into(), arguments: json!({"text": "buy milk"}) };
+    let first = start(server(vec![ScriptedReply::ToolCalls(vec![call])]).await).await;
+    let (status, body) =
+        post(&format!("{first}/v1/threads/alice/runs"), json!({"input": "Note: buy milk"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "interrupted");
+    assert_eq!(body["interrupts"][0]["payload"]["calls"][0]["id"], "n1");
+    assert!(notes.0.lock().unwrap().is_empty());
+
+    // Another server process on the same file: what waits is there, and the run resumes.
+    let second = start(server(vec![ScriptedReply::Text("Saved your note.".into())]).await).await;
+    let state: Value =
+        client().get(format!("{second}/v1/threads/alice")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["next"], json!(["review"]), "{state}");
+    assert_eq!(state["interrupts"][0]["node"], "review");
+    let (status, body) = post(
+        &format!("{second}/v1/threads/alice/resume"),
+        json!({"decisions": {"zz": {"decision": "approve"}}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no decision for `n1`"), "{body}");
+    let (status, body) = post(
+        &format!("{second}/v1/threads/alice/resume"),
+        json!({"decisions": {"n1": {"decision": "approve"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["status"].as_str(), body["answer"].as_str()), (Some("done"), Some("Saved your note.")));
+    assert_eq!(body["steps"][0]["observation"], "saved: buy milk");
+    assert_eq!(*notes.0.lock().unwrap(), ["buy milk"]);
+    let history: Value = client()
+        .get(format!("{second}/v1/threads/alice/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(history.as_array().unwrap().len() >= 4, "{history}");
+    let state: Value =
+        client().get(format!("{second}/v1/threads/alice")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["history"][1]["content"], "Saved your note.", "{state}");
+
+    // Bad input.
+    let response = client().get(format!("{second}/v1/threads/nobody")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let (status, body) = post(&format!("{second}/v1/threads/a%20b/runs"), json!({"input": "hi"})).await;
+    assert_eq!((status, body["error"]["param"].as_str()), (400, Some("thread")), "{body}");
+    let (status, _) = post(&format!("{second}/v1/threads/alice/runs"), json!({"question": "hi"})).await;
+    assert_eq!(status, 400);
+    let (status, body) = post(&format!("{second}/v1/threads/alice/resume"), json!({"decisions": {}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("nothing to resume"), "{body}");
+
+    // The thread routes need the key like the others; a server without an agent has none.
+    let locked = start(server(Vec::new()).await.with_api_key(Some("k".into()))).await;
+    let response = client().get(format!("{locked}/v1/threads/alice")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let plain = start(Server::new()).await;
+    let response = client().get(format!("{plain}/v1/threads/alice")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}

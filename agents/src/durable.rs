@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::{AgentState, AgentStep, Next};
-use crate::executor::{AgentExecutor, AgentOutput, StopReason, with_call_ids};
+use crate::executor::{AgentExecutor, AgentOutput, StopReason, call_key, with_call_ids};
 use crate::graph::{CompiledGraph, END, Goto, GraphState, NodeContext, START, StateGraph};
 use crate::middleware::RunStats;
 
@@ -257,7 +257,7 @@ impl AgentExecutor {
                 update
             }
             Next::Call(calls) => {
-                update.pending(with_call_ids(turn, calls)).log(planned.log).parse_errors(0usize)
+                update.pending(unique_ids(turn, calls, &run.steps)).log(planned.log).parse_errors(0usize)
             }
         })
     }
@@ -304,10 +304,15 @@ impl AgentExecutor {
 impl AgentExecutor {
     /// Pauses for the calls that need approval; applies the person's decisions when resumed.
     async fn review_node(&self, run: AgentRun, ctx: NodeContext) -> Result<AgentRunUpdate> {
+        // A call that repeats an earlier successful one will not run (the model is shown the
+        // earlier result): nothing to approve.
+        let done: std::collections::HashSet<String> =
+            run.steps.iter().filter(|s| !s.failed).filter_map(|s| s.call.as_ref()).map(call_key).collect();
         let waiting: Vec<ToolCall> = run
             .pending
             .iter()
             .filter(|c| self.tools().options(&c.name).is_some_and(|o| o.needs_confirmation))
+            .filter(|c| !done.contains(&call_key(c)))
             .cloned()
             .collect();
         if waiting.is_empty() {
@@ -348,6 +353,24 @@ impl AgentExecutor {
         }
         Ok(with_steps(AgentRunUpdate::default().pending(pending), steps))
     }
+}
+
+/// Ids for the calls of this turn, unique in the run: a local model restarted with the process
+/// numbers its calls from `call_0` again, and approvals and results are matched by id.
+fn unique_ids(turn: usize, calls: Vec<ToolCall>, steps: &[AgentStep]) -> Vec<ToolCall> {
+    let used: std::collections::HashSet<&str> =
+        steps.iter().filter_map(|s| s.call.as_ref()).map(|c| c.id.as_str()).collect();
+    let mut seen = std::collections::HashSet::new();
+    with_call_ids(turn, calls)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut call)| {
+            if used.contains(call.id.as_str()) || !seen.insert(call.id.clone()) {
+                call.id = format!("call_{turn}_{i}");
+            }
+            call
+        })
+        .collect()
 }
 
 /// Adds `steps` to an update (an empty list would start the run's steps over).

@@ -549,7 +549,8 @@ impl AgentExecutor {
 
 /// A call's identity for repeat detection: the tool and its arguments (object keys sorted, which
 /// `serde_json` does for its default map).
-fn call_key(call: &ToolCall) -> String {
+/// What makes two calls the same call: the tool and its arguments.
+pub(crate) fn call_key(call: &ToolCall) -> String {
     format!("{}\u{0}{}", call.name, call.arguments)
 }
 

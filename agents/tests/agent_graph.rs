@@ -197,3 +197,29 @@ async fn limits_stop_a_graph_run_as_they_stop_the_executor() {
         done(&graph.invoke(&Thread::new("t"), AgentRun::ask("loop"), &RunContext::new()).await.unwrap());
     assert_eq!(out.stop, StopReason::Looping);
 }
+
+#[tokio::test]
+async fn a_repeated_call_needs_no_second_approval_and_ids_stay_unique() {
+    let notes = SaveNote::default();
+    // The model repeats its approved call, reusing its id (as a restarted local model does).
+    let replies = vec![
+        ScriptedReply::ToolCalls(vec![save("call_0", "buy milk")]),
+        ScriptedReply::ToolCalls(vec![save("call_0", "buy milk")]),
+        ScriptedReply::Text("Saved.".into()),
+    ];
+    let (graph, model) = agent_graph(replies, &notes, Arc::new(MemoryCheckpointer::new()));
+    let (thread, ctx) = (Thread::new("t"), RunContext::new());
+    let paused = graph.invoke(&thread, AgentRun::ask("Note: buy milk"), &ctx).await.unwrap();
+    let approval = Approval::all(&request(&paused), &Decision::Approve);
+    let out = done(&graph.resume(&thread, Resume::with(&approval).unwrap(), &ctx).await.unwrap());
+    assert_eq!(out.answer, "Saved.");
+    assert_eq!(*notes.0.lock().unwrap(), ["buy milk"]);
+    let ids: Vec<&str> = out.steps.iter().filter_map(|s| s.call.as_ref()).map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["call_0", "call_1_0"]);
+    assert!(
+        out.steps[1].observation.starts_with("You already called save_note"),
+        "{}",
+        out.steps[1].observation
+    );
+    assert_eq!(model.requests().len(), 3);
+}

@@ -79,6 +79,9 @@ impl From<Error> for ApiError {
             }
             ErrorKind::ModelTransient => (StatusCode::SERVICE_UNAVAILABLE, "server_error", None),
             ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "server_error", None),
+            ErrorKind::LimitExceeded => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", Some("limit_exceeded"))
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         Self { status, kind, message: e.to_string(), param: None, code }

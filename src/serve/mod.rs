@@ -7,7 +7,9 @@
 //! API reference (chat completions with streaming over server-sent events, tools, `response_format`,
 //! usage; embeddings as floats or base64), and so do errors:
 //! `{"error": {"message", "type", "param", "code"}}` with the matching status. The bodies are
-//! the [wire types](crate::models::wire) catena's own OpenAI client speaks.
+//! the [wire types](crate::models::wire) catena's own OpenAI client speaks. With
+//! [`Server::with_agent`], an agent's threads are served too (`/v1/threads/{thread}`: runs that
+//! pause for approval and resume later; see the serving guide for the routes).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -33,6 +35,7 @@ mod auth;
 mod chat;
 mod embeddings;
 mod error;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +50,8 @@ use axum::routing::{get, post};
 use futures::stream::BoxStream;
 
 use self::error::ApiError;
+use crate::agents::AgentRun;
+use crate::agents::graph::CompiledGraph;
 use crate::core::{
     ChatModel, ChatRequest, ChatResponse, Embedder, Error, Result, RunContext, Runnable, async_trait,
 };
@@ -76,6 +81,7 @@ pub struct Server {
     api_key: Option<String>,
     max_body_bytes: usize,
     max_tokens_cap: u32,
+    agent: Option<CompiledGraph<AgentRun>>,
 }
 
 impl Default for Server {
@@ -104,6 +110,7 @@ impl Server {
             api_key: None,
             max_body_bytes: 1 << 20,
             max_tokens_cap: 4096,
+            agent: None,
         }
     }
 
@@ -148,6 +155,17 @@ impl Server {
         self
     }
 
+    /// Serves an agent's threads (`AgentExecutor::into_graph`, with a checkpointer so threads
+    /// outlive requests): `POST /v1/threads/{thread}/runs` `{"input"}` runs a question,
+    /// `POST /v1/threads/{thread}/resume` with an `Approval` (`{"decisions": {call id: {"decision":
+    /// "approve" | "edit" | "reject", ...}}}`) continues a run that waits, `GET /v1/threads/{thread}`
+    /// and `GET /v1/threads/{thread}/history` read it. Same authentication as the other routes.
+    #[must_use]
+    pub fn with_agent(mut self, graph: CompiledGraph<AgentRun>) -> Self {
+        self.agent = Some(graph);
+        self
+    }
+
     /// The routes, for embedding into an application's own axum server.
     pub fn router(self) -> Router {
         let limit = self.max_body_bytes;
@@ -156,6 +174,10 @@ impl Server {
             .route("/v1/chat/completions", post(chat::chat_completions))
             .route("/v1/embeddings", post(embeddings::embeddings))
             .route("/v1/models", get(embeddings::models))
+            .route("/v1/threads/{thread}", get(threads::state))
+            .route("/v1/threads/{thread}/history", get(threads::history))
+            .route("/v1/threads/{thread}/runs", post(threads::run))
+            .route("/v1/threads/{thread}/resume", post(threads::resume))
             .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize));
         Router::new()
             .merge(v1)

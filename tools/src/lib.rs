@@ -40,6 +40,8 @@
 //!   their calls go through.
 //! - [`Calculator`]: arithmetic through an expression parser (no code execution).
 //! - [`ReadFileTool`]: text files and folder listings inside one allowed folder.
+//! - [`SaveNoteTool`]: saves notes as files in one folder (side-effecting: register it behind
+//!   approval).
 //! - [`RetrieverTool`]: any retriever as a search tool returning cited snippets.
 //! - [`DateTimeTool`]: the current date and time in any IANA time zone.
 //! - [`WebPageTool`] (feature `web`): a web page as clean text, public hosts only by default.
@@ -48,6 +50,7 @@
 
 mod calculator;
 mod files;
+mod notes;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 mod query;
 mod registry;
@@ -58,6 +61,7 @@ mod web;
 
 pub use calculator::{Calculator, CalculatorArgs, evaluate};
 pub use files::{ReadFileArgs, ReadFileTool};
+pub use notes::{SaveNoteArgs, SaveNoteTool};
 #[cfg(feature = "neo4j")]
 pub use query::CypherQuestionTool;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]

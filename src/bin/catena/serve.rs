@@ -62,6 +62,11 @@ pub(crate) struct ServeArgs {
     /// Embeddings never fall back: another model's vectors would not match an index.
     #[arg(long, value_enum)]
     fallback: Option<Backend>,
+    /// Also serve an agent's threads under /v1/threads (runs that pause for approval and resume
+    /// later): the chat model with a calculator, the date and time, and a note-saving tool that
+    /// asks for approval. Its conversations go to DIR/threads.db, its notes to DIR/notes.
+    #[arg(long, value_name = "DIR")]
+    agent: Option<std::path::PathBuf>,
 }
 
 /// `--tool-format`: [`ToolFormat`] or detection.
@@ -169,7 +174,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         },
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
-    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name, chat);
+    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), Arc::clone(&chat));
+    if let Some(dir) = &args.agent {
+        server = server.with_agent(agent_graph(dir, chat).await?);
+        eprintln!(
+            "catena serve: agent threads at http://{bound}/v1/threads/THREAD (saved in {})",
+            dir.display()
+        );
+    }
     if let Some(embed) = embed {
         server = server.with_embedder(args.embed_name, embed);
     }
@@ -181,4 +193,34 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
+}
+
+/// `--agent DIR`: the tool-calling agent over the served model, its threads saved in DIR.
+async fn agent_graph(
+    dir: &std::path::Path,
+    chat: Arc<dyn ChatModel>,
+) -> Result<catena::agents::graph::CompiledGraph<catena::agents::AgentRun>> {
+    use catena::agents::graph::SqliteCheckpointer;
+    use catena::agents::{AgentExecutor, EarlyStopping, ExecutorConfig, ToolCallingAgent};
+    use catena::tools::{Calculator, DateTimeTool, SaveNoteTool, ToolOptions, ToolRegistry};
+    let tools = ToolRegistry::new()
+        .with(Calculator)?
+        .with(DateTimeTool::new())?
+        .with_options(SaveNoteTool::new(dir.join("notes")), ToolOptions::default().needs_confirmation())?;
+    let saver = SqliteCheckpointer::open(dir.join("threads.db")).await?;
+    // The settings the `agent` example uses for small local models: a reply that only describes
+    // a call is asked for it, and the first repeat of a call ends tool use with an answer from
+    // what the tools returned.
+    let agent = ToolCallingAgent::new(chat)
+        .with_system_prompt(
+            "You are a helpful assistant. Use a tool when the question needs one; when a tool has \
+             answered, reply to the user in plain words using its result.",
+        )
+        .follow_through_described_calls(true);
+    let config = ExecutorConfig {
+        max_repeats: 0,
+        early_stopping: EarlyStopping::Generate,
+        ..ExecutorConfig::default()
+    };
+    Ok(AgentExecutor::new(agent, tools).with_config(config).into_graph()?.with_checkpointer(Arc::new(saver)))
 }
