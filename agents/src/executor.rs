@@ -523,6 +523,24 @@ impl AgentExecutor {
         if self.config.early_stopping == EarlyStopping::Force || stop == StopReason::Budget {
             return Ok(fixed);
         }
+        // The closing call answers from what the tools returned: the notices shown for repeated
+        // calls are left out (a small model tends to hand the last notice back as its answer).
+        let mut succeeded = std::collections::HashSet::new();
+        let kept: Vec<AgentStep> = state
+            .steps
+            .iter()
+            .filter(|step| {
+                let Some(call) = &step.call else { return true };
+                let key = call_key(call);
+                if step.failed {
+                    return !succeeded.contains(&key);
+                }
+                succeeded.insert(key);
+                true
+            })
+            .cloned()
+            .collect();
+        let state = AgentState { steps: &kept, ..state };
         match self.agent.conclude(state, ctx).await {
             Ok(plan) => {
                 *usage += plan.usage;

@@ -421,3 +421,28 @@ async fn tool_selection_offers_a_run_only_the_closest_tools() {
     let offered: Vec<String> = model.requests()[0].tools.iter().map(|t| t.name.clone()).collect();
     assert_eq!(offered, ["echo"]);
 }
+
+#[tokio::test]
+async fn the_closing_answer_after_a_repeat_reads_the_results_not_the_repeat_notices() {
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![calc("a", "17 * 23")]),
+        ScriptedReply::ToolCalls(vec![calc("b", "17 * 23")]),
+        ScriptedReply::Text("391".into()),
+    ]));
+    let config = ExecutorConfig {
+        max_repeats: 0,
+        early_stopping: EarlyStopping::Generate,
+        ..ExecutorConfig::default()
+    };
+    let executor = AgentExecutor::new(ToolCallingAgent::new(model.clone()), tools()).with_config(config);
+    let out = executor.run("What is 17 * 23?", &RunContext::new()).await.unwrap();
+    assert_eq!((out.stop, out.answer.as_str()), (StopReason::Looping, "391"));
+    assert!(out.steps[1].observation.starts_with("You already called"), "the step is kept in the output");
+    let closing = model.requests().last().unwrap().clone();
+    assert!(closing.messages.iter().any(|m| m.role == Role::Tool && m.content == "391"));
+    assert!(
+        !closing.messages.iter().any(|m| m.content.contains("You already called")),
+        "{:?}",
+        closing.messages
+    );
+}
