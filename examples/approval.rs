@@ -100,7 +100,7 @@ async fn review(note: Note, ctx: NodeContext) -> Result<NoteUpdate> {
 /// between the write and the checkpoint changes nothing.
 async fn save(note: Note, ctx: NodeContext, notes: PathBuf) -> Result<NoteUpdate> {
     std::fs::create_dir_all(&notes).map_err(|e| Error::io(&notes, e))?;
-    let file = notes.join(format!("{}.md", ctx.task_key().split('/').next().unwrap_or("note")));
+    let file = notes.join(format!("{}.md", ctx.thread()));
     std::fs::write(&file, format!("{}\n", note.draft)).map_err(|e| Error::io(&file, e))?;
     Ok(NoteUpdate::default().saved_to(file.display().to_string()))
 }

@@ -103,14 +103,24 @@ fn with_template(template: &str) -> LlamaOptions {
     LlamaOptions { chat_template: Some(template.to_owned()), ..LlamaOptions::default() }
 }
 
-/// The call `reply` makes, asserted to be the calculator on 17 and 23.
-fn calculator_call(reply: &catena_core::ChatResponse) -> ToolCall {
+/// Asks 17 * 23: the model must call the calculator on 17 and 23; the result goes back through
+/// the template's own tool-result turn and the model must answer 391.
+async fn calls_the_calculator_and_answers_from_its_result(model: &LlamaChatModel, ctx: &RunContext) {
+    let reply = model.chat(ask("What is 17 * 23?"), ctx).await.unwrap();
+    eprintln!("{reply:?}");
     assert_eq!(reply.finish_reason, FinishReason::ToolCalls, "{reply:?}");
     let call = reply.message.tool_calls[0].clone();
     assert_eq!(call.name, "calculator");
     let expression = call.arguments["expression"].as_str().unwrap();
     assert!(expression.contains("17") && expression.contains("23"), "{expression}");
-    call
+
+    let mut followup = ask("What is 17 * 23?");
+    followup.messages.push(Message::assistant("").with_tool_calls(vec![call.clone()]));
+    followup.messages.push(Message::tool(&call.id, "391"));
+    let answer = model.chat(followup, ctx).await.unwrap();
+    eprintln!("{answer:?}");
+    assert_eq!(answer.finish_reason, FinishReason::Stop);
+    assert!(answer.message.content.contains("391"), "{}", answer.message.content);
 }
 
 #[tokio::test]
@@ -120,17 +130,7 @@ async fn llama3_format_calls_with_parameters_and_reads_results_from_ipython_turn
     assert_eq!(model.tool_format(), ToolFormat::Llama3);
     let ctx = RunContext::new();
 
-    let reply = model.chat(ask("What is 17 * 23?"), &ctx).await.unwrap();
-    eprintln!("{reply:?}");
-    let call = calculator_call(&reply);
-
-    let mut followup = ask("What is 17 * 23?");
-    followup.messages.push(Message::assistant("").with_tool_calls(vec![call.clone()]));
-    followup.messages.push(Message::tool(&call.id, "391"));
-    let answer = model.chat(followup, &ctx).await.unwrap();
-    eprintln!("{answer:?}");
-    assert_eq!(answer.finish_reason, FinishReason::Stop);
-    assert!(answer.message.content.contains("391"), "{}", answer.message.content);
+    calls_the_calculator_and_answers_from_its_result(&model, &ctx).await;
 
     // One call per reply in this format, even when two are asked for; a history with two calls
     // in one message (which the template refuses) is split, one message per call.
@@ -167,19 +167,9 @@ async fn mistral_format_makes_parallel_calls_and_keeps_its_templates_call_ids() 
     assert_eq!(model.tool_format(), ToolFormat::Mistral);
     let ctx = RunContext::new();
 
-    let reply = model.chat(ask("What is 17 * 23?"), &ctx).await.unwrap();
-    eprintln!("{reply:?}");
-    let call = calculator_call(&reply);
-
     // The call's id (`call_N`) is not what Mistral's templates accept; it is rewritten on the way
     // in, the same in the call and in its result, so the template renders the pair.
-    let mut followup = ask("What is 17 * 23?");
-    followup.messages.push(Message::assistant("").with_tool_calls(vec![call.clone()]));
-    followup.messages.push(Message::tool(&call.id, "391"));
-    let answer = model.chat(followup, &ctx).await.unwrap();
-    eprintln!("{answer:?}");
-    assert_eq!(answer.finish_reason, FinishReason::Stop);
-    assert!(answer.message.content.contains("391"), "{}", answer.message.content);
+    calls_the_calculator_and_answers_from_its_result(&model, &ctx).await;
 
     // Several calls in one array, streamed one by one.
     let mut both = ask("Use the calculator twice: compute 12 + 30 and 7 * 6.");

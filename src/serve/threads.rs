@@ -9,7 +9,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::Server;
 use super::error::{ApiError, ApiResult, parse_body};
@@ -125,8 +124,7 @@ pub(super) async fn resume(
     let graph = agent(&server)?;
     let thread = thread_id(&id)?;
     let approval: Approval = parse_body(body)?;
-    let answer = serde_json::to_value(&approval).unwrap_or(Value::Null);
-    let outcome = graph.resume(&thread, Resume::Value(answer), &RunContext::new()).await?;
+    let outcome = graph.resume(&thread, Resume::with(&approval)?, &RunContext::new()).await?;
     Ok(Json(reply(&thread, outcome)))
 }
 

@@ -110,6 +110,22 @@ impl PendingWrite {
     }
 }
 
+/// Stored rows (`(key, json)`) read as `T`: the ones that parse, in order, and the ones that do
+/// not with the reason, for the store to move aside.
+pub(crate) fn decode_rows<T: serde::de::DeserializeOwned>(
+    rows: Vec<(i64, String)>,
+) -> (Vec<T>, Vec<(i64, String, String)>) {
+    let mut good = Vec::with_capacity(rows.len());
+    let mut bad = Vec::new();
+    for (key, data) in rows {
+        match serde_json::from_str(&data) {
+            Ok(value) => good.push(value),
+            Err(e) => bad.push((key, data, e.to_string())),
+        }
+    }
+    (good, bad)
+}
+
 /// Where a graph saves its checkpoints. Implementations: [`MemoryCheckpointer`] (in process),
 /// `SqliteCheckpointer` (feature `sqlite`).
 ///

@@ -124,6 +124,12 @@ pub(crate) struct TaskShared {
 }
 
 impl NodeContext {
+    /// The thread the run belongs to.
+    #[must_use]
+    pub fn thread(&self) -> &str {
+        &self.thread
+    }
+
     /// The node's name.
     #[must_use]
     pub fn node(&self) -> &str {

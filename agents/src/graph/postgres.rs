@@ -2,10 +2,9 @@
 
 use async_trait::async_trait;
 use catena_core::{Error, Result};
-use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::checkpoint::{Checkpoint, Checkpointer, PendingWrite};
+use super::checkpoint::{Checkpoint, Checkpointer, PendingWrite, decode_rows};
 
 /// Checkpoints in PostgreSQL (sqlx): for several app servers sharing threads. The same layout
 /// as `SqliteCheckpointer`: one row per checkpoint holding its step's updates, one per pending
@@ -117,6 +116,20 @@ impl PostgresCheckpointer {
         sqlx::query(delete).bind(thread).bind(id).execute(&mut *tx).await.map_err(error)?;
         tx.commit().await.map_err(error)
     }
+
+    /// Rows read as `T`; the ones that do not parse are moved to the quarantine table.
+    async fn read_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        thread: &str,
+        kind: &str,
+        rows: Vec<(i64, String)>,
+    ) -> Result<Vec<T>> {
+        let (good, bad) = decode_rows(rows);
+        for (key, data, reason) in bad {
+            self.quarantine(thread, kind, key, &data, &reason).await?;
+        }
+        Ok(good)
+    }
 }
 
 #[async_trait]
@@ -174,25 +187,17 @@ impl Checkpointer for PostgresCheckpointer {
     }
 
     async fn checkpoints(&self, thread: &str) -> Result<Vec<Checkpoint>> {
-        let rows = sqlx::query("SELECT id, data FROM catena_graph_checkpoints WHERE thread = $1 ORDER BY id")
-            .bind(thread)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(error)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get(0).map_err(error)?;
-            let data: String = row.try_get(1).map_err(error)?;
-            match serde_json::from_str::<Checkpoint>(&data) {
-                Ok(checkpoint) => out.push(checkpoint),
-                Err(e) => self.quarantine(thread, "checkpoint", id, &data, &e.to_string()).await?,
-            }
-        }
-        Ok(out)
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, data FROM catena_graph_checkpoints WHERE thread = $1 ORDER BY id")
+                .bind(thread)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(error)?;
+        self.read_rows(thread, "checkpoint", rows).await
     }
 
     async fn pending(&self, thread: &str, at: u64) -> Result<Vec<PendingWrite>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, data FROM catena_graph_pending WHERE thread = $1 AND checkpoint = $2 ORDER BY seq",
         )
         .bind(thread)
@@ -200,16 +205,7 @@ impl Checkpointer for PostgresCheckpointer {
         .fetch_all(&self.pool)
         .await
         .map_err(error)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq: i64 = row.try_get(0).map_err(error)?;
-            let data: String = row.try_get(1).map_err(error)?;
-            match serde_json::from_str::<PendingWrite>(&data) {
-                Ok(write) => out.push(write),
-                Err(e) => self.quarantine(thread, "pending", seq, &data, &e.to_string()).await?,
-            }
-        }
-        Ok(out)
+        self.read_rows(thread, "pending", rows).await
     }
 
     async fn threads(&self) -> Result<Vec<String>> {

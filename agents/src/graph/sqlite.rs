@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use catena_core::{Error, Result};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::checkpoint::{Checkpoint, Checkpointer, PendingWrite};
+use super::checkpoint::{Checkpoint, Checkpointer, PendingWrite, decode_rows};
 
 /// Checkpoints in an SQLite file (bundled SQLite through sqlx): runs survive the process, and
 /// several processes may share the file.
@@ -96,7 +95,7 @@ impl SqliteCheckpointer {
     /// # Errors
     /// The database cannot be read.
     pub async fn stored_bytes(&self, thread: &str) -> Result<u64> {
-        let row = sqlx::query(
+        let bytes: i64 = sqlx::query_scalar(
             "SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM graph_checkpoints WHERE thread = ?1) + \
                     (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM graph_pending WHERE thread = ?1)",
         )
@@ -104,7 +103,7 @@ impl SqliteCheckpointer {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        Ok(u64::try_from(row.try_get::<i64, _>(0).map_err(|e| self.error(e))?).unwrap_or(0))
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     fn error_at(path: &Path, e: sqlx::Error) -> Error {
@@ -135,6 +134,20 @@ impl SqliteCheckpointer {
         };
         sqlx::query(delete).bind(thread).bind(id).execute(&mut *tx).await.map_err(|e| self.error(e))?;
         tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Rows read as `T`; the ones that do not parse are moved to the quarantine table.
+    async fn read_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        thread: &str,
+        kind: &str,
+        rows: Vec<(i64, String)>,
+    ) -> Result<Vec<T>> {
+        let (good, bad) = decode_rows(rows);
+        for (key, data, reason) in bad {
+            self.quarantine(thread, kind, key, &data, &reason).await?;
+        }
+        Ok(good)
     }
 }
 
@@ -182,25 +195,17 @@ impl Checkpointer for SqliteCheckpointer {
     }
 
     async fn checkpoints(&self, thread: &str) -> Result<Vec<Checkpoint>> {
-        let rows = sqlx::query("SELECT id, data FROM graph_checkpoints WHERE thread = ? ORDER BY id")
-            .bind(thread)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get(0).map_err(|e| self.error(e))?;
-            let data: String = row.try_get(1).map_err(|e| self.error(e))?;
-            match serde_json::from_str::<Checkpoint>(&data) {
-                Ok(checkpoint) => out.push(checkpoint),
-                Err(e) => self.quarantine(thread, "checkpoint", id, &data, &e.to_string()).await?,
-            }
-        }
-        Ok(out)
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, data FROM graph_checkpoints WHERE thread = ? ORDER BY id")
+                .bind(thread)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+        self.read_rows(thread, "checkpoint", rows).await
     }
 
     async fn pending(&self, thread: &str, at: u64) -> Result<Vec<PendingWrite>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, data FROM graph_pending WHERE thread = ? AND checkpoint = ? ORDER BY seq",
         )
         .bind(thread)
@@ -208,17 +213,7 @@ impl Checkpointer for SqliteCheckpointer {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq: i64 = row.try_get(0).map_err(|e| self.error(e))?;
-            let data: String = row.try_get(1).map_err(|e| self.error(e))?;
-            match serde_json::from_str::<PendingWrite>(&data) {
-                Ok(write) => out.push(write),
-                // A pending write lost only costs re-running its task.
-                Err(e) => self.quarantine(thread, "pending", seq, &data, &e.to_string()).await?,
-            }
-        }
-        Ok(out)
+        self.read_rows(thread, "pending", rows).await
     }
 
     async fn threads(&self) -> Result<Vec<String>> {
