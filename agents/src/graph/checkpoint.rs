@@ -112,6 +112,7 @@ impl PendingWrite {
 
 /// Stored rows (`(key, json)`) read as `T`: the ones that parse, in order, and the ones that do
 /// not with the reason, for the store to move aside.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn decode_rows<T: serde::de::DeserializeOwned>(
     rows: Vec<(i64, String)>,
 ) -> (Vec<T>, Vec<(i64, String, String)>) {
