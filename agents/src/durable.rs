@@ -199,7 +199,15 @@ impl AgentExecutor {
         } else {
             run.tools.clone()
         };
-        let state = AgentState { input: &run.input, history: &run.history, steps: &run.steps, tools: &tools };
+        // Rewritten (summarized, redacted) for the model on every decision; the thread keeps
+        // the conversation as it was.
+        let conversation = self.rewrite_conversation(&run.input, &run.history, ctx).await?;
+        let state = AgentState {
+            input: &conversation.input,
+            history: &conversation.history,
+            steps: &run.steps,
+            tools: &tools,
+        };
         let config = self.config();
         let elapsed =
             std::time::Duration::from_millis(crate::graph::now_ms().saturating_sub(run.started_at_ms));
@@ -311,7 +319,7 @@ impl AgentExecutor {
         let waiting: Vec<ToolCall> = run
             .pending
             .iter()
-            .filter(|c| self.tools().options(&c.name).is_some_and(|o| o.needs_confirmation))
+            .filter(|c| self.needs_approval(c, ctx.resumable()))
             .filter(|c| !done.contains(&call_key(c)))
             .cloned()
             .collect();

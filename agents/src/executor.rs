@@ -14,7 +14,7 @@ use catena_tools::ToolRegistry;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentState, AgentStep, Next, Plan};
-use crate::middleware::{Middleware, RunStats, ToolNext};
+use crate::middleware::{Conversation, Middleware, RunStats, ToolNext};
 use crate::selection::ToolSelector;
 
 /// What to answer when a limit stops a run before the agent finished.
@@ -131,6 +131,24 @@ pub struct AgentExecutor {
     config: ExecutorConfig,
     selector: Option<Arc<ToolSelector>>,
     middleware: Vec<Arc<dyn Middleware>>,
+    approval: ApprovalPolicy,
+}
+
+/// Which tool calls an agent graph ([`AgentExecutor::into_graph`]) pauses for a person's
+/// approval. The executor's own [`run`](AgentExecutor::run) asks the registry's
+/// [`Confirm`](catena_tools::Confirm) hook instead, for tools marked
+/// [`needs_confirmation`](catena_tools::ToolOptions::needs_confirmation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalPolicy {
+    /// Calls of tools marked `needs_confirmation`, and, when the graph has a checkpointer (so
+    /// a pause can wait for a person), of every tool that is not
+    /// [`read_only`](catena_core::Tool::read_only). The default: a tool that changes the world
+    /// does not run unseen unless it is marked safe.
+    #[default]
+    SideEffecting,
+    /// Only calls of tools marked `needs_confirmation`.
+    Marked,
 }
 
 impl std::fmt::Debug for AgentExecutor {
@@ -160,6 +178,7 @@ impl AgentExecutor {
             config: ExecutorConfig::default(),
             selector: None,
             middleware: Vec::new(),
+            approval: ApprovalPolicy::default(),
         }
     }
 
@@ -214,6 +233,22 @@ impl AgentExecutor {
         self
     }
 
+    /// Which calls an agent graph pauses for approval (default:
+    /// [`ApprovalPolicy::SideEffecting`]).
+    #[must_use]
+    pub fn with_approval(mut self, approval: ApprovalPolicy) -> Self {
+        self.approval = approval;
+        self
+    }
+
+    /// Whether an agent graph pauses `call` for approval; `resumable` when the graph has a
+    /// checkpointer.
+    pub(crate) fn needs_approval(&self, call: &ToolCall, resumable: bool) -> bool {
+        let marked = self.tools.options(&call.name).is_some_and(|o| o.needs_confirmation);
+        let side_effecting = self.tools.get(&call.name).is_some_and(|t| !t.read_only());
+        marked || (resumable && self.approval == ApprovalPolicy::SideEffecting && side_effecting)
+    }
+
     /// The tools.
     #[must_use]
     pub fn tools(&self) -> &ToolRegistry {
@@ -257,6 +292,8 @@ impl AgentExecutor {
         ctx: &RunContext,
     ) -> Result<AgentOutput> {
         let started = Instant::now();
+        let conversation = self.rewrite_conversation(input, history, ctx).await?;
+        let (input, history) = (conversation.input.as_str(), conversation.history.as_slice());
         let specs = self.offered_tools(input, ctx).await?;
         let mut steps: Vec<AgentStep> = Vec::new();
         let mut usage = Usage::default();
@@ -342,6 +379,20 @@ impl AgentExecutor {
         let answer = self.stopped_answer(stop, state, &mut usage, ctx).await?;
         self.emit_answer(&answer, ctx);
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
+    }
+
+    /// Runs every middleware's `rewrite_conversation`, first to last.
+    pub(crate) async fn rewrite_conversation(
+        &self,
+        input: &str,
+        history: &[Message],
+        ctx: &RunContext,
+    ) -> Result<Conversation> {
+        let mut conversation = Conversation { input: input.to_owned(), history: history.to_vec() };
+        for middleware in &self.middleware {
+            middleware.rewrite_conversation(&mut conversation, ctx).await?;
+        }
+        Ok(conversation)
     }
 
     /// Runs every middleware's `before_model`, first to last.

@@ -40,13 +40,16 @@
 //!   [`AgentChatModel`] serves an executor as a chat model; [`ToolSelector`] narrows long tool
 //!   lists to the few closest to the question.
 //! - [`Middleware`] around every model decision and tool call: [`TokenBudget`] (tokens or money
-//!   at a [`Price`]), [`ToolCallLimit`], [`ToolRetry`]; [`RunStats`], [`ToolNext`].
+//!   at a [`Price`]), [`ModelCallLimit`], [`ToolCallLimit`], [`ToolRetry`], [`Summarize`] (old
+//!   turns summarized as the conversation nears the context), [`PiiRedaction`] (e-mails, phones,
+//!   cards, IBANs); [`Conversation`], [`RunStats`], [`ToolNext`]. Model fallback is a model:
+//!   [`FallbackChatModel`](catena_core::FallbackChatModel).
 //! - Memories: [`BufferMemory`], [`WindowMemory`], [`TokenBufferMemory`], [`SummaryMemory`],
 //!   [`SummaryBufferMemory`], [`VectorMemory`].
 //! - [`SessionStore`] (feature `sqlite`): conversations saved in SQLite, resumed after a restart.
 //! - [`graph`]: state graphs with checkpoints, interrupts and resume, time travel, streaming;
 //!   [`AgentExecutor::into_graph`] runs an agent on them ([`AgentRun`]), pausing calls of tools
-//!   that need approval ([`ApprovalRequest`], [`Approval`], [`Decision`]).
+//!   that need approval ([`ApprovalPolicy`], [`ApprovalRequest`], [`Approval`], [`Decision`]).
 
 // The GraphState derive names this crate by its path, which must resolve inside it too.
 extern crate self as catena_agents;
@@ -57,6 +60,7 @@ mod executor;
 pub mod graph;
 mod memory;
 mod middleware;
+mod pii;
 mod react;
 mod selection;
 #[cfg(feature = "sqlite")]
@@ -65,11 +69,17 @@ mod tool_calling;
 
 pub use agent::{Agent, AgentState, AgentStep, Next, Plan};
 pub use durable::{AgentRun, AgentRunUpdate, Approval, ApprovalRequest, Decision};
-pub use executor::{AgentChatModel, AgentExecutor, AgentOutput, EarlyStopping, ExecutorConfig, StopReason};
+pub use executor::{
+    AgentChatModel, AgentExecutor, AgentOutput, ApprovalPolicy, EarlyStopping, ExecutorConfig, StopReason,
+};
 pub use memory::{
     BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,
 };
-pub use middleware::{Middleware, Price, RunStats, TokenBudget, ToolCallLimit, ToolNext, ToolRetry};
+pub use middleware::{
+    Conversation, Middleware, ModelCallLimit, Price, RunStats, Summarize, TokenBudget, ToolCallLimit, ToolNext,
+    ToolRetry,
+};
+pub use pii::{Pii, PiiAction, PiiMatch, PiiRedaction, find_pii};
 pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};
 pub use selection::ToolSelector;
 #[cfg(feature = "sqlite")]

@@ -5,14 +5,24 @@
 //! A middleware sees the run so far ([`RunStats`]) and may stop it before a model call (an
 //! [`Error::Limit`] ends the run with [`StopReason::Budget`](crate::StopReason::Budget), its steps
 //! kept), change a decision after it, and wrap each tool call (run it, retry it, refuse it). Built
-//! in: [`TokenBudget`] (tokens, or money through a price per million tokens), [`ToolCallLimit`]
-//! and [`ToolRetry`].
+//! in: [`TokenBudget`] (tokens, or money through a price per million tokens),
+//! [`ModelCallLimit`], [`ToolCallLimit`], [`ToolRetry`], [`Summarize`] and
+//! [`PiiRedaction`](crate::PiiRedaction). A middleware may also rewrite what the model is shown
+//! of the conversation ([`Middleware::rewrite_conversation`]).
+//!
+//! Two rules of LangChain's middleware list live elsewhere in catena, where they serve more
+//! than agents: model fallback is a model, [`FallbackChatModel`](catena_core::FallbackChatModel),
+//! usable by every chain; human approval is the agent graph's `review` step, which must pause
+//! the run with a checkpoint ([`ApprovalPolicy`](crate::ApprovalPolicy)); loop detection is the
+//! executor's repeat rule ([`ExecutorConfig::max_repeats`](crate::ExecutorConfig::max_repeats)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catena_core::{Error, Result, RetryPolicy, RunContext, ToolCall, ToolOutput, Usage, async_trait};
+use catena_core::{
+    ChatModel, Error, Message, Result, RetryPolicy, RunContext, Tokenizer, ToolCall, ToolOutput, Usage, async_trait,
+};
 use catena_tools::ToolRegistry;
 
 use crate::agent::Plan;
@@ -41,12 +51,29 @@ impl RunStats {
     }
 }
 
+/// What the model is shown of a run's question and the conversation before it: what
+/// [`Middleware::rewrite_conversation`] may change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conversation {
+    /// The run's question.
+    pub input: String,
+    /// The turns before it, oldest first.
+    pub history: Vec<Message>,
+}
+
 /// One rule around an agent's model decisions and tool calls. Every hook has a default that
 /// lets the call through; implement the ones the rule needs. Middlewares run in the order they
 /// were added: `before_model` first to last, `after_model` last to first, `wrap_tool` as nested
 /// layers (the first added is the outermost).
 #[async_trait]
 pub trait Middleware: Send + Sync {
+    /// Before a run's model decisions: may rewrite what the model is shown of the question and
+    /// the conversation before it (summarize old turns, redact). The stored conversation is
+    /// not changed. An error is the run's error.
+    async fn rewrite_conversation(&self, _conversation: &mut Conversation, _ctx: &RunContext) -> Result<()> {
+        Ok(())
+    }
+
     /// Before each model decision. An error stops the run: [`Error::Limit`] with
     /// [`StopReason::Budget`](crate::StopReason::Budget) and its steps kept; any other error is
     /// the run's error.
@@ -269,5 +296,165 @@ impl Middleware for ToolRetry {
                 other => return other,
             }
         }
+    }
+}
+
+/// Caps the model calls of a run, all kinds together; the run then stops as
+/// [`StopReason::Budget`](crate::StopReason::Budget) with its steps kept and no closing call
+/// (unlike [`ExecutorConfig::max_iterations`](crate::ExecutorConfig::max_iterations), whose
+/// [`EarlyStopping::Generate`](crate::EarlyStopping::Generate) makes one more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCallLimit {
+    max: usize,
+}
+
+impl ModelCallLimit {
+    /// At most `calls` model decisions per run.
+    #[must_use]
+    pub fn new(calls: usize) -> Self {
+        Self { max: calls }
+    }
+}
+
+#[async_trait]
+impl Middleware for ModelCallLimit {
+    async fn before_model(&self, stats: &RunStats, _ctx: &RunContext) -> Result<()> {
+        if stats.iterations >= self.max {
+            return Err(Error::limit(format!("the run's limit of {} model calls is reached", self.max)));
+        }
+        Ok(())
+    }
+}
+
+/// Summaries already made, by the conversation prefix they fold: (messages, hash, summary).
+type SummaryCache = std::sync::Mutex<std::collections::VecDeque<(usize, u64, String)>>;
+
+/// How many summaries [`Summarize`] remembers (one or two per conversation it serves).
+const SUMMARY_CACHE: usize = 256;
+
+/// Keeps the conversation a model is shown under a token budget: when the turns before the
+/// question pass `max_tokens`, the older ones (whole exchanges) are replaced by a summary the
+/// model writes, and the newest turns, up to half the budget, stay verbatim. The thread keeps
+/// every turn; only what the model reads is shortened.
+///
+/// Summaries are progressive and remembered: the next time the conversation is too long, only
+/// the turns since the last summary are folded into it, so a long conversation costs one short
+/// summarising call now and then, not one per question. The memory of summaries lives in the
+/// process; after a restart the first long question summarises once again. If summarising
+/// fails, the run fails with that error and nothing is lost.
+pub struct Summarize {
+    model: Arc<dyn ChatModel>,
+    tokenizer: Arc<dyn Tokenizer>,
+    max_tokens: usize,
+    max_summary_tokens: u32,
+    cache: SummaryCache,
+}
+
+impl std::fmt::Debug for Summarize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Summarize")
+            .field("model", &self.model.model_name())
+            .field("max_tokens", &self.max_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Summarize {
+    /// Summarises with `model` once the conversation passes `max_tokens` (counted by
+    /// `tokenizer`, the model's own for local models); summaries of at most 256 tokens.
+    #[must_use]
+    pub fn new(model: Arc<dyn ChatModel>, tokenizer: Arc<dyn Tokenizer>, max_tokens: usize) -> Self {
+        Self { model, tokenizer, max_tokens, max_summary_tokens: 256, cache: SummaryCache::default() }
+    }
+
+    /// Most tokens a summary may have.
+    #[must_use]
+    pub fn with_max_summary_tokens(mut self, tokens: u32) -> Self {
+        self.max_summary_tokens = tokens;
+        self
+    }
+
+    fn cached(&self, split: usize, hashes: &[u64]) -> (usize, String) {
+        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .iter()
+            .filter(|(n, hash, _)| *n <= split && hashes.get(*n) == Some(hash))
+            .max_by_key(|(n, _, _)| *n)
+            .map_or((0, String::new()), |(n, _, summary)| (*n, summary.clone()))
+    }
+
+    fn remember(&self, split: usize, hash: u64, summary: String) {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= SUMMARY_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((split, hash, summary));
+    }
+}
+
+/// Hashes of every prefix of `messages` (index n: the first n messages).
+fn prefix_hashes(messages: &[Message]) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut out = vec![0];
+    let mut last = 0u64;
+    for m in messages {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        last.hash(&mut hasher);
+        m.role.as_str().hash(&mut hasher);
+        m.content.hash(&mut hasher);
+        for call in &m.tool_calls {
+            call.name.hash(&mut hasher);
+            call.arguments.to_string().hash(&mut hasher);
+        }
+        last = hasher.finish();
+        out.push(last);
+    }
+    out
+}
+
+#[async_trait]
+impl Middleware for Summarize {
+    async fn rewrite_conversation(&self, conversation: &mut Conversation, ctx: &RunContext) -> Result<()> {
+        let history = &conversation.history;
+        let mut sizes = Vec::with_capacity(history.len());
+        for message in history {
+            sizes.push(crate::memory::message_tokens(self.tokenizer.as_ref(), message)?);
+        }
+        if sizes.iter().sum::<usize>() <= self.max_tokens {
+            return Ok(());
+        }
+        // Keep the newest turns within half the budget, starting at a question so no answer or
+        // tool result is cut from what led to it.
+        let mut kept = 0;
+        let mut split = history.len();
+        while split > 0 && kept + sizes.get(split - 1).copied().unwrap_or(0) <= self.max_tokens / 2 {
+            split -= 1;
+            kept += sizes.get(split).copied().unwrap_or(0);
+        }
+        while history.get(split).is_some_and(|m| m.role != catena_core::Role::User) {
+            split += 1;
+        }
+        let split = split.max(1);
+        let hashes = prefix_hashes(history.get(..split).unwrap_or_default());
+        let (done, summary) = self.cached(split, &hashes);
+        let summary = if done == split {
+            summary
+        } else {
+            let lines = history.get(done..split).unwrap_or_default();
+            let summary = crate::memory::summary::extend_summary(
+                self.model.as_ref(),
+                &summary,
+                lines,
+                self.max_summary_tokens,
+                ctx,
+            )
+            .await?;
+            self.remember(split, hashes.last().copied().unwrap_or_default(), summary.clone());
+            summary
+        };
+        let mut shortened = vec![crate::memory::summary::summary_message(&summary)];
+        shortened.extend_from_slice(history.get(split..).unwrap_or_default());
+        conversation.history = shortened;
+        Ok(())
     }
 }

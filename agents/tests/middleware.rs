@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use catena_agents::graph::{MemoryCheckpointer, Outcome, Thread};
 use catena_agents::{
-    AgentExecutor, AgentRun, EarlyStopping, Middleware, Next, Plan, Price, RunStats, StopReason, TokenBudget,
-    ToolCallLimit, ToolCallingAgent, ToolNext, ToolRetry,
+    AgentExecutor, AgentRun, ApprovalPolicy, Conversation, EarlyStopping, Middleware, ModelCallLimit, Next, Pii,
+    PiiAction, PiiRedaction, Plan, Price, RunStats, StopReason, Summarize, TokenBudget, ToolCallLimit,
+    ToolCallingAgent, ToolNext, ToolRetry,
 };
 use catena_core::testing::{ScriptedChatModel, ScriptedReply};
-use catena_core::{Error, Result, RetryPolicy, RunContext, ToolCall, ToolOutput, TypedTool, async_trait};
+use catena_core::{
+    Error, Memory, Message, Result, RetryPolicy, RunContext, ToolCall, ToolOutput, TypedTool, async_trait,
+};
 use catena_tools::{Calculator, ToolRegistry};
 use serde_json::json;
 
@@ -246,4 +249,176 @@ async fn middlewares_run_in_order_and_may_change_a_decision() {
             "a after",
         ]
     );
+}
+
+#[tokio::test]
+async fn a_model_call_limit_stops_the_run_with_its_steps_and_no_closing_call() {
+    let model = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let out = executor(model.clone(), calculator())
+        .with_early_stopping(EarlyStopping::Generate)
+        .with_middleware(ModelCallLimit::new(2))
+        .run("count", &RunContext::new())
+        .await
+        .unwrap();
+    assert_eq!((out.stop, out.iterations, out.steps.len()), (StopReason::Budget, 2, 2));
+    assert_eq!(model.requests().len(), 2, "no third call, not even a closing one");
+    assert!(out.answer.contains("budget"), "{}", out.answer);
+}
+
+/// One token per whitespace-separated word.
+struct Words;
+
+impl catena_core::Tokenizer for Words {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(text.split_whitespace().map(|_| 1).collect())
+    }
+    fn decode(&self, _: &[u32]) -> Result<String> {
+        Ok(String::new())
+    }
+}
+
+fn turns(range: std::ops::Range<usize>) -> Vec<Message> {
+    range
+        .flat_map(|i| {
+            [
+                Message::user(format!("question {i} about topic number {i}")),
+                Message::assistant(format!("answer {i} with the fact {i}")),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn summarize_folds_old_turns_once_keeps_recent_ones_and_leaves_short_talks_alone() {
+    let ctx = RunContext::new();
+    let summarizer = Arc::new(ScriptedChatModel::new(["S1: facts 0 to 3", "S2: facts 0 to 5"]));
+    // Each message is 4 framing tokens plus 6 words: 10 tokens; a budget of 45 keeps 2 messages.
+    let summarize = Arc::new(Summarize::new(summarizer.clone(), Arc::new(Words), 45));
+    let mut conversation = Conversation { input: "next?".into(), history: turns(0..2) };
+    summarize.rewrite_conversation(&mut conversation, &ctx).await.unwrap();
+    assert_eq!(conversation.history, turns(0..2), "40 tokens fit: untouched");
+    assert!(summarizer.requests().is_empty());
+
+    let mut conversation = Conversation { input: "next?".into(), history: turns(0..5) };
+    summarize.rewrite_conversation(&mut conversation, &ctx).await.unwrap();
+    assert_eq!(conversation.history.len(), 3, "{:?}", conversation.history);
+    assert!(conversation.history[0].content.ends_with("S1: facts 0 to 3"));
+    assert_eq!(conversation.history[1..], turns(4..5)[..], "the newest exchange verbatim");
+    let asked = &summarizer.requests()[0].messages[0].content;
+    assert!(asked.contains("question 3") && !asked.contains("question 4"), "{asked}");
+
+    // The same conversation again: the summary is remembered, no model call.
+    let mut again = Conversation { input: "next?".into(), history: turns(0..5) };
+    summarize.rewrite_conversation(&mut again, &ctx).await.unwrap();
+    assert_eq!((again, summarizer.requests().len()), (conversation, 1));
+
+    // Two turns later only the new old turns are folded into the previous summary.
+    let mut later = Conversation { input: "next?".into(), history: turns(0..7) };
+    summarize.rewrite_conversation(&mut later, &ctx).await.unwrap();
+    assert!(later.history[0].content.ends_with("S2: facts 0 to 5"));
+    let asked = &summarizer.requests()[1].messages[0].content;
+    assert!(asked.contains("S1: facts 0 to 3") && asked.contains("question 4"), "{asked}");
+    assert!(!asked.contains("question 3") && !asked.contains("question 6"), "{asked}");
+
+    // On an executor, the agent is shown the shortened conversation.
+    let agent_model = Arc::new(ScriptedChatModel::new(["fine"]));
+    let memory = Arc::new(catena_agents::BufferMemory::new());
+    memory.add(&turns(0..5), &ctx).await.unwrap();
+    let out = executor(agent_model.clone(), calculator())
+        .with_memory(memory)
+        .with_middleware(Summarize::new(
+            Arc::new(ScriptedChatModel::new(["S: earlier facts"])),
+            Arc::new(Words),
+            45,
+        ))
+        .run("next?", &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "fine");
+    let seen: Vec<String> = agent_model.requests()[0].messages.iter().map(|m| m.content.clone()).collect();
+    assert!(seen.iter().any(|m| m.ends_with("S: earlier facts")), "{seen:?}");
+    assert!(!seen.iter().any(|m| m.contains("question 1")), "{seen:?}");
+}
+
+#[tokio::test]
+async fn pii_is_redacted_in_what_the_model_reads_writes_and_passes_to_tools() {
+    let ctx = RunContext::new();
+    let call = ToolCall {
+        id: "f".into(),
+        name: "flaky".into(),
+        arguments: json!({"text": "card 4111 1111 1111 1111"}),
+    };
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![call]),
+        ScriptedReply::Text("Mail jane@example.com".into()),
+    ]));
+    let flaky = Flaky::default();
+    let tools = ToolRegistry::new().with(flaky.clone()).unwrap();
+    let out = executor(model.clone(), tools)
+        .with_middleware(PiiRedaction::new(PiiAction::Redact))
+        .run("I am +44 20 7946 0958, IBAN DE89 3704 0044 0532 0130 00", &ctx)
+        .await
+        .unwrap();
+    let asked = &model.requests()[0].messages;
+    let question = &asked.last().unwrap().content;
+    assert_eq!(question, "I am [REDACTED_PHONE], IBAN [REDACTED_IBAN]");
+    assert_eq!(out.steps[0].observation, "echo: card [REDACTED_CARD]", "the tool got redacted arguments");
+    assert_eq!(out.answer, "Mail [REDACTED_EMAIL]");
+
+    // Block: a question holding personal data fails the run before any model call.
+    let model = Arc::new(ScriptedChatModel::new(["never"]));
+    let err = executor(model.clone(), calculator())
+        .with_middleware(PiiRedaction::new(PiiAction::Block).only([Pii::Email]))
+        .run("write to jane@example.com", &ctx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("an e-mail address"), "{err}");
+    assert!(model.requests().is_empty());
+    // ... and a tool call holding it is not made; the model is told.
+    let call = ToolCall { id: "f".into(), name: "flaky".into(), arguments: json!({"text": "jane@example.com"}) };
+    let model = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![call]),
+        ScriptedReply::Text("ok".into()),
+    ]));
+    let flaky = Flaky::default();
+    let out = executor(model, ToolRegistry::new().with(flaky.clone()).unwrap())
+        .with_middleware(PiiRedaction::new(PiiAction::Block))
+        .run("echo my address", &ctx)
+        .await;
+    // The call's arguments come from the model's decision: blocked there, the run fails.
+    assert!(out.unwrap_err().to_string().contains("blocks"));
+    assert_eq!(flaky.runs.load(Ordering::SeqCst), 0, "the tool never ran");
+}
+
+#[tokio::test]
+async fn graphs_with_a_checkpointer_pause_side_effecting_tools_and_not_read_only_ones() {
+    let ctx = RunContext::new();
+    let script = || {
+        Arc::new(ScriptedChatModel::from_replies([
+            ScriptedReply::ToolCalls(vec![calc(1), flaky_call()]),
+            ScriptedReply::Text("done".into()),
+        ]))
+    };
+    let tools = || ToolRegistry::new().with(Calculator).unwrap().with(Flaky::default()).unwrap();
+    // Default policy, with a checkpointer: the side-effecting `flaky` waits, the calculator does not.
+    let graph = executor(script(), tools())
+        .into_graph()
+        .unwrap()
+        .with_checkpointer(Arc::new(MemoryCheckpointer::new()));
+    let paused = graph.invoke(&Thread::new("t"), AgentRun::ask("go"), &ctx).await.unwrap();
+    let waiting: catena_agents::ApprovalRequest =
+        serde_json::from_value(paused.interrupts()[0].payload.clone()).unwrap();
+    let names: Vec<&str> = waiting.calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["flaky"]);
+    // Only marked tools under ApprovalPolicy::Marked; nothing pauses without a checkpointer.
+    let marked = executor(script(), tools())
+        .with_approval(ApprovalPolicy::Marked)
+        .into_graph()
+        .unwrap()
+        .with_checkpointer(Arc::new(MemoryCheckpointer::new()));
+    let done = marked.invoke(&Thread::new("t"), AgentRun::ask("go"), &ctx).await.unwrap();
+    assert!(matches!(done, Outcome::Done(_)));
+    let plain = executor(script(), tools()).into_graph().unwrap();
+    let done = plain.invoke(&Thread::new("t"), AgentRun::ask("go"), &ctx).await.unwrap();
+    assert_eq!(done.state().answer.as_deref(), Some("done"));
 }

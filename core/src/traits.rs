@@ -272,6 +272,14 @@ pub trait Tool: Send + Sync {
     /// Runs it. Invalid arguments are an [`Error::Tool`] whose message the model can act on.
     async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput>;
 
+    /// Whether calling it changes nothing outside the call (reads, computes, searches). Tools
+    /// are side-effecting unless they say so: an agent graph with a checkpointer pauses each
+    /// call of a side-effecting tool for a person's approval (see `ApprovalPolicy` in
+    /// `catena-agents`), so a tool that only reads should return `true`.
+    fn read_only(&self) -> bool {
+        false
+    }
+
     /// The tool as offered in a [`ChatRequest`].
     fn spec(&self) -> ToolSpec {
         ToolSpec {
@@ -333,6 +341,8 @@ pub trait TypedTool: Send + Sync {
     const NAME: &'static str;
     /// See [`Tool::description`].
     const DESCRIPTION: &'static str;
+    /// See [`Tool::read_only`].
+    const READ_ONLY: bool = false;
 
     /// Runs the tool on parsed arguments.
     async fn run(&self, args: Self::Args, ctx: &RunContext) -> Result<ToolOutput>;
@@ -346,6 +356,10 @@ impl<T: TypedTool> Tool for T {
 
     fn description(&self) -> &str {
         T::DESCRIPTION
+    }
+
+    fn read_only(&self) -> bool {
+        T::READ_ONLY
     }
 
     /// The schemars schema of `Args`, without its `$schema` and `title` keys: models read every
@@ -442,6 +456,10 @@ impl<T: Tool> Tool for Described<T> {
 
     fn parameters(&self) -> Value {
         self.tool.parameters()
+    }
+
+    fn read_only(&self) -> bool {
+        self.tool.read_only()
     }
 
     async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {

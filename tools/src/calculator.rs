@@ -68,6 +68,7 @@ impl TypedTool for Calculator {
     type Args = CalculatorArgs;
     const NAME: &'static str = "calculator";
     const DESCRIPTION: &'static str = "Evaluates an arithmetic expression (+ - * / ^, parentheses, sqrt, ln, sin, cos, tan, abs, round, PI, E) and returns the number.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: CalculatorArgs, _ctx: &RunContext) -> Result<ToolOutput> {
         evaluate(&args.expression).map(|x| ToolOutput::text(format_number(x)))

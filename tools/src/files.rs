@@ -89,6 +89,7 @@ impl TypedTool for ReadFileTool {
     const NAME: &'static str = "read_file";
     const DESCRIPTION: &'static str =
         "Reads a text file (or lists a folder) inside the allowed folder. Paths are relative to that folder.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: ReadFileArgs, _ctx: &RunContext) -> Result<ToolOutput> {
         let path = self.resolve(&args.path)?;

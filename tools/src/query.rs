@@ -74,6 +74,11 @@ impl catena_core::Tool for SqlQuestionTool {
         catena_core::model_schema::<QuestionArgs>()
     }
 
+    /// The chain runs only guarded, read-only queries.
+    fn read_only(&self) -> bool {
+        true
+    }
+
     async fn call(&self, arguments: serde_json::Value, ctx: &RunContext) -> Result<ToolOutput> {
         let args: QuestionArgs = serde_json::from_value(arguments)
             .map_err(|e| catena_core::Error::tool("sql_question", format!("invalid arguments: {e}")))?;
@@ -126,6 +131,7 @@ impl TypedTool for SqlQueryTool {
     type Args = SqlArgs;
     const NAME: &'static str = "sql_query";
     const DESCRIPTION: &'static str = "Runs one read-only SQL SELECT statement and returns its rows; on an error, returns the error so the query can be fixed.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: SqlArgs, _ctx: &RunContext) -> Result<ToolOutput> {
         let guarded = match self.guard.check(&args.sql) {
@@ -169,6 +175,7 @@ impl TypedTool for CypherQuestionTool {
     type Args = QuestionArgs;
     const NAME: &'static str = "graph_question";
     const DESCRIPTION: &'static str = "Answers a question from the graph database: writes a read-only Cypher query, runs it and returns the query and its rows.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: QuestionArgs, ctx: &RunContext) -> Result<ToolOutput> {
         match self.chain.query(&args.question, ctx).await {

@@ -61,6 +61,7 @@ impl TypedTool for RetrieverTool {
     type Args = SearchArgs;
     const NAME: &'static str = "search_documents";
     const DESCRIPTION: &'static str = "Searches the document collection and returns the most relevant passages, numbered, with their sources.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: SearchArgs, ctx: &RunContext) -> Result<ToolOutput> {
         let query = args.query.trim();

@@ -64,6 +64,7 @@ impl TypedTool for DateTimeTool {
     const NAME: &'static str = "current_datetime";
     const DESCRIPTION: &'static str =
         "Returns the current date, weekday and time, optionally in a given IANA time zone.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: DateTimeArgs, _ctx: &RunContext) -> Result<ToolOutput> {
         let asked = args.timezone.as_deref().map(str::trim).filter(|z| !z.is_empty());

@@ -218,6 +218,7 @@ impl TypedTool for WebPageTool {
     const NAME: &'static str = "fetch_web_page";
     const DESCRIPTION: &'static str =
         "Fetches a web page by URL and returns its readable text with its title.";
+    const READ_ONLY: bool = true;
 
     async fn run(&self, args: WebPageArgs, ctx: &RunContext) -> Result<ToolOutput> {
         let url = url::Url::parse(args.url.trim()).map_err(|e| {

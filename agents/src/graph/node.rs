@@ -112,6 +112,7 @@ pub struct NodeContext {
     pub(crate) run: RunContext,
     pub(crate) shared: Arc<Mutex<TaskShared>>,
     pub(crate) emitter: Emitter,
+    pub(crate) resumable: bool,
 }
 
 /// What a task's node leaves for the engine besides its update.
@@ -124,6 +125,13 @@ pub(crate) struct TaskShared {
 }
 
 impl NodeContext {
+    /// Whether the graph has a checkpointer, so an [`interrupt`](Self::interrupt) can wait for
+    /// another process (without one, a paused run cannot be resumed).
+    #[must_use]
+    pub fn resumable(&self) -> bool {
+        self.resumable
+    }
+
     /// The thread the run belongs to.
     #[must_use]
     pub fn thread(&self) -> &str {

@@ -480,29 +480,31 @@ impl<S: GraphState> CompiledGraph<S> {
 
     /// Edits the thread's state (at its latest checkpoint, or the one [`Thread::at`] names) as
     /// if a node had returned `update`: a new checkpoint, the same tasks pending, pending
-    /// interrupts kept. How a person changes what an interrupted run will continue with.
-    /// Returns the new checkpoint's id.
+    /// interrupts kept. How a person changes what an interrupted run will continue with, and
+    /// how a thread is seeded (a thread never run starts from the state's default, with nothing
+    /// pending: importing a conversation kept elsewhere). Returns the new checkpoint's id.
     ///
     /// # Errors
-    /// No checkpointer; a thread never run; the checkpointer's errors.
+    /// No checkpointer; the checkpointer's errors.
     pub async fn update_state(&self, thread: &Thread, update: S::Update) -> Result<u64> {
         let saver = self.saver()?;
         let all = saver.checkpoints(&thread.id).await?;
-        let head = head_of(thread, &all)?.ok_or_else(|| {
-            Error::invalid_input(format!("thread `{}` has no state to update: run it first", thread.id))
-        })?;
-        let pending = saver.pending(&thread.id, head.id).await?;
+        let head = head_of(thread, &all)?;
+        let pending = match head {
+            Some(head) => saver.pending(&thread.id, head.id).await?,
+            None => Vec::new(),
+        };
         let checkpoint = Checkpoint {
             id: next_id(&all),
-            parent: Some(head.id),
-            step: head.step,
+            parent: head.map(|h| h.id),
+            step: head.map_or(-1, |h| h.step),
             source: Source::Update,
             writes: vec![Write {
                 node: UPDATE.to_owned(),
                 task: "update".to_owned(),
                 update: to_json(&update)?,
             }],
-            next: head.next.clone(),
+            next: head.map(|h| h.next.clone()).unwrap_or_default(),
             base: None,
             created_at_ms: now_ms(),
         };
@@ -643,6 +645,7 @@ impl<S: GraphState> CompiledGraph<S> {
             run,
             shared: Arc::clone(&shared),
             emitter: emitter.clone(),
+            resumable: self.checkpointer.is_some(),
         };
         // A panicking node fails its task, not the process: its siblings' work is saved and the
         // run can be resumed once the node is fixed.

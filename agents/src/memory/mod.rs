@@ -5,7 +5,7 @@ use catena_core::{Memory, Message, Result, Role, RunContext, Tokenizer};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-mod summary;
+pub(crate) mod summary;
 mod token;
 mod vector;
 

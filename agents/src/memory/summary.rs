@@ -13,13 +13,13 @@ use tokio::sync::Mutex;
 use super::message_tokens;
 
 /// The summary as it is put before the next turn.
-fn summary_message(summary: &str) -> Message {
+pub(crate) fn summary_message(summary: &str) -> Message {
     Message::system(format!("Summary of the conversation so far:\n{summary}"))
 }
 
 /// Asks `model` to extend `summary` with `lines`: progressive summarisation, so the cost of each
 /// update is the new lines plus the summary, never the whole conversation.
-async fn extend_summary(
+pub(crate) async fn extend_summary(
     model: &dyn ChatModel,
     summary: &str,
     lines: &[Message],
