@@ -23,13 +23,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use catena::agents::graph::{Checkpointer, CompiledGraph, Outcome, Resume, SqliteCheckpointer, Thread};
 use catena::agents::{
-    Agent, AgentExecutor, EarlyStopping, ExecutorConfig, Loaded, ReActAgent, SessionStore,
-    SummaryBufferMemory, ToolCallingAgent, ToolSelector,
+    Agent, AgentExecutor, AgentRun, AgentRunUpdate, Approval, ApprovalRequest, Decision, EarlyStopping,
+    ExecutorConfig, ReActAgent, SessionStore, Summarize, ToolCallingAgent, ToolSelector,
 };
 use catena::core::{
-    ChatModel, Described, Embedder, Event, Loader, Memory, Message, Result, Retriever, RunContext, Splitter,
-    Tokenizer, ToolCall, ToolChoice, ToolExt, VectorStore, async_trait,
+    ChatModel, Described, Embedder, Event, Loader, Result, Retriever, RunContext, Splitter, Tokenizer,
+    ToolCall, ToolChoice, ToolExt, VectorStore,
 };
 use catena::loaders::{DirectoryLoader, TextLoader};
 use catena::models::files;
@@ -42,10 +43,10 @@ use catena::retrievers::{
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
 use catena::tools::SqlQuestionTool;
 use catena::tools::{
-    Calculator, Confirm, DateTimeTool, RetrieverTool, ToolOptions, ToolRegistry, WebPageTool,
+    Calculator, DateTimeTool, RetrieverTool, SaveNoteTool, ToolOptions, ToolRegistry, WebPageTool,
 };
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 /// Chat with a tool-using agent (docs search, SQL over Chinook, calculator, date/time; web pages
 /// with --web).
@@ -186,17 +187,15 @@ async fn run(args: Args) -> Result<()> {
     if args.web {
         tools.add_with(Arc::new(WebPageTool::new()), ToolOptions::default().needs_confirmation())?;
     }
-    let tools = tools.with_confirmation(Arc::new(AskUser { interactive, yes: args.yes }));
+    // A side-effecting tool: notes saved as Markdown files under the agent folder. Tools that
+    //    only read say so (`Tool::read_only`); this one does not, so every call of it waits for
+    //    your approval (below).
+    tools.add(Arc::new(SaveNoteTool::new(dir.join("notes"))))?;
 
-    // 3. Memory: recent turns verbatim, older ones summarised by the same model, saved to SQLite
-    //    after every answer so a restart resumes the conversation.
-    let memory = Arc::new(SummaryBufferMemory::new(Arc::clone(&model), tokenizer, 600));
-    let sessions = SessionStore::open(dir.join("sessions.db")).await?;
-    if let Some(aside) = sessions.moved_aside() {
-        note(&format!("the sessions file was unreadable; it was kept as {}", aside.display()));
-    }
-    let mut session = args.session.clone();
-    resume(&sessions, &session, memory.as_ref()).await?;
+    // 3. The conversation lives in the thread's checkpoints (SQLite, under the agent folder):
+    //    a restart resumes it, and a run waiting for approval waits across restarts. The model
+    //    is shown older turns as a summary once the conversation passes 600 tokens.
+    let checkpointer = Arc::new(open_threads(&dir.join("threads.db")).await?);
 
     // 4. The agent decides; the executor runs the loop, the tools and the limits.
     let agent: Arc<dyn Agent> = match protocol {
@@ -233,67 +232,82 @@ async fn run(args: Args) -> Result<()> {
         ..ExecutorConfig::default()
     };
     let mut executor = AgentExecutor::from_arc(agent, tools)
-        .with_memory(memory.clone() as Arc<dyn Memory>)
-        .with_config(limits);
+        .with_config(limits)
+        .with_middleware(Summarize::new(Arc::clone(&model), tokenizer, 600));
     if let (k @ 1.., Some(embedder)) = (args.select_tools, embedder) {
         executor = executor.with_tool_selection(ToolSelector::new(embedder, k));
     }
+    let tool_list: Vec<String> = executor
+        .tools()
+        .specs()
+        .into_iter()
+        .map(|spec| {
+            let asks = executor.tools().get(&spec.name).is_some_and(|t| !t.read_only())
+                || executor.tools().options(&spec.name).is_some_and(|o| o.needs_confirmation);
+            format!("{}{}: {}", spec.name, if asks { " (asks first)" } else { "" }, spec.description)
+        })
+        .collect();
+    // The loop as a graph: plan, review (calls that need approval pause the run), act; a
+    // checkpoint after each step.
+    let graph = executor.into_graph()?.with_checkpointer(checkpointer.clone());
+    import_sessions(&dir, &graph).await?;
 
     // 5. The loop.
     let verbose = Arc::new(AtomicBool::new(args.verbose || interactive));
+    let mut repl = Repl {
+        graph,
+        thread: Thread::new(&args.session),
+        interactive,
+        json: args.json,
+        yes: args.yes,
+        verbose: Arc::clone(&verbose),
+    };
     let mut input = Input::new(interactive, &dir);
     if interactive {
         eprintln!(
-            "catena agent on {} ({protocol:?}); session `{session}`. /help for commands, Ctrl-D to quit.",
-            model.model_name()
+            "catena agent on {} ({protocol:?}); session `{}`. /help for commands, Ctrl-D to quit.",
+            model.model_name(),
+            args.session
         );
     }
-    while let Some(line) = input.next_line(&session) {
+    repl.show_waiting().await?;
+    while let Some(line) = input.next_line(repl.thread.id()) {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         if let Some(command) = line.strip_prefix('/') {
             let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+            let rest = rest.trim();
             match name {
                 "help" => println!("{HELP}"),
-                "tools" => {
-                    for spec in executor.tools().specs() {
-                        let confirm =
-                            executor.tools().options(&spec.name).is_some_and(|o| o.needs_confirmation);
-                        println!(
-                            "{}{}: {}",
-                            spec.name,
-                            if confirm { " (asks first)" } else { "" },
-                            spec.description
-                        );
-                    }
-                }
+                "tools" => tool_list.iter().for_each(|line| println!("{line}")),
                 "memory" => {
-                    for m in memory.messages().await? {
+                    let history = repl.graph.state(&repl.thread).await?.map(|s| s.state.history);
+                    for m in history.unwrap_or_default() {
                         println!("{}: {}", m.role.as_str(), m.content);
                     }
                 }
                 "reset" => {
-                    memory.clear().await?;
-                    sessions.save(&session, memory.as_ref(), &[]).await?;
-                    println!("memory cleared for session `{session}`");
+                    checkpointer.delete_thread(repl.thread.id()).await?;
+                    println!("memory cleared for session `{}`", repl.thread.id());
                 }
-                "session" if rest.trim().is_empty() => {
-                    for info in sessions.list().await? {
-                        println!(
-                            "{}{} ({} messages)",
-                            info.name,
-                            if info.name == session { " *" } else { "" },
-                            info.messages
-                        );
+                "session" if rest.is_empty() => {
+                    for name in checkpointer.threads().await? {
+                        let star = if name == repl.thread.id() { " *" } else { "" };
+                        println!("{name}{star}");
                     }
                 }
                 "session" => {
-                    sessions.save(&session, memory.as_ref(), &[]).await?;
-                    rest.trim().clone_into(&mut session);
-                    resume(&sessions, &session, memory.as_ref()).await?;
+                    repl.thread = Thread::new(rest);
+                    repl.show_waiting().await?;
                 }
+                "approve" => repl.decide(|_| Some(Decision::Approve)).await?,
+                "reject" => {
+                    let message = if rest.is_empty() { "The user declined this call." } else { rest };
+                    repl.decide(|_| Some(Decision::Reject { message: message.to_owned() })).await?;
+                }
+                "edit" => repl.edit(rest).await?,
                 "model" => println!(
                     "{} ({protocol:?} protocol{})",
                     model.model_name(),
@@ -309,48 +323,244 @@ async fn run(args: Args) -> Result<()> {
             }
             continue;
         }
+        if !repl.waiting().await?.is_empty() {
+            println!("{WAITING_HINT}");
+            continue;
+        }
+        repl.ask(line).await?;
+    }
+    Ok(())
+}
 
-        // A question: run it with an event sink that shows the steps as they happen; Ctrl-C
-        // cancels this run only.
-        let ctx = RunContext::new().with_events(StepPrinter::new(Arc::clone(&verbose), interactive));
-        let started = std::time::Instant::now();
-        let answer = tokio::select! {
-            out = executor.run(line, &ctx) => Some(out),
-            _ = tokio::signal::ctrl_c() => {
-                ctx.cancel();
-                None
-            }
-        };
-        match answer {
-            Some(Ok(out)) => {
-                if interactive {
-                    eprintln!();
+/// The REPL's session: the agent graph and the thread it talks on.
+struct Repl {
+    graph: CompiledGraph<AgentRun>,
+    thread: Thread,
+    interactive: bool,
+    json: bool,
+    yes: bool,
+    verbose: Arc<AtomicBool>,
+}
+
+/// How a run of the REPL starts.
+enum Start {
+    Ask(String),
+    Resume(Resume),
+}
+
+const WAITING_HINT: &str = "a tool call is waiting for your decision: /approve, /reject [MESSAGE] \
+(the model reads it), or /edit [ID] {JSON arguments}";
+
+impl Repl {
+    /// A question.
+    async fn ask(&self, question: &str) -> Result<()> {
+        self.drive(Start::Ask(question.to_owned())).await
+    }
+
+    /// Runs or resumes the thread with an event sink that shows the steps as they happen
+    /// (Ctrl-C cancels this run only), and says how it ended: the answer, or what waits for
+    /// approval.
+    async fn drive(&self, mut start: Start) -> Result<()> {
+        loop {
+            let ctx =
+                RunContext::new().with_events(StepPrinter::new(Arc::clone(&self.verbose), self.interactive));
+            let started = std::time::Instant::now();
+            let run = match start {
+                Start::Ask(question) => {
+                    self.graph.invoke(&self.thread, AgentRun::ask(question), &ctx).boxed()
                 }
-                if args.json {
-                    let tools: Vec<&str> =
-                        out.steps.iter().filter_map(|s| s.call.as_ref().map(|c| c.name.as_str())).collect();
-                    let line = serde_json::json!({
-                        "answer": out.answer, "seconds": started.elapsed().as_secs_f64(),
-                        "tools": tools, "stop": format!("{:?}", out.stop),
-                    });
-                    println!("{line}");
-                } else {
-                    println!("{}", out.answer);
+                Start::Resume(resume) => self.graph.resume(&self.thread, resume, &ctx).boxed(),
+            };
+            let outcome = tokio::select! {
+                out = run => Some(out),
+                _ = tokio::signal::ctrl_c() => {
+                    ctx.cancel();
+                    None
                 }
-                let turn = [Message::user(line), Message::assistant(out.answer)];
-                sessions.save(&session, memory.as_ref(), &turn).await?;
+            };
+            if self.interactive {
+                eprintln!("\x1b[0m");
             }
-            Some(Err(e)) if args.json => {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "seconds": started.elapsed().as_secs_f64()})
-                );
+            match outcome {
+                Some(Ok(Outcome::Done(run))) => {
+                    let answer = run.answer.clone().unwrap_or_default();
+                    if self.json {
+                        let tools: Vec<&str> = run
+                            .steps
+                            .iter()
+                            .filter_map(|s| s.call.as_ref().map(|c| c.name.as_str()))
+                            .collect();
+                        let line = serde_json::json!({
+                            "answer": answer, "seconds": started.elapsed().as_secs_f64(),
+                            "tools": tools, "stop": run.stop.map(|s| format!("{s:?}")),
+                        });
+                        println!("{line}");
+                    } else {
+                        println!("{answer}");
+                    }
+                }
+                // Scripts that said --yes approve every call.
+                Some(Ok(Outcome::Interrupted { .. })) if self.yes => {
+                    start = Start::Resume(Resume::with(&self.approval(|_| None).await?)?);
+                    continue;
+                }
+                Some(Ok(Outcome::Interrupted { .. })) => self.show_waiting().await?,
+                Some(Err(e)) => {
+                    // A failed run is not left half-done: the next question starts afresh.
+                    self.graph.abandon(&self.thread).await?;
+                    if self.json {
+                        let seconds = started.elapsed().as_secs_f64();
+                        println!("{}", serde_json::json!({"error": e.to_string(), "seconds": seconds}));
+                    } else {
+                        eprintln!("error: {e}");
+                    }
+                }
+                None => {
+                    self.graph.abandon(&self.thread).await?;
+                    eprintln!("(cancelled)");
+                }
             }
-            Some(Err(e)) => eprintln!("error: {e}"),
-            None => eprintln!("{}\n(cancelled)", if interactive { "\x1b[0m" } else { "" }),
+            return Ok(());
         }
     }
-    sessions.save(&session, memory.as_ref(), &[]).await?;
+
+    /// The calls waiting for a decision on this thread.
+    async fn waiting(&self) -> Result<Vec<ToolCall>> {
+        let Some(snapshot) = self.graph.state(&self.thread).await? else { return Ok(Vec::new()) };
+        let mut calls = Vec::new();
+        for interrupt in snapshot.interrupts {
+            let request: ApprovalRequest = serde_json::from_value(interrupt.payload)
+                .map_err(|e| catena::core::Error::parse("approval request", e.to_string()))?;
+            calls.extend(request.calls);
+        }
+        Ok(calls)
+    }
+
+    /// Says what waits for approval (on stdout: a script reads it like an answer).
+    async fn show_waiting(&self) -> Result<()> {
+        let waiting = self.waiting().await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if self.json {
+            println!("{}", serde_json::json!({ "waiting": waiting }));
+            return Ok(());
+        }
+        for call in &waiting {
+            println!("waiting for approval: {}({}) [id {}]", call.name, call.arguments, call.id);
+        }
+        println!("{WAITING_HINT}");
+        Ok(())
+    }
+
+    /// A decision per waiting call (`None`: approve).
+    async fn approval(&self, decide: impl Fn(&ToolCall) -> Option<Decision>) -> Result<Approval> {
+        let waiting = self.waiting().await?;
+        Ok(Approval {
+            decisions: waiting
+                .iter()
+                .map(|call| (call.id.clone(), decide(call).unwrap_or(Decision::Approve)))
+                .collect(),
+        })
+    }
+
+    /// Resumes the waiting run with a decision per call (`None`: approve).
+    async fn decide(&self, decide: impl Fn(&ToolCall) -> Option<Decision>) -> Result<()> {
+        let approval = self.approval(decide).await?;
+        if approval.decisions.is_empty() {
+            println!("nothing is waiting for a decision on session `{}`", self.thread.id());
+            return Ok(());
+        }
+        self.drive(Start::Resume(Resume::with(&approval)?)).await
+    }
+
+    /// `/edit [ID] {JSON}`: runs one waiting call with other arguments (the others approved).
+    async fn edit(&self, rest: &str) -> Result<()> {
+        let (id, json) = match rest.split_once(char::is_whitespace) {
+            Some((id, json)) if !id.starts_with('{') => (Some(id), json.trim()),
+            _ => (None, rest),
+        };
+        let arguments: serde_json::Value = match serde_json::from_str(json) {
+            Ok(arguments @ serde_json::Value::Object(_)) => arguments,
+            _ => {
+                println!("/edit takes the new arguments as a JSON object, e.g. /edit {{\"title\": \"...\"}}");
+                return Ok(());
+            }
+        };
+        let waiting = self.waiting().await?;
+        let target = match id {
+            Some(id) => waiting.iter().find(|c| c.id == id),
+            None if waiting.len() == 1 => waiting.first(),
+            None => {
+                println!("several calls wait: name one, /edit ID {{...}}");
+                return Ok(());
+            }
+        };
+        let Some(target) = target.map(|c| c.id.clone()) else {
+            println!("no waiting call has that id (the ids are in brackets above)");
+            return Ok(());
+        };
+        self.decide(|call| (call.id == target).then(|| Decision::Edit { arguments: arguments.clone() })).await
+    }
+}
+
+/// Opens the threads file; one that cannot be opened (damaged, not SQLite) is kept aside,
+/// renamed, and a fresh one started, so the REPL always starts.
+async fn open_threads(path: &Path) -> Result<SqliteCheckpointer> {
+    match SqliteCheckpointer::open(path).await {
+        Err(e) if path.exists() => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let aside = PathBuf::from(format!("{}.corrupt-{secs}", path.display()));
+            std::fs::rename(path, &aside).map_err(|e| catena::core::Error::io(path, e))?;
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::rename(
+                    format!("{}{suffix}", path.display()),
+                    format!("{}{suffix}", aside.display()),
+                );
+            }
+            note(&format!("the threads file was unreadable ({e}); it was kept as {}", aside.display()));
+            SqliteCheckpointer::open(path).await
+        }
+        other => other,
+    }
+}
+
+/// Conversations of the REPL's earlier versions (sessions.db) become threads once; the old file
+/// is kept beside, renamed, so nothing is lost.
+async fn import_sessions(dir: &Path, graph: &CompiledGraph<AgentRun>) -> Result<()> {
+    let old = dir.join("sessions.db");
+    if !old.exists() {
+        return Ok(());
+    }
+    let sessions = SessionStore::open(&old).await?;
+    let mut imported = 0;
+    for info in sessions.list().await? {
+        let thread = Thread::new(&info.name);
+        if graph.state(&thread).await?.is_some() {
+            continue;
+        }
+        match sessions.transcript(&info.name).await {
+            Ok(messages) => {
+                graph.update_state(&thread, AgentRunUpdate::default().history(messages)).await?;
+                imported += 1;
+            }
+            Err(e) => note(&format!("session `{}` could not be read ({e}); not imported", info.name)),
+        }
+    }
+    drop(sessions);
+    let kept = dir.join("sessions.db.imported");
+    std::fs::rename(&old, &kept).map_err(|e| catena::core::Error::io(&old, e))?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("sessions.db{suffix}")));
+    }
+    note(&format!(
+        "imported {imported} saved session(s) into {}; the old file is kept as {}",
+        dir.join("threads.db").display(),
+        kept.display()
+    ));
     Ok(())
 }
 
@@ -365,30 +575,12 @@ Thought: I now know the final answer
 Final Answer: 15% of 80 is 12.";
 
 const HELP: &str = "/help this list · /tools the agent's tools · /memory what the agent remembers · \
-/reset forget this session · /session [NAME] list sessions or switch · /model the model · \
+/reset forget this session · /session [NAME] list sessions or switch · /approve, /reject [MESSAGE], \
+/edit [ID] {JSON} decide on a call waiting for approval · /model the model · \
 /verbose show or hide steps · /quit leave (Ctrl-D too; Ctrl-C cancels an answer)";
 
 fn note(text: &str) {
     eprintln!("\x1b[2m{text}\x1b[0m");
-}
-
-/// Loads a saved session into memory, saying what happened.
-async fn resume(sessions: &SessionStore, name: &str, memory: &dyn Memory) -> Result<()> {
-    match sessions.load(name, memory).await? {
-        Loaded::New => {}
-        Loaded::Resumed => {
-            let remembered = memory.messages().await?.len();
-            if remembered > 0 {
-                note(&format!("resumed session `{name}` ({remembered} messages in memory)"));
-            }
-        }
-        Loaded::MovedAside { renamed_to, reason } => {
-            note(&format!(
-                "session `{name}` could not be read ({reason}); kept as `{renamed_to}`, starting afresh"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Search over this repository's README and docs/, indexed into LanceDB on first start (with a
@@ -473,33 +665,6 @@ async fn chinook_tool(dir: &Path, model: Arc<dyn ChatModel>, constrained: bool) 
         .await?
         .with_constrained_decoding(constrained);
     Ok(SqlQuestionTool::new(Arc::new(chain)))
-}
-
-/// Asks the person at the terminal before a tool marked "needs confirmation" runs.
-struct AskUser {
-    interactive: bool,
-    yes: bool,
-}
-
-#[async_trait]
-impl Confirm for AskUser {
-    async fn confirm(&self, call: &ToolCall) -> bool {
-        if self.yes {
-            return true;
-        }
-        if !self.interactive {
-            return false;
-        }
-        eprint!("\nallow {}({})? [y/N] ", call.name, call.arguments);
-        let _ = std::io::stderr().flush();
-        tokio::task::spawn_blocking(|| {
-            let mut answer = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut answer);
-            matches!(answer.trim(), "y" | "Y" | "yes")
-        })
-        .await
-        .unwrap_or(false)
-    }
 }
 
 /// Shows a run as it happens on stderr, dimmed: the model's tokens as they stream, then each

@@ -66,7 +66,7 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
     assert!(!first.stdout.contains("fetch_web_page"), "the web tool is opt-in");
     assert!(first.stderr.contains("indexed "), "{}", first.stderr);
     assert!(first.stdout.contains("unknown command /unknown"));
-    assert!(first.stdout.contains("default * ("), "/session lists the current session: {}", first.stdout);
+    assert!(lines.contains(&"default *"), "/session lists the current session: {}", first.stdout);
     let memory_then: Vec<&str> =
         lines.iter().copied().filter(|l| l.starts_with("user: ") || l.starts_with("assistant: ")).collect();
 
@@ -85,22 +85,37 @@ fn scripted_sessions_resume_after_restart_and_damage_is_kept_aside() {
     );
     assert!(third.stdout.contains("memory cleared for session `other`"));
 
-    // A damaged sessions file is moved aside (bytes intact), reported, and a fresh one used.
+    // A damaged threads file is moved aside (bytes intact), reported, and a fresh one used.
     std::fs::write(
-        dir.path().join("sessions.db"),
+        dir.path().join("threads.db"),
         b"garbage that is not SQLite at all, long enough to be a header",
     )
     .unwrap();
     let fourth = run_script(dir.path(), "/memory\n", &[]);
     assert!(fourth.ok, "{}", fourth.stderr);
-    assert!(fourth.stderr.contains("the sessions file was unreadable; it was kept as "), "{}", fourth.stderr);
+    assert!(fourth.stderr.contains("the threads file was unreadable"), "{}", fourth.stderr);
     let kept = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().starts_with("sessions.db.corrupt-"))
+        .find(|e| e.file_name().to_string_lossy().starts_with("threads.db.corrupt-"))
         .expect("the damaged file is kept");
     assert!(std::fs::read(kept.path()).unwrap().starts_with(b"garbage"));
-    assert!(fourth.stdout.trim().is_empty(), "a fresh session remembers nothing: {}", fourth.stdout);
+    assert!(fourth.stdout.trim().is_empty(), "a fresh thread remembers nothing: {}", fourth.stdout);
+
+    // Sessions saved by earlier versions (sessions.db) are imported as threads, once.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let sessions = catena::agents::SessionStore::open(dir.path().join("sessions.db")).await.unwrap();
+        let memory = catena::agents::BufferMemory::new();
+        let turn =
+            [catena::core::Message::user("my name is Ada"), catena::core::Message::assistant("Hello Ada!")];
+        catena::core::Memory::add(&memory, &turn, &catena::core::RunContext::new()).await.unwrap();
+        sessions.save("legacy", &memory, &turn).await.unwrap();
+    });
+    let fifth = run_script(dir.path(), "/session legacy\n/memory\n", &[]);
+    assert!(fifth.stderr.contains("imported 1 saved session(s)"), "{}", fifth.stderr);
+    assert!(fifth.stdout.contains("user: my name is Ada\nassistant: Hello Ada!"), "{}", fifth.stdout);
+    assert!(dir.path().join("sessions.db.imported").exists() && !dir.path().join("sessions.db").exists());
 
     let help = Command::new(agent_binary()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
@@ -237,4 +252,89 @@ fn with_an_api_key_the_repl_uses_the_remote_model_with_native_tool_calls() {
     assert_eq!(answers.next(), Some("chat (Native protocol, remote)"), "{stdout}");
     assert!(answers.next().is_some_and(|a| !a.trim().is_empty()), "an answer line: {stdout}\n{stderr}");
     assert!(!stderr.contains("error:"), "{stderr}");
+}
+
+/// The approval round trip a person makes, on the default agent model, in both front ends that
+/// share an agent folder: the REPL stops before saving a note, quits, starts again, and the note
+/// is saved on `/approve` (and not on `/reject`); `catena serve --agent` does the same over its
+/// thread endpoints with the server restarted in between.
+#[tokio::test]
+async fn a_side_effecting_call_waits_for_approval_across_restarts_of_the_repl_and_the_server() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes");
+    let args = ["--max-iterations", "4"];
+    let first = run_agent(dir.path(), &args, "Save a note titled groceries that says: buy milk and eggs\n");
+    assert!(first.ok, "{}", first.stderr);
+    assert!(first.stdout.contains("waiting for approval: save_note("), "{}\n{}", first.stdout, first.stderr);
+    assert!(first.stdout.contains("/approve"), "{}", first.stdout);
+    assert!(!notes.join("groceries.md").exists(), "nothing is saved before approval");
+
+    // A new process: what waits is shown again; a question is refused until it is decided.
+    let second = run_agent(dir.path(), &args, "What is 2 + 2?\n/approve\n/memory\n");
+    assert!(second.ok, "{}", second.stderr);
+    assert!(second.stdout.starts_with("waiting for approval: save_note("), "{}", second.stdout);
+    assert!(second.stdout.contains("a tool call is waiting for your decision"), "{}", second.stdout);
+    let note = std::fs::read_to_string(notes.join("groceries.md")).unwrap();
+    assert!(note.contains("milk"), "{note}");
+    assert!(second.stdout.contains("user: Save a note titled groceries"), "remembered: {}", second.stdout);
+
+    // Rejected: nothing saved; the model reads the message and says so.
+    let third =
+        run_agent(dir.path(), &args, "Save a note titled plans that says: call Bob\n/reject Not now.\n");
+    assert!(third.ok, "{}", third.stderr);
+    assert!(third.stdout.contains("waiting for approval: save_note("), "{}", third.stdout);
+    assert!(!notes.join("plans.md").exists());
+
+    // Over HTTP: `catena serve --agent` on the same folder, restarted between run and resume.
+    let serve = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+            .args(["serve", "--model", "agent", "--addr", "127.0.0.1:0", "--agent"])
+            .arg(dir.path())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = lines.by_ref().map(Result::unwrap).find(|l| l.starts_with("catena serve: ")).unwrap();
+        // The banner names the OpenAI base URL (`.../v1`).
+        let base = banner.split_whitespace().nth(2).unwrap().trim_end_matches("/v1").to_owned();
+        std::thread::spawn(move || lines.for_each(drop));
+        (Served(child), base)
+    };
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build().unwrap();
+    let (server, base) = serve();
+    let body: serde_json::Value = client
+        .post(format!("{base}/v1/threads/web/runs"))
+        .json(&serde_json::json!({"input": "Save a note titled tickets that says: book the train"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "interrupted", "{body}");
+    let call = &body["interrupts"][0]["payload"]["calls"][0];
+    assert_eq!(call["name"], "save_note", "{body}");
+    drop(server);
+    assert!(!notes.join("tickets.md").exists());
+
+    let (_server, base) = serve();
+    let state: serde_json::Value =
+        client.get(format!("{base}/v1/threads/web")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["interrupts"][0]["payload"]["calls"][0]["id"], call["id"], "{state}");
+    let id = call["id"].as_str().unwrap();
+    let body: serde_json::Value = client
+        .post(format!("{base}/v1/threads/web/resume"))
+        .json(&serde_json::json!({"decisions": {id: {"decision": "approve"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "done", "{body}");
+    assert!(!body["answer"].as_str().unwrap().trim().is_empty(), "{body}");
+    let note = std::fs::read_to_string(notes.join("tickets.md")).unwrap();
+    assert!(note.contains("train"), "{note}");
 }

@@ -134,7 +134,8 @@ fn stop(update: AgentRunUpdate, answer: String, reason: StopReason, history: Vec
 }
 
 /// The conversation turns a finished run adds: its question and answer, unless a limit stopped
-/// it (an answer like "Agent stopped..." would only teach the model that it failed).
+/// it with a fixed message (an answer like "Agent stopped..." would only teach the model that
+/// it failed).
 fn turns(run: &AgentRun, answer: &str, reason: StopReason) -> Vec<Message> {
     if matches!(reason, StopReason::Finished | StopReason::ReturnDirect) {
         vec![Message::user(run.input.clone()), Message::assistant(answer.to_owned())]
@@ -302,9 +303,10 @@ impl AgentExecutor {
         ctx: &RunContext,
     ) -> Result<AgentRunUpdate> {
         let mut usage = update.usage.unwrap_or(run.usage);
-        let answer = self.stopped_answer(reason, state, &mut usage, ctx).await?;
+        let (answer, generated) = self.stopped_answer(reason, state, &mut usage, ctx).await?;
         self.emit_answer(&answer, ctx);
-        let history = turns(run, &answer, reason);
+        // A closing answer the model wrote from the tools' results is an answer like any other.
+        let history = if generated { turns(run, &answer, StopReason::Finished) } else { Vec::new() };
         Ok(stop(update.usage(usage), answer, reason, history))
     }
 }

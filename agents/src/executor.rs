@@ -376,7 +376,7 @@ impl AgentExecutor {
             }
         };
         let state = AgentState { input, history, steps: &steps, tools: &specs };
-        let answer = self.stopped_answer(stop, state, &mut usage, ctx).await?;
+        let (answer, _) = self.stopped_answer(stop, state, &mut usage, ctx).await?;
         self.emit_answer(&answer, ctx);
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
     }
@@ -563,7 +563,7 @@ impl AgentExecutor {
         state: AgentState<'_>,
         usage: &mut Usage,
         ctx: &RunContext,
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
         let fixed = format!(
             "Agent stopped because of {} before it found an answer ({} steps taken).",
             stop.describe(),
@@ -572,7 +572,7 @@ impl AgentExecutor {
         ctx.emit(Event::Warning { message: fixed.clone() });
         // A spent budget allows no closing model call.
         if self.config.early_stopping == EarlyStopping::Force || stop == StopReason::Budget {
-            return Ok(fixed);
+            return Ok((fixed, false));
         }
         // The closing call answers from what the tools returned: the notices shown for repeated
         // calls are left out (a small model tends to hand the last notice back as its answer).
@@ -596,14 +596,14 @@ impl AgentExecutor {
             Ok(plan) => {
                 *usage += plan.usage;
                 match plan.next {
-                    Next::Finish(answer) if !answer.trim().is_empty() => Ok(answer),
-                    _ => Ok(fixed),
+                    Next::Finish(answer) if !answer.trim().is_empty() => Ok((answer, true)),
+                    _ => Ok((fixed, false)),
                 }
             }
             Err(Error::Cancelled) => Err(Error::Cancelled),
             Err(e) => {
                 ctx.emit(Event::Warning { message: format!("the closing model call failed: {e}") });
-                Ok(fixed)
+                Ok((fixed, false))
             }
         }
     }

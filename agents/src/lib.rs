@@ -76,8 +76,8 @@ pub use memory::{
     BufferMemory, SummaryBufferMemory, SummaryMemory, TokenBufferMemory, VectorMemory, WindowMemory,
 };
 pub use middleware::{
-    Conversation, Middleware, ModelCallLimit, Price, RunStats, Summarize, TokenBudget, ToolCallLimit, ToolNext,
-    ToolRetry,
+    Conversation, Middleware, ModelCallLimit, Price, RunStats, Summarize, TokenBudget, ToolCallLimit,
+    ToolNext, ToolRetry,
 };
 pub use pii::{Pii, PiiAction, PiiMatch, PiiRedaction, find_pii};
 pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};

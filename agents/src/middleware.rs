@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catena_core::{
-    ChatModel, Error, Message, Result, RetryPolicy, RunContext, Tokenizer, ToolCall, ToolOutput, Usage, async_trait,
+    ChatModel, Error, Message, Result, RetryPolicy, RunContext, Tokenizer, ToolCall, ToolOutput, Usage,
+    async_trait,
 };
 use catena_tools::ToolRegistry;
 

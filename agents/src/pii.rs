@@ -90,7 +90,9 @@ static CARD: LazyLock<Regex> = LazyLock::new(|| pattern(r"\b\d(?:[ -]?\d){12,18}
 static IBAN: LazyLock<Regex> =
     LazyLock::new(|| pattern(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"));
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    pattern(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?)(?:[ .-]?\d{2,4}){1,5}\b|(?:\(\d{3}\) ?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b")
+    pattern(
+        r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?)(?:[ .-]?\d{2,4}){1,5}\b|(?:\(\d{3}\) ?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b",
+    )
 });
 
 /// The Luhn check of a card number's digits.
@@ -101,7 +103,7 @@ fn luhn(digits: &[u32]) -> bool {
         .enumerate()
         .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The ISO 13616 check: the first four characters moved to the end, letters as 10..35, the
@@ -325,7 +327,12 @@ impl Middleware for PiiRedaction {
         Ok(())
     }
 
-    async fn wrap_tool(&self, mut call: ToolCall, next: ToolNext<'_>, _stats: &RunStats) -> Result<ToolOutput> {
+    async fn wrap_tool(
+        &self,
+        mut call: ToolCall,
+        next: ToolNext<'_>,
+        _stats: &RunStats,
+    ) -> Result<ToolOutput> {
         // Arguments a person edited at an approval did not pass `after_model`.
         self.apply_json(&mut call.arguments)?;
         let mut output = next.run(call).await?;
@@ -351,7 +358,10 @@ mod tests {
         assert!(kinds("order 4111 1111 1111 1112").is_empty(), "fails Luhn");
         assert_eq!(kinds("to DE89 3704 0044 0532 0130 00 now"), [(Pii::Iban, "DE89 3704 0044 0532 0130 00")]);
         assert_eq!(kinds("to DE89370400440532013000"), [(Pii::Iban, "DE89370400440532013000")]);
-        assert_eq!(kinds("IBAN GB82 WEST 1234 5698 7654 32 THEN"), [(Pii::Iban, "GB82 WEST 1234 5698 7654 32")]);
+        assert_eq!(
+            kinds("IBAN GB82 WEST 1234 5698 7654 32 THEN"),
+            [(Pii::Iban, "GB82 WEST 1234 5698 7654 32")]
+        );
         assert!(kinds("DE88 3704 0044 0532 0130 00").is_empty(), "wrong check digits");
         assert_eq!(kinds("call +44 20 7946 0958 today"), [(Pii::Phone, "+44 20 7946 0958")]);
         assert_eq!(kinds("call (555) 123-4567"), [(Pii::Phone, "(555) 123-4567")]);
@@ -372,7 +382,10 @@ mod tests {
             "j***@example.com, **** **** **** 1111, +* *** *** 4567"
         );
         let blocked = PiiRedaction::new(PiiAction::Block).apply(text).unwrap_err();
-        assert!(blocked.to_string().contains("an e-mail address and a card number and a phone number"), "{blocked}");
+        assert!(
+            blocked.to_string().contains("an e-mail address and a card number and a phone number"),
+            "{blocked}"
+        );
         assert_eq!(PiiRedaction::new(PiiAction::Block).apply("no data here").unwrap(), "no data here");
         // Only the kinds chosen.
         assert_eq!(

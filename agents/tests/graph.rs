@@ -332,6 +332,39 @@ async fn an_edit_while_paused_is_what_the_run_continues_with() {
 }
 
 #[tokio::test]
+async fn a_new_thread_can_be_seeded_and_an_abandoned_run_makes_way_for_a_new_one() {
+    let effects = Arc::new(AtomicUsize::new(0));
+    let graph = approval_graph(Arc::clone(&effects)).compile().unwrap().with_checkpointer(memory());
+    let (thread, ctx) = (Thread::new("t"), RunContext::new());
+    // Seeding a thread never run (importing a conversation): nothing pending, a run continues it.
+    graph.update_state(&thread, log("imported")).await.unwrap();
+    let seeded = graph.state(&thread).await.unwrap().unwrap();
+    assert_eq!((seeded.state.log.as_slice(), seeded.next.len()), (&["imported".to_owned()][..], 0));
+    assert_eq!(graph.abandon(&thread).await.unwrap(), None, "nothing unfinished");
+    graph.invoke(&thread, WorkUpdate::default(), &ctx).await.unwrap();
+    assert_eq!(graph.state(&thread).await.unwrap().unwrap().state.log, ["imported", "drafted"]);
+
+    // Abandoned while paused: nothing pending any more, the effect never ran, a new run starts.
+    assert!(graph.abandon(&thread).await.unwrap().is_some());
+    let now = graph.state(&thread).await.unwrap().unwrap();
+    assert!(now.next.is_empty() && now.interrupts.is_empty(), "{now:?}");
+    let err = graph.resume(&thread, Resume::with(&true).unwrap(), &ctx).await.unwrap_err();
+    assert!(err.to_string().contains("has nothing to resume"), "{err}");
+    let paused = graph.invoke(&thread, WorkUpdate::default(), &ctx).await.unwrap();
+    assert_eq!(paused.interrupts().len(), 1);
+    assert_eq!(effects.load(Ordering::SeqCst), 0);
+    // The abandoned run is still in the history: a fork from it runs its unfinished task again.
+    let history = graph.history(&thread).await.unwrap();
+    let before = history.iter().find(|s| s.next == ["approve"] && s.state.log.len() == 2).unwrap();
+    let fork = Thread::new("t").at(before.checkpoint);
+    let asked = graph.resume(&fork, Resume::Continue, &ctx).await.unwrap();
+    assert_eq!(asked.interrupts().len(), 1);
+    let done = graph.resume(&thread, Resume::with(&true).unwrap(), &ctx).await.unwrap();
+    assert_eq!(done.state().log, ["imported", "drafted", "approved", "applied"]);
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn streams_report_values_updates_tokens_and_custom_events_together() {
     let model = Arc::new(ScriptedChatModel::new(["Hello there", "Hello again"]));
     let graph = StateGraph::<Work>::new()

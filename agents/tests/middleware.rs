@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use catena_agents::graph::{MemoryCheckpointer, Outcome, Thread};
 use catena_agents::{
-    AgentExecutor, AgentRun, ApprovalPolicy, Conversation, EarlyStopping, Middleware, ModelCallLimit, Next, Pii,
-    PiiAction, PiiRedaction, Plan, Price, RunStats, StopReason, Summarize, TokenBudget, ToolCallLimit,
+    AgentExecutor, AgentRun, ApprovalPolicy, Conversation, EarlyStopping, Middleware, ModelCallLimit, Next,
+    Pii, PiiAction, PiiRedaction, Plan, Price, RunStats, StopReason, Summarize, TokenBudget, ToolCallLimit,
     ToolCallingAgent, ToolNext, ToolRetry,
 };
 use catena_core::testing::{ScriptedChatModel, ScriptedReply};
@@ -375,7 +375,8 @@ async fn pii_is_redacted_in_what_the_model_reads_writes_and_passes_to_tools() {
     assert!(err.to_string().contains("an e-mail address"), "{err}");
     assert!(model.requests().is_empty());
     // ... and a tool call holding it is not made; the model is told.
-    let call = ToolCall { id: "f".into(), name: "flaky".into(), arguments: json!({"text": "jane@example.com"}) };
+    let call =
+        ToolCall { id: "f".into(), name: "flaky".into(), arguments: json!({"text": "jane@example.com"}) };
     let model = Arc::new(ScriptedChatModel::from_replies([
         ScriptedReply::ToolCalls(vec![call]),
         ScriptedReply::Text("ok".into()),

@@ -515,6 +515,33 @@ impl<S: GraphState> CompiledGraph<S> {
         Ok(checkpoint.id)
     }
 
+    /// Ends the thread's unfinished run where it stands (one cancelled, failed or waiting for
+    /// a person that nobody will resume): a new checkpoint with the same state and nothing
+    /// pending, so the next [`invoke`](Self::invoke) starts afresh. The earlier checkpoints
+    /// stay: resuming a fork of one ([`Thread::at`]) runs its unfinished tasks again (a node
+    /// that had asked a person asks anew). Returns the new checkpoint's id,
+    /// or `None` when nothing was unfinished.
+    ///
+    /// # Errors
+    /// No checkpointer; the checkpointer's errors.
+    pub async fn abandon(&self, thread: &Thread) -> Result<Option<u64>> {
+        let saver = self.saver()?;
+        let all = saver.checkpoints(&thread.id).await?;
+        let Some(head) = head_of(thread, &all)?.filter(|h| !h.next.is_empty()) else { return Ok(None) };
+        let checkpoint = Checkpoint {
+            id: next_id(&all),
+            parent: Some(head.id),
+            step: head.step,
+            source: Source::Update,
+            writes: Vec::new(),
+            next: Vec::new(),
+            base: None,
+            created_at_ms: now_ms(),
+        };
+        saver.put(&thread.id, &checkpoint).await?;
+        Ok(Some(checkpoint.id))
+    }
+
     fn read_update(&self, thread: &str, checkpoint: u64, write: &Write) -> Result<S::Update> {
         let mut json = write.update.clone();
         if let Some(migrate) = &self.migration {
