@@ -430,6 +430,71 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
         client().get(format!("{second}/v1/threads/alice")).send().await.unwrap().json().await.unwrap();
     assert_eq!(state["history"][1]["content"], "Saved your note.", "{state}");
 
+    // Streamed: each node's update as an SSE event, then `end` with the same body; a resume
+    // streams the same way.
+    let call = ToolCall { id: "n2".into(), name: "save_note".into(), arguments: json!({"text": "call Bob"}) };
+    let third = start(
+        server(vec![ScriptedReply::ToolCalls(vec![call]), ScriptedReply::Text("Noted.".into())]).await,
+    )
+    .await;
+    let events = |body: String| -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let mut kind = String::new();
+        for line in body.lines() {
+            if let Some(k) = line.strip_prefix("event: ") {
+                kind = k.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                out.push((kind.clone(), serde_json::from_str(data).unwrap()));
+            }
+        }
+        out
+    };
+    let body = client()
+        .post(format!("{third}/v1/threads/bob/runs"))
+        .json(&json!({"input": "Note: call Bob", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed = events(body);
+    let nodes: Vec<&str> =
+        streamed.iter().filter(|(k, _)| k == "updates").map(|(_, v)| v["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["plan"], "{streamed:?}");
+    let (kind, end) = streamed.last().unwrap();
+    assert_eq!((kind.as_str(), end["status"].as_str()), ("end", Some("interrupted")), "{streamed:?}");
+    let body = client()
+        .post(format!("{third}/v1/threads/bob/resume"))
+        .json(&json!({"decisions": {"n2": {"decision": "approve"}}, "stream": true, "stream_mode": ["values", "updates"]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed = events(body);
+    let nodes: Vec<&str> =
+        streamed.iter().filter(|(k, _)| k == "updates").map(|(_, v)| v["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["review", "act", "plan"], "{streamed:?}");
+    assert!(streamed.iter().any(|(k, v)| k == "values" && v["state"]["answer"] == "Noted."), "{streamed:?}");
+    let (kind, end) = streamed.last().unwrap();
+    assert_eq!((kind.as_str(), end["answer"].as_str()), ("end", Some("Noted.")), "{streamed:?}");
+    // A streamed request with a bad decision gets the error as an event.
+    let body = client()
+        .post(format!("{third}/v1/threads/bob/resume"))
+        .json(&json!({"decisions": {}, "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed = events(body);
+    assert_eq!(streamed.len(), 1, "{streamed:?}");
+    assert_eq!(streamed[0].0, "error");
+    assert!(streamed[0].1["error"]["message"].as_str().unwrap().contains("nothing to resume"), "{streamed:?}");
+
     // Bad input.
     let response = client().get(format!("{second}/v1/threads/nobody")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 404);

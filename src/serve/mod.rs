@@ -159,7 +159,9 @@ impl Server {
     /// outlive requests): `POST /v1/threads/{thread}/runs` `{"input"}` runs a question,
     /// `POST /v1/threads/{thread}/resume` with an `Approval` (`{"decisions": {call id: {"decision":
     /// "approve" | "edit" | "reject", ...}}}`) continues a run that waits, `GET /v1/threads/{thread}`
-    /// and `GET /v1/threads/{thread}/history` read it. Same authentication as the other routes.
+    /// and `GET /v1/threads/{thread}/history` read it. With `"stream": true` a run or resume is
+    /// answered as server-sent events (`updates`, `messages`, `values`, `custom` as chosen by
+    /// `"stream_mode"`, then `end` or `error`). Same authentication as the other routes.
     #[must_use]
     pub fn with_agent(mut self, graph: CompiledGraph<AgentRun>) -> Self {
         self.agent = Some(graph);

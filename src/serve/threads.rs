@@ -3,8 +3,14 @@
 
 use std::sync::Arc;
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Bytes;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Server;
 use super::error::{ApiError, ApiResult, parse_body};
-use crate::agents::graph::{CompiledGraph, Interrupt, Outcome, Resume, Source, Thread};
+use crate::agents::graph::{CompiledGraph, GraphEvent, Interrupt, Outcome, Resume, Source, StreamMode, Thread};
 use crate::agents::{AgentRun, AgentStep, Approval, StopReason};
 use crate::core::{Message, RunContext, Usage};
 
@@ -21,6 +27,101 @@ use crate::core::{Message, RunContext, Usage};
 #[serde(deny_unknown_fields)]
 struct RunRequest {
     input: String,
+    #[serde(flatten)]
+    stream: StreamRequest,
+}
+
+/// `POST /v1/threads/{thread}/resume`: the decisions.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeRequest {
+    decisions: std::collections::BTreeMap<String, crate::agents::Decision>,
+    #[serde(flatten)]
+    stream: StreamRequest,
+}
+
+/// Whether to answer as server-sent events, and which.
+#[derive(Deserialize, Default)]
+struct StreamRequest {
+    #[serde(default)]
+    stream: bool,
+    /// Default: `updates` and `messages`.
+    #[serde(default)]
+    stream_mode: Option<Vec<Mode>>,
+}
+
+/// A stream mode as the wire names it.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Values,
+    Updates,
+    Messages,
+    Custom,
+}
+
+impl StreamRequest {
+    fn modes(&self) -> Vec<StreamMode> {
+        let modes = self.stream_mode.clone().unwrap_or_else(|| vec![Mode::Updates, Mode::Messages]);
+        modes
+            .into_iter()
+            .map(|m| match m {
+                Mode::Values => StreamMode::Values,
+                Mode::Updates => StreamMode::Updates,
+                Mode::Messages => StreamMode::Messages,
+                Mode::Custom => StreamMode::Custom,
+            })
+            .collect()
+    }
+}
+
+/// How a streamed run starts.
+enum Start {
+    Ask(String),
+    Resume(Resume),
+}
+
+/// A run answered as server-sent events, one per graph event, named by kind: `values`
+/// (`{checkpoint, step, state}`), `updates` (`{step, node, update}`), `messages` (`{node,
+/// text}`: model tokens), `custom` (`{node, value}`), then `end` (the same body a plain request
+/// gets) or `error` (an OpenAI-shaped error). The run belongs to the server, not the
+/// connection: a client that hangs up finds the result in `GET /v1/threads/{thread}`.
+fn streamed(server: Arc<Server>, thread: Thread, start: Start, modes: Vec<StreamMode>) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
+    tokio::spawn(async move {
+        let Some(graph) = server.agent.as_ref() else { return };
+        let ctx = RunContext::new();
+        let mut events = match start {
+            Start::Ask(input) => graph.stream(&thread, AgentRun::ask(input), &modes, &ctx),
+            Start::Resume(resume) => graph.stream_resume(&thread, resume, &modes, &ctx),
+        };
+        while let Some(item) = events.next().await {
+            let event = match item {
+                Ok(GraphEvent::Values { checkpoint, step, state }) => {
+                    sse("values", &serde_json::json!({"checkpoint": checkpoint, "step": step, "state": state}))
+                }
+                Ok(GraphEvent::Update { step, node, update }) => {
+                    sse("updates", &serde_json::json!({"step": step, "node": node, "update": update}))
+                }
+                Ok(GraphEvent::Token { node, text }) => {
+                    sse("messages", &serde_json::json!({"node": node, "text": text}))
+                }
+                Ok(GraphEvent::Custom { node, value }) => {
+                    sse("custom", &serde_json::json!({"node": node, "value": value}))
+                }
+                Ok(GraphEvent::Finished(outcome)) => sse("end", &reply(&thread, outcome)),
+                Err(e) => sse("error", &ApiError::from(e).reply()),
+            };
+            // A closed connection is ignored: the run goes on and is saved.
+            let _ = tx.send(event).await;
+        }
+    });
+    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok::<_, Infallible>)));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+fn sse(kind: &str, data: &impl Serialize) -> SseEvent {
+    SseEvent::default().event(kind).data(serde_json::to_string(data).unwrap_or_default())
 }
 
 /// A run's outcome: done with an answer, or waiting for approval.
@@ -105,27 +206,36 @@ pub(super) async fn run(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<RunReply>> {
+) -> ApiResult<Response> {
     let graph = agent(&server)?;
     let thread = thread_id(&id)?;
     let body: RunRequest = parse_body(body)?;
     if body.input.trim().is_empty() {
         return Err(ApiError::invalid("`input` is empty: send the question.").param("input"));
     }
+    if body.stream.stream {
+        let modes = body.stream.modes();
+        return Ok(streamed(Arc::clone(&server), thread, Start::Ask(body.input), modes));
+    }
     let outcome = graph.invoke(&thread, AgentRun::ask(body.input), &RunContext::new()).await?;
-    Ok(Json(reply(&thread, outcome)))
+    Ok(Json(reply(&thread, outcome)).into_response())
 }
 
 pub(super) async fn resume(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<RunReply>> {
+) -> ApiResult<Response> {
     let graph = agent(&server)?;
     let thread = thread_id(&id)?;
-    let approval: Approval = parse_body(body)?;
-    let outcome = graph.resume(&thread, Resume::with(&approval)?, &RunContext::new()).await?;
-    Ok(Json(reply(&thread, outcome)))
+    let body: ResumeRequest = parse_body(body)?;
+    let resume = Resume::with(&Approval { decisions: body.decisions })?;
+    if body.stream.stream {
+        let modes = body.stream.modes();
+        return Ok(streamed(Arc::clone(&server), thread, Start::Resume(resume), modes));
+    }
+    let outcome = graph.resume(&thread, resume, &RunContext::new()).await?;
+    Ok(Json(reply(&thread, outcome)).into_response())
 }
 
 pub(super) async fn state(
