@@ -433,10 +433,9 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
     // Streamed: each node's update as an SSE event, then `end` with the same body; a resume
     // streams the same way.
     let call = ToolCall { id: "n2".into(), name: "save_note".into(), arguments: json!({"text": "call Bob"}) };
-    let third = start(
-        server(vec![ScriptedReply::ToolCalls(vec![call]), ScriptedReply::Text("Noted.".into())]).await,
-    )
-    .await;
+    let third =
+        start(server(vec![ScriptedReply::ToolCalls(vec![call]), ScriptedReply::Text("Noted.".into())]).await)
+            .await;
     let events = |body: String| -> Vec<(String, Value)> {
         let mut out = Vec::new();
         let mut kind = String::new();
@@ -493,7 +492,10 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
     let streamed = events(body);
     assert_eq!(streamed.len(), 1, "{streamed:?}");
     assert_eq!(streamed[0].0, "error");
-    assert!(streamed[0].1["error"]["message"].as_str().unwrap().contains("nothing to resume"), "{streamed:?}");
+    assert!(
+        streamed[0].1["error"]["message"].as_str().unwrap().contains("nothing to resume"),
+        "{streamed:?}"
+    );
 
     // Bad input.
     let response = client().get(format!("{second}/v1/threads/nobody")).send().await.unwrap();

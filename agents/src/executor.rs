@@ -51,7 +51,7 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Self::Finished | Self::ReturnDirect => "it finished",
             Self::MaxIterations => "the iteration limit",

@@ -37,8 +37,9 @@
 //!   optional grammar for local models ([`react_grammar`], [`parse_react`]).
 //! - [`ToolCallingAgent`]: native tool calls (OpenAI-compatible servers, the local model).
 //! - [`AgentExecutor`], [`ExecutorConfig`], [`EarlyStopping`], [`AgentOutput`], [`StopReason`];
-//!   [`AgentChatModel`] serves an executor as a chat model; [`ToolSelector`] narrows long tool
-//!   lists to the few closest to the question.
+//!   [`AgentChatModel`] serves an executor as a chat model; [`AgentTool`] offers one to another
+//!   agent as a tool (subagents); [`ToolSelector`] narrows long tool lists to the few closest to
+//!   the question.
 //! - [`Middleware`] around every model decision and tool call: [`TokenBudget`] (tokens or money
 //!   at a [`Price`]), [`ModelCallLimit`], [`ToolCallLimit`], [`ToolRetry`], [`Summarize`] (old
 //!   turns summarized as the conversation nears the context), [`PiiRedaction`] (e-mails, phones,
@@ -65,6 +66,7 @@ mod react;
 mod selection;
 #[cfg(feature = "sqlite")]
 mod session;
+mod subagent;
 mod tool_calling;
 
 pub use agent::{Agent, AgentState, AgentStep, Next, Plan};
@@ -84,4 +86,5 @@ pub use react::{OBSERVATION_STOP, ReActAgent, parse_react, react_grammar};
 pub use selection::ToolSelector;
 #[cfg(feature = "sqlite")]
 pub use session::{Loaded, SessionInfo, SessionStore};
+pub use subagent::{AgentTool, AgentToolArgs};
 pub use tool_calling::ToolCallingAgent;

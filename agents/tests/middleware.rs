@@ -423,3 +423,49 @@ async fn graphs_with_a_checkpointer_pause_side_effecting_tools_and_not_read_only
     let done = plain.invoke(&Thread::new("t"), AgentRun::ask("go"), &ctx).await.unwrap();
     assert_eq!(done.state().answer.as_deref(), Some("done"));
 }
+
+#[tokio::test]
+async fn a_subagent_answers_a_task_as_a_tool_of_another_agent() {
+    let ctx = RunContext::new();
+    // The specialist: calls the calculator, answers.
+    let specialist = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![calc(41)]),
+        ScriptedReply::Text("It is 42.".into()),
+    ]));
+    let math = catena_agents::AgentTool::new(
+        executor(specialist.clone(), calculator()),
+        "math_expert",
+        "Solves arithmetic.",
+    );
+    assert!(catena_core::Tool::read_only(&math), "only read-only tools inside");
+    // The supervisor hands the task over and answers from the subagent's result.
+    let task = ToolCall { id: "s".into(), name: "math_expert".into(), arguments: json!({"task": "41 + 1?"}) };
+    let supervisor = Arc::new(ScriptedChatModel::from_replies([
+        ScriptedReply::ToolCalls(vec![task]),
+        ScriptedReply::Text("The expert says 42.".into()),
+    ]));
+    let out = executor(supervisor.clone(), ToolRegistry::new().with(math).unwrap())
+        .run("What is 41 + 1?", &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out.steps[0].observation, "It is 42.");
+    assert_eq!(out.answer, "The expert says 42.");
+    // The subagent saw only its task, not the supervisor's conversation.
+    let seen = &specialist.requests()[0].messages;
+    assert_eq!(seen.last().unwrap().content, "41 + 1?");
+    assert!(!seen.iter().any(|m| m.content.contains("What is 41")), "{seen:?}");
+
+    // A subagent with a side-effecting tool is side-effecting; a limit-stopped run says so.
+    let busy = Arc::new(ScriptedChatModel::from_replies(long_script()));
+    let worker = catena_agents::AgentTool::new(
+        executor(busy, ToolRegistry::new().with(Flaky::default()).unwrap().with(Calculator).unwrap())
+            .with_max_iterations(1),
+        "worker",
+        "Does things.",
+    );
+    assert!(!catena_core::Tool::read_only(&worker));
+    let out = catena_core::Tool::call(&worker, json!({"task": "count"}), &ctx).await.unwrap();
+    assert!(out.content.contains("the subagent stopped"), "{}", out.content);
+    let err = catena_core::Tool::call(&worker, json!({"task": " "}), &ctx).await.unwrap_err();
+    assert!(err.to_string().contains("the task is empty"), "{err}");
+}

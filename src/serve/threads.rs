@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::Server;
 use super::error::{ApiError, ApiResult, parse_body};
-use crate::agents::graph::{CompiledGraph, GraphEvent, Interrupt, Outcome, Resume, Source, StreamMode, Thread};
+use crate::agents::graph::{
+    CompiledGraph, GraphEvent, Interrupt, Outcome, Resume, Source, StreamMode, Thread,
+};
 use crate::agents::{AgentRun, AgentStep, Approval, StopReason};
 use crate::core::{Message, RunContext, Usage};
 
@@ -97,9 +99,10 @@ fn streamed(server: Arc<Server>, thread: Thread, start: Start, modes: Vec<Stream
         };
         while let Some(item) = events.next().await {
             let event = match item {
-                Ok(GraphEvent::Values { checkpoint, step, state }) => {
-                    sse("values", &serde_json::json!({"checkpoint": checkpoint, "step": step, "state": state}))
-                }
+                Ok(GraphEvent::Values { checkpoint, step, state }) => sse(
+                    "values",
+                    &serde_json::json!({"checkpoint": checkpoint, "step": step, "state": state}),
+                ),
                 Ok(GraphEvent::Update { step, node, update }) => {
                     sse("updates", &serde_json::json!({"step": step, "node": node, "update": update}))
                 }
