@@ -1,6 +1,8 @@
 //! The `agent` REPL: chat with a tool-using agent that searches these docs, queries the Chinook
-//! music database, calculates, tells the time (and with `--web` reads web pages, asking first),
-//! and remembers the conversation across restarts.
+//! music database, calculates, tells the time, saves notes once you approve (and with `--web`
+//! reads web pages, also after approval), and remembers the conversation across restarts: each
+//! session is a thread of the agent graph, checkpointed in SQLite after every step, so a call
+//! waiting for your approval still waits after you quit and come back.
 //!
 //! ```text
 //! make demo                                   # builds, fetches the models, starts this REPL
@@ -15,8 +17,9 @@
 //! `CATENA_MODEL`) it uses that OpenAI-compatible server instead, e.g. `catena serve` or a hosted
 //! model.
 //!
-//! Reading order: (1) the model, (2) the tools, (3) memory and the saved session, (4) the agent
-//! and its executor, (5) the loop that reads questions, streams the steps and answers.
+//! Reading order: (1) the model, (2) the tools, (3) the threads file, (4) the agent, its
+//! executor and its graph, (5) the loop that reads questions and decisions, streams the steps
+//! and answers.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -57,7 +60,7 @@ use futures::{FutureExt, StreamExt};
 #[derive(Debug, Parser)]
 #[command(name = "agent")]
 struct Args {
-    /// The conversation to resume (sessions are saved under the agent folder).
+    /// The conversation to resume (a thread in threads.db under the agent folder).
     #[arg(long, default_value = "default")]
     session: String,
     /// The local model: `agent` (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB), `chat` (SmolLM2-135M:
@@ -74,10 +77,10 @@ struct Args {
     /// Show the model's raw tokens and every step (off by default without a terminal).
     #[arg(long)]
     verbose: bool,
-    /// Also offer the web page tool (it asks before every fetch).
+    /// Also offer the web page tool (every fetch waits for approval).
     #[arg(long)]
     web: bool,
-    /// Run tools that need confirmation without asking (for scripts).
+    /// Approve every call that waits for approval (for scripts).
     #[arg(long)]
     yes: bool,
     /// The first reply of every answer (native protocol): `required` makes it a tool call (the
@@ -94,7 +97,7 @@ struct Args {
     /// `stop`), for scripts and the task-suite benchmark.
     #[arg(long)]
     json: bool,
-    /// Where the docs index and sessions live [default: <cache>/catena/agent, or $CATENA_AGENT_DIR].
+    /// Where the docs index, threads and notes live [default: <cache>/catena/agent, or $CATENA_AGENT_DIR].
     #[arg(long)]
     dir: Option<PathBuf>,
 }
