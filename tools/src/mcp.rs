@@ -1,0 +1,557 @@
+//! Tools from Model Context Protocol servers (feature `mcp`): [`McpClient`] connects to one
+//! server, over stdio (a child process it starts, restarts when it dies, and stops when dropped)
+//! or streamable HTTP; each of the server's tools becomes an [`McpTool`], a catena
+//! [`Tool`] that goes into a [`ToolRegistry`](crate::ToolRegistry) like any other, so schema
+//! validation, policy, approval, timeouts and cancellation apply unchanged.
+//!
+//! [`McpConfig`] reads the configuration users already have: `{"mcpServers": {name: {"command",
+//! "args", "env"} | {"url", "headers"}}}` as Claude Desktop and Cursor write it, or VS Code's
+//! `{"servers": {...}}`.
+//!
+//! Built on `rmcp`, the protocol's official Rust SDK.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use catena_core::{Error, Result, RunContext, Tool, ToolOutput, async_trait};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// How to reach one MCP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum McpServerConfig {
+    /// A program speaking MCP on its stdin and stdout, started by the client.
+    Stdio {
+        /// The program (looked up on `PATH`).
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Environment variables added to the client's own.
+        env: BTreeMap<String, String>,
+        /// Its working directory (the client's when unset).
+        cwd: Option<PathBuf>,
+    },
+    /// A server at a streamable-HTTP endpoint.
+    Http {
+        /// The endpoint, e.g. `http://127.0.0.1:8080/mcp`.
+        url: String,
+        /// Headers sent with every request (`Authorization: Bearer ...`, say).
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl McpServerConfig {
+    /// A program to start, with its arguments.
+    pub fn stdio(command: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self::Stdio {
+            command: command.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    }
+
+    /// A streamable-HTTP endpoint.
+    pub fn http(url: impl Into<String>) -> Self {
+        Self::Http { url: url.into(), headers: BTreeMap::new() }
+    }
+}
+
+/// One entry of a configuration file, as the popular clients write it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// MCP servers by name, read from the configuration format of Claude Desktop, Cursor
+/// (`mcpServers`) and VS Code (`servers`). Servers marked `"disabled": true` are left out.
+///
+/// ```
+/// use catena_tools::mcp::{McpConfig, McpServerConfig};
+///
+/// let config = McpConfig::from_json(r#"{"mcpServers": {
+///     "files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+///     "search": {"url": "http://127.0.0.1:8080/mcp", "headers": {"Authorization": "Bearer k"}}
+/// }}"#).unwrap();
+/// assert!(matches!(&config.servers["files"], McpServerConfig::Stdio { command, .. } if command == "npx"));
+/// assert!(matches!(&config.servers["search"], McpServerConfig::Http { url, .. } if url.ends_with("/mcp")));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpConfig {
+    /// The servers, by the name the configuration gives them.
+    pub servers: BTreeMap<String, McpServerConfig>,
+}
+
+impl McpConfig {
+    /// Parses a configuration.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] naming the server and what is wrong: not JSON, no `mcpServers` or
+    /// `servers` object, an entry with neither `command` nor `url`, a transport other than
+    /// stdio or streamable HTTP.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let bad = |why: String| Error::parse("MCP configuration", why);
+        let root: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let servers =
+            root.get("mcpServers").or_else(|| root.get("servers")).and_then(Value::as_object).ok_or_else(
+                || bad("expected an object `mcpServers` (or VS Code's `servers`) naming the servers".into()),
+            )?;
+        let mut out = BTreeMap::new();
+        for (name, entry) in servers {
+            let entry: Entry =
+                serde_json::from_value(entry.clone()).map_err(|e| bad(format!("server `{name}`: {e}")))?;
+            if entry.disabled {
+                continue;
+            }
+            let server = match (entry.kind.as_deref(), entry.command, entry.url) {
+                (Some("sse"), _, _) => {
+                    return Err(bad(format!(
+                        "server `{name}` uses the old SSE transport; catena speaks stdio and streamable HTTP (`\"type\": \"http\"`)"
+                    )));
+                }
+                (_, Some(command), None) => {
+                    McpServerConfig::Stdio { command, args: entry.args, env: entry.env, cwd: entry.cwd }
+                }
+                (_, None, Some(url)) => McpServerConfig::Http { url, headers: entry.headers },
+                (_, Some(_), Some(_)) => {
+                    return Err(bad(format!("server `{name}` has both `command` and `url`: keep one")));
+                }
+                (_, None, None) => {
+                    return Err(bad(format!(
+                        "server `{name}` has neither `command` (a program to start) nor `url` (an HTTP endpoint)"
+                    )));
+                }
+            };
+            out.insert(name.clone(), server);
+        }
+        Ok(Self { servers: out })
+    }
+
+    /// Reads a configuration file.
+    ///
+    /// # Errors
+    /// The file cannot be read; [`from_json`](Self::from_json)'s errors.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text)
+    }
+}
+
+/// Notices the server's `tools/list_changed`.
+#[derive(Clone)]
+struct Handler {
+    tools_changed: Arc<AtomicBool>,
+}
+
+impl ClientHandler for Handler {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.tools_changed.store(true, Ordering::SeqCst);
+        std::future::ready(())
+    }
+}
+
+/// A live session with the server.
+struct Session {
+    service: RunningService<RoleClient, Handler>,
+    pid: Option<u32>,
+}
+
+/// A connection to one MCP server. Calls go through one session; when a stdio server has
+/// died (or an HTTP session closed), the next call starts a new one. Dropping the client ends
+/// the session and stops a stdio server.
+pub struct McpClient {
+    name: String,
+    config: McpServerConfig,
+    session: Mutex<Option<Session>>,
+    tools_changed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for McpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClient")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(server: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::tool(format!("mcp:{server}"), format!("{what}: {e}"))
+}
+
+impl McpClient {
+    /// Connects to the server called `name` (the name shows in errors and tool prefixes).
+    ///
+    /// # Errors
+    /// The program cannot be started, the endpoint does not answer, or the handshake fails.
+    pub async fn connect(name: impl Into<String>, config: McpServerConfig) -> Result<Arc<Self>> {
+        let client = Arc::new(Self {
+            name: name.into(),
+            config,
+            session: Mutex::new(None),
+            tools_changed: Arc::new(AtomicBool::new(false)),
+        });
+        let session = client.start().await?;
+        *client.session.lock().await = Some(session);
+        Ok(client)
+    }
+
+    /// Connects to every server of `config`, in name order.
+    ///
+    /// # Errors
+    /// The first server that cannot be reached, named.
+    pub async fn connect_all(config: &McpConfig) -> Result<Vec<Arc<Self>>> {
+        let mut out = Vec::with_capacity(config.servers.len());
+        for (name, server) in &config.servers {
+            out.push(Self::connect(name.clone(), server.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    /// The server's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id of a stdio server's current process.
+    pub async fn process_id(&self) -> Option<u32> {
+        self.session.lock().await.as_ref().and_then(|s| s.pid)
+    }
+
+    async fn start(&self) -> Result<Session> {
+        let handler = Handler { tools_changed: Arc::clone(&self.tools_changed) };
+        match &self.config {
+            McpServerConfig::Stdio { command, args, env, cwd } => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(args).envs(env);
+                if let Some(cwd) = cwd {
+                    cmd.current_dir(cwd);
+                }
+                let (transport, stderr) = TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| failed(&self.name, &format!("cannot start `{command}`"), e))?;
+                let pid = transport.id();
+                if let Some(stderr) = stderr {
+                    // The server's own log, at debug level (servers write their banners there).
+                    let server = self.name.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncBufReadExt;
+                        let mut lines = tokio::io::BufReader::new(stderr).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            tracing::debug!(server = %server, "{line}");
+                        }
+                    });
+                }
+                let service = handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| failed(&self.name, "the MCP handshake failed", e))?;
+                Ok(Session { service, pid })
+            }
+            McpServerConfig::Http { url, headers } => {
+                let mut custom = std::collections::HashMap::new();
+                for (name, value) in headers {
+                    let name = http::HeaderName::try_from(name.as_str())
+                        .map_err(|e| failed(&self.name, &format!("bad header name `{name}`"), e))?;
+                    let value = http::HeaderValue::try_from(value.as_str())
+                        .map_err(|e| failed(&self.name, &format!("bad value for header `{name}`"), e))?;
+                    custom.insert(name, value);
+                }
+                let config =
+                    rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                        url.as_str(),
+                    )
+                    .custom_headers(custom);
+                let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+                let service = handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| failed(&self.name, "the MCP handshake failed", e))?;
+                Ok(Session { service, pid: None })
+            }
+        }
+    }
+
+    /// The peer of a live session, starting a new one when the last has closed.
+    async fn peer(&self) -> Result<rmcp::Peer<RoleClient>> {
+        let mut session = self.session.lock().await;
+        let alive =
+            session.as_ref().is_some_and(|s| !s.service.is_closed() && !s.service.is_transport_closed());
+        if !alive {
+            if session.is_some() {
+                tracing::warn!(server = %self.name, "the MCP server's session has closed; starting a new one");
+            }
+            *session = Some(self.start().await?);
+            // A new session may offer other tools.
+            self.tools_changed.store(true, Ordering::SeqCst);
+        }
+        session
+            .as_ref()
+            .map(|s| s.service.peer().clone())
+            .ok_or_else(|| failed(&self.name, "no session", "the server could not be started"))
+    }
+
+    /// Whether the server said its tools changed (or a new session started) since the last
+    /// [`tools`](Self::tools).
+    #[must_use]
+    pub fn tools_changed(&self) -> bool {
+        self.tools_changed.load(Ordering::SeqCst)
+    }
+
+    /// The server's tools as catena tools, named as the server names them.
+    ///
+    /// # Errors
+    /// The server cannot be reached or its list cannot be read.
+    pub async fn tools(self: &Arc<Self>) -> Result<Vec<McpTool>> {
+        self.tools_changed.store(false, Ordering::SeqCst);
+        let peer = self.peer().await?;
+        let listed =
+            peer.list_all_tools().await.map_err(|e| failed(&self.name, "cannot list its tools", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|tool| McpTool {
+                client: Arc::clone(self),
+                name: tool.name.to_string(),
+                remote: tool.name.to_string(),
+                description: tool
+                    .description
+                    .as_deref()
+                    .or(tool.title.as_deref())
+                    .unwrap_or_default()
+                    .to_owned(),
+                parameters: Value::Object((*tool.input_schema).clone()),
+                read_only: tool.annotations.as_ref().and_then(|a| a.read_only_hint).unwrap_or(false),
+            })
+            .collect())
+    }
+
+    /// Calls the server's tool `name`. Cancelling `ctx` abandons the call and tells the server
+    /// (the protocol's cancellation notification).
+    ///
+    /// # Errors
+    /// [`Error::Tool`] with the server's message when the tool reports an error (`isError`), or
+    /// when the server cannot be reached; [`Error::Cancelled`].
+    pub async fn call(&self, name: &str, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {
+        let peer = self.peer().await?;
+        let mut params = CallToolRequestParams::new(name.to_owned());
+        params.arguments = match arguments {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => {
+                return Err(Error::tool(name, format!("arguments must be a JSON object, not {other}")));
+            }
+        };
+        let result = tokio::select! {
+            result = peer.call_tool(params) => result,
+            () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
+        };
+        let result = result.map_err(|e| match e {
+            rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_) => failed(
+                &self.name,
+                &format!(
+                    "the server stopped during the call of `{name}` (it is restarted for the next call)"
+                ),
+                e,
+            ),
+            other => Error::tool(name, other.to_string()),
+        })?;
+        output(name, result)
+    }
+}
+
+/// A tool result as catena's: text for the model, images and structured content as artifacts,
+/// `isError` as the tool's error.
+fn output(name: &str, result: CallToolResult) -> Result<ToolOutput> {
+    let mut texts = Vec::new();
+    let mut artifacts = Vec::new();
+    for block in &result.content {
+        let block = serde_json::to_value(block).unwrap_or_default();
+        let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "text" => texts.push(block.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()),
+            "image" | "audio" => {
+                let mime = block.get("mimeType").and_then(Value::as_str).unwrap_or("unknown type");
+                texts.push(format!("[{kind}: {mime}]"));
+                artifacts.push(block);
+            }
+            "resource" => {
+                let resource = block.get("resource").cloned().unwrap_or_default();
+                match resource.get("text").and_then(Value::as_str) {
+                    Some(text) => texts.push(text.to_owned()),
+                    None => {
+                        let uri = resource.get("uri").and_then(Value::as_str).unwrap_or_default();
+                        texts.push(format!("[resource: {uri}]"));
+                        artifacts.push(block);
+                    }
+                }
+            }
+            _ => {
+                let uri = block.get("uri").and_then(Value::as_str).unwrap_or_default();
+                texts.push(format!("[{kind}: {uri}]"));
+                artifacts.push(block);
+            }
+        }
+    }
+    let mut content = texts.join("\n");
+    if content.is_empty()
+        && let Some(structured) = &result.structured_content
+    {
+        content = structured.to_string();
+    }
+    if result.is_error == Some(true) {
+        return Err(Error::tool(
+            name,
+            if content.is_empty() { "the tool reported an error".into() } else { content },
+        ));
+    }
+    let mut artifact = serde_json::Map::new();
+    if !artifacts.is_empty() {
+        artifact.insert("content".into(), Value::Array(artifacts));
+    }
+    if let Some(structured) = result.structured_content {
+        artifact.insert("structured".into(), structured);
+    }
+    Ok(ToolOutput { content, artifact: (!artifact.is_empty()).then_some(Value::Object(artifact)) })
+}
+
+/// One tool of an MCP server, as a catena [`Tool`]. Read-only when the server marks it so
+/// (`readOnlyHint`); otherwise side-effecting, so an agent graph with a checkpointer asks
+/// approval for it.
+#[derive(Clone)]
+pub struct McpTool {
+    client: Arc<McpClient>,
+    name: String,
+    remote: String,
+    description: String,
+    parameters: Value,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for McpTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpTool")
+            .field("server", &self.client.name)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpTool {
+    /// The server it comes from.
+    #[must_use]
+    pub fn server(&self) -> &str {
+        &self.client.name
+    }
+
+    /// The tool's name on its server (its catena name may carry a prefix).
+    #[must_use]
+    pub fn remote_name(&self) -> &str {
+        &self.remote
+    }
+
+    /// The same tool under `prefix` + its name (to tell apart tools of several servers).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.name = format!("{prefix}{}", self.remote);
+        self
+    }
+}
+
+#[async_trait]
+impl Tool for McpTool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn parameters(&self) -> Value {
+        self.parameters.clone()
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    async fn call(&self, arguments: Value, ctx: &RunContext) -> Result<ToolOutput> {
+        self.client.call(&self.remote, arguments, ctx).await
+    }
+}
+
+/// How tools of several servers are named in one registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NamePrefix {
+    /// A tool keeps its name unless another server (or a tool already registered) has one of
+    /// the same name; then every clashing tool is named `<server>_<tool>`.
+    #[default]
+    OnClash,
+    /// Every tool is named `<server>_<tool>`.
+    Always,
+}
+
+/// The tools of every client, named by `prefix`, ready for
+/// [`ToolRegistry::add`](crate::ToolRegistry::add). `taken` are names already in use.
+///
+/// # Errors
+/// A server's tool list cannot be read.
+pub async fn mcp_tools(
+    clients: &[Arc<McpClient>],
+    prefix: NamePrefix,
+    taken: &[String],
+) -> Result<Vec<McpTool>> {
+    let mut all = Vec::new();
+    for client in clients {
+        all.extend(client.tools().await?);
+    }
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for tool in &all {
+        *count.entry(tool.remote.clone()).or_default() += 1;
+    }
+    Ok(all
+        .into_iter()
+        .map(|tool| {
+            let clash = count.get(&tool.remote).is_some_and(|n| *n > 1) || taken.contains(&tool.remote);
+            if prefix == NamePrefix::Always || clash {
+                let server: String = tool
+                    .client
+                    .name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                    .collect();
+                tool.with_prefix(&format!("{server}_"))
+            } else {
+                tool
+            }
+        })
+        .collect())
+}
