@@ -32,7 +32,7 @@ use catena::agents::{
     ExecutorConfig, ReActAgent, SessionStore, Summarize, ToolCallingAgent, ToolSelector,
 };
 use catena::core::{
-    ChatModel, Described, Embedder, Event, Loader, Result, Retriever, RunContext, Splitter, Tokenizer,
+    ChatModel, Described, Embedder, Event, Loader, Result, Retriever, RunContext, Splitter, Tokenizer, Tool,
     ToolCall, ToolChoice, ToolExt, VectorStore,
 };
 use catena::loaders::{DirectoryLoader, TextLoader};
@@ -45,6 +45,7 @@ use catena::retrievers::{
 };
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
 use catena::tools::SqlQuestionTool;
+use catena::tools::mcp::{McpClient, McpConfig, NamePrefix, mcp_tools};
 use catena::tools::{
     Calculator, DateTimeTool, RetrieverTool, SaveNoteTool, ToolOptions, ToolRegistry, WebPageTool,
 };
@@ -97,6 +98,10 @@ struct Args {
     /// `stop`), for scripts and the task-suite benchmark.
     #[arg(long)]
     json: bool,
+    /// Also offer the tools of the MCP servers in FILE (the `mcpServers` JSON of Claude Desktop
+    /// and Cursor, or VS Code's `servers`); calls of tools not marked read-only wait for approval.
+    #[arg(long, value_name = "FILE")]
+    mcp: Option<PathBuf>,
     /// Where the docs index, threads and notes live [default: <cache>/catena/agent, or $CATENA_AGENT_DIR].
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -194,6 +199,19 @@ async fn run(args: Args) -> Result<()> {
     //    only read say so (`Tool::read_only`); this one does not, so every call of it waits for
     //    your approval (below).
     tools.add(Arc::new(SaveNoteTool::new(dir.join("notes"))))?;
+    // Tools of MCP servers, from a configuration in the usual `mcpServers` format; a name that
+    //    clashes with another tool gets its server's name as a prefix.
+    let mut servers = std::collections::BTreeMap::new();
+    if let Some(file) = &args.mcp {
+        let config = McpConfig::load(file)?;
+        let clients = McpClient::connect_all(&config).await?;
+        let taken: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
+        for tool in mcp_tools(&clients, NamePrefix::OnClash, &taken).await? {
+            servers.insert(tool.name().to_owned(), tool.server().to_owned());
+            tools.add(Arc::new(tool))?;
+        }
+        note(&format!("{} tools from {} MCP server(s)", servers.len(), clients.len()));
+    }
 
     // 3. The conversation lives in the thread's checkpoints (SQLite, under the agent folder):
     //    a restart resumes it, and a run waiting for approval waits across restarts. The model
@@ -247,7 +265,8 @@ async fn run(args: Args) -> Result<()> {
         .map(|spec| {
             let asks = executor.tools().get(&spec.name).is_some_and(|t| !t.read_only())
                 || executor.tools().options(&spec.name).is_some_and(|o| o.needs_confirmation);
-            format!("{}{}: {}", spec.name, if asks { " (asks first)" } else { "" }, spec.description)
+            let from = servers.get(&spec.name).map(|s| format!(" [MCP: {s}]")).unwrap_or_default();
+            format!("{}{from}{}: {}", spec.name, if asks { " (asks first)" } else { "" }, spec.description)
         })
         .collect();
     // The loop as a graph: plan, review (calls that need approval pause the run), act; a

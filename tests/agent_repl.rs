@@ -338,3 +338,30 @@ async fn a_side_effecting_call_waits_for_approval_across_restarts_of_the_repl_an
     let note = std::fs::read_to_string(notes.join("tickets.md")).unwrap();
     assert!(note.contains("train"), "{note}");
 }
+
+#[test]
+fn mcp_servers_from_a_config_file_add_their_tools_named_by_server() {
+    let data = std::env::var_os("CATENA_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/catena/data"));
+    let server = data.join("mcp/node_modules/.bin/mcp-server-everything");
+    if !server.exists() {
+        assert!(std::env::var_os("CATENA_REQUIRE_DATA").is_none(), "run scripts/fetch-data.sh");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    let json = serde_json::json!({"mcpServers": {"everything": {"command": server, "args": ["stdio"]}}});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let run = run_script(dir.path(), "/tools\n", &["--mcp", config.to_str().unwrap()]);
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("echo [MCP: everything]: ")), "{lines:#?}");
+    // Read-only by the server's hint: no approval; otherwise, approval.
+    assert!(lines.iter().any(|l| l.starts_with("toggle-simulated-logging [MCP: everything] (asks first)")));
+    assert!(run.stderr.contains("tools from 1 MCP server(s)"), "{}", run.stderr);
+    // A bad file stops the REPL with a message that names the problem.
+    std::fs::write(&config, r#"{"mcpServers": {"x": {}}}"#).unwrap();
+    let bad = run_script(dir.path(), "", &["--mcp", config.to_str().unwrap()]);
+    assert!(!bad.ok && bad.stderr.contains("server `x` has neither `command`"), "{}", bad.stderr);
+}
