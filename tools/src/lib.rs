@@ -48,12 +48,15 @@
 //! - `SqlQuestionTool`, `SqlQueryTool` (features `sqlite`, `postgres`) and `CypherQuestionTool`
 //!   (feature `neo4j`): the guarded database chains of catena-query as tools.
 //! - `mcp` (feature `mcp`): the tools of Model Context Protocol servers (`McpClient`,
-//!   `McpConfig` in the format of Claude Desktop and VS Code).
+//!   `McpConfig` in the format of Claude Desktop and VS Code), and any registry served as one
+//!   (`McpToolServer`).
 
 mod calculator;
 mod files;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+#[cfg(feature = "mcp")]
+mod mcp_server;
 mod notes;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "neo4j"))]
 mod query;

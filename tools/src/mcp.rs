@@ -8,6 +8,8 @@
 //! "args", "env"} | {"url", "headers"}}}` as Claude Desktop and Cursor write it, or VS Code's
 //! `{"servers": {...}}`.
 //!
+//! The other direction: [`McpToolServer`] serves any registry to MCP clients.
+//!
 //! Built on `rmcp`, the protocol's official Rust SDK.
 
 use std::collections::BTreeMap;
@@ -23,6 +25,8 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
+
+pub use crate::mcp_server::McpToolServer;
 
 /// How to reach one MCP server.
 #[derive(Debug, Clone, PartialEq, Eq)]

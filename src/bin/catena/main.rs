@@ -7,6 +7,7 @@
 mod chat;
 mod eval;
 mod ingest;
+mod mcp;
 mod models;
 mod query;
 mod serve;
@@ -70,6 +71,9 @@ enum Command {
     /// Evaluate models and pipelines.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Model Context Protocol: serve catena's tools to MCP clients.
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::serve(args).await,
         Command::Eval(cmd) => eval::run(cmd).await,
+        Command::Mcp(cmd) => mcp::run(cmd).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
