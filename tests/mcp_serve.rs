@@ -70,3 +70,33 @@ async fn catena_mcp_serve_answers_guarded_sql_over_a_sqlite_file() {
     let err = McpClient::connect("catena", serve(&["--sqlite", "/nonexistent.sqlite"])).await.unwrap_err();
     assert!(err.to_string().contains("handshake"), "{err}");
 }
+
+async fn start(server: catena::serve::Server) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test]
+async fn catena_serve_offers_tools_at_slash_mcp_behind_its_api_key() {
+    use catena::tools::{Calculator, ToolRegistry};
+    let tools = || ToolRegistry::new().with(Calculator).unwrap();
+    // Loopback without a key: open, like the other routes.
+    let open = start(catena::serve::Server::new().with_mcp(tools())).await;
+    let client = McpClient::connect("open", McpServerConfig::http(open)).await.unwrap();
+    let out = client.call("calculator", json!({"expression": "2 ^ 10"}), &RunContext::new()).await.unwrap();
+    assert_eq!(out.content, "1024");
+
+    // With a key: the bearer header is required.
+    let keyed =
+        start(catena::serve::Server::new().with_mcp(tools()).with_api_key(Some("sekrit".into()))).await;
+    let err = McpClient::connect("anonymous", McpServerConfig::http(keyed.clone())).await.unwrap_err();
+    assert!(err.to_string().contains("anonymous"), "{err}");
+    let config = McpServerConfig::http(keyed).with_header("Authorization", "Bearer sekrit");
+    let client = McpClient::connect("keyed", config).await.unwrap();
+    let tools = client.tools().await.unwrap();
+    assert_eq!(tools.len(), 1);
+    let out = client.call("calculator", json!({"expression": "6 * 7"}), &RunContext::new()).await.unwrap();
+    assert_eq!(out.content, "42");
+}

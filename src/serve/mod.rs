@@ -82,6 +82,8 @@ pub struct Server {
     max_body_bytes: usize,
     max_tokens_cap: u32,
     agent: Option<CompiledGraph<AgentRun>>,
+    #[cfg(feature = "mcp")]
+    mcp: Option<crate::tools::mcp::McpToolServer>,
 }
 
 impl Default for Server {
@@ -111,6 +113,8 @@ impl Server {
             max_body_bytes: 1 << 20,
             max_tokens_cap: 4096,
             agent: None,
+            #[cfg(feature = "mcp")]
+            mcp: None,
         }
     }
 
@@ -168,6 +172,16 @@ impl Server {
         self
     }
 
+    /// Serves `tools` to MCP clients at `/mcp` (streamable HTTP), under the same API key as the
+    /// other routes. Without a key (loopback only) the MCP transport also refuses requests whose
+    /// `Host` is not a loopback name, against DNS rebinding.
+    #[cfg(feature = "mcp")]
+    #[must_use]
+    pub fn with_mcp(mut self, tools: crate::tools::ToolRegistry) -> Self {
+        self.mcp = Some(crate::tools::mcp::McpToolServer::new(tools));
+        self
+    }
+
     /// The routes, for embedding into an application's own axum server.
     pub fn router(self) -> Router {
         let limit = self.max_body_bytes;
@@ -181,6 +195,14 @@ impl Server {
             .route("/v1/threads/{thread}/runs", post(threads::run))
             .route("/v1/threads/{thread}/resume", post(threads::resume))
             .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize));
+        #[cfg(feature = "mcp")]
+        let v1 = match state.mcp.clone() {
+            Some(mcp) => v1.merge(
+                mcp_routes(mcp, state.api_key.is_some())
+                    .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize)),
+            ),
+            None => v1,
+        };
         Router::new()
             .merge(v1)
             .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
@@ -215,6 +237,21 @@ impl Server {
             .await
             .map_err(|e| Error::io(addr.to_string(), e))
     }
+}
+
+/// `/mcp`: the MCP streamable-HTTP transport over `mcp`'s tools, one session per client.
+#[cfg(feature = "mcp")]
+fn mcp_routes(mcp: crate::tools::mcp::McpToolServer, keyed: bool) -> Router<Arc<Server>> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let mut config = StreamableHttpServerConfig::default();
+    if keyed {
+        // A keyed server may be reached by any host name; the key is the protection.
+        config = config.disable_allowed_hosts();
+    }
+    let service =
+        StreamableHttpService::new(move || Ok(mcp.clone()), Arc::new(LocalSessionManager::default()), config);
+    Router::new().nest_service("/mcp", service)
 }
 
 fn unix_now() -> u64 {

@@ -67,6 +67,16 @@ impl McpServerConfig {
     pub fn http(url: impl Into<String>) -> Self {
         Self::Http { url: url.into(), headers: BTreeMap::new() }
     }
+
+    /// Adds a header to every request of an HTTP server (`Authorization: Bearer ...`, say);
+    /// nothing for a stdio server.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Self::Http { headers, .. } = &mut self {
+            headers.insert(name.into(), value.into());
+        }
+        self
+    }
 }
 
 /// One entry of a configuration file, as the popular clients write it.

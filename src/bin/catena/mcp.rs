@@ -43,11 +43,16 @@ pub(crate) async fn run(cmd: McpCommand) -> Result<()> {
     }
 }
 
-async fn serve(args: McpServeArgs) -> Result<()> {
+/// The tools catena offers MCP clients: the calculator and date/time, search over `store`,
+/// guarded SQL over `sqlite`.
+pub(crate) async fn registry(
+    store: Option<&std::path::Path>,
+    collection: &str,
+    sqlite: Option<&std::path::Path>,
+) -> Result<ToolRegistry> {
     let mut tools = ToolRegistry::new().with(Calculator)?.with(DateTimeTool::new())?;
-    if let Some(store) = &args.store {
-        let store =
-            Arc::new(LanceDbStore::open(store.to_string_lossy().into_owned(), &args.collection).await?);
+    if let Some(store) = store {
+        let store = Arc::new(LanceDbStore::open(store.to_string_lossy().into_owned(), collection).await?);
         let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
         let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(Arc::clone(&store)).with_k(4));
         let similarity: Arc<dyn Retriever> =
@@ -55,7 +60,7 @@ async fn serve(args: McpServeArgs) -> Result<()> {
         let retriever = EnsembleRetriever::new(vec![keywords, similarity]).with_k(4);
         tools.add(Arc::new(RetrieverTool::new(Arc::new(retriever)).with_max_chars(800)))?;
     }
-    if let Some(file) = &args.sqlite {
+    if let Some(file) = sqlite {
         if !file.exists() {
             return Err(catena::core::Error::invalid_input(format!(
                 "no SQLite file at {} (catena sql load-chinook writes a sample one)",
@@ -65,6 +70,11 @@ async fn serve(args: McpServeArgs) -> Result<()> {
         let db = SqlDatabase::connect(&format!("sqlite://{}", file.display())).await?;
         tools.add(Arc::new(SqlQueryTool::new(db, SqlGuard::new(SqlDialect::Sqlite).with_max_rows(50))))?;
     }
+    Ok(tools)
+}
+
+async fn serve(args: McpServeArgs) -> Result<()> {
+    let tools = registry(args.store.as_deref(), &args.collection, args.sqlite.as_deref()).await?;
     let names: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
     // stdout belongs to the protocol: everything for people goes to stderr.
     eprintln!("catena mcp: serving {} on stdio", names.join(", "));

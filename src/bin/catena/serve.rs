@@ -67,6 +67,17 @@ pub(crate) struct ServeArgs {
     /// asks for approval. Its conversations go to DIR/threads.db, its notes to DIR/notes.
     #[arg(long, value_name = "DIR")]
     agent: Option<std::path::PathBuf>,
+    /// Also serve catena's tools to MCP clients at /mcp (streamable HTTP, the same API key as
+    /// the other routes): the calculator and the date and time, plus search over a store with
+    /// --mcp-store and guarded SQL over an SQLite file with --mcp-sqlite.
+    #[arg(long)]
+    mcp: bool,
+    /// With --mcp: a store written by `catena ingest` (collection `chunks`) to search.
+    #[arg(long, value_name = "DIR", requires = "mcp")]
+    mcp_store: Option<std::path::PathBuf>,
+    /// With --mcp: an SQLite file to query, read-only.
+    #[arg(long, value_name = "FILE", requires = "mcp")]
+    mcp_sqlite: Option<std::path::PathBuf>,
 }
 
 /// `--tool-format`: [`ToolFormat`] or detection.
@@ -175,6 +186,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
     let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), Arc::clone(&chat));
+    if args.mcp {
+        let tools =
+            crate::mcp::registry(args.mcp_store.as_deref(), "chunks", args.mcp_sqlite.as_deref()).await?;
+        let names: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
+        server = server.with_mcp(tools);
+        eprintln!("catena serve: MCP at http://{bound}/mcp ({})", names.join(", "));
+    }
     if let Some(dir) = &args.agent {
         server = server.with_agent(agent_graph(dir, chat).await?);
         eprintln!(
