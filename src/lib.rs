@@ -106,6 +106,8 @@ mod documentation {
     struct Evaluation;
     #[doc = include_str!("../docs/guides/graphs.md")]
     struct Graphs;
+    #[doc = include_str!("../docs/guides/mcp.md")]
+    struct Mcp;
     #[doc = include_str!("../docs/guides/local-models.md")]
     struct LocalModels;
     #[doc = include_str!("../docs/guides/remote-and-serving.md")]
