@@ -4,6 +4,8 @@
 //! [`Tool`] that goes into a [`ToolRegistry`](crate::ToolRegistry) like any other, so schema
 //! validation, policy, approval, timeouts and cancellation apply unchanged.
 //!
+//! A server's resources load as documents ([`McpResourceLoader`]).
+//!
 //! [`McpConfig`] reads the configuration users already have: `{"mcpServers": {name: {"command",
 //! "args", "env"} | {"url", "headers"}}}` as Claude Desktop and Cursor write it, or VS Code's
 //! `{"servers": {...}}`.
@@ -568,4 +570,134 @@ pub async fn mcp_tools(
             }
         })
         .collect())
+}
+
+/// One resource a server lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpResource {
+    /// Its URI (what [`McpClient::read`] takes).
+    pub uri: String,
+    /// Its name.
+    pub name: String,
+    /// Its MIME type, when the server says.
+    pub mime_type: Option<String>,
+    /// What it is, when the server says.
+    pub description: Option<String>,
+}
+
+fn text_of(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl McpClient {
+    /// The resources the server lists (every page).
+    ///
+    /// # Errors
+    /// The server cannot be reached, or lists no resources (it lacks the capability).
+    pub async fn resources(&self) -> Result<Vec<McpResource>> {
+        let peer = self.peer().await?;
+        let listed = peer
+            .list_all_resources()
+            .await
+            .map_err(|e| failed(&self.name, "cannot list its resources", e))?;
+        Ok(listed
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .map(|r| McpResource {
+                uri: text_of(&r, "uri").unwrap_or_default(),
+                name: text_of(&r, "name").unwrap_or_default(),
+                mime_type: text_of(&r, "mimeType"),
+                description: text_of(&r, "description"),
+            })
+            .collect())
+    }
+
+    /// The text of the resource at `uri`, as documents (one per text part), each with its
+    /// `source` (the URI), `server` and `mime_type` in the metadata.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached; a resource with no text (a binary blob) is an
+    /// [`Error::Parse`] naming it.
+    pub async fn read(&self, uri: &str) -> Result<Vec<catena_core::Document>> {
+        let peer = self.peer().await?;
+        let params: rmcp::model::ReadResourceRequestParams =
+            serde_json::from_value(serde_json::json!({"uri": uri}))
+                .map_err(|e| failed(&self.name, "bad resource request", e))?;
+        let result = peer
+            .read_resource(params)
+            .await
+            .map_err(|e| failed(&self.name, &format!("cannot read `{uri}`"), e))?;
+        let contents = serde_json::to_value(&result).unwrap_or_default();
+        let mut documents = Vec::new();
+        for part in contents.get("contents").and_then(Value::as_array).into_iter().flatten() {
+            let Some(text) = text_of(part, "text") else { continue };
+            let mut document = catena_core::Document::new(text)
+                .with_metadata("source", text_of(part, "uri").unwrap_or_else(|| uri.to_owned()))
+                .with_metadata("server", self.name.clone());
+            if let Some(mime) = text_of(part, "mimeType") {
+                document = document.with_metadata("mime_type", mime);
+            }
+            documents.push(document);
+        }
+        if documents.is_empty() {
+            return Err(Error::parse(format!("MCP resource {uri}"), "it holds no text (a binary resource?)"));
+        }
+        Ok(documents)
+    }
+}
+
+/// A server's resources as documents: a catena [`Loader`](catena_core::Loader) over
+/// [`McpClient::read`], for every resource the server lists or the URIs given. A resource that
+/// cannot be read is an error item; the others still load.
+#[derive(Debug, Clone)]
+pub struct McpResourceLoader {
+    client: Arc<McpClient>,
+    uris: Option<Vec<String>>,
+}
+
+impl McpResourceLoader {
+    /// Every resource `client`'s server lists.
+    #[must_use]
+    pub fn new(client: Arc<McpClient>) -> Self {
+        Self { client, uris: None }
+    }
+
+    /// Only these URIs.
+    #[must_use]
+    pub fn with_uris(mut self, uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.uris = Some(uris.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+impl catena_core::Loader for McpResourceLoader {
+    fn load<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+    ) -> futures::stream::BoxStream<'a, Result<catena_core::Document>> {
+        use futures::StreamExt;
+        let uris = async move {
+            match &self.uris {
+                Some(uris) => Ok(uris.clone()),
+                None => Ok(self.client.resources().await?.into_iter().map(|r| r.uri).collect()),
+            }
+        };
+        futures::stream::once(uris)
+            .flat_map(move |uris: Result<Vec<String>>| match uris {
+                Err(e) => futures::stream::iter(vec![Err(e)]).boxed(),
+                Ok(uris) => futures::stream::iter(uris)
+                    .then(move |uri| async move {
+                        ctx.check_cancelled()?;
+                        self.client.read(&uri).await
+                    })
+                    .flat_map(|docs: Result<Vec<catena_core::Document>>| {
+                        futures::stream::iter(match docs {
+                            Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Err(e) => vec![Err(e)],
+                        })
+                    })
+                    .boxed(),
+            })
+            .boxed()
+    }
 }

@@ -160,3 +160,32 @@ async fn a_server_that_cannot_start_is_a_clear_error() {
         McpClient::connect("nobody", McpServerConfig::http("http://127.0.0.1:9/mcp")).await.unwrap_err();
     assert!(err.to_string().contains("nobody"), "{err}");
 }
+
+#[tokio::test]
+async fn a_servers_text_resources_load_as_documents() {
+    use catena_core::Loader;
+    use catena_tools::mcp::McpResourceLoader;
+    use futures::StreamExt;
+    let Some(client) = connect("everything").await else { return };
+    let listed = client.resources().await.unwrap();
+    assert!(!listed.is_empty());
+    let text: Vec<_> = listed.iter().filter(|r| r.mime_type.as_deref() == Some("text/markdown")).collect();
+    assert!(!text.is_empty(), "{listed:?}");
+    let docs = client.read(&text[0].uri).await.unwrap();
+    assert!(docs[0].content.len() > 100, "{:?}", docs[0].content);
+    assert_eq!(docs[0].metadata["source"], text[0].uri.as_str());
+    assert_eq!(docs[0].metadata["server"], "everything");
+
+    // Every listed resource through the loader: text ones as documents, binary ones as error
+    // items that do not stop the others.
+    let ctx = RunContext::new();
+    let items: Vec<_> = McpResourceLoader::new(client.clone()).load(&ctx).collect().await;
+    let loaded = items.iter().filter(|i| i.is_ok()).count();
+    assert!(loaded >= text.len(), "{loaded} of {}", items.len());
+    for failed in items.iter().filter_map(|i| i.as_ref().err()) {
+        assert!(failed.to_string().contains("holds no text"), "{failed}");
+    }
+    let one: Vec<_> =
+        McpResourceLoader::new(client).with_uris([text[0].uri.clone()]).load(&ctx).collect().await;
+    assert_eq!(one.len(), 1);
+}
