@@ -436,10 +436,12 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
     let third =
         start(server(vec![ScriptedReply::ToolCalls(vec![call]), ScriptedReply::Text("Noted.".into())]).await)
             .await;
-    let events = |body: String| -> Vec<(String, Value)> {
-        let mut out = Vec::new();
+    // The (event, data) pairs of a streamed thread request.
+    let events = |url: String, body: Value| async move {
+        let text = client().post(url).json(&body).send().await.unwrap().text().await.unwrap();
+        let mut out: Vec<(String, Value)> = Vec::new();
         let mut kind = String::new();
-        for line in body.lines() {
+        for line in text.lines() {
             if let Some(k) = line.strip_prefix("event: ") {
                 kind = k.to_owned();
             } else if let Some(data) = line.strip_prefix("data: ") {
@@ -448,31 +450,16 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
         }
         out
     };
-    let body = client()
-        .post(format!("{third}/v1/threads/bob/runs"))
-        .json(&json!({"input": "Note: call Bob", "stream": true}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let streamed = events(body);
+    let streamed =
+        events(format!("{third}/v1/threads/bob/runs"), json!({"input": "Note: call Bob", "stream": true}))
+            .await;
     let nodes: Vec<&str> =
         streamed.iter().filter(|(k, _)| k == "updates").map(|(_, v)| v["node"].as_str().unwrap()).collect();
     assert_eq!(nodes, ["plan"], "{streamed:?}");
     let (kind, end) = streamed.last().unwrap();
     assert_eq!((kind.as_str(), end["status"].as_str()), ("end", Some("interrupted")), "{streamed:?}");
-    let body = client()
-        .post(format!("{third}/v1/threads/bob/resume"))
-        .json(&json!({"decisions": {"n2": {"decision": "approve"}}, "stream": true, "stream_mode": ["values", "updates"]}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let streamed = events(body);
+    let resume = json!({"decisions": {"n2": {"decision": "approve"}}, "stream": true, "stream_mode": ["values", "updates"]});
+    let streamed = events(format!("{third}/v1/threads/bob/resume"), resume).await;
     let nodes: Vec<&str> =
         streamed.iter().filter(|(k, _)| k == "updates").map(|(_, v)| v["node"].as_str().unwrap()).collect();
     assert_eq!(nodes, ["review", "act", "plan"], "{streamed:?}");
@@ -480,16 +467,8 @@ async fn agent_threads_pause_for_approval_and_resume_after_a_restart() {
     let (kind, end) = streamed.last().unwrap();
     assert_eq!((kind.as_str(), end["answer"].as_str()), ("end", Some("Noted.")), "{streamed:?}");
     // A streamed request with a bad decision gets the error as an event.
-    let body = client()
-        .post(format!("{third}/v1/threads/bob/resume"))
-        .json(&json!({"decisions": {}, "stream": true}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let streamed = events(body);
+    let streamed =
+        events(format!("{third}/v1/threads/bob/resume"), json!({"decisions": {}, "stream": true})).await;
     assert_eq!(streamed.len(), 1, "{streamed:?}");
     assert_eq!(streamed[0].0, "error");
     assert!(

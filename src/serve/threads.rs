@@ -210,18 +210,13 @@ pub(super) async fn run(
     Path(id): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let graph = agent(&server)?;
+    agent(&server)?;
     let thread = thread_id(&id)?;
     let body: RunRequest = parse_body(body)?;
     if body.input.trim().is_empty() {
         return Err(ApiError::invalid("`input` is empty: send the question.").param("input"));
     }
-    if body.stream.stream {
-        let modes = body.stream.modes();
-        return Ok(streamed(Arc::clone(&server), thread, Start::Ask(body.input), modes));
-    }
-    let outcome = graph.invoke(&thread, AgentRun::ask(body.input), &RunContext::new()).await?;
-    Ok(Json(reply(&thread, outcome)).into_response())
+    answer(&server, thread, Start::Ask(body.input), &body.stream).await
 }
 
 pub(super) async fn resume(
@@ -229,15 +224,29 @@ pub(super) async fn resume(
     Path(id): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let graph = agent(&server)?;
+    agent(&server)?;
     let thread = thread_id(&id)?;
     let body: ResumeRequest = parse_body(body)?;
     let resume = Resume::with(&Approval { decisions: body.decisions })?;
-    if body.stream.stream {
-        let modes = body.stream.modes();
-        return Ok(streamed(Arc::clone(&server), thread, Start::Resume(resume), modes));
+    answer(&server, thread, Start::Resume(resume), &body.stream).await
+}
+
+/// Runs `start` on the thread: streamed as server-sent events when asked, else one JSON body.
+async fn answer(
+    server: &Arc<Server>,
+    thread: Thread,
+    start: Start,
+    stream: &StreamRequest,
+) -> ApiResult<Response> {
+    if stream.stream {
+        return Ok(streamed(Arc::clone(server), thread, start, stream.modes()));
     }
-    let outcome = graph.resume(&thread, resume, &RunContext::new()).await?;
+    let graph = agent(server)?;
+    let ctx = RunContext::new();
+    let outcome = match start {
+        Start::Ask(input) => graph.invoke(&thread, AgentRun::ask(input), &ctx).await?,
+        Start::Resume(resume) => graph.resume(&thread, resume, &ctx).await?,
+    };
     Ok(Json(reply(&thread, outcome)).into_response())
 }
 
