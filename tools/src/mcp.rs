@@ -346,8 +346,10 @@ impl McpClient {
     /// # Errors
     /// The server cannot be reached or its list cannot be read.
     pub async fn tools(self: &Arc<Self>) -> Result<Vec<McpTool>> {
-        self.tools_changed.store(false, Ordering::SeqCst);
+        // After `peer`, which marks the list changed when it starts a new session: the list read
+        // here is the new session's.
         let peer = self.peer().await?;
+        self.tools_changed.store(false, Ordering::SeqCst);
         let listed =
             peer.list_all_tools().await.map_err(|e| failed(&self.name, "cannot list its tools", e))?;
         Ok(listed
