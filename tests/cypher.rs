@@ -43,6 +43,19 @@ fn listening(port: u16) -> bool {
     })
 }
 
+/// A free loopback port this process has not handed out before.
+fn fresh_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 /// A running stub serving `script`; `finish` checks it consumed the whole script.
 struct Stub {
     child: Option<Child>,
@@ -72,23 +85,40 @@ impl Stub {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("script.bolt");
         std::fs::write(&path, script).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(program)
-            .arg("-v")
-            .arg(port.to_string())
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait until the port listens. Not by connecting: the stub shuts down when a connection
-        // closes without a handshake.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !listening(port) {
-            assert!(Instant::now() < deadline, "boltstub did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
+        // A port freed by the probe listener can be handed out again to a stub of a test running
+        // beside this one: the second stub then fails to bind while the first one's socket makes
+        // the port look ready (CI saw "connection refused" from exactly that). So no port is used
+        // twice in this process, and a stub that died before listening is started again.
+        for _ in 0..5 {
+            let port = fresh_port();
+            let mut child = Command::new(&program)
+                .arg("-v")
+                .arg(port.to_string())
+                .arg(&path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Wait until the port listens. Not by connecting: the stub shuts down when a
+            // connection closes without a handshake.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let output = child.wait_with_output().unwrap();
+                    eprintln!(
+                        "boltstub on port {port} exited before serving ({status}): {}; starting another",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    break;
+                }
+                if listening(port) {
+                    return Some(Self { child: Some(child), port, _dir: dir });
+                }
+                assert!(Instant::now() < deadline, "boltstub did not start listening");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Some(Self { child: Some(child), port, _dir: dir })
+        panic!("boltstub would not start on five ports in a row")
     }
 
     fn uri(&self) -> String {
