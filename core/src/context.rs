@@ -53,6 +53,14 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+    /// A line for the run's log, at a severity (an MCP server forwards these to its client as
+    /// log notifications).
+    Log {
+        /// How severe it is.
+        level: LogLevel,
+        /// The line.
+        message: String,
+    },
     /// Progress of a long job.
     Progress {
         /// What is progressing.
@@ -62,6 +70,24 @@ pub enum Event {
         /// Units in all, when known.
         total: Option<u64>,
     },
+}
+
+/// The severity of an [`Event::Log`] line, least severe first (the syslog levels MCP uses, minus
+/// the three above `Error` that a library has no business raising).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LogLevel {
+    /// Detail for whoever debugs the tool.
+    Debug,
+    /// Normal progress worth a line.
+    Info,
+    /// Normal but significant.
+    Notice,
+    /// Something unexpected that the run survived.
+    Warning,
+    /// Something failed.
+    Error,
 }
 
 /// Receives [`Event`]s. Implemented for closures and for unbounded channels.
@@ -109,7 +135,11 @@ pub struct RunContext {
     events: Option<Arc<dyn EventSink>>,
     tags: Arc<[String]>,
     limits: Limits,
+    extensions: Arc<Extensions>,
 }
+
+/// Values of any type a caller attaches to a run for the code it calls, one per type.
+type Extensions = std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>;
 
 impl std::fmt::Debug for RunContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +168,24 @@ impl RunContext {
             events: None,
             tags: Arc::from(Vec::new()),
             limits: Limits::default(),
+            extensions: Arc::default(),
         }
+    }
+
+    /// Attaches `value` for the code this run calls, replacing an earlier value of the same type
+    /// (as `http::Extensions` does for requests). This is how a host hands a tool something only
+    /// the host has: an MCP server attaches the connected client, so a tool can ask that client's
+    /// model or user (`McpClientPeer` in `catena-tools`). Child contexts see it too.
+    #[must_use]
+    pub fn with_extension<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        Arc::make_mut(&mut self.extensions).insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
+    /// The value of type `T` attached with [`RunContext::with_extension`], if any.
+    #[must_use]
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.get(&std::any::TypeId::of::<T>()).and_then(|value| value.downcast_ref::<T>())
     }
 
     /// Sends events to `sink`.
@@ -229,5 +276,26 @@ impl RunContext {
         if let Some(sink) = &self.events {
             sink.send(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Peer(&'static str);
+
+    #[test]
+    fn extensions_are_typed_replaced_and_seen_by_children() {
+        let ctx = RunContext::new().with_extension(Peer("first")).with_extension(7_u32);
+        assert_eq!(ctx.extension::<Peer>(), Some(&Peer("first")));
+        assert_eq!(ctx.extension::<u32>(), Some(&7));
+        assert_eq!(ctx.extension::<String>(), None);
+        let replaced = ctx.clone().with_extension(Peer("second"));
+        assert_eq!(replaced.extension::<Peer>(), Some(&Peer("second")));
+        // The original keeps its own value: extensions are copied on write, not shared.
+        assert_eq!(ctx.extension::<Peer>(), Some(&Peer("first")));
+        assert_eq!(ctx.child().extension::<Peer>(), Some(&Peer("first")));
     }
 }

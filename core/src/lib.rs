@@ -111,7 +111,7 @@ pub use cache::{Cache, CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCach
 /// # });
 /// ```
 pub use catena_macros::tool;
-pub use context::{Event, EventSink, Limits, RunContext};
+pub use context::{Event, EventSink, Limits, LogLevel, RunContext};
 pub use document::{Document, Metadata, ScoredDocument};
 pub use error::{BoxError, Error, ErrorKind, ModelErrorKind, Result};
 pub use fallback::FallbackChatModel;

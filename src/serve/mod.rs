@@ -172,13 +172,15 @@ impl Server {
         self
     }
 
-    /// Serves `tools` to MCP clients at `/mcp` (streamable HTTP), under the same API key as the
-    /// other routes. Without a key (loopback only) the MCP transport also refuses requests whose
-    /// `Host` is not a loopback name, against DNS rebinding.
+    /// Serves MCP clients at `/mcp` (streamable HTTP), under the same API key as the other
+    /// routes: a [`ToolRegistry`](crate::tools::ToolRegistry)'s tools, or a whole
+    /// [`McpToolServer`](crate::tools::mcp::McpToolServer) with resources and prompts. Without a
+    /// key (loopback only) the MCP transport also refuses requests whose `Host` is not a
+    /// loopback name, against DNS rebinding.
     #[cfg(feature = "mcp")]
     #[must_use]
-    pub fn with_mcp(mut self, tools: crate::tools::ToolRegistry) -> Self {
-        self.mcp = Some(crate::tools::mcp::McpToolServer::new(tools));
+    pub fn with_mcp(mut self, server: impl Into<crate::tools::mcp::McpToolServer>) -> Self {
+        self.mcp = Some(server.into());
         self
     }
 
@@ -249,8 +251,11 @@ fn mcp_routes(mcp: crate::tools::mcp::McpToolServer, keyed: bool) -> Router<Arc<
         // A keyed server may be reached by any host name; the key is the protection.
         config = config.disable_allowed_hosts();
     }
-    let service =
-        StreamableHttpService::new(move || Ok(mcp.clone()), Arc::new(LocalSessionManager::default()), config);
+    let service = StreamableHttpService::new(
+        move || Ok(mcp.session()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
     Router::new().nest_service("/mcp", service)
 }
 

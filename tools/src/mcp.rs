@@ -28,7 +28,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-pub use crate::mcp_server::McpToolServer;
+pub use crate::mcp_server::content::{McpContent, ResourceBody, ResourceContent, tool_output};
+pub use crate::mcp_server::prompts::{McpPromptArgument, McpPromptMessage, ServedPrompt};
+pub use crate::mcp_server::resources::{
+    McpResourceTemplate, ResourceSource, StaticResources, StoreResources,
+};
+pub use crate::mcp_server::{ElicitAction, Elicitation, McpClientPeer, McpToolServer};
 
 /// How to reach one MCP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +187,20 @@ struct Handler {
 }
 
 impl ClientHandler for Handler {
+    /// Introduces the client as catena, asking for the newest protocol revision that has the
+    /// `initialize` handshake (2025-11-25): that is what servers speak today, and rmcp's default
+    /// (its newest revision, 2026-07-28) is one that no longer has the handshake.
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        info.protocol_version = rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE;
+        if let Ok(implementation) = serde_json::from_value(
+            serde_json::json!({"name": "catena", "version": env!("CARGO_PKG_VERSION")}),
+        ) {
+            info.client_info = implementation;
+        }
+        info
+    }
+
     fn on_tool_list_changed(
         &self,
         _context: NotificationContext<RoleClient>,
@@ -404,59 +423,16 @@ impl McpClient {
     }
 }
 
-/// A tool result as catena's: text for the model, images and structured content as artifacts,
-/// `isError` as the tool's error.
+/// A tool result as catena's (see [`tool_output`] for the shape), `isError` as the tool's error.
 fn output(name: &str, result: CallToolResult) -> Result<ToolOutput> {
-    let mut texts = Vec::new();
-    let mut artifacts = Vec::new();
-    for block in &result.content {
-        let block = serde_json::to_value(block).unwrap_or_default();
-        let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
-        match kind {
-            "text" => texts.push(block.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()),
-            "image" | "audio" => {
-                let mime = block.get("mimeType").and_then(Value::as_str).unwrap_or("unknown type");
-                texts.push(format!("[{kind}: {mime}]"));
-                artifacts.push(block);
-            }
-            "resource" => {
-                let resource = block.get("resource").cloned().unwrap_or_default();
-                match resource.get("text").and_then(Value::as_str) {
-                    Some(text) => texts.push(text.to_owned()),
-                    None => {
-                        let uri = resource.get("uri").and_then(Value::as_str).unwrap_or_default();
-                        texts.push(format!("[resource: {uri}]"));
-                        artifacts.push(block);
-                    }
-                }
-            }
-            _ => {
-                let uri = block.get("uri").and_then(Value::as_str).unwrap_or_default();
-                texts.push(format!("[{kind}: {uri}]"));
-                artifacts.push(block);
-            }
-        }
+    let blocks = result.content.iter().filter_map(|block| serde_json::to_value(block).ok()).collect();
+    let failed = result.is_error == Some(true);
+    let out = crate::mcp_server::content::from_blocks(blocks, result.structured_content);
+    if failed {
+        let message = if out.content.is_empty() { "the tool reported an error".into() } else { out.content };
+        return Err(Error::tool(name, message));
     }
-    let mut content = texts.join("\n");
-    if content.is_empty()
-        && let Some(structured) = &result.structured_content
-    {
-        content = structured.to_string();
-    }
-    if result.is_error == Some(true) {
-        return Err(Error::tool(
-            name,
-            if content.is_empty() { "the tool reported an error".into() } else { content },
-        ));
-    }
-    let mut artifact = serde_json::Map::new();
-    if !artifacts.is_empty() {
-        artifact.insert("content".into(), Value::Array(artifacts));
-    }
-    if let Some(structured) = result.structured_content {
-        artifact.insert("structured".into(), structured);
-    }
-    Ok(ToolOutput { content, artifact: (!artifact.is_empty()).then_some(Value::Object(artifact)) })
+    Ok(out)
 }
 
 /// One tool of an MCP server, as a catena [`Tool`]. Read-only when the server marks it so
@@ -585,6 +561,27 @@ pub struct McpResource {
     pub mime_type: Option<String>,
     /// What it is, when the server says.
     pub description: Option<String>,
+}
+
+impl McpResource {
+    /// A resource with a URI and a name.
+    pub fn new(uri: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { uri: uri.into(), name: name.into(), mime_type: None, description: None }
+    }
+
+    /// Its MIME type.
+    #[must_use]
+    pub fn with_mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = Some(mime_type.into());
+        self
+    }
+
+    /// What it is.
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
 }
 
 fn text_of(value: &Value, key: &str) -> Option<String> {

@@ -66,12 +66,16 @@ async fn a_real_servers_tools_run_through_the_registry() {
     // Arguments the schema refuses never reach the server: the registry's validation applies.
     let err = registry.call(&call("echo", json!({"msg": "hi"})), &ctx).await.unwrap_err();
     assert!(err.to_string().contains("message"), "{err}");
-    // An image comes back as an artifact, named in the text the model reads.
+    // An image comes back in the artifact (the whole result, in order, as the protocol's
+    // blocks), named in the text the model reads.
     let out = registry.call(&call("get-tiny-image", json!({})), &ctx).await.unwrap();
     assert!(out.content.contains("[image: image/png]"), "{}", out.content);
     let artifact = out.artifact.unwrap();
-    assert_eq!(artifact["content"][0]["type"], "image");
-    assert!(artifact["content"][0]["data"].as_str().unwrap().len() > 50);
+    let blocks = artifact["content"].as_array().unwrap();
+    let image = blocks.iter().find(|b| b["type"] == "image").expect("an image block");
+    assert!(image["data"].as_str().unwrap().len() > 50);
+    let first_text = blocks.iter().find(|b| b["type"] == "text").expect("the server's words too");
+    assert!(out.content.starts_with(first_text["text"].as_str().unwrap()), "{}", out.content);
 }
 
 #[tokio::test]

@@ -68,8 +68,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     agent: Option<std::path::PathBuf>,
     /// Also serve catena's tools to MCP clients at /mcp (streamable HTTP, the same API key as
-    /// the other routes): the calculator and the date and time, plus search over a store with
-    /// --mcp-store and guarded SQL over an SQLite file with --mcp-sqlite.
+    /// the other routes): the calculator and the date and time, plus search over a store (its
+    /// documents as resources, a prompt that answers from them) with --mcp-store and guarded
+    /// SQL over an SQLite file with --mcp-sqlite; --mcp-tools narrows the tools.
     #[arg(long)]
     mcp: bool,
     /// With --mcp: a store written by `catena ingest` (collection `chunks`) to search.
@@ -78,6 +79,9 @@ pub(crate) struct ServeArgs {
     /// With --mcp: an SQLite file to query, read-only.
     #[arg(long, value_name = "FILE", requires = "mcp")]
     mcp_sqlite: Option<std::path::PathBuf>,
+    /// With --mcp: offer only these tools (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "mcp")]
+    mcp_tools: Option<Vec<String>>,
 }
 
 /// `--tool-format`: [`ToolFormat`] or detection.
@@ -187,11 +191,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     );
     let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), Arc::clone(&chat));
     if args.mcp {
-        let tools =
-            crate::mcp::registry(args.mcp_store.as_deref(), "chunks", args.mcp_sqlite.as_deref()).await?;
-        let names: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
-        server = server.with_mcp(tools);
-        eprintln!("catena serve: MCP at http://{bound}/mcp ({})", names.join(", "));
+        let offer = crate::mcp::Offer {
+            store: args.mcp_store.as_deref(),
+            collection: "chunks",
+            sqlite: args.mcp_sqlite.as_deref(),
+            tools: args.mcp_tools.as_deref(),
+            resources: true,
+            prompts: true,
+        };
+        let mcp = crate::mcp::server(&offer).await?;
+        eprintln!("catena serve: MCP at http://{bound}/mcp ({})", mcp.describe());
+        server = server.with_mcp(mcp);
     }
     if let Some(dir) = &args.agent {
         server = server.with_agent(agent_graph(dir, chat).await?);
