@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use catena::agents::{AgentExecutor, ToolCallingAgent};
+use catena::agents::{AgentExecutor, EarlyStopping, ExecutorConfig, ToolCallingAgent};
 use catena::core::{ChatModel, RunContext, Tool, ToolChoice};
 use catena::models::{LlamaChatModel, LlamaOptions};
 use catena::tools::ToolRegistry;
@@ -30,11 +30,19 @@ async fn agent_model() -> Arc<dyn ChatModel> {
 fn executor(model: Arc<dyn ChatModel>, tools: ToolRegistry) -> AgentExecutor {
     let agent = ToolCallingAgent::new(model)
         .with_system_prompt(
-            "You are a helpful assistant. Use the tools for arithmetic and report their result.",
+            "You are a helpful assistant. When a tool has answered, reply to the user in plain words using its result.",
         )
         .with_first_tool_choice(ToolChoice::Required)
         .with_max_tokens(96);
-    AgentExecutor::new(agent, tools).with_max_iterations(3)
+    // As the agent REPL does: a repeated call ends the tool use and the model answers from the
+    // results it has (small models tend to call a tool again instead of answering).
+    let limits = ExecutorConfig {
+        max_iterations: 3,
+        max_repeats: 0,
+        early_stopping: EarlyStopping::Generate,
+        ..ExecutorConfig::default()
+    };
+    AgentExecutor::new(agent, tools).with_config(limits)
 }
 
 #[tokio::test]

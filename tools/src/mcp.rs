@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use catena_core::{Error, Result, RunContext, Tool, ToolOutput, async_trait};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -210,6 +211,52 @@ impl ClientHandler for Handler {
     }
 }
 
+/// Limits of an [`McpClient`], so that no server can hang or flood its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McpClientOptions {
+    /// How long starting a server and its `initialize` handshake may take (default 30 s).
+    pub connect_timeout: Duration,
+    /// How long any one request may wait for its answer (default 5 minutes; a registry's
+    /// per-tool timeout, usually shorter, applies to tool calls as well).
+    pub request_timeout: Duration,
+    /// The largest tool result accepted, in bytes of its JSON (default 4 MiB): a larger one is
+    /// an [`Error::Limit`], not an observation that floods the model's context.
+    pub max_result_bytes: usize,
+}
+
+impl Default for McpClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            max_result_bytes: 4 << 20,
+        }
+    }
+}
+
+impl McpClientOptions {
+    /// Sets [`McpClientOptions::connect_timeout`].
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`McpClientOptions::request_timeout`].
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`McpClientOptions::max_result_bytes`].
+    #[must_use]
+    pub fn with_max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
+    }
+}
+
 /// A live session with the server.
 struct Session {
     service: RunningService<RoleClient, Handler>,
@@ -222,6 +269,7 @@ struct Session {
 pub struct McpClient {
     name: String,
     config: McpServerConfig,
+    options: McpClientOptions,
     session: Mutex<Option<Session>>,
     tools_changed: Arc<AtomicBool>,
 }
@@ -245,9 +293,24 @@ impl McpClient {
     /// # Errors
     /// The program cannot be started, the endpoint does not answer, or the handshake fails.
     pub async fn connect(name: impl Into<String>, config: McpServerConfig) -> Result<Arc<Self>> {
+        Self::connect_with(name, config, McpClientOptions::default()).await
+    }
+
+    /// [`McpClient::connect`] under other limits.
+    ///
+    /// # Errors
+    /// As [`McpClient::connect`]; a server that does not finish the handshake within
+    /// [`McpClientOptions::connect_timeout`] is an [`Error::Tool`] saying so (its process is
+    /// stopped).
+    pub async fn connect_with(
+        name: impl Into<String>,
+        config: McpServerConfig,
+        options: McpClientOptions,
+    ) -> Result<Arc<Self>> {
         let client = Arc::new(Self {
             name: name.into(),
             config,
+            options,
             session: Mutex::new(None),
             tools_changed: Arc::new(AtomicBool::new(false)),
         });
@@ -304,10 +367,7 @@ impl McpClient {
                         }
                     });
                 }
-                let service = handler
-                    .serve(transport)
-                    .await
-                    .map_err(|e| failed(&self.name, "the MCP handshake failed", e))?;
+                let service = self.handshake(handler.serve(transport)).await?;
                 Ok(Session { service, pid })
             }
             McpServerConfig::Http { url, headers } => {
@@ -325,12 +385,45 @@ impl McpClient {
                     )
                     .custom_headers(custom);
                 let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
-                let service = handler
-                    .serve(transport)
-                    .await
-                    .map_err(|e| failed(&self.name, "the MCP handshake failed", e))?;
+                let service = self.handshake(handler.serve(transport)).await?;
                 Ok(Session { service, pid: None })
             }
+        }
+    }
+
+    /// Waits for the `initialize` handshake, at most the connect timeout.
+    async fn handshake<E: std::fmt::Display>(
+        &self,
+        serving: impl Future<Output = std::result::Result<RunningService<RoleClient, Handler>, E>>,
+    ) -> Result<RunningService<RoleClient, Handler>> {
+        let limit = self.options.connect_timeout;
+        match tokio::time::timeout(limit, serving).await {
+            Ok(service) => service.map_err(|e| failed(&self.name, "the MCP handshake failed", e)),
+            Err(_) => Err(Error::Tool {
+                tool: format!("mcp:{}", self.name),
+                message: format!(
+                    "the server did not answer `initialize` within {limit:?}: check that the command \
+                     starts an MCP server speaking on stdin and stdout (or that the URL is an MCP endpoint)"
+                ),
+                source: Some(Box::new(Error::Timeout(limit))),
+            }),
+        }
+    }
+
+    /// Runs one request under the request timeout.
+    async fn within<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        request: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        let limit = self.options.request_timeout;
+        match tokio::time::timeout(limit, request).await {
+            Ok(answer) => answer.map_err(|e| failed(&self.name, what, e)),
+            Err(_) => Err(Error::Tool {
+                tool: format!("mcp:{}", self.name),
+                message: format!("{what}: no answer within {limit:?}"),
+                source: Some(Box::new(Error::Timeout(limit))),
+            }),
         }
     }
 
@@ -369,10 +462,23 @@ impl McpClient {
         // here is the new session's.
         let peer = self.peer().await?;
         self.tools_changed.store(false, Ordering::SeqCst);
-        let listed =
-            peer.list_all_tools().await.map_err(|e| failed(&self.name, "cannot list its tools", e))?;
+        let listed = self.within("cannot list its tools", peer.list_all_tools()).await?;
         Ok(listed
             .into_iter()
+            .filter(|tool| {
+                // A schema that is not valid JSON Schema could not check a single call: the tool
+                // is left out, and the others stay usable.
+                let schema = Value::Object((*tool.input_schema).clone());
+                let valid = jsonschema::validator_for(&schema).is_ok();
+                if !valid {
+                    tracing::warn!(
+                        server = %self.name,
+                        tool = %tool.name,
+                        "the tool's input schema is not valid JSON Schema; the tool is skipped"
+                    );
+                }
+                valid
+            })
             .map(|tool| McpTool {
                 client: Arc::clone(self),
                 name: tool.name.to_string(),
@@ -405,8 +511,20 @@ impl McpClient {
                 return Err(Error::tool(name, format!("arguments must be a JSON object, not {other}")));
             }
         };
+        // Dropping the request (cancellation, timeout) sends the server the protocol's
+        // `notifications/cancelled` for it: rmcp's requests cancel on drop.
+        let limit = self.options.request_timeout;
         let result = tokio::select! {
-            result = peer.call_tool(params) => result,
+            result = tokio::time::timeout(limit, peer.call_tool(params)) => match result {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(Error::Tool {
+                        tool: name.to_owned(),
+                        message: format!("the MCP server `{}` did not answer within {limit:?}", self.name),
+                        source: Some(Box::new(Error::Timeout(limit))),
+                    });
+                }
+            },
             () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
         };
         let result = result.map_err(|e| match e {
@@ -419,6 +537,16 @@ impl McpClient {
             ),
             other => Error::tool(name, other.to_string()),
         })?;
+        let size = serde_json::to_vec(&result).map_or(0, |bytes| bytes.len());
+        if size > self.options.max_result_bytes {
+            return Err(Error::Limit {
+                message: format!(
+                    "the result of `{name}` from the MCP server `{}` is {size} bytes, over the cap of {} \
+                     (McpClientOptions::max_result_bytes)",
+                    self.name, self.options.max_result_bytes
+                ),
+            });
+        }
         output(name, result)
     }
 }
@@ -595,10 +723,7 @@ impl McpClient {
     /// The server cannot be reached, or lists no resources (it lacks the capability).
     pub async fn resources(&self) -> Result<Vec<McpResource>> {
         let peer = self.peer().await?;
-        let listed = peer
-            .list_all_resources()
-            .await
-            .map_err(|e| failed(&self.name, "cannot list its resources", e))?;
+        let listed = self.within("cannot list its resources", peer.list_all_resources()).await?;
         Ok(listed
             .iter()
             .filter_map(|r| serde_json::to_value(r).ok())
@@ -622,10 +747,7 @@ impl McpClient {
         let params: rmcp::model::ReadResourceRequestParams =
             serde_json::from_value(serde_json::json!({"uri": uri}))
                 .map_err(|e| failed(&self.name, "bad resource request", e))?;
-        let result = peer
-            .read_resource(params)
-            .await
-            .map_err(|e| failed(&self.name, &format!("cannot read `{uri}`"), e))?;
+        let result = self.within(&format!("cannot read `{uri}`"), peer.read_resource(params)).await?;
         let contents = serde_json::to_value(&result).unwrap_or_default();
         let mut documents = Vec::new();
         for part in contents.get("contents").and_then(Value::as_array).into_iter().flatten() {
@@ -642,6 +764,145 @@ impl McpClient {
             return Err(Error::parse(format!("MCP resource {uri}"), "it holds no text (a binary resource?)"));
         }
         Ok(documents)
+    }
+}
+
+/// One prompt a server offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpPromptInfo {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its arguments.
+    pub arguments: Vec<McpPromptArgument>,
+}
+
+impl McpClient {
+    /// The prompts the server offers (every page).
+    ///
+    /// # Errors
+    /// The server cannot be reached, or offers no prompts (it lacks the capability).
+    pub async fn prompts(&self) -> Result<Vec<McpPromptInfo>> {
+        let peer = self.peer().await?;
+        let listed = self.within("cannot list its prompts", peer.list_all_prompts()).await?;
+        Ok(listed
+            .iter()
+            .filter_map(|p| serde_json::to_value(p).ok())
+            .map(|p| McpPromptInfo {
+                name: text_of(&p, "name").unwrap_or_default(),
+                description: text_of(&p, "description"),
+                arguments: p
+                    .get("arguments")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|a| McpPromptArgument {
+                        name: text_of(a, "name").unwrap_or_default(),
+                        description: text_of(a, "description"),
+                        required: a.get("required").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// The server's prompt `name` rendered with `arguments`, as chat messages: text as it is, an
+    /// embedded text resource as its text, an image or other media as a placeholder such as
+    /// `[image: image/png]` (a catena [`Message`](catena_core::Message) carries text).
+    ///
+    /// # Errors
+    /// The server refuses (unknown prompt, missing argument) or cannot be reached.
+    pub async fn prompt(
+        &self,
+        name: &str,
+        arguments: &BTreeMap<String, String>,
+    ) -> Result<Vec<catena_core::Message>> {
+        let peer = self.peer().await?;
+        let params: rmcp::model::GetPromptRequestParams =
+            serde_json::from_value(serde_json::json!({"name": name, "arguments": arguments}))
+                .map_err(|e| failed(&self.name, "bad prompt request", e))?;
+        let result = self.within(&format!("cannot get the prompt `{name}`"), peer.get_prompt(params)).await?;
+        let result = serde_json::to_value(&result).unwrap_or_default();
+        Ok(result
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|message| {
+                let content = message.get("content").cloned().unwrap_or_default();
+                let text = crate::mcp_server::content::from_blocks(vec![content], None).content;
+                match message.get("role").and_then(Value::as_str) {
+                    Some("assistant") => catena_core::Message::assistant(text),
+                    _ => catena_core::Message::user(text),
+                }
+            })
+            .collect())
+    }
+
+    /// The server's prompt `name` as a catena prompt template ([`McpPrompt`]).
+    ///
+    /// # Errors
+    /// The server cannot be reached or offers no prompt of that name.
+    pub async fn prompt_template(self: &Arc<Self>, name: &str) -> Result<McpPrompt> {
+        let info = self.prompts().await?.into_iter().find(|p| p.name == name).ok_or_else(|| {
+            Error::invalid_input(format!("the MCP server `{}` offers no prompt `{name}`", self.name))
+        })?;
+        Ok(McpPrompt { client: Arc::clone(self), info })
+    }
+}
+
+/// A server's prompt as a catena prompt template: like a
+/// [`ChatPromptTemplate`](catena_core::ChatPromptTemplate), a
+/// `Runnable<Value, ChatRequest>` that takes the arguments as a JSON object and gives the
+/// messages, so it starts a chain (`prompt.pipe(model)`). Required arguments are checked before
+/// the server is asked.
+#[derive(Debug, Clone)]
+pub struct McpPrompt {
+    client: Arc<McpClient>,
+    info: McpPromptInfo,
+}
+
+impl McpPrompt {
+    /// What the server says about it.
+    #[must_use]
+    pub fn info(&self) -> &McpPromptInfo {
+        &self.info
+    }
+
+    /// The messages for `input` (a JSON object of the arguments; values that are not strings
+    /// are sent as their JSON text).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `input` is not an object or lacks a required argument;
+    /// what the server answers otherwise.
+    pub async fn format_messages(&self, input: &Value) -> Result<Vec<catena_core::Message>> {
+        let Value::Object(map) = input else {
+            return Err(Error::invalid_input(format!(
+                "the arguments of the prompt `{}` must be a JSON object, not {input}",
+                self.info.name
+            )));
+        };
+        let arguments: BTreeMap<String, String> = map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect();
+        if let Some(missing) =
+            self.info.arguments.iter().find(|a| a.required && !arguments.contains_key(&a.name))
+        {
+            return Err(Error::invalid_input(format!(
+                "the prompt `{}` needs the argument `{}`",
+                self.info.name, missing.name
+            )));
+        }
+        self.client.prompt(&self.info.name, &arguments).await
+    }
+}
+
+#[async_trait]
+impl catena_core::Runnable<Value, catena_core::ChatRequest> for McpPrompt {
+    async fn invoke(&self, input: Value, _ctx: &RunContext) -> Result<catena_core::ChatRequest> {
+        Ok(catena_core::ChatRequest::new(self.format_messages(&input).await?))
     }
 }
 
