@@ -65,6 +65,19 @@ async fn catena_mcp_serve_answers_guarded_sql_over_a_sqlite_file() {
     let out =
         client.call("sql_query", json!({"sql": "SELECT COUNT(*) AS n FROM Customer"}), &ctx).await.unwrap();
     assert!(out.content.contains("59"), "still there: {}", out.content);
+    // The prompt that goes with the database, rendered by the server.
+    let prompt = client.prompt_template("ask_the_database").await.unwrap();
+    let messages = prompt.format_messages(&json!({"question": "How many customers?"})).await.unwrap();
+    assert!(
+        messages[0].content.contains("sql_query") && messages[0].content.ends_with("How many customers?")
+    );
+    drop(client);
+    // Flags choose what is offered: one tool, no prompts.
+    let args = ["--sqlite", file.to_str().unwrap(), "--tools", "sql_query", "--no-prompts"];
+    let client = McpClient::connect("catena", serve(&args)).await.unwrap();
+    let names: Vec<String> = client.tools().await.unwrap().iter().map(|t| t.name().to_owned()).collect();
+    assert_eq!(names, ["sql_query"]);
+    assert!(client.prompts().await.unwrap().is_empty());
     drop(client);
     // A missing file is refused before serving, with what to do.
     let err = McpClient::connect("catena", serve(&["--sqlite", "/nonexistent.sqlite"])).await.unwrap_err();
@@ -99,4 +112,111 @@ async fn catena_serve_offers_tools_at_slash_mcp_behind_its_api_key() {
     assert_eq!(tools.len(), 1);
     let out = client.call("calculator", json!({"expression": "6 * 7"}), &RunContext::new()).await.unwrap();
     assert_eq!(out.content, "42");
+}
+
+/// A tool that waits half a minute; `stopped` turns true when its work is dropped unfinished,
+/// as the server's registry does when the run is cancelled.
+struct WaitForCancel {
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Marks the tool's work stopped when dropped.
+struct StopGuard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[catena::core::async_trait]
+impl Tool for WaitForCancel {
+    fn name(&self) -> &str {
+        "wait"
+    }
+    fn description(&self) -> &str {
+        "Waits half a minute."
+    }
+    fn parameters(&self) -> serde_json::Value {
+        json!({"type": "object", "properties": {}})
+    }
+    async fn call(
+        &self,
+        _: serde_json::Value,
+        _: &RunContext,
+    ) -> catena::core::Result<catena::core::ToolOutput> {
+        let _guard = StopGuard(self.stopped.clone());
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        Ok("done".into())
+    }
+}
+
+/// catena's server and catena's client, both directions of this project: resources from a
+/// store's documents and from a fixed list, prompts from a chat template, and a call cancelled
+/// by the client that the server stops within seconds, not the tool's 30 (the protocol's
+/// cancellation notification went over the wire).
+#[tokio::test]
+async fn resources_prompts_and_cancellation_between_catenas_server_and_client() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use catena::core::{ChatPromptTemplate, Document, Embedded, ErrorKind, Loader, VectorStore};
+    use catena::retrievers::InMemoryVectorStore;
+    use catena::tools::ToolRegistry;
+    use catena::tools::mcp::{
+        McpResourceLoader, McpToolServer, ServedPrompt, StaticResources, StoreResources,
+    };
+    use futures::StreamExt;
+
+    let store = std::sync::Arc::new(InMemoryVectorStore::new());
+    let chunk = |text: &str, start: u64| Embedded {
+        document: Document::new(text).with_metadata("source", "guide.md").with_metadata("start_index", start),
+        vector: vec![1.0, 0.0],
+    };
+    // Upserted out of order: a read puts the chunks back in the order of the source.
+    store.upsert(vec![chunk("Second part.", 40), chunk("First part.", 0)]).await.unwrap();
+    let review =
+        ChatPromptTemplate::new().system("You review {language} code.").unwrap().user("{code}").unwrap();
+    let seen = std::sync::Arc::new(AtomicBool::new(false));
+    let server =
+        McpToolServer::new(ToolRegistry::new().with(WaitForCancel { stopped: seen.clone() }).unwrap())
+            .with_resources(StaticResources::new().text("notes://today", "Today", "text/plain", "Ship it."))
+            .with_resources(StoreResources::new(store, "docs"))
+            .with_prompt(ServedPrompt::from_template("review", "Reviews code.", review));
+    let url = start(catena::serve::Server::new().with_mcp(server)).await;
+    let client = McpClient::connect("catena", McpServerConfig::http(url)).await.unwrap();
+
+    let resources = client.resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, ["notes://today", "catena://store/docs/guide.md"]);
+    let documents: Vec<_> = McpResourceLoader::new(client.clone()).load(&RunContext::new()).collect().await;
+    let texts: Vec<String> = documents.into_iter().map(|d| d.unwrap().content).collect();
+    assert_eq!(texts, ["Ship it.", "First part.\n\nSecond part."]);
+    let err = client.read("catena://store/docs/missing.md").await.unwrap_err();
+    assert!(err.to_string().contains("not in the store"), "{err}");
+
+    let prompt = client.prompt_template("review").await.unwrap();
+    assert_eq!(
+        prompt.info().arguments.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["code", "language"]
+    );
+    let messages =
+        prompt.format_messages(&json!({"language": "Rust", "code": "fn main() {}"})).await.unwrap();
+    let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["You review Rust code.", "fn main() {}"]);
+    let err = prompt.format_messages(&json!({"code": "x"})).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+
+    let ctx = RunContext::new();
+    let cancel = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let err = client.call("wait", json!({}), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the server's tool was never stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
