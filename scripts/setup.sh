@@ -18,6 +18,8 @@ have python3 || need_apt+=(python3)
 have node || need_apt+=(nodejs)
 have npm || need_apt+=(npm)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# venv: the Python MCP SDK, a second client of catena's MCP server in the tests, lives in one.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # PostgreSQL's server programs: the text-to-SQL tests start a private server (scripts/with-postgres.sh).
 have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # Headless Chromium: the eval report test renders report.html and reads the browser's console.

@@ -220,3 +220,40 @@ async fn resources_prompts_and_cancellation_between_catenas_server_and_client() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The Python MCP SDK (PyPI `mcp`, pinned in scripts/mcp/requirements.txt) as a second client
+/// of catena's server over streamable HTTP: tools, a call and a refused call, resources read,
+/// prompts listed (scripts/mcp/py_client.py).
+#[tokio::test]
+async fn the_python_sdk_is_a_client_of_catenas_server_too() {
+    use catena::core::ChatPromptTemplate;
+    use catena::tools::mcp::{McpToolServer, ServedPrompt, StaticResources};
+    use catena::tools::{Calculator, DateTimeTool, ToolRegistry};
+
+    let data = std::env::var_os("CATENA_DATA_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/catena/data")
+    });
+    let python = data.join("pymcp/bin/python");
+    if !python.exists() {
+        assert!(std::env::var_os("CATENA_REQUIRE_DATA").is_none(), "run scripts/fetch-data.sh");
+        return;
+    }
+    let tools = ToolRegistry::new().with(Calculator).unwrap().with(DateTimeTool::new()).unwrap();
+    let greet = ChatPromptTemplate::new().user("Say hello to {name}.").unwrap();
+    let server = McpToolServer::new(tools)
+        .with_resources(StaticResources::new().text("notes://today", "Today", "text/plain", "Ship it."))
+        .with_prompt(ServedPrompt::from_template("greet", "Greets someone.", greet));
+    let url = start(catena::serve::Server::new().with_mcp(server)).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mcp/py_client.py");
+    let output = tokio::process::Command::new(&python).args([script, "check", &url]).output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output).await.unwrap().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tools"], json!(["calculator", "current_datetime"]), "{report}");
+    assert_eq!(report["calculator"], "42", "{report}");
+    assert_eq!(report["refused_is_error"], true, "{report}");
+    assert_eq!(report["resources"], json!(["notes://today"]), "{report}");
+    assert_eq!(report["read"], json!(["Ship it."]), "{report}");
+    assert_eq!(report["prompts"], json!(["greet"]), "{report}");
+}

@@ -267,6 +267,17 @@ fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> std::result::Resul
     serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
+/// A finished result: `"resultType": "complete"` added (see above).
+fn finished<T: serde::de::DeserializeOwned>(mut value: Value) -> std::result::Result<T, ErrorData> {
+    if let Some(map) = value.as_object_mut() {
+        map.insert("resultType".into(), json!("complete"));
+    }
+    from_json(value)
+}
+
+// Results carry `"resultType": "complete"`: the 2026-07-28 revision tells a finished result
+// from one that needs input by it, and rmcp strips it again for clients of earlier revisions.
+
 /// A catena error as the protocol's: bad input is the client's fault, the rest the server's.
 fn protocol_error(error: &Error) -> ErrorData {
     match error.kind() {
@@ -458,7 +469,7 @@ impl ServerHandler for McpToolServer {
                 })
             })
             .collect();
-        from_json(json!({ "tools": tools }))
+        finished(json!({ "tools": tools }))
     }
 
     async fn call_tool(
@@ -492,7 +503,7 @@ impl ServerHandler for McpToolServer {
             Ok(out) => content::to_result(out),
             Err(e) => json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
         };
-        Ok(CallToolResponse::Complete(from_json(body)?))
+        Ok(CallToolResponse::Complete(finished(body)?))
     }
 
     async fn set_level(
@@ -531,7 +542,7 @@ impl ServerHandler for McpToolServer {
                 listed.push(entry);
             }
         }
-        from_json(json!({ "resources": listed }))
+        finished(json!({ "resources": listed }))
     }
 
     async fn list_resource_templates(
@@ -547,7 +558,7 @@ impl ServerHandler for McpToolServer {
                 json!({"uriTemplate": t.uri_template, "name": t.name, "mimeType": t.mime_type, "description": t.description})
             })
             .collect();
-        from_json(json!({ "resourceTemplates": templates }))
+        finished(json!({ "resourceTemplates": templates }))
     }
 
     async fn read_resource(
@@ -559,7 +570,7 @@ impl ServerHandler for McpToolServer {
         for source in &self.resources {
             if let Some(contents) = source.read(uri).await.map_err(|e| protocol_error(&e))? {
                 let contents: Vec<Value> = contents.iter().map(content::ResourceContent::to_json).collect();
-                return Ok(ReadResourceResponse::Complete(from_json(json!({ "contents": contents }))?));
+                return Ok(ReadResourceResponse::Complete(finished(json!({ "contents": contents }))?));
             }
         }
         Err(ErrorData::resource_not_found(
@@ -598,7 +609,7 @@ impl ServerHandler for McpToolServer {
         _context: RequestContext<RoleServer>,
     ) -> std::result::Result<ListPromptsResult, ErrorData> {
         let prompts: Vec<Value> = self.prompts.iter().map(ServedPrompt::listing).collect();
-        from_json(json!({ "prompts": prompts }))
+        finished(json!({ "prompts": prompts }))
     }
 
     async fn get_prompt(
@@ -620,7 +631,7 @@ impl ServerHandler for McpToolServer {
             .collect();
         let messages = prompt.render(&arguments).map_err(|e| protocol_error(&e))?;
         let messages: Vec<Value> = messages.iter().map(prompts::message_json).collect();
-        Ok(GetPromptResponse::Complete(from_json(json!({ "messages": messages }))?))
+        Ok(GetPromptResponse::Complete(finished(json!({ "messages": messages }))?))
     }
 
     async fn complete(
@@ -643,6 +654,6 @@ impl ServerHandler for McpToolServer {
         let total = values.len();
         // The protocol caps a completion at 100 values.
         let values: Vec<String> = values.into_iter().take(100).collect();
-        from_json(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
+        finished(json!({"completion": {"values": values, "total": total, "hasMore": total > 100}}))
     }
 }
