@@ -390,7 +390,7 @@ impl McpClientPeer {
             .await
             .map_err(|e| Error::tool("mcp-sampling", format!("the client did not sample: {e}")))?;
         let result = serde_json::to_value(&result).unwrap_or_default();
-        let content = &result["content"];
+        let content = result.get("content").cloned().unwrap_or_default();
         let parts = content.as_array().cloned().unwrap_or_else(|| vec![content.clone()]);
         let text: Vec<&str> =
             parts.iter().filter_map(|part| part.get("text").and_then(Value::as_str)).collect();
@@ -640,9 +640,10 @@ impl ServerHandler for McpToolServer {
         _context: RequestContext<RoleServer>,
     ) -> std::result::Result<CompleteResult, ErrorData> {
         let request = serde_json::to_value(&request).unwrap_or_default();
-        let argument = request["argument"]["name"].as_str().unwrap_or_default();
-        let typed = request["argument"]["value"].as_str().unwrap_or_default();
-        let values: Vec<String> = match (request["ref"]["type"].as_str(), request["ref"]["name"].as_str()) {
+        let field = |pointer: &str| request.pointer(pointer).and_then(Value::as_str);
+        let argument = field("/argument/name").unwrap_or_default();
+        let typed = field("/argument/value").unwrap_or_default();
+        let values: Vec<String> = match (field("/ref/type"), field("/ref/name")) {
             (Some("ref/prompt"), Some(name)) => self
                 .prompts
                 .iter()
