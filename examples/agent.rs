@@ -45,7 +45,7 @@ use catena::retrievers::{
 };
 use catena::splitters::{RecursiveCharacterSplitter, TiktokenTokenizer};
 use catena::tools::SqlQuestionTool;
-use catena::tools::mcp::{McpClient, McpConfig, NamePrefix, mcp_tools};
+use catena::tools::mcp::{McpClient, McpConfig, McpToolSet, NamePrefix};
 use catena::tools::{
     Calculator, DateTimeTool, RetrieverTool, SaveNoteTool, ToolOptions, ToolRegistry, WebPageTool,
 };
@@ -200,17 +200,18 @@ async fn run(args: Args) -> Result<()> {
     //    your approval (below).
     tools.add(Arc::new(SaveNoteTool::new(dir.join("notes"))))?;
     // Tools of MCP servers, from a configuration in the usual `mcpServers` format; a name that
-    //    clashes with another tool gets its server's name as a prefix.
-    let mut servers = std::collections::BTreeMap::new();
+    //    clashes with another tool gets its server's name as a prefix. The registry follows the
+    //    servers: a server that announces a new tool list is listed again, and the model is offered
+    //    the new list from the next question on.
+    let mut mcp = None;
     if let Some(file) = &args.mcp {
         let config = McpConfig::load(file)?;
         let clients = McpClient::connect_all(&config).await?;
         let taken: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
-        for tool in mcp_tools(&clients, NamePrefix::OnClash, &taken).await? {
-            servers.insert(tool.name().to_owned(), tool.server().to_owned());
-            tools.add(Arc::new(tool))?;
-        }
-        note(&format!("{} tools from {} MCP server(s)", servers.len(), clients.len()));
+        let set = McpToolSet::new(clients, NamePrefix::OnClash, &taken).await?;
+        note(&format!("{} tools from {} MCP server(s)", set.tools().len(), set.clients().len()));
+        tools.add_source(Arc::new(set.clone()));
+        mcp = Some(set);
     }
 
     // 3. The conversation lives in the thread's checkpoints (SQLite, under the agent folder):
@@ -258,17 +259,7 @@ async fn run(args: Args) -> Result<()> {
     if let (k @ 1.., Some(embedder)) = (args.select_tools, embedder) {
         executor = executor.with_tool_selection(ToolSelector::new(embedder, k));
     }
-    let tool_list: Vec<String> = executor
-        .tools()
-        .specs()
-        .into_iter()
-        .map(|spec| {
-            let asks = executor.tools().get(&spec.name).is_some_and(|t| !t.read_only())
-                || executor.tools().options(&spec.name).is_some_and(|o| o.needs_confirmation);
-            let from = servers.get(&spec.name).map(|s| format!(" [MCP: {s}]")).unwrap_or_default();
-            format!("{}{from}{}: {}", spec.name, if asks { " (asks first)" } else { "" }, spec.description)
-        })
-        .collect();
+    let listed = executor.tools().clone();
     // The loop as a graph: plan, review (calls that need approval pause the run), act; a
     // checkpoint after each step.
     let graph = executor.into_graph()?.with_checkpointer(checkpointer.clone());
@@ -303,7 +294,7 @@ async fn run(args: Args) -> Result<()> {
             let rest = rest.trim();
             match name {
                 "help" => println!("{HELP}"),
-                "tools" => tool_list.iter().for_each(|line| println!("{line}")),
+                "tools" => describe_tools(&listed, mcp.as_ref()).iter().for_each(|line| println!("{line}")),
                 "memory" => {
                     let history = repl.graph.state(&repl.thread).await?.map(|s| s.state.history);
                     for m in history.unwrap_or_default() {
@@ -595,6 +586,24 @@ Action Input: {\"expression\": \"0.15 * 80\"}
 Observation: 12
 Thought: I now know the final answer
 Final Answer: 15% of 80 is 12.";
+
+/// One line per tool for `/tools`: its name, whether its calls wait for approval, the MCP server it
+/// comes from, and its description. Read when asked, since MCP servers may change their tools.
+fn describe_tools(tools: &ToolRegistry, mcp: Option<&McpToolSet>) -> Vec<String> {
+    let servers: std::collections::BTreeMap<String, String> = mcp
+        .map(|set| set.tools().iter().map(|t| (t.name().to_owned(), t.server().to_owned())).collect())
+        .unwrap_or_default();
+    tools
+        .specs()
+        .into_iter()
+        .map(|spec| {
+            let asks = tools.get(&spec.name).is_some_and(|t| !t.read_only())
+                || tools.options(&spec.name).is_some_and(|o| o.needs_confirmation);
+            let from = servers.get(&spec.name).map(|s| format!(" [MCP: {s}]")).unwrap_or_default();
+            format!("{}{from}{}: {}", spec.name, if asks { " (asks first)" } else { "" }, spec.description)
+        })
+        .collect()
+}
 
 const HELP: &str = "/help this list · /tools the agent's tools · /memory what the agent remembers · \
 /reset forget this session · /session [NAME] list sessions or switch · /approve, /reject [MESSAGE], \

@@ -37,7 +37,7 @@
 //!
 //! ## Contents
 //! - [`ToolRegistry`], [`ToolOptions`], [`ToolPolicy`], [`Confirm`]: named tools and the rules
-//!   their calls go through.
+//!   their calls go through; [`ToolSource`] for tools that come and go while it is in use.
 //! - [`Calculator`]: arithmetic through an expression parser (no code execution).
 //! - [`ReadFileTool`]: text files and folder listings inside one allowed folder.
 //! - [`SaveNoteTool`]: saves notes as files in one folder (side-effecting: register it behind
@@ -48,8 +48,10 @@
 //! - `SqlQuestionTool`, `SqlQueryTool` (features `sqlite`, `postgres`) and `CypherQuestionTool`
 //!   (feature `neo4j`): the guarded database chains of catena-query as tools.
 //! - `mcp` (feature `mcp`): the tools of Model Context Protocol servers (`McpClient`,
-//!   `McpConfig` in the format of Claude Desktop and VS Code), and any registry served as one
-//!   (`McpToolServer`).
+//!   `McpToolSet` kept current as servers change their lists, `McpConfig` in the format of
+//!   Claude Desktop and VS Code), their resources as documents and prompts as templates; and any
+//!   registry served as one, with resources, prompts, logging, progress, sampling and
+//!   elicitation (`McpToolServer`).
 
 mod calculator;
 mod files;
@@ -75,7 +77,7 @@ pub use query::CypherQuestionTool;
 pub use query::QuestionArgs;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use query::{SqlArgs, SqlQueryTool, SqlQuestionTool};
-pub use registry::{Confirm, ToolOptions, ToolPolicy, ToolRegistry};
+pub use registry::{Confirm, ToolOptions, ToolPolicy, ToolRegistry, ToolSource};
 pub use retrieval::{RetrieverTool, SearchArgs};
 pub use time::{DateTimeArgs, DateTimeTool};
 #[cfg(feature = "web")]

@@ -4,7 +4,9 @@
 //! [`Tool`] that goes into a [`ToolRegistry`](crate::ToolRegistry) like any other, so schema
 //! validation, policy, approval, timeouts and cancellation apply unchanged.
 //!
-//! A server's resources load as documents ([`McpResourceLoader`]).
+//! [`McpToolSet`] keeps the tools of several servers current as they announce changes
+//! (`tools/list_changed`), for a registry to follow. A server's resources load as documents
+//! ([`McpResourceLoader`]); its prompts are prompt templates ([`McpPrompt`]).
 //!
 //! [`McpConfig`] reads the configuration users already have: `{"mcpServers": {name: {"command",
 //! "args", "env"} | {"url", "headers"}}}` as Claude Desktop and Cursor write it, or VS Code's
@@ -185,6 +187,7 @@ impl McpConfig {
 #[derive(Clone)]
 struct Handler {
     tools_changed: Arc<AtomicBool>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl ClientHandler for Handler {
@@ -207,6 +210,7 @@ impl ClientHandler for Handler {
         _context: NotificationContext<RoleClient>,
     ) -> impl Future<Output = ()> + Send + '_ {
         self.tools_changed.store(true, Ordering::SeqCst);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         std::future::ready(())
     }
 }
@@ -272,6 +276,8 @@ pub struct McpClient {
     options: McpClientOptions,
     session: Mutex<Option<Session>>,
     tools_changed: Arc<AtomicBool>,
+    /// Counts the list changes (and new sessions), for [`McpToolSet`]s to follow.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for McpClient {
@@ -313,6 +319,7 @@ impl McpClient {
             options,
             session: Mutex::new(None),
             tools_changed: Arc::new(AtomicBool::new(false)),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         });
         let session = client.start().await?;
         *client.session.lock().await = Some(session);
@@ -343,7 +350,8 @@ impl McpClient {
     }
 
     async fn start(&self) -> Result<Session> {
-        let handler = Handler { tools_changed: Arc::clone(&self.tools_changed) };
+        let handler =
+            Handler { tools_changed: Arc::clone(&self.tools_changed), changes: Arc::clone(&self.changes) };
         match &self.config {
             McpServerConfig::Stdio { command, args, env, cwd } => {
                 let mut cmd = tokio::process::Command::new(command);
@@ -439,6 +447,7 @@ impl McpClient {
             *session = Some(self.start().await?);
             // A new session may offer other tools.
             self.tools_changed.store(true, Ordering::SeqCst);
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         session
             .as_ref()
@@ -561,6 +570,121 @@ fn output(name: &str, result: CallToolResult) -> Result<ToolOutput> {
         return Err(Error::tool(name, message));
     }
     Ok(out)
+}
+
+/// The tools of several MCP servers, kept current: a [`ToolSource`](crate::ToolSource) for a
+/// registry ([`ToolRegistry::with_source`](crate::ToolRegistry::with_source)), so an agent offers
+/// the model what the servers offer now. When a server announces that its list changed
+/// (`notifications/tools/list_changed`), or a restarted stdio server begins a new session, the
+/// set lists every server's tools again in the background, named by the same [`NamePrefix`]
+/// rule; a call of a tool that has gone is answered "no such tool" with the current list.
+///
+/// ```no_run
+/// # async fn demo() -> catena_core::Result<()> {
+/// use catena_tools::ToolRegistry;
+/// use catena_tools::mcp::{McpClient, McpConfig, McpToolSet, NamePrefix};
+/// let clients = McpClient::connect_all(&McpConfig::load("mcp.json")?).await?;
+/// let servers = McpToolSet::new(clients, NamePrefix::OnClash, &[]).await?;
+/// let tools = ToolRegistry::new().with_source(std::sync::Arc::new(servers));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct McpToolSet {
+    inner: Arc<ToolSetInner>,
+}
+
+struct ToolSetInner {
+    clients: Vec<Arc<McpClient>>,
+    prefix: NamePrefix,
+    taken: Vec<String>,
+    tools: std::sync::RwLock<Vec<McpTool>>,
+    generation: std::sync::atomic::AtomicU64,
+    /// One listing at a time, so an older list never replaces a newer one.
+    refreshing: Mutex<()>,
+}
+
+impl std::fmt::Debug for McpToolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpToolSet")
+            .field("servers", &self.inner.clients.iter().map(|c| c.name()).collect::<Vec<_>>())
+            .field("tools", &self.tools().iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ToolSetInner {
+    async fn refresh(&self) -> Result<()> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let tools = mcp_tools(&self.clients, self.prefix, &self.taken).await?;
+        *self.tools.write().unwrap_or_else(std::sync::PoisonError::into_inner) = tools;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl McpToolSet {
+    /// Lists the tools of `clients` (as [`mcp_tools`] does; `taken` are names already in use)
+    /// and follows their changes for as long as the set lives.
+    ///
+    /// # Errors
+    /// A server's tool list cannot be read.
+    pub async fn new(clients: Vec<Arc<McpClient>>, prefix: NamePrefix, taken: &[String]) -> Result<Self> {
+        // Subscribed before the first listing, so a change announced during it is not missed.
+        let receivers: Vec<_> = clients.iter().map(|c| c.changes.subscribe()).collect();
+        let tools = mcp_tools(&clients, prefix, taken).await?;
+        let inner = Arc::new(ToolSetInner {
+            clients,
+            prefix,
+            taken: taken.to_vec(),
+            tools: std::sync::RwLock::new(tools),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            refreshing: Mutex::new(()),
+        });
+        for mut changes in receivers {
+            // Weak: the watcher must not keep the set alive; it ends with the set or the client.
+            let set = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let Some(set) = set.upgrade() else { break };
+                    if let Err(e) = set.refresh().await {
+                        tracing::warn!("cannot list the MCP servers' tools again: {e}");
+                    }
+                }
+            });
+        }
+        Ok(Self { inner })
+    }
+
+    /// Lists every server's tools again now (the set does so by itself when a server says its
+    /// list changed).
+    ///
+    /// # Errors
+    /// A server's tool list cannot be read; the previous list stays.
+    pub async fn refresh(&self) -> Result<()> {
+        self.inner.refresh().await
+    }
+
+    /// The tools as last listed.
+    #[must_use]
+    pub fn tools(&self) -> Vec<McpTool> {
+        self.inner.tools.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The servers.
+    #[must_use]
+    pub fn clients(&self) -> &[Arc<McpClient>] {
+        &self.inner.clients
+    }
+}
+
+impl crate::ToolSource for McpToolSet {
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.tools().into_iter().map(|tool| Arc::new(tool) as Arc<dyn Tool>).collect()
+    }
 }
 
 /// One tool of an MCP server, as a catena [`Tool`]. Read-only when the server marks it so

@@ -5,6 +5,10 @@
 //! then runs under the tool's timeout with panics caught. Each failure is an [`Error::Tool`]
 //! whose message tells the model what to do differently, so an agent can hand it back as an
 //! observation and let the model correct itself.
+//!
+//! Besides the tools added once, a registry can follow a [`ToolSource`]: tools that come and go
+//! while it is in use (an MCP server's, which says when its list changed). Every lookup sees the
+//! source's current list, so an agent offers the model what the server offers now.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -96,6 +100,26 @@ impl ToolPolicy {
     }
 }
 
+/// Tools that change while a registry is in use, such as an MCP server's
+/// (`catena_tools::mcp::McpToolSet`). The registry asks [`generation`](Self::generation) on
+/// every lookup and reads [`tools`](Self::tools) again only when it has moved, so both must be
+/// cheap and must not block: a source refreshes its list in the background.
+pub trait ToolSource: Send + Sync {
+    /// A number that changes whenever [`tools`](Self::tools) would answer differently.
+    fn generation(&self) -> u64;
+
+    /// The tools now. A name already taken by a tool added to the registry directly, or by an
+    /// earlier source, is skipped with a warning.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+}
+
+/// What the registry built from its sources' lists, and the generations it was built at.
+#[derive(Default)]
+struct Live {
+    generations: Vec<u64>,
+    entries: Arc<BTreeMap<String, Arc<Entry>>>,
+}
+
 struct Entry {
     tool: Arc<dyn Tool>,
     /// Built once at registration: a typed tool's schema is generated on every `parameters()`
@@ -105,11 +129,40 @@ struct Entry {
     validator: jsonschema::Validator,
 }
 
+impl Entry {
+    /// Checks the tool's name and schema once, at registration.
+    fn new(tool: Arc<dyn Tool>, options: ToolOptions) -> Result<Self> {
+        let name = tool.name().to_owned();
+        let valid =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::invalid_input(format!(
+                "tool name {name:?} is not valid: use letters, digits, `_` and `-`"
+            )));
+        }
+        let spec = tool.spec();
+        let schema = if spec.parameters.is_null() {
+            serde_json::json!({"type": "object"})
+        } else {
+            spec.parameters.clone()
+        };
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            Error::invalid_input(format!(
+                "tool `{name}` has a parameters schema that is not valid JSON Schema: {e}"
+            ))
+        })?;
+        Ok(Self { tool, spec, options, validator })
+    }
+}
+
 /// Tools by name. Names must be unique and made of letters, digits, `_` and `-` (what every
-/// tool-calling API accepts). Cloning shares the tools.
+/// tool-calling API accepts). Cloning shares the tools, and the sources.
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<Entry>>,
+    sources: Vec<Arc<dyn ToolSource>>,
+    /// Shared by clones, so a source's new list is checked once for all of them.
+    live: Arc<std::sync::Mutex<Live>>,
     policy: ToolPolicy,
     confirm: Option<Arc<dyn Confirm>>,
 }
@@ -118,6 +171,7 @@ impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ToolRegistry")
             .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources.len())
             .field("policy", &self.policy)
             .field("confirm", &self.confirm.is_some())
             .finish()
@@ -151,30 +205,71 @@ impl ToolRegistry {
 
     /// Adds a shared tool with these options.
     pub fn add_with(&mut self, tool: Arc<dyn Tool>, options: ToolOptions) -> Result<()> {
-        let name = tool.name().to_owned();
-        let valid =
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(Error::invalid_input(format!(
-                "tool name {name:?} is not valid: use letters, digits, `_` and `-`"
-            )));
-        }
+        let entry = Entry::new(tool, options)?;
+        let name = entry.spec.name.clone();
         if self.tools.contains_key(&name) {
             return Err(Error::invalid_input(format!("a tool named `{name}` is already registered")));
         }
-        let spec = tool.spec();
-        let schema = if spec.parameters.is_null() {
-            serde_json::json!({"type": "object"})
-        } else {
-            spec.parameters.clone()
-        };
-        let validator = jsonschema::validator_for(&schema).map_err(|e| {
-            Error::invalid_input(format!(
-                "tool `{name}` has a parameters schema that is not valid JSON Schema: {e}"
-            ))
-        })?;
-        self.tools.insert(name, Arc::new(Entry { tool, spec, options, validator }));
+        self.tools.insert(name, Arc::new(entry));
+        if !self.sources.is_empty() {
+            // A source's tool of this name, if any, is now shadowed: list the sources again.
+            self.live = Arc::default();
+        }
         Ok(())
+    }
+
+    /// Follows `source`: its tools, as it lists them at each lookup, run with default options
+    /// under this registry's policy and confirmation hook.
+    #[must_use]
+    pub fn with_source(mut self, source: Arc<dyn ToolSource>) -> Self {
+        self.add_source(source);
+        self
+    }
+
+    /// [`with_source`](Self::with_source) in place.
+    pub fn add_source(&mut self, source: Arc<dyn ToolSource>) {
+        self.sources.push(source);
+        // A clone made before shares the cache but not the new source: start a cache of our own.
+        self.live = Arc::default();
+    }
+
+    /// The sources' tools now, rebuilt only when a source's generation has moved.
+    fn live(&self) -> Arc<BTreeMap<String, Arc<Entry>>> {
+        if self.sources.is_empty() {
+            return Arc::default();
+        }
+        let generations: Vec<u64> = self.sources.iter().map(|s| s.generation()).collect();
+        // A poisoned lock only means another thread panicked while rebuilding: rebuild again.
+        let mut live = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.generations != generations {
+            let mut entries = BTreeMap::new();
+            for tool in self.sources.iter().flat_map(|s| s.tools()) {
+                let name = tool.name().to_owned();
+                if self.tools.contains_key(&name) || entries.contains_key(&name) {
+                    tracing::warn!(tool = %name, "a tool of this name is already registered; the source's is skipped");
+                    continue;
+                }
+                match Entry::new(tool, ToolOptions::default()) {
+                    Ok(entry) => {
+                        entries.insert(name, Arc::new(entry));
+                    }
+                    Err(e) => tracing::warn!(tool = %name, "tool skipped: {e}"),
+                }
+            }
+            *live = Live { generations, entries: Arc::new(entries) };
+        }
+        Arc::clone(&live.entries)
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.tools.get(name).cloned().or_else(|| self.live().get(name).cloned())
+    }
+
+    /// Every entry, those added directly and the sources' now, by name.
+    fn entries(&self) -> BTreeMap<String, Arc<Entry>> {
+        let mut all = (*self.live()).clone();
+        all.extend(self.tools.iter().map(|(name, entry)| (name.clone(), Arc::clone(entry))));
+        all
     }
 
     /// Replaces the policy (by default every registered tool may run).
@@ -194,14 +289,14 @@ impl ToolRegistry {
 
     /// The tool called `name`.
     #[must_use]
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.tools.get(name).map(|e| &e.tool)
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.entry(name).map(|e| Arc::clone(&e.tool))
     }
 
     /// How the tool called `name` is run.
     #[must_use]
     pub fn options(&self, name: &str) -> Option<ToolOptions> {
-        self.tools.get(name).map(|e| e.options)
+        self.entry(name).map(|e| e.options)
     }
 
     /// The policy in force.
@@ -214,7 +309,11 @@ impl ToolRegistry {
     /// is never tempted by a tool it may not call.
     #[must_use]
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().filter(|e| self.policy.permits(&e.spec.name)).map(|e| e.spec.clone()).collect()
+        self.entries()
+            .into_values()
+            .filter(|e| self.policy.permits(&e.spec.name))
+            .map(|e| e.spec.clone())
+            .collect()
     }
 
     /// Runs a model's tool call through its checks, in order: the name lookup, the
@@ -241,9 +340,10 @@ impl ToolRegistry {
     }
 
     async fn run_call(&self, call: &ToolCall, approved: bool, ctx: &RunContext) -> Result<ToolOutput> {
-        let entry = self.tools.get(&call.name).ok_or_else(|| {
+        let entry = self.entry(&call.name).ok_or_else(|| {
+            let all = self.entries();
             let known: Vec<&str> =
-                self.tools.keys().map(String::as_str).filter(|n| self.policy.permits(n)).collect();
+                all.keys().map(String::as_str).filter(|n| self.policy.permits(n)).collect();
             Error::tool(&call.name, format!("no such tool; available tools: {}", known.join(", ")))
         })?;
         if !self.policy.permits(&call.name) {
@@ -281,7 +381,7 @@ impl ToolRegistry {
             }
         }
         ctx.emit(Event::ToolStart { name: call.name.clone(), arguments: call.arguments.clone() });
-        let result = run_guarded(entry, call, ctx).await;
+        let result = run_guarded(&entry, call, ctx).await;
         let shown = match &result {
             Ok(out) => out.content.clone(),
             Err(e) => format!("error: {e}"),
@@ -293,13 +393,13 @@ impl ToolRegistry {
     /// Number of tools.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.tools.len()
+        self.tools.len() + self.live().len()
     }
 
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
+        self.len() == 0
     }
 }
 
@@ -427,5 +527,79 @@ mod tests {
         assert!(
             no.call(&call("echo", json!({"text": "x"})), &ctx).await.unwrap().content.contains("declined")
         );
+    }
+
+    /// A source whose list the test changes, as an MCP server's changes.
+    #[derive(Default)]
+    struct Changing {
+        generation: std::sync::atomic::AtomicU64,
+        tools: std::sync::Mutex<Vec<Arc<dyn Tool>>>,
+    }
+    impl Changing {
+        fn set(&self, tools: Vec<Arc<dyn Tool>>) {
+            *self.tools.lock().unwrap() = tools;
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    impl ToolSource for Changing {
+        fn generation(&self) -> u64 {
+            self.generation.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn tools(&self) -> Vec<Arc<dyn Tool>> {
+            self.tools.lock().unwrap().clone()
+        }
+    }
+
+    struct Named(&'static str, serde_json::Value);
+    #[async_trait]
+    impl Tool for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn description(&self) -> &str {
+            "A tool from a source."
+        }
+        fn parameters(&self) -> serde_json::Value {
+            self.1.clone()
+        }
+        async fn call(&self, _: serde_json::Value, _: &RunContext) -> Result<ToolOutput> {
+            Ok(ToolOutput::text(self.0))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_s_tools_follow_its_list_under_the_registry_s_rules() {
+        let ctx = RunContext::new();
+        let source = Arc::new(Changing::default());
+        let reg = ToolRegistry::new()
+            .with(Echo)
+            .unwrap()
+            .with_source(source.clone())
+            .with_policy(ToolPolicy::allow_all().deny(["denied"]));
+        let shared = reg.clone();
+        assert_eq!(reg.len(), 1);
+
+        let object = json!({"type": "object"});
+        source.set(vec![
+            Arc::new(Named("fresh", object.clone())),
+            Arc::new(Named("denied", object.clone())),
+            // Taken by a tool added directly, and a schema that is not one: both skipped.
+            Arc::new(Named("echo", object.clone())),
+            Arc::new(Named("broken", json!({"type": 5}))),
+        ]);
+        let names: Vec<String> = reg.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["echo", "fresh"]);
+        assert_eq!(reg.call(&call("fresh", json!({})), &ctx).await.unwrap().content, "fresh");
+        assert_eq!(shared.call(&call("fresh", json!({})), &ctx).await.unwrap().content, "fresh");
+        assert_eq!(reg.call(&call("echo", json!({"text": "mine"})), &ctx).await.unwrap().content, "mine");
+        let err = reg.call(&call("denied", json!({})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("not allowed"), "{err}");
+
+        // The source drops a tool: the registry no longer offers or runs it.
+        source.set(vec![Arc::new(Named("later", object))]);
+        assert!(reg.get("fresh").is_none());
+        let err = reg.call(&call("fresh", json!({})), &ctx).await.unwrap_err();
+        assert!(err.to_string().contains("available tools: echo, later"), "{err}");
+        assert_eq!(reg.len(), 2);
     }
 }

@@ -3,14 +3,15 @@
 //! malformed JSON-RPC, one that crashes mid-call, one whose result is over the size cap, one
 //! that lists a tool with a broken schema, one that knows no method. Each is a typed error
 //! within its timeout, nothing hangs, and a registry holding the failing server's tools beside
-//! another server's keeps working.
+//! another server's keeps working. The same script also plays a well-behaved server whose tool
+//! list changes, which a registry follows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catena_core::{ErrorKind, RunContext, Tool, ToolCall};
-use catena_tools::mcp::{McpClient, McpClientOptions, McpServerConfig};
+use catena_tools::mcp::{McpClient, McpClientOptions, McpServerConfig, McpToolSet, NamePrefix};
 use catena_tools::{Calculator, ToolRegistry};
 use serde_json::json;
 
@@ -130,4 +131,30 @@ async fn a_cancelled_call_sends_the_protocols_cancellation_notification() {
         assert!(Instant::now() < deadline, "no cancellation notification: {messages:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_registry_follows_a_server_whose_tool_list_changes() {
+    let client = connect("changing").await;
+    let set = McpToolSet::new(vec![client], NamePrefix::OnClash, &["calculator".to_owned()]).await.unwrap();
+    let registry = ToolRegistry::new().with(Calculator).unwrap().with_source(Arc::new(set.clone()));
+    let names = |registry: &ToolRegistry| registry.specs().into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(names(&registry), ["calculator", "grow", "ok"]);
+
+    // `grow` swaps itself for `grown` and announces it; the set lists the tools again by itself.
+    let ctx = RunContext::new();
+    let call = |name: &str| ToolCall { id: "1".into(), name: name.into(), arguments: json!({}) };
+    assert_eq!(registry.call(&call("grow"), &ctx).await.unwrap().content, "grown");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&registry) != ["calculator", "grown", "ok"] {
+        assert!(Instant::now() < deadline, "the list was not refreshed: {:?}", names(&registry));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(registry.call(&call("grown"), &ctx).await.unwrap().content, "ok");
+    let err = registry.call(&call("grow"), &ctx).await.unwrap_err();
+    assert!(err.to_string().contains("no such tool; available tools: calculator, grown, ok"), "{err}");
+    assert_eq!(
+        set.tools().iter().map(|t| t.server().to_owned()).collect::<Vec<_>>(),
+        ["changing", "changing"]
+    );
 }

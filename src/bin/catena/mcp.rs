@@ -164,7 +164,7 @@ pub(crate) async fn server(offer: &Offer<'_>) -> Result<McpToolServer> {
         let mut narrowed = ToolRegistry::new();
         for name in chosen {
             if let Some(tool) = tools.get(name) {
-                narrowed.add(Arc::clone(tool))?;
+                narrowed.add(tool)?;
             }
         }
         tools = narrowed;

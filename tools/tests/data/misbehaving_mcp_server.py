@@ -8,6 +8,8 @@ Usage: misbehaving_mcp_server.py MODE
   huge        answers the handshake; `big` returns 5 MB of text
   bad-schema  lists a tool whose input schema is not valid JSON Schema beside a good one
   unknown     answers every request but the handshake with "method not found"
+  changing    offers `ok` and `grow`; calling `grow` replaces it by `grown` and announces the
+              change (notifications/tools/list_changed), as servers whose tools depend on state do
   record FILE answers the handshake, never answers a tools/call, and appends every message it
               receives to FILE (to see what the client sent, a cancellation for one)
 Only the standard library: no installation needed.
@@ -19,6 +21,8 @@ MODE = sys.argv[1] if len(sys.argv) > 1 else "silent"
 GOOD = {"name": "ok", "description": "Answers ok.", "inputSchema": {"type": "object", "properties": {}}}
 BAD = {"name": "broken", "description": "Has a broken schema.",
        "inputSchema": {"type": "object", "properties": {"x": {"type": "not-a-type"}}}}
+GROW = {"name": "grow", "description": "Adds a tool.", "inputSchema": {"type": "object", "properties": {}}}
+GROWN = {"name": "grown", "description": "Was added.", "inputSchema": {"type": "object", "properties": {}}}
 BIG = {"name": "big", "description": "Returns a lot.", "inputSchema": {"type": "object", "properties": {}}}
 
 
@@ -30,6 +34,8 @@ def send(message):
 def result(request_id, value):
     send({"jsonrpc": "2.0", "id": request_id, "result": value})
 
+
+changing_tools = [GOOD, GROW]
 
 for line in sys.stdin:
     if MODE == "record":
@@ -47,13 +53,13 @@ for line in sys.stdin:
             continue
         result(request_id, {
             "protocolVersion": request["params"].get("protocolVersion", "2025-11-25"),
-            "capabilities": {"tools": {}},
+            "capabilities": {"tools": {"listChanged": MODE == "changing"}},
             "serverInfo": {"name": "misbehaving", "version": "0"},
         })
     elif MODE == "unknown":
         send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": f"Method not found: {method}"}})
     elif method == "tools/list":
-        tools = {"bad-schema": [BAD, GOOD], "huge": [BIG, GOOD]}.get(MODE, [GOOD])
+        tools = {"bad-schema": [BAD, GOOD], "huge": [BIG, GOOD], "changing": changing_tools}.get(MODE, [GOOD])
         result(request_id, {"tools": tools})
     elif method == "tools/call":
         name = request["params"]["name"]
@@ -64,6 +70,10 @@ for line in sys.stdin:
             sys.stdout.flush()
         elif MODE == "crash":
             sys.exit(3)
+        elif name == "grow":
+            changing_tools = [GOOD, GROWN]
+            send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            result(request_id, {"content": [{"type": "text", "text": "grown"}]})
         elif name == "big":
             result(request_id, {"content": [{"type": "text", "text": "x" * 5_000_000}]})
         else:
