@@ -257,3 +257,35 @@ async fn the_python_sdk_is_a_client_of_catenas_server_too() {
     assert_eq!(report["read"], json!(["Ship it."]), "{report}");
     assert_eq!(report["prompts"], json!(["greet"]), "{report}");
 }
+
+/// The documented example (examples/mcp_server.rs) is a working server: its own tool and the
+/// calculator, its prompt and its resource, as a client sees them.
+#[tokio::test]
+async fn the_mcp_server_example_serves_its_tool_prompt_and_resource() {
+    // Examples are built beside the test binaries (target/debug/examples) by `--all-targets`.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("examples/mcp_server");
+    assert!(example.exists(), "{} missing: cargo build --example mcp_server", example.display());
+    let config = McpServerConfig::stdio(example.display().to_string(), Vec::<String>::new());
+    let client = McpClient::connect("units", config).await.unwrap();
+    let tools = client.tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["calculator", "convert_temperature"]);
+
+    let ctx = RunContext::new();
+    let out = client.call("convert_temperature", json!({"value": 100, "from": "F"}), &ctx).await.unwrap();
+    assert_eq!(out.content, "100 °F = 37.8 °C");
+    let err = client.call("convert_temperature", json!({"value": 1, "from": "K"}), &ctx).await.unwrap_err();
+    assert!(err.to_string().contains("unknown unit \"K\""), "{err}");
+
+    let prompt = client.prompt_template("kitchen_units").await.unwrap();
+    let messages = prompt.format_messages(&json!({"question": "Is 350 °F hot?"})).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].content, "Is 350 °F hot?");
+    let documents = client.read("units://oven-temperatures").await.unwrap();
+    assert!(documents[0].content.contains("| Moderate | 180 | 350 |"), "{}", documents[0].content);
+}

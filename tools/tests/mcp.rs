@@ -2,7 +2,8 @@
 //! (installed by scripts/fetch-data.sh), started over stdio. Its tools become catena tools in a
 //! registry (schemas validated, read-only hints kept), results map to tool outputs (text,
 //! images as artifacts, errors as tool errors), a cancelled call returns at once, and a server
-//! that dies is restarted for the next call.
+//! that dies is restarted for the next call. The reference filesystem server, confined to a
+//! temporary folder, reads and writes files for the registry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::path::PathBuf;
@@ -16,10 +17,15 @@ use serde_json::json;
 
 /// The reference server's launcher, or `None` (test skipped) when the data was not fetched.
 fn everything() -> Option<PathBuf> {
+    npm_server("mcp-server-everything")
+}
+
+/// The launcher of an MCP server installed by scripts/fetch-data.sh, or `None` (test skipped).
+fn npm_server(name: &str) -> Option<PathBuf> {
     let data = std::env::var_os("CATENA_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/catena/data"));
-    let path = data.join("mcp/node_modules/.bin/mcp-server-everything");
+    let path = data.join("mcp/node_modules/.bin").join(name);
     if path.exists() {
         return Some(path);
     }
@@ -192,4 +198,41 @@ async fn a_servers_text_resources_load_as_documents() {
     let one: Vec<_> =
         McpResourceLoader::new(client).with_uris([text[0].uri.clone()]).load(&ctx).collect().await;
     assert_eq!(one.len(), 1);
+}
+
+#[tokio::test]
+async fn the_reference_filesystem_server_reads_and_writes_inside_its_folder_only() {
+    let Some(server) = npm_server("mcp-server-filesystem") else { return };
+    let dir = std::env::temp_dir().join(format!("catena-mcp-fs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    std::fs::write(dir.join("notes.txt"), "The launch is on Tuesday.\n").unwrap();
+    let config = McpServerConfig::stdio(server.display().to_string(), [dir.display().to_string()]);
+    let client = McpClient::connect("files", config).await.unwrap();
+    let tools = client.tools().await.unwrap();
+    let read_only = |name: &str| tools.iter().find(|t| t.name() == name).map(|t| t.read_only());
+    // Reading is marked read-only by the server; writing is not, so an agent asks first.
+    assert_eq!(read_only("read_text_file"), Some(true));
+    assert_eq!(read_only("write_file"), Some(false));
+
+    let mut registry = ToolRegistry::new();
+    for tool in tools {
+        registry.add(Arc::new(tool)).unwrap();
+    }
+    let ctx = RunContext::new();
+    let out = registry.call(&call("list_allowed_directories", json!({})), &ctx).await.unwrap();
+    assert!(out.content.contains(&dir.display().to_string()), "{}", out.content);
+    let path = dir.join("notes.txt").display().to_string();
+    let out = registry.call(&call("read_text_file", json!({"path": path})), &ctx).await.unwrap();
+    assert_eq!(out.content.trim(), "The launch is on Tuesday.");
+    let written = dir.join("reply.txt").display().to_string();
+    registry.call(&call("write_file", json!({"path": written, "content": "Noted."})), &ctx).await.unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("reply.txt")).unwrap(), "Noted.");
+
+    // Outside its folder the server refuses, and the refusal is the tool's error for the model.
+    let err =
+        registry.call(&call("read_text_file", json!({"path": "/etc/hostname"})), &ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tool, "{err}");
+    assert!(err.to_string().to_lowercase().contains("denied"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
