@@ -90,6 +90,34 @@ echo "== catena serve: HTTP streaming overhead and 32-client load" >&2
 cargo build --quiet --release --no-default-features --features llama,serve,openai --example serve_bench
 "${CARGO_TARGET_DIR}/release/examples/serve_bench" "$out/serve.json"
 
+echo "== MCP: a call's round trip, catena's client vs the Python SDK's on the same servers; HTTP under 32 clients" >&2
+scripts/fetch-data.sh
+data="${CATENA_DATA_DIR:-$HOME/.cache/catena/data}"
+everything="$data/mcp/node_modules/.bin/mcp-server-everything"
+mcp_bench="$(cargo bench --quiet -p catena-tools --features mcp --bench mcp -- exe)"
+# Three servers: the Node reference server, catena's own (debug `catena mcp serve`), and catena's
+# server built with optimizations (the cheapest at hand, so the round trip is mostly the client's).
+{ for client in catena python; do
+    for server in everything catena release; do
+      case "$server" in
+        everything) label=mcp-server-everything; set -- echo '{"message": "hi"}' "$everything" stdio ;;
+        catena) label=catena; set -- calculator '{"expression": "17 * 23"}' "$bin" mcp serve ;;
+        release) label=catena-release; set -- calculator '{"expression": "17 * 23"}' "$mcp_bench" serve ;;
+      esac
+      if [ "$client" = catena ] && [ "$server" = release ]; then
+        cargo bench --quiet -p catena-tools --features mcp --bench mcp -- roundtrip 5000 "$1" "$2" self
+        MCP_BENCH_CURRENT_THREAD=1 cargo bench --quiet -p catena-tools --features mcp --bench mcp -- \
+          roundtrip 5000 "$1" "$2" self
+      elif [ "$client" = catena ]; then
+        cargo bench --quiet -p catena-tools --features mcp --bench mcp -- roundtrip 5000 "$@"
+      else
+        "$data/pymcp/bin/python" scripts/mcp/py_client.py bench 5000 "$@" \
+          | sed "s|^{|{\"impl\": \"python-sdk\", \"server\": \"$label\", \"tool\": \"$1\", |"
+      fi
+    done
+  done
+  cargo bench --quiet -p catena-tools --features mcp --bench mcp -- http 32 200; } | tee "$out/mcp.jsonl"
+
 echo "== text-to-SQL on Chinook (local model)" >&2
 scripts/fetch-data.sh
 cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"

@@ -7,8 +7,8 @@ of the virtual environment scripts/fetch-data.sh makes, $CATENA_DATA_DIR/pymcp/b
       "6 * 7", lists and reads its resources, lists its prompts; prints one JSON object.
   py_client.py bench CALLS TOOL ARGUMENTS COMMAND [ARGS...]
       Starts COMMAND as a stdio MCP server, calls its tool TOOL with the JSON object ARGUMENTS
-      CALLS times one after the other, and prints the mean seconds per call (after 20 warm-up
-      calls) as JSON.
+      CALLS times one after the other, and prints the mean seconds per call and the client's own
+      CPU seconds per call (after 20 warm-up calls) as JSON.
 """
 import asyncio
 import json
@@ -47,11 +47,16 @@ async def bench(calls, tool, arguments, command, args):
     async with Client(StdioServerParameters(command=command, args=args)) as client:
         for _ in range(20):
             await client.call_tool(tool, arguments)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             result = await client.call_tool(tool, arguments)
             assert not result.is_error, text_of(result)
-        return {"calls": calls, "seconds_per_call": (time.perf_counter() - started) / calls}
+        return {
+            "calls": calls,
+            "seconds_per_call": (time.perf_counter() - started) / calls,
+            # This process's CPU time (its threads, not the server's): the client's own cost.
+            "client_cpu_seconds_per_call": (time.process_time() - cpu) / calls,
+        }
 
 
 if __name__ == "__main__":
