@@ -291,6 +291,26 @@ impl AgentExecutor {
         history: &[Message],
         ctx: &RunContext,
     ) -> Result<AgentOutput> {
+        use tracing::Instrument;
+        // One `invoke_agent` span per run, the parent of its model and tool calls' spans.
+        let span = catena_core::telemetry::agent_span(ctx, "agent", input);
+        let traced = ctx.clone().with_span(span.clone());
+        let cost_before = ctx.usage().cost_usd;
+        let result = self.run_steps(input, history, &traced).instrument(span.clone()).await;
+        let cost = ctx.usage().cost_usd - cost_before;
+        match &result {
+            Ok(out) => catena_core::telemetry::record_agent(
+                &span,
+                Ok((&out.answer, out.steps.len())),
+                &out.usage,
+                Some(cost),
+            ),
+            Err(e) => catena_core::telemetry::record_agent(&span, Err(e), &Usage::default(), Some(cost)),
+        }
+        result
+    }
+
+    async fn run_steps(&self, input: &str, history: &[Message], ctx: &RunContext) -> Result<AgentOutput> {
         let started = Instant::now();
         let conversation = self.rewrite_conversation(input, history, ctx).await?;
         let (input, history) = (conversation.input.as_str(), conversation.history.as_slice());

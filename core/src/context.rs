@@ -136,6 +136,8 @@ pub struct RunContext {
     tags: Arc<[String]>,
     limits: Limits,
     extensions: Arc<Extensions>,
+    /// Shared by clones and children: a run's usage includes its sub-runs'.
+    usage: Arc<crate::usage::Ledger>,
 }
 
 /// Values of any type a caller attaches to a run for the code it calls, one per type.
@@ -169,7 +171,44 @@ impl RunContext {
             tags: Arc::from(Vec::new()),
             limits: Limits::default(),
             extensions: Arc::default(),
+            usage: Arc::default(),
         }
+    }
+
+    /// Prices model calls by `prices` instead of the built-in table, starting a new usage
+    /// count (what [`usage`](Self::usage) reports).
+    #[must_use]
+    pub fn with_prices(mut self, prices: crate::PriceTable) -> Self {
+        self.usage = Arc::new(crate::usage::Ledger::new(Arc::new(prices)));
+        self
+    }
+
+    /// The same context with a usage count of its own, starting from zero and priced as this
+    /// one: for a sub-run whose usage is reported apart (one request of a server, say).
+    #[must_use]
+    pub fn with_new_usage(mut self) -> Self {
+        self.usage = Arc::new(crate::usage::Ledger::new(Arc::clone(self.usage.prices())));
+        self
+    }
+
+    /// Counts one model call's tokens for the run (chat models call this; the built-in ones
+    /// do); returns its cost when the model's price is known. Local providers (`llama.cpp`)
+    /// cost nothing.
+    pub fn record_usage(&self, provider: &str, model: &str, usage: crate::Usage) -> Option<f64> {
+        self.usage.record(provider, model, usage)
+    }
+
+    /// The tokens and cost of every model call recorded in this run so far, per model, its
+    /// clones' and children's included.
+    #[must_use]
+    pub fn usage(&self) -> crate::UsageReport {
+        self.usage.report()
+    }
+
+    /// The prices this run's calls are costed by.
+    #[must_use]
+    pub fn prices(&self) -> &crate::PriceTable {
+        self.usage.prices()
     }
 
     /// Attaches `value` for the code this run calls, replacing an earlier value of the same type

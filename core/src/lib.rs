@@ -24,7 +24,8 @@
 //!
 //! ## Contents
 //! Every item is at the crate root (the modules are private: one path per item), except the test
-//! doubles in `testing` (feature `testing`).
+//! doubles in `testing` (feature `testing`) and the span helpers for component authors in
+//! [`telemetry`] (OpenTelemetry's GenAI conventions).
 //!
 //! **Documents and messages**: [`Document`], [`ScoredDocument`], [`Metadata`], [`Filter`] (typed
 //! metadata conditions every store evaluates); [`Message`], [`ChatRequest`] (messages, tools,
@@ -52,7 +53,7 @@
 //! time), [`structured`] / [`structured_with`] (ask and parse), [`model_schema`].
 //!
 //! **Running**: [`RunContext`] (cancellation, tracing span, [`Event`]s to an [`EventSink`],
-//! [`Limits`]); [`Error`] with its [`ErrorKind`] (and [`ModelErrorKind`]), causes kept as
+//! [`Limits`], the run's tokens and cost as a [`UsageReport`] priced by a [`PriceTable`]); [`Error`] with its [`ErrorKind`] (and [`ModelErrorKind`]), causes kept as
 //! [`BoxError`] sources.
 //!
 //! **Remote models and evaluation helpers**: [`CallLimits`] / [`Limiter`] / [`Failure`] (timeout
@@ -74,9 +75,11 @@ mod message;
 mod output;
 mod prompt;
 mod runnable;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod traits;
+mod usage;
 
 pub use async_trait::async_trait;
 pub use cache::{Cache, CachedChatModel, CachedEmbedder, ChatCache, EmbeddingCache};
@@ -131,6 +134,7 @@ pub use traits::{
     ChatModel, Described, Embedded, Embedder, Loader, Memory, RerankInput, Reranker, Retriever, Splitter,
     Tokenizer, Tool, ToolExt, ToolOutput, TypedTool, VectorQuery, VectorStore, cosine_similarity,
 };
+pub use usage::{ModelPrice, ModelUsage, PriceTable, UsageReport};
 
 /// The names most programs need: `use catena_core::prelude::*;`.
 pub mod prelude {

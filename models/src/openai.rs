@@ -284,15 +284,18 @@ impl OpenAiChatModel {
 #[async_trait]
 impl ChatModel for OpenAiChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
-        let body = ChatCompletionRequest::from_chat_request(&self.model, &request, false)?;
-        let reply = self
-            .remote
-            .call(ctx, "the chat completion", || {
-                let (chat, body) = (self.remote.client.chat(), body.clone());
-                async move { chat.create_byot::<_, ChatCompletion>(body).await }
-            })
-            .await?;
-        ChatResponse::try_from(reply)
+        let call = async {
+            let body = ChatCompletionRequest::from_chat_request(&self.model, &request, false)?;
+            let reply = self
+                .remote
+                .call(ctx, "the chat completion", || {
+                    let (chat, body) = (self.remote.client.chat(), body.clone());
+                    async move { chat.create_byot::<_, ChatCompletion>(body).await }
+                })
+                .await?;
+            ChatResponse::try_from(reply)
+        };
+        catena_core::telemetry::observe_chat(ctx, "openai", &self.model, &request, call).await
     }
 
     fn chat_stream<'a>(
@@ -300,7 +303,8 @@ impl ChatModel for OpenAiChatModel {
         request: ChatRequest,
         ctx: &'a RunContext,
     ) -> BoxStream<'a, Result<ChatDelta>> {
-        Box::pin(
+        let span = catena_core::telemetry::chat_span(ctx, "openai", &self.model, &request);
+        let stream = Box::pin(
             futures::stream::once(async move {
                 let body = ChatCompletionRequest::from_chat_request(&self.model, &request, true)?;
                 let permit = self.remote.limiter.permit(ctx).await?;
@@ -328,7 +332,8 @@ impl ChatModel for OpenAiChatModel {
                 Ok(deltas) => deltas,
                 Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
             }),
-        )
+        );
+        catena_core::telemetry::observe_chat_stream(span, ctx, "openai", &self.model, stream)
     }
 
     fn model_name(&self) -> &str {
@@ -458,6 +463,32 @@ impl OpenAiEmbedder {
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     async fn embed(&self, texts: &[String], ctx: &RunContext) -> Result<Vec<Vec<f32>>> {
+        use tracing::Instrument;
+        let span = catena_core::telemetry::embeddings_span(ctx, "openai", &self.model, texts.len());
+        let mut tokens = 0_u32;
+        let result = self.embed_batches(texts, ctx, &mut tokens).instrument(span.clone()).await;
+        match &result {
+            Ok(_) => {
+                catena_core::telemetry::record_embeddings(&span, ctx, "openai", &self.model, Some(tokens))
+            }
+            Err(e) => catena_core::telemetry::record_error(&span, e),
+        }
+        result
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+}
+
+impl OpenAiEmbedder {
+    /// The requests of one `embed`, a batch at a time; `tokens` counts what the server billed.
+    async fn embed_batches(
+        &self,
+        texts: &[String],
+        ctx: &RunContext,
+        tokens: &mut u32,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch) {
             let body = EmbeddingsRequest {
@@ -474,12 +505,9 @@ impl Embedder for OpenAiEmbedder {
                     async move { embeddings.create_byot::<_, EmbeddingsReply>(body).await }
                 })
                 .await?;
+            *tokens = tokens.saturating_add(u32::try_from(reply.usage.prompt_tokens).unwrap_or(u32::MAX));
             out.extend(reply.into_vectors(batch.len())?);
         }
         Ok(out)
-    }
-
-    fn dimensions(&self) -> usize {
-        self.dimensions
     }
 }

@@ -267,15 +267,18 @@ impl RigChatModel {
 #[async_trait]
 impl ChatModel for RigChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
-        let request = rig_request(&request)?;
-        let _permit = self.limits.permit(ctx).await?;
-        let response = self
-            .limits
-            .run(ctx, "the rig completion", || async {
-                self.model.call(request.clone()).await.map_err(|e| failure(&e))
-            })
-            .await?;
-        catena_response(&response)
+        let call = async {
+            let request = rig_request(&request)?;
+            let _permit = self.limits.permit(ctx).await?;
+            let response = self
+                .limits
+                .run(ctx, "the rig completion", || async {
+                    self.model.call(request.clone()).await.map_err(|e| failure(&e))
+                })
+                .await?;
+            catena_response(&response)
+        };
+        catena_core::telemetry::observe_chat(ctx, "rig", &self.name, &request, call).await
     }
 
     fn chat_stream<'a>(
@@ -283,7 +286,8 @@ impl ChatModel for RigChatModel {
         request: ChatRequest,
         ctx: &'a RunContext,
     ) -> BoxStream<'a, Result<ChatDelta>> {
-        Box::pin(
+        let span = catena_core::telemetry::chat_span(ctx, "rig", &self.name, &request);
+        let stream = Box::pin(
             futures::stream::once(async move {
                 let request = rig_request(&request)?;
                 let permit = self.limits.permit(ctx).await?;
@@ -308,7 +312,8 @@ impl ChatModel for RigChatModel {
                 Ok(deltas) => deltas,
                 Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
             }),
-        )
+        );
+        catena_core::telemetry::observe_chat_stream(span, ctx, "rig", &self.name, stream)
     }
 
     fn model_name(&self) -> &str {

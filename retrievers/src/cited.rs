@@ -142,7 +142,14 @@ impl CitedAnswer {
     }
 
     async fn sources(&self, question: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
-        let mut hits = self.retriever.retrieve(question, ctx).await?;
+        let mut hits = catena_core::telemetry::observe_retrieval(
+            ctx,
+            "retrieval",
+            "cited_answer",
+            question,
+            self.retriever.retrieve(question, ctx),
+        )
+        .await?;
         if let Some(k) = self.k {
             hits.truncate(k);
         }

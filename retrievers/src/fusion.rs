@@ -187,8 +187,20 @@ impl Retriever for EnsembleRetriever {
         if self.retrievers.is_empty() {
             return Err(Error::invalid_input("an ensemble needs at least one retriever"));
         }
-        let lists =
-            futures::future::try_join_all(self.retrievers.iter().map(|r| r.retrieve(query, ctx))).await?;
+        let lists = futures::future::try_join_all(self.retrievers.iter().enumerate().map(|(i, r)| {
+            let name = format!("ensemble[{i}]");
+            async move {
+                catena_core::telemetry::observe_retrieval(
+                    ctx,
+                    "retrieval",
+                    &name,
+                    query,
+                    r.retrieve(query, ctx),
+                )
+                .await
+            }
+        }))
+        .await?;
         let mut fused = fuse(&lists, &self.weights, self.fusion)?;
         if let Some(k) = self.k {
             fused.truncate(k);

@@ -473,7 +473,14 @@ impl Retriever for RerankingRetriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, self.top_n.unwrap_or(1))?;
         let candidates = self.retriever.retrieve(query, ctx).await?;
-        let mut out = self.reranker.rerank(query, candidates, ctx).await?;
+        let mut out = catena_core::telemetry::observe_retrieval(
+            ctx,
+            "rerank",
+            "reranker",
+            query,
+            self.reranker.rerank(query, candidates, ctx),
+        )
+        .await?;
         if let Some(n) = self.top_n {
             out.truncate(n);
         }

@@ -381,7 +381,15 @@ impl ToolRegistry {
             }
         }
         ctx.emit(Event::ToolStart { name: call.name.clone(), arguments: call.arguments.clone() });
-        let result = run_guarded(&entry, call, ctx).await;
+        // The tool runs under its `execute_tool` span: what it calls (a model, a database) is
+        // traced beneath it.
+        let span = catena_core::telemetry::tool_span(ctx, &call.name, &call.id, &call.arguments);
+        let result = {
+            use tracing::Instrument;
+            let traced = ctx.clone().with_span(span.clone());
+            run_guarded(&entry, call, &traced).instrument(span.clone()).await
+        };
+        catena_core::telemetry::record_tool(&span, &result);
         let shown = match &result {
             Ok(out) => out.content.clone(),
             Err(e) => format!("error: {e}"),

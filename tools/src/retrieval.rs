@@ -68,7 +68,14 @@ impl TypedTool for RetrieverTool {
         if query.chars().count() > 1000 {
             return Err(Error::tool("search_documents", "the query is longer than 1000 characters"));
         }
-        let hits = self.retriever.retrieve(query, ctx).await?;
+        let hits = catena_core::telemetry::observe_retrieval(
+            ctx,
+            "retrieval",
+            "search_documents",
+            query,
+            self.retriever.retrieve(query, ctx),
+        )
+        .await?;
         if hits.is_empty() {
             return Ok(ToolOutput::text("No matching passages."));
         }

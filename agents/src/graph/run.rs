@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 use catena_core::{Error, Event, Result, RunContext};
 use futures::stream::{BoxStream, FuturesUnordered};
@@ -367,7 +368,11 @@ impl<S: GraphState> CompiledGraph<S> {
     /// The thread has an unfinished run (resume it, or fork with [`Thread::at`]); a node's error
     /// (its completed siblings are saved); the step limit; the checkpointer's errors.
     pub async fn invoke(&self, thread: &Thread, input: S::Update, ctx: &RunContext) -> Result<Outcome<S>> {
-        self.drive(thread, Start::Input(input), ctx, None).await
+        let (span, traced) = run_span(thread, ctx);
+        finish_span(
+            &span,
+            self.drive(thread, Start::Input(input), &traced, None).instrument(span.clone()).await,
+        )
     }
 
     /// Continues the unfinished run of `thread`: with the answer to its interrupt, or, after a
@@ -377,7 +382,11 @@ impl<S: GraphState> CompiledGraph<S> {
     /// No checkpointer; an unknown thread or one with nothing to resume; a value for an
     /// interrupt that is not pending, or none when one is: each names what is pending.
     pub async fn resume(&self, thread: &Thread, resume: Resume, ctx: &RunContext) -> Result<Outcome<S>> {
-        self.drive(thread, Start::Resume(resume), ctx, None).await
+        let (span, traced) = run_span(thread, ctx);
+        finish_span(
+            &span,
+            self.drive(thread, Start::Resume(resume), &traced, None).instrument(span.clone()).await,
+        )
     }
 
     /// [`invoke`](Self::invoke), reporting what happens in the chosen `modes` (combine them);
@@ -649,7 +658,8 @@ impl<S: GraphState> CompiledGraph<S> {
             )));
         };
         let shared = Arc::new(Mutex::new(TaskShared::default()));
-        let mut run = ctx.child();
+        let span = catena_core::telemetry::graph_step_span(ctx, thread, &task.node, step);
+        let mut run = ctx.child().with_span(span.clone());
         if emitter.0.is_some() {
             // Tokens of models the node calls reach the stream tagged with the node, and the
             // caller's own sink as before.
@@ -676,7 +686,8 @@ impl<S: GraphState> CompiledGraph<S> {
         };
         // A panicking node fails its task, not the process: its siblings' work is saved and the
         // run can be resumed once the node is fixed.
-        let result = match AssertUnwindSafe(node.run(state.clone(), node_ctx)).catch_unwind().await {
+        let running = tracing::Instrument::instrument(node.run(state.clone(), node_ctx), span.clone());
+        let result = match AssertUnwindSafe(running).catch_unwind().await {
             Ok(result) => result,
             Err(panic) => {
                 let why = panic
@@ -1109,4 +1120,19 @@ fn unfinished(thread: &str, head: &Checkpoint, interrupts: &[Interrupt]) -> Erro
         "thread `{thread}` has an unfinished run at checkpoint {}; {why}, or fork an earlier checkpoint with Thread::at",
         head.id
     ))
+}
+
+/// One `invoke_agent graph` span per run, the parent of its steps' spans, and the context that
+/// carries it.
+fn run_span(thread: &Thread, ctx: &RunContext) -> (tracing::Span, RunContext) {
+    let span = catena_core::telemetry::agent_span(ctx, "graph", thread.id());
+    let traced = ctx.clone().with_span(span.clone());
+    (span, traced)
+}
+
+fn finish_span<T>(span: &tracing::Span, result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        catena_core::telemetry::record_error(span, e);
+    }
+    result
 }

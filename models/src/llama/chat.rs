@@ -144,7 +144,8 @@ impl ChatModel for LlamaChatModel {
     ) -> BoxStream<'a, Result<ChatDelta>> {
         let cancel = ctx.cancellation().child_token();
         let guard = cancel.clone().drop_guard();
-        match self.submit(request, cancel) {
+        let span = catena_core::telemetry::chat_span(ctx, "llama.cpp", &self.inner.name, &request);
+        let stream: BoxStream<'a, Result<ChatDelta>> = match self.submit(request, cancel) {
             Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
             Ok(rx) => Box::pin(tokio_stream_from(rx).map(move |delta| {
                 let _keep_until_stream_dropped = &guard;
@@ -155,7 +156,8 @@ impl ChatModel for LlamaChatModel {
                 }
                 delta
             })),
-        }
+        };
+        catena_core::telemetry::observe_chat_stream(span, ctx, "llama.cpp", &self.inner.name, stream)
     }
 
     fn model_name(&self) -> &str {

@@ -106,10 +106,17 @@ impl Embedder for LlamaEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let span = catena_core::telemetry::embeddings_span(ctx, "llama.cpp", "embed", texts.len());
         let (reply, rx) = oneshot::channel();
         self.inner.jobs.send(Job { texts: texts.to_vec(), reply })?;
         let out = tokio::select! {
-            r = rx => r.map_err(|_| Error::model_permanent("the embedding thread dropped the request"))??,
+            r = rx => match r.map_err(|_| Error::model_permanent("the embedding thread dropped the request")) {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) | Err(e) => {
+                    catena_core::telemetry::record_error(&span, &e);
+                    return Err(e);
+                }
+            },
             () = ctx.cancellation().cancelled() => return Err(Error::Cancelled),
         };
         for (index, tokens) in out.truncated {
