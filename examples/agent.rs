@@ -132,6 +132,15 @@ When a tool has answered, reply to the user in plain words using its result.";
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Warnings to stderr; with OTEL_EXPORTER_OTLP_ENDPOINT set (a local Phoenix, say), every
+    // model call, tool call and retrieval of the session as OpenTelemetry spans too.
+    let _telemetry = match catena::telemetry::init("warn") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -403,13 +412,19 @@ impl Repl {
                             .iter()
                             .filter_map(|s| s.call.as_ref().map(|c| c.name.as_str()))
                             .collect();
+                        let usage = ctx.usage();
                         let line = serde_json::json!({
                             "answer": answer, "seconds": started.elapsed().as_secs_f64(),
                             "tools": tools, "stop": run.stop.map(|s| format!("{s:?}")),
+                            "usage": usage.total, "cost_usd": usage.cost_usd,
                         });
                         println!("{line}");
                     } else {
                         println!("{answer}");
+                        // Every model call of the run, counted by the run's context.
+                        if self.verbose.load(std::sync::atomic::Ordering::Relaxed) {
+                            eprintln!("({})", ctx.usage());
+                        }
                     }
                 }
                 // Scripts that said --yes approve every call.

@@ -11,6 +11,9 @@
 #   pymcp/                     a virtual environment with the Python MCP SDK (every package pinned
 #                              in scripts/mcp/requirements.txt): a second client of catena's
 #                              MCP server, and the reference in the MCP benchmarks
+#   phoenix/                   a virtual environment with Arize Phoenix (pinned in
+#                              scripts/phoenix/requirements.txt): the OpenTelemetry backend the
+#                              trace export is tested against
 # Safe to run again: whatever is already there and verified is kept.
 set -euo pipefail
 
@@ -114,6 +117,20 @@ os.replace(target + "/node.tmp", target + "/node")
 UNPACK
     rm -rf "$(dirname "$archive")"
   fi
+fi
+# Arize Phoenix in its own virtual environment (about 850 MB): the OpenTelemetry backend the
+# trace export is tested against; reinstalled when the pins change.
+phoenix="$DATA/phoenix"
+phoenix_reqs="$(dirname "$0")/phoenix/requirements.txt"
+if [ ! -x "$phoenix/bin/phoenix" ] || ! cmp -s "$phoenix_reqs" "$phoenix/requirements.txt"; then
+  echo "fetching Arize Phoenix (pip, pinned in scripts/phoenix/requirements.txt)" >&2
+  rm -rf "$phoenix"
+  if ! "$PY" -m venv "$phoenix" >&2 || ! "$phoenix/bin/pip" install --disable-pip-version-check -q -r "$phoenix_reqs" >&2; then
+    echo "error: installing Arize Phoenix into $phoenix failed (python3-venv missing? run make setup)" >&2
+    rm -rf "$phoenix"
+    exit 1
+  fi
+  cp "$phoenix_reqs" "$phoenix/requirements.txt"
 fi
 # The Python MCP SDK in its own virtual environment; reinstalled when the pins change.
 pymcp="$DATA/pymcp"

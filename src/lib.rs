@@ -57,10 +57,15 @@
 //! - [`eval`]: retrieval (trec_eval), text (BLEU, ROUGE, SQuAD) and RAG (Ragas) metrics, and a
 //!   runner that scores a RAG pipeline over a dataset.
 //! - [`serve`] (feature `serve`): an OpenAI-compatible HTTP server for models and chains.
+//! - [`telemetry`] (feature `otel`): catena's GenAI spans exported over OTLP when the standard
+//!   `OTEL_EXPORTER_OTLP_*` variables are set; the run's tokens and cost are in
+//!   [`RunContext::usage`](core::RunContext::usage).
 //! - [`prelude`]: the names most programs use.
 
 #[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 pub use catena_agents as agents;
 pub use catena_core as core;

@@ -77,19 +77,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // Access logs of `catena serve` show by default; everything else from warnings up.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,catena::serve::access=info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: logs piped to files or collectors stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // A log line that cannot be written (stderr closed, a pipe whose reader left) is dropped;
-        // reporting it would print to the same broken stderr, which panics mid-request.
-        .log_internal_errors(false)
-        .init();
+    // Log lines to stderr (access logs of `catena serve` show by default; everything else from
+    // warnings up), and the GenAI spans to an OpenTelemetry backend when OTEL_EXPORTER_OTLP_*
+    // says where. The handle flushes the last spans when main returns.
+    let _telemetry = match catena::telemetry::init("warn,catena::serve::access=info") {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

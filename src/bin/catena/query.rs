@@ -164,6 +164,8 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
         show(&args, &hits, Some(&answer));
     } else {
         println!();
+        // What the answer used, on stderr so that the answer alone can be piped on.
+        eprintln!("({})", ctx.usage());
     }
     Ok(())
 }
