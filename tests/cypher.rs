@@ -33,16 +33,6 @@ fn boltstub() -> Option<PathBuf> {
     None
 }
 
-/// Whether something listens on 127.0.0.1:`port` (Linux's socket table; state 0A is LISTEN).
-fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
-}
-
 /// A free loopback port this process has not handed out before.
 fn fresh_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
@@ -60,6 +50,8 @@ fn fresh_port() -> u16 {
 struct Stub {
     child: Option<Child>,
     port: u16,
+    /// What the stub printed (its log goes to stdout), read by a thread as it comes.
+    log: Arc<std::sync::Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -68,13 +60,8 @@ impl Drop for Stub {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            if let Ok(output) = child.wait_with_output() {
-                eprintln!(
-                    "boltstub log:\n{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
+            let _ = child.wait();
+            eprintln!("boltstub log:\n{}", self.log.lock().unwrap());
         }
     }
 }
@@ -85,10 +72,12 @@ impl Stub {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("script.bolt");
         std::fs::write(&path, script).unwrap();
-        // A port freed by the probe listener can be handed out again to a stub of a test running
-        // beside this one: the second stub then fails to bind while the first one's socket makes
-        // the port look ready (CI saw "connection refused" from exactly that). So no port is used
-        // twice in this process, and a stub that died before listening is started again.
+        // Ready is when the stub itself says it listens. The socket table is not enough: under
+        // load the stub (a Python program) can take seconds to start, and a port handed out by
+        // the kernel's port-0 allocation can meanwhile be listened on briefly by another test's
+        // probe, which made the port look ready before the stub had bound it (CI saw "connection
+        // refused" with an empty stub log). A stub that dies before listening (its port taken)
+        // is started again on another port.
         for _ in 0..5 {
             let port = fresh_port();
             let mut child = Command::new(&program)
@@ -99,23 +88,40 @@ impl Stub {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            // Wait until the port listens. Not by connecting: the stub shuts down when a
-            // connection closes without a handshake.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let output = child.wait_with_output().unwrap();
+            let log = Arc::new(std::sync::Mutex::new(String::new()));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+            for (stream, is_stdout) in
+                [(Box::new(stdout) as Box<dyn std::io::Read + Send>, true), (Box::new(stderr), false)]
+            {
+                let (log, ready) = (Arc::clone(&log), ready_tx.clone());
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(stream).lines().map_while(std::result::Result::ok) {
+                        if is_stdout && line.contains("Listening for incoming connections") {
+                            let _ = ready.send(());
+                        }
+                        let mut log = log.lock().unwrap();
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                });
+            }
+            drop(ready_tx);
+            // The channel closes without a message when the stub exits before listening.
+            match ready_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(()) => return Some(Self { child: Some(child), port, log, _dir: dir }),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("boltstub did not start listening within 30 s:\n{}", log.lock().unwrap());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = child.wait();
                     eprintln!(
-                        "boltstub on port {port} exited before serving ({status}): {}; starting another",
-                        String::from_utf8_lossy(&output.stderr)
+                        "boltstub on port {port} exited before listening: {}; starting another",
+                        log.lock().unwrap()
                     );
-                    break;
                 }
-                if listening(port) {
-                    return Some(Self { child: Some(child), port, _dir: dir });
-                }
-                assert!(Instant::now() < deadline, "boltstub did not start listening");
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
         panic!("boltstub would not start on five ports in a row")
@@ -139,10 +145,9 @@ impl Stub {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let output = child.wait_with_output().unwrap();
-        let log =
-            String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
-        assert!(status.success(), "boltstub: script not followed ({status}):\n{log}");
+        // The reader threads finish the log once the stub's pipes close.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(status.success(), "boltstub: script not followed ({status}):\n{}", self.log.lock().unwrap());
     }
 }
 
