@@ -113,6 +113,8 @@ mod documentation {
     struct Graphs;
     #[doc = include_str!("../docs/guides/mcp.md")]
     struct Mcp;
+    #[doc = include_str!("../docs/guides/observability.md")]
+    struct Observability;
     #[doc = include_str!("../docs/guides/local-models.md")]
     struct LocalModels;
     #[doc = include_str!("../docs/guides/remote-and-serving.md")]
