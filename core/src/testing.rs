@@ -90,22 +90,27 @@ impl ChatModel for ScriptedChatModel {
     async fn chat(&self, request: ChatRequest, ctx: &RunContext) -> Result<ChatResponse> {
         ctx.check_cancelled()?;
         let u = |text: &str| usage(&request, text);
-        match self.next(request.clone())? {
-            ScriptedReply::Text(text) => {
-                ctx.emit(Event::Token { text: text.clone() });
-                Ok(ChatResponse {
-                    usage: u(&text),
-                    message: Message::assistant(text),
-                    finish_reason: FinishReason::Stop,
-                })
+        // Traced and counted as a real model's calls are (a free, local provider), so control-flow
+        // tests and benchmarks see the spans and usage the real models produce.
+        let reply = async {
+            match self.next(request.clone())? {
+                ScriptedReply::Text(text) => {
+                    ctx.emit(Event::Token { text: text.clone() });
+                    Ok(ChatResponse {
+                        usage: u(&text),
+                        message: Message::assistant(text),
+                        finish_reason: FinishReason::Stop,
+                    })
+                }
+                ScriptedReply::ToolCalls(calls) => Ok(ChatResponse {
+                    usage: u(""),
+                    message: Message::assistant("").with_tool_calls(calls),
+                    finish_reason: FinishReason::ToolCalls,
+                }),
+                ScriptedReply::Fail(make) => Err(make()),
             }
-            ScriptedReply::ToolCalls(calls) => Ok(ChatResponse {
-                usage: u(""),
-                message: Message::assistant("").with_tool_calls(calls),
-                finish_reason: FinishReason::ToolCalls,
-            }),
-            ScriptedReply::Fail(make) => Err(make()),
-        }
+        };
+        crate::telemetry::observe_chat(ctx, "catena.testing", "scripted", &request, reply).await
     }
 
     fn chat_stream<'a>(
