@@ -416,7 +416,8 @@ pub fn record_retrieval(span: &Span, result: &Result<Vec<ScoredDocument>>) {
 }
 
 /// The span of one agent run (`invoke_agent {name}`): the parent of its model and tool calls
-/// when their context carries it ([`RunContext::with_span`]).
+/// when their context carries it ([`RunContext::with_span`]). `input` (the user's question) is
+/// recorded when content capture is on and it is not empty.
 #[must_use]
 pub fn agent_span(ctx: &RunContext, agent: &str, input: &str) -> Span {
     let span = tracing::info_span!(
@@ -429,7 +430,7 @@ pub fn agent_span(ctx: &RunContext, agent: &str, input: &str) -> Span {
         gen_ai.usage.cache_read.input_tokens = Empty, catena.usage.cost_usd = Empty,
         catena.agent.steps = Empty, gen_ai.input.messages = Empty, gen_ai.output.messages = Empty,
     );
-    if !span.is_disabled() && capture_content() {
+    if !span.is_disabled() && !input.is_empty() && capture_content() {
         span.record("gen_ai.input.messages", messages_json(&[Message::user(input)]).as_str());
     }
     span

@@ -368,7 +368,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// The thread has an unfinished run (resume it, or fork with [`Thread::at`]); a node's error
     /// (its completed siblings are saved); the step limit; the checkpointer's errors.
     pub async fn invoke(&self, thread: &Thread, input: S::Update, ctx: &RunContext) -> Result<Outcome<S>> {
-        let (span, traced) = run_span(thread, ctx);
+        let (span, traced) = run_span(ctx);
         finish_span(
             &span,
             self.drive(thread, Start::Input(input), &traced, None).instrument(span.clone()).await,
@@ -382,7 +382,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// No checkpointer; an unknown thread or one with nothing to resume; a value for an
     /// interrupt that is not pending, or none when one is: each names what is pending.
     pub async fn resume(&self, thread: &Thread, resume: Resume, ctx: &RunContext) -> Result<Outcome<S>> {
-        let (span, traced) = run_span(thread, ctx);
+        let (span, traced) = run_span(ctx);
         finish_span(
             &span,
             self.drive(thread, Start::Resume(resume), &traced, None).instrument(span.clone()).await,
@@ -1124,8 +1124,9 @@ fn unfinished(thread: &str, head: &Checkpoint, interrupts: &[Interrupt]) -> Erro
 
 /// One `invoke_agent graph` span per run, the parent of its steps' spans, and the context that
 /// carries it.
-fn run_span(thread: &Thread, ctx: &RunContext) -> (tracing::Span, RunContext) {
-    let span = catena_core::telemetry::agent_span(ctx, "graph", thread.id());
+fn run_span(ctx: &RunContext) -> (tracing::Span, RunContext) {
+    // A graph's input is its state update, not a message: none is recorded as the input.
+    let span = catena_core::telemetry::agent_span(ctx, "graph", "");
     let traced = ctx.clone().with_span(span.clone());
     (span, traced)
 }
