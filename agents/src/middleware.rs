@@ -137,29 +137,9 @@ impl<'a> ToolNext<'a> {
     }
 }
 
-/// A price per million tokens, for budgets in money.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Price {
-    /// Per million prompt tokens not served from a cache.
-    pub input: f64,
-    /// Per million prompt tokens served from the provider's cache.
-    pub cached_input: f64,
-    /// Per million completion tokens.
-    pub output: f64,
-}
-
-impl Price {
-    /// What `usage` costs at this price.
-    #[must_use]
-    pub fn cost(&self, usage: &Usage) -> f64 {
-        let cached = f64::from(usage.cached_prompt_tokens);
-        let fresh = f64::from(usage.prompt_tokens) - cached;
-        (fresh.max(0.0) * self.input
-            + cached * self.cached_input
-            + f64::from(usage.completion_tokens) * self.output)
-            / 1e6
-    }
-}
+/// A price per million tokens, for budgets in money: the same [`ModelPrice`](catena_core::ModelPrice)
+/// the run's usage report is costed by (`catena_core::PriceTable`).
+pub type Price = catena_core::ModelPrice;
 
 /// Stops a run before the model call that would start past its budget: in tokens, or in money
 /// at a [`Price`]. The call that crosses the budget completes (its cost is only known after it),
