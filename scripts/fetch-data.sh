@@ -118,30 +118,23 @@ UNPACK
     rm -rf "$(dirname "$archive")"
   fi
 fi
-# Arize Phoenix in its own virtual environment (about 850 MB): the OpenTelemetry backend the
-# trace export is tested against; reinstalled when the pins change.
-phoenix="$DATA/phoenix"
-phoenix_reqs="$(dirname "$0")/phoenix/requirements.txt"
-if [ ! -x "$phoenix/bin/phoenix" ] || ! cmp -s "$phoenix_reqs" "$phoenix/requirements.txt"; then
-  echo "fetching Arize Phoenix (pip, pinned in scripts/phoenix/requirements.txt)" >&2
-  rm -rf "$phoenix"
-  if ! "$PY" -m venv "$phoenix" >&2 || ! "$phoenix/bin/pip" install --disable-pip-version-check -q -r "$phoenix_reqs" >&2; then
-    echo "error: installing Arize Phoenix into $phoenix failed (python3-venv missing? run make setup)" >&2
-    rm -rf "$phoenix"
+# A virtual environment at DIR with the packages pinned in REQS (a file under scripts/), made
+# again when the pins change; WHAT names it in messages.
+pinned_venv() {
+  local dir="$1" reqs="$(dirname "$0")/$2" what="$3"
+  if [ -x "$dir/bin/python" ] && cmp -s "$reqs" "$dir/requirements.txt"; then
+    return
+  fi
+  echo "fetching $what (pip, pinned in scripts/$2)" >&2
+  rm -rf "$dir"
+  if ! "$PY" -m venv "$dir" >&2 || ! "$dir/bin/pip" install --disable-pip-version-check -q -r "$reqs" >&2; then
+    echo "error: installing $what into $dir failed (python3-venv missing? run make setup)" >&2
+    rm -rf "$dir"
     exit 1
   fi
-  cp "$phoenix_reqs" "$phoenix/requirements.txt"
-fi
-# The Python MCP SDK in its own virtual environment; reinstalled when the pins change.
-pymcp="$DATA/pymcp"
-reqs="$(dirname "$0")/mcp/requirements.txt"
-if [ ! -x "$pymcp/bin/python" ] || ! cmp -s "$reqs" "$pymcp/requirements.txt"; then
-  echo "fetching the Python MCP SDK (pip, pinned in scripts/mcp/requirements.txt)" >&2
-  rm -rf "$pymcp"
-  if ! "$PY" -m venv "$pymcp" >&2 || ! "$pymcp/bin/pip" install --disable-pip-version-check -q -r "$reqs" >&2; then
-    echo "error: installing the Python MCP SDK into $pymcp failed (python3-venv missing? run make setup)" >&2
-    rm -rf "$pymcp"
-    exit 1
-  fi
-  cp "$reqs" "$pymcp/requirements.txt"
-fi
+  cp "$reqs" "$dir/requirements.txt"
+}
+# Arize Phoenix (about 850 MB): the OpenTelemetry backend the trace export is tested against.
+pinned_venv "$DATA/phoenix" phoenix/requirements.txt "Arize Phoenix"
+# The Python MCP SDK: a second client of catena's MCP server, and the benchmarks' reference.
+pinned_venv "$DATA/pymcp" mcp/requirements.txt "the Python MCP SDK"
