@@ -295,17 +295,18 @@ impl AgentExecutor {
         // One `invoke_agent` span per run, the parent of its model and tool calls' spans.
         let span = catena_core::telemetry::agent_span(ctx, "agent", input);
         let traced = ctx.clone().with_span(span.clone());
-        let cost_before = ctx.usage().cost_usd;
+        // The run's cost is the ledger's growth, read only when someone records the span.
+        let cost_before = (!span.is_disabled()).then(|| ctx.usage().cost_usd);
         let result = self.run_steps(input, history, &traced).instrument(span.clone()).await;
-        let cost = ctx.usage().cost_usd - cost_before;
+        let cost = cost_before.map(|before| ctx.usage().cost_usd - before);
         match &result {
             Ok(out) => catena_core::telemetry::record_agent(
                 &span,
                 Ok((&out.answer, out.steps.len())),
                 &out.usage,
-                Some(cost),
+                cost,
             ),
-            Err(e) => catena_core::telemetry::record_agent(&span, Err(e), &Usage::default(), Some(cost)),
+            Err(e) => catena_core::telemetry::record_agent(&span, Err(e), &Usage::default(), cost),
         }
         result
     }
