@@ -60,12 +60,16 @@
 //! - [`telemetry`] (feature `otel`): catena's GenAI spans exported over OTLP when the standard
 //!   `OTEL_EXPORTER_OTLP_*` variables are set; the run's tokens and cost are in
 //!   [`RunContext::usage`](core::RunContext::usage).
+//! - [`traces`] (feature `sqlite`): a local trace store, each run's spans in an SQLite file with
+//!   retention by age and size; what `catena serve --console` shows.
 //! - [`prelude`]: the names most programs use.
 
 #[cfg(feature = "serve")]
 pub mod serve;
 #[cfg(feature = "otel")]
 pub mod telemetry;
+#[cfg(feature = "sqlite")]
+pub mod traces;
 
 pub use catena_agents as agents;
 pub use catena_core as core;
