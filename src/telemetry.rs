@@ -127,6 +127,15 @@ where
 /// # Errors
 /// The export is configured but its exporter cannot be built, or a subscriber is already set.
 pub fn init(default_filter: &str) -> Result<Telemetry> {
+    init_with(default_filter, Vec::new())
+}
+
+/// [`init`] with more layers beside the log lines and the export, such as a
+/// [`TraceStore`](crate::traces::TraceStore)'s (what `catena serve --console` adds).
+///
+/// # Errors
+/// As [`init`].
+pub fn init_with(default_filter: &str, layers: Vec<BoxedLayer>) -> Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let logs = tracing_subscriber::fmt::layer()
@@ -137,13 +146,18 @@ pub fn init(default_filter: &str) -> Result<Telemetry> {
         // reporting it would print to the same broken stderr, which panics mid-request.
         .log_internal_errors(false)
         .with_filter(filter);
-    let registry = tracing_subscriber::registry().with(logs);
-    if configured() {
+    let mut all = vec![logs.boxed()];
+    all.extend(layers);
+    let telemetry = if configured() {
         let (export, telemetry) = otlp_layer(None)?;
-        registry.with(export).try_init().map_err(|e| export_error("cannot set the subscriber", e))?;
-        Ok(telemetry)
+        all.push(export.boxed());
+        telemetry
     } else {
-        registry.try_init().map_err(|e| export_error("cannot set the subscriber", e))?;
-        Ok(Telemetry { provider: None })
-    }
+        Telemetry { provider: None }
+    };
+    tracing_subscriber::registry().with(all).try_init().map_err(|e| export_error("cannot set the subscriber", e))?;
+    Ok(telemetry)
 }
+
+/// A layer for [`init_with`].
+pub type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync + 'static>;

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::error::{ApiError, ApiResult, parse_body};
-use super::{ChatRunnable, Server, unix_now};
+use super::{ChatRunnable, Server, request_span, run_headers, unix_now};
 use crate::core::{ChatRequest, FinishReason, Role, RunContext, Usage};
 use crate::models::wire::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Delta};
 
@@ -45,24 +45,33 @@ pub(super) async fn chat_completions(
             ApiError::invalid("messages need at least one user, assistant or tool message").param("messages")
         );
     }
+    let (span, run_id) = request_span("chat", &model);
     let reply = Reply { id: completion_id(), created: unix_now(), model };
     if !stream {
-        let response = runnable.invoke(request, &RunContext::new()).await?;
-        return Ok(
-            axum::Json(ChatCompletion::new(reply.id, reply.created, reply.model, &response)).into_response()
-        );
+        use tracing::Instrument as _;
+        let ctx = RunContext::new().with_span(span.clone());
+        let response = runnable.invoke(request, &ctx).instrument(span.clone()).await.inspect_err(|e| {
+            crate::core::telemetry::record_error(&span, e);
+        })?;
+        // The run's tokens and cost in headers too: clients that read only the body's `usage`
+        // lose nothing, and a gateway can meter without parsing bodies.
+        let headers = run_headers(&run_id, Some(&ctx.usage()));
+        return Ok((headers, axum::Json(ChatCompletion::new(reply.id, reply.created, reply.model, &response)))
+            .into_response());
     }
     // Streaming: the run is owned by the response stream; when the client goes away axum drops the
     // stream, which drops the run and with it the model's generation. A run that fails before its
     // first delta (a prompt over the context, say) is answered with an HTTP error, as OpenAI
     // does, not with a 200 whose stream holds the error.
     let (started_tx, started) = tokio::sync::oneshot::channel();
-    let events = stream_events(runnable, request, reply, include_usage, started_tx);
+    let events = stream_events(runnable, request, reply, include_usage, started_tx, span);
     match started.await {
         Ok(Err(error)) => Err(error),
         // Ok(Ok(())), or the run ended without a word: the stream says the rest.
-        _ => Ok(Sse::new(events)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        _ => Ok((
+            run_headers(&run_id, None),
+            Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+        )
             .into_response()),
     }
 }
@@ -95,11 +104,13 @@ fn stream_events(
     reply: Reply,
     include_usage: bool,
     started: tokio::sync::oneshot::Sender<ApiResult<()>>,
+    span: tracing::Span,
 ) -> impl futures::Stream<Item = std::result::Result<SseEvent, Infallible>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let mut started = started;
-        let ctx = RunContext::new();
+        // The request's span lives as long as this task: it ends with the stream.
+        let ctx = RunContext::new().with_span(span);
         let mut pieces = runnable.stream(request, &ctx);
         // The first piece decides between an HTTP error and a stream.
         let first = tokio::select! {
@@ -107,6 +118,7 @@ fn stream_events(
             () = started.closed() => { ctx.cancel(); return; }
         };
         if let Some(Err(e)) = first {
+            crate::core::telemetry::record_error(ctx.span(), &e);
             let _ = started.send(Err(ApiError::from(e)));
             return;
         }
@@ -145,6 +157,7 @@ fn stream_events(
                     }
                 }
                 Err(e) => {
+                    crate::core::telemetry::record_error(ctx.span(), &e);
                     let _ = tx.send(event(&ApiError::from(e).reply())).await;
                     let _ = tx.send(SseEvent::default().data("[DONE]")).await;
                     return;

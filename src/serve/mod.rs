@@ -33,6 +33,7 @@
 
 mod auth;
 mod chat;
+mod console;
 mod embeddings;
 mod error;
 mod threads;
@@ -49,6 +50,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use futures::stream::BoxStream;
 
+pub use self::console::Console;
 use self::error::ApiError;
 use crate::agents::AgentRun;
 use crate::agents::graph::CompiledGraph;
@@ -84,6 +86,9 @@ pub struct Server {
     agent: Option<CompiledGraph<AgentRun>>,
     #[cfg(feature = "mcp")]
     mcp: Option<crate::tools::mcp::McpToolServer>,
+    #[cfg(feature = "sqlite")]
+    traces: Option<crate::traces::TraceStore>,
+    console: Option<Console>,
 }
 
 impl Default for Server {
@@ -115,6 +120,9 @@ impl Server {
             agent: None,
             #[cfg(feature = "mcp")]
             mcp: None,
+            #[cfg(feature = "sqlite")]
+            traces: None,
+            console: None,
         }
     }
 
@@ -184,6 +192,24 @@ impl Server {
         self
     }
 
+    /// Serves the web console at `/`: a chat playground for the chat models and the agent, the
+    /// trace explorer over [`with_traces`](Self::with_traces)'s store, and the eval reports in
+    /// `console.evals`. Its JSON routes (`/api/...`) take the same API key as `/v1`.
+    #[must_use]
+    pub fn with_console(mut self, console: Console) -> Self {
+        self.console = Some(console);
+        self
+    }
+
+    /// The trace store the console's trace explorer reads (install its
+    /// [`layer`](crate::traces::TraceStore::layer) in the program's subscriber so that it fills).
+    #[cfg(feature = "sqlite")]
+    #[must_use]
+    pub fn with_traces(mut self, store: crate::traces::TraceStore) -> Self {
+        self.traces = Some(store);
+        self
+    }
+
     /// The routes, for embedding into an application's own axum server.
     pub fn router(self) -> Router {
         let limit = self.max_body_bytes;
@@ -196,6 +222,12 @@ impl Server {
             .route("/v1/threads/{thread}/history", get(threads::history))
             .route("/v1/threads/{thread}/runs", post(threads::run))
             .route("/v1/threads/{thread}/resume", post(threads::resume))
+            .route("/api/console", get(console::about))
+            .route("/api/runs", get(console::runs))
+            .route("/api/runs/{run}", get(console::run))
+            .route("/api/evals", get(console::evals))
+            .route("/api/evals/{name}", get(console::eval))
+            .route("/api/evals/{name}/report", get(console::eval_report))
             .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize));
         #[cfg(feature = "mcp")]
         let v1 = match state.mcp.clone() {
@@ -205,8 +237,17 @@ impl Server {
             ),
             None => v1,
         };
+        let pages = if state.console.is_some() {
+            Router::new()
+                .route("/", get(console::page))
+                .route("/console.js", get(console::script))
+                .route("/console.css", get(console::style))
+        } else {
+            Router::new()
+        };
         Router::new()
             .merge(v1)
+            .merge(pages)
             .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
             .fallback(|| async {
                 ApiError::refused(
@@ -257,6 +298,40 @@ fn mcp_routes(mcp: crate::tools::mcp::McpToolServer, keyed: bool) -> Router<Arc<
         config,
     );
     Router::new().nest_service("/mcp", service)
+}
+
+/// The root span of one served run, and the run's id (`x-catena-run-id`; the trace store files
+/// the run under it, so the console can open its trace).
+fn request_span(route: &str, target: &str) -> (tracing::Span, String) {
+    use tracing::field::Empty;
+    let run_id = format!("{:032x}", rand::random::<u128>());
+    let span = tracing::info_span!(
+        target: crate::core::telemetry::TARGET, "request",
+        otel.name = %format!("{route} {target}"), otel.kind = "server",
+        otel.status_code = Empty, otel.status_description = Empty, error.type = Empty,
+        openinference.span.kind = "CHAIN", http.route = route, catena.run.id = run_id.as_str(),
+        catena.served = target,
+    );
+    (span, run_id)
+}
+
+/// Headers with a run's id and, when known, its tokens and cost.
+fn run_headers(run_id: &str, usage: Option<&crate::core::UsageReport>) -> axum::http::HeaderMap {
+    use axum::http::HeaderValue;
+    let mut headers = axum::http::HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    put("x-catena-run-id", run_id.to_owned());
+    if let Some(usage) = usage {
+        put("x-catena-usage-input-tokens", usage.total.prompt_tokens.to_string());
+        put("x-catena-usage-output-tokens", usage.total.completion_tokens.to_string());
+        put("x-catena-usage-cached-tokens", usage.total.cached_prompt_tokens.to_string());
+        put("x-catena-cost-usd", format!("{:.6}", usage.cost_usd));
+    }
+    headers
 }
 
 fn unix_now() -> u64 {

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::Server;
+use super::{Server, request_span, run_headers};
 use super::error::{ApiError, ApiResult, parse_body};
 use crate::agents::graph::{
     CompiledGraph, GraphEvent, Interrupt, Outcome, Resume, Source, StreamMode, Thread,
@@ -90,9 +90,11 @@ enum Start {
 /// connection: a client that hangs up finds the result in `GET /v1/threads/{thread}`.
 fn streamed(server: Arc<Server>, thread: Thread, start: Start, modes: Vec<StreamMode>) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
+    let (span, run_id) = request_span("thread", thread.id());
     tokio::spawn(async move {
         let Some(graph) = server.agent.as_ref() else { return };
-        let ctx = RunContext::new();
+        // The request's span lives as long as this task: it ends with the stream.
+        let ctx = RunContext::new().with_span(span);
         let mut events = match start {
             Start::Ask(input) => graph.stream(&thread, AgentRun::ask(input), &modes, &ctx),
             Start::Resume(resume) => graph.stream_resume(&thread, resume, &modes, &ctx),
@@ -113,14 +115,18 @@ fn streamed(server: Arc<Server>, thread: Thread, start: Start, modes: Vec<Stream
                     sse("custom", &serde_json::json!({"node": node, "value": value}))
                 }
                 Ok(GraphEvent::Finished(outcome)) => sse("end", &reply(&thread, outcome)),
-                Err(e) => sse("error", &ApiError::from(e).reply()),
+                Err(e) => {
+                    crate::core::telemetry::record_error(ctx.span(), &e);
+                    sse("error", &ApiError::from(e).reply())
+                }
             };
             // A closed connection is ignored: the run goes on and is saved.
             let _ = tx.send(event).await;
         }
     });
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok::<_, Infallible>)));
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+    (run_headers(&run_id, None), Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+        .into_response()
 }
 
 fn sse(kind: &str, data: &impl Serialize) -> SseEvent {
@@ -241,13 +247,16 @@ async fn answer(
     if stream.stream {
         return Ok(streamed(Arc::clone(server), thread, start, stream.modes()));
     }
+    use tracing::Instrument as _;
     let graph = agent(server)?;
-    let ctx = RunContext::new();
+    let (span, run_id) = request_span("thread", thread.id());
+    let ctx = RunContext::new().with_span(span.clone());
     let outcome = match start {
-        Start::Ask(input) => graph.invoke(&thread, AgentRun::ask(input), &ctx).await?,
-        Start::Resume(resume) => graph.resume(&thread, resume, &ctx).await?,
-    };
-    Ok(Json(reply(&thread, outcome)).into_response())
+        Start::Ask(input) => graph.invoke(&thread, AgentRun::ask(input), &ctx).instrument(span.clone()).await,
+        Start::Resume(resume) => graph.resume(&thread, resume, &ctx).instrument(span.clone()).await,
+    }
+    .inspect_err(|e| crate::core::telemetry::record_error(&span, e))?;
+    Ok((run_headers(&run_id, Some(&ctx.usage())), Json(reply(&thread, outcome))).into_response())
 }
 
 pub(super) async fn state(

@@ -66,7 +66,10 @@ enum Command {
     /// (JSON and streaming), POST /v1/embeddings, GET /v1/models, GET /health. Any OpenAI client
     /// works with base URL http://ADDR/v1. Access logs go to stderr (RUST_LOG=info).
     ///
-    /// Example: catena serve --addr 127.0.0.1:8080
+    /// With --console, also a web console at http://ADDR/: chat with the models and the agent,
+    /// each run's trace (tokens, cost, timings), eval reports.
+    ///
+    /// Example: catena serve --addr 127.0.0.1:8080 --console
     Serve(serve::ServeArgs),
     /// Evaluate models and pipelines.
     #[command(subcommand)]
@@ -77,16 +80,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Log lines to stderr (access logs of `catena serve` show by default; everything else from
-    // warnings up), and the GenAI spans to an OpenTelemetry backend when OTEL_EXPORTER_OTLP_*
-    // says where. The handle flushes the last spans when main returns.
-    let _telemetry = match catena::telemetry::init("warn,catena::serve::access=info") {
-        Ok(telemetry) => telemetry,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -95,7 +88,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // `catena serve --console` keeps every run's spans in a trace store, which must be in the
+    // subscriber from the start (its writer runs on the runtime).
+    let traces = match &cli.command {
+        Command::Serve(args) => match runtime.block_on(serve::open_traces(args)) {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    // Log lines to stderr (access logs of `catena serve` show by default; everything else from
+    // warnings up), and the GenAI spans to an OpenTelemetry backend when OTEL_EXPORTER_OTLP_*
+    // says where. The handle flushes the last spans when main returns.
+    let layers = traces.iter().map(|store| tracing_subscriber::Layer::boxed(store.layer())).collect();
+    let _telemetry = match catena::telemetry::init_with("warn,catena::serve::access=info", layers) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, traces)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -104,7 +120,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+async fn run(cli: Cli, traces: Option<catena::traces::TraceStore>) -> Result<ExitCode> {
     match cli.command {
         Command::Models(cmd) => models::run(cmd).await,
         Command::Chat(args) => chat::chat(args).await,
@@ -116,7 +132,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             // A refusal already explained itself on stderr: exit 1 without another message.
             return Ok(if sql::sql(cmd).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(args, traces).await,
         Command::Eval(cmd) => eval::run(cmd).await,
         Command::Mcp(cmd) => mcp::run(cmd).await,
     }

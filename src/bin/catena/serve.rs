@@ -82,6 +82,47 @@ pub(crate) struct ServeArgs {
     /// With --mcp: offer only these tools (comma-separated names).
     #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "mcp")]
     mcp_tools: Option<Vec<String>>,
+    /// Also serve a web console at http://ADDR/: a chat playground for the chat model and (with
+    /// --agent) the agent, with streaming, tool steps and approvals; a trace explorer with every
+    /// run's spans, tokens, cost and timings (kept in --traces); the eval reports in --evals.
+    #[arg(long)]
+    console: bool,
+    /// With --console: the SQLite file that keeps the traces (default: traces.db in catena's
+    /// cache folder, ~/.cache/catena on Linux).
+    #[arg(long, value_name = "FILE", requires = "console")]
+    traces: Option<std::path::PathBuf>,
+    /// With --console: delete runs older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7.0)]
+    trace_days: f64,
+    /// With --console: keep the trace file under this many MiB (the oldest runs go first).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    trace_max_mib: u64,
+    /// With --console: a folder of `catena eval rag --out` folders (or one) to show as reports.
+    #[arg(long, value_name = "DIR", requires = "console")]
+    evals: Option<std::path::PathBuf>,
+}
+
+/// The trace store of `--console` (`None` without it).
+pub(crate) async fn open_traces(args: &ServeArgs) -> Result<Option<catena::traces::TraceStore>> {
+    use catena::traces::{Retention, TraceStore};
+    if !args.console {
+        return Ok(None);
+    }
+    let path = match &args.traces {
+        Some(path) => path.clone(),
+        None => dirs::cache_dir()
+            .map_or_else(|| std::path::PathBuf::from(".catena"), |d| d.join("catena"))
+            .join("traces.db"),
+    };
+    if !(args.trace_days.is_finite() && args.trace_days > 0.0) {
+        return Err(Error::invalid_input("--trace-days must be a positive number of days"));
+    }
+    let retention = Retention {
+        max_age: Some(std::time::Duration::from_secs_f64(args.trace_days * 86_400.0)),
+        max_bytes: Some(args.trace_max_mib.max(1).saturating_mul(1 << 20)),
+        ..Retention::default()
+    };
+    Ok(Some(TraceStore::open(path, retention).await?))
 }
 
 /// `--tool-format`: [`ToolFormat`] or detection.
@@ -162,7 +203,7 @@ async fn backend_models(
 }
 
 /// Runs `catena serve`.
-pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
+pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceStore>) -> Result<()> {
     use catena::core::FallbackChatModel;
     if args.fallback == Some(args.backend) {
         return Err(Error::invalid_input(
@@ -212,6 +253,15 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(embed) = embed {
         server = server.with_embedder(args.embed_name, embed);
+    }
+    if args.console {
+        if let Some(store) = traces {
+            eprintln!("catena serve: traces kept in {}", store.path().display());
+            server = server.with_traces(store);
+        }
+        server = server.with_console(catena::serve::Console { evals: args.evals.clone() });
+        // The line to open; printed last so it is the one a reader sees.
+        eprintln!("catena serve: console at http://{bound}/");
     }
     server
         .with_api_key(args.api_key)
