@@ -155,7 +155,10 @@ pub fn init_with(default_filter: &str, layers: Vec<BoxedLayer>) -> Result<Teleme
     } else {
         Telemetry { provider: None }
     };
-    tracing_subscriber::registry().with(all).try_init().map_err(|e| export_error("cannot set the subscriber", e))?;
+    tracing_subscriber::registry()
+        .with(all)
+        .try_init()
+        .map_err(|e| export_error("cannot set the subscriber", e))?;
     Ok(telemetry)
 }
 

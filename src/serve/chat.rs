@@ -56,7 +56,10 @@ pub(super) async fn chat_completions(
         // The run's tokens and cost in headers too: clients that read only the body's `usage`
         // lose nothing, and a gateway can meter without parsing bodies.
         let headers = run_headers(&run_id, Some(&ctx.usage()));
-        return Ok((headers, axum::Json(ChatCompletion::new(reply.id, reply.created, reply.model, &response)))
+        return Ok((
+            headers,
+            axum::Json(ChatCompletion::new(reply.id, reply.created, reply.model, &response)),
+        )
             .into_response());
     }
     // Streaming: the run is owned by the response stream; when the client goes away axum drops the

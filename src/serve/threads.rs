@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{Server, request_span, run_headers};
 use super::error::{ApiError, ApiResult, parse_body};
+use super::{Server, request_span, run_headers};
 use crate::agents::graph::{
     CompiledGraph, GraphEvent, Interrupt, Outcome, Resume, Source, StreamMode, Thread,
 };
@@ -125,7 +125,10 @@ fn streamed(server: Arc<Server>, thread: Thread, start: Start, modes: Vec<Stream
         }
     });
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|e| e.map(Ok::<_, Infallible>)));
-    (run_headers(&run_id, None), Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    (
+        run_headers(&run_id, None),
+        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
         .into_response()
 }
 

@@ -103,7 +103,10 @@ fn no_traces() -> ApiError {
 }
 
 #[cfg(feature = "sqlite")]
-pub(super) async fn runs(State(server): State<Arc<Server>>, Query(query): Query<RunsQuery>) -> ApiResult<Response> {
+pub(super) async fn runs(
+    State(server): State<Arc<Server>>,
+    Query(query): Query<RunsQuery>,
+) -> ApiResult<Response> {
     use crate::traces::{RunFilter, RunStatus};
     let store = server.traces.as_ref().ok_or_else(no_traces)?;
     let status = match query.status.as_deref().unwrap_or("") {
@@ -200,10 +203,14 @@ pub(super) async fn eval(State(server): State<Arc<Server>>, Path(name): Path<Str
     let dir = report(&server, &name)?;
     let summary: Value = serde_json::from_str(&read(&dir.join("summary.json"))?)
         .map_err(|e| ApiError::invalid(format!("{name}/summary.json is not JSON: {e}")))?;
-    Ok(Json(json!({"name": name, "summary": summary, "has_report": dir.join("report.html").is_file()})).into_response())
+    Ok(Json(json!({"name": name, "summary": summary, "has_report": dir.join("report.html").is_file()}))
+        .into_response())
 }
 
-pub(super) async fn eval_report(State(server): State<Arc<Server>>, Path(name): Path<String>) -> ApiResult<Response> {
+pub(super) async fn eval_report(
+    State(server): State<Arc<Server>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let html = read(&report(&server, &name)?.join("report.html"))?;
     // Sent as text: the console shows it in a sandboxed frame, never as a page of this origin.
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], html).into_response())
