@@ -131,6 +131,10 @@ until curl -sf http://127.0.0.1:6199/healthz >/dev/null; do sleep 1; done
   done; } | tee "$out/trace-overhead.jsonl"
 kill "$phoenix_pid"; rm -rf "$phoenix_dir"
 
+echo "== console: opening a 10,000-span run in the trace explorer, headless Chromium" >&2
+cargo build --quiet --release --no-default-features --features serve,sqlite --example console_load
+"${CARGO_TARGET_DIR}/release/examples/console_load" | tee "$out/console-load.txt"
+
 echo "== text-to-SQL on Chinook (local model)" >&2
 scripts/fetch-data.sh
 cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"

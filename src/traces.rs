@@ -847,6 +847,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn loads_and_database_queries_are_spans_with_their_counts_and_errors() {
+        use tracing::Instrument as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, dispatch) = store_in(dir.path(), Retention::default()).await;
+        std::fs::write(dir.path().join("notes.md"), "# Notes\n\nSome text.").unwrap();
+        let db = crate::query::sql::SqlDatabase::connect("sqlite::memory:").await.unwrap();
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let root = tracing::info_span!(target: TARGET, "ingest", catena.run.id = "io");
+        async {
+            let ctx = crate::core::RunContext::new();
+            let loaded = crate::loaders::load_file(&dir.path().join("notes.md"), &ctx).await;
+            assert_eq!(loaded.len(), 1);
+            let missing = crate::loaders::load_file(&dir.path().join("gone.pdf"), &ctx).await;
+            assert!(missing[0].is_err());
+            db.execute_unguarded("SELECT 1 UNION SELECT 2").await.unwrap();
+            db.execute_unguarded("SELECT * FROM no_such_table").await.unwrap_err();
+        }
+        .instrument(root)
+        .await;
+        store.flush().await.unwrap();
+        let spans = store.run("io").await.unwrap().unwrap().spans;
+        let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+        let load = named("load markdown")[0];
+        assert_eq!((load.attributes["catena.loader.documents"].as_i64(), load.error), (Some(1), false));
+        assert!(named("load pdf")[0].error);
+        let selects = named("SELECT sqlite");
+        assert_eq!(selects.len(), 2, "{spans:#?}");
+        assert_eq!(selects[0].attributes["db.response.returned_rows"], 2);
+        assert_eq!(selects[0].attributes["db.system.name"], "sqlite");
+        assert!(!selects[0].attributes.contains_key("db.query.text"), "query text only on opt-in");
+        assert!(
+            selects[1].error
+                && selects[1].attributes["error.message"].as_str().unwrap().contains("no_such_table")
+        );
+    }
+
+    #[tokio::test]
     async fn a_file_that_is_not_a_database_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("traces.db");

@@ -473,6 +473,67 @@ pub fn graph_step_span(ctx: &RunContext, thread: &str, node: &str, step: i64) ->
     )
 }
 
+/// The span of loading one source (`load {kind}`): `kind` is the loader (`markdown`, `pdf`, ...),
+/// `source` the file or URL it reads.
+#[must_use]
+pub fn loader_span(ctx: &RunContext, kind: &str, source: &str) -> Span {
+    tracing::info_span!(
+        target: TARGET, parent: ctx.span(), "load",
+        otel.name = %format!("load {kind}"), otel.kind = "internal",
+        otel.status_code = Empty, otel.status_description = Empty, error.type = Empty,
+        catena.loader.kind = kind, catena.loader.source = source,
+        catena.loader.documents = Empty, catena.loader.failed = Empty,
+    )
+}
+
+/// Records what a load gave: documents, and failures (the first one as the span's error).
+pub fn record_loaded<T>(span: &Span, results: &[Result<T>]) {
+    if span.is_disabled() {
+        return;
+    }
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    span.record("catena.loader.documents", count(results.len() - failed));
+    span.record("catena.loader.failed", count(failed));
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        record_error(span, e);
+    }
+}
+
+/// Runs one database query under its span (`{OPERATION} {system}`, OpenTelemetry's database
+/// conventions: `db.system.name` is `sqlite`, `postgresql` or `neo4j`), with the rows it returned
+/// and its error. The query text is recorded only when content capture is on: it may hold what
+/// a user typed.
+///
+/// # Errors
+/// The query's own error (also recorded on the span).
+pub async fn observe_db<T>(
+    system: &str,
+    query: &str,
+    rows: impl FnOnce(&T) -> usize,
+    run: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    use tracing::Instrument;
+    let operation = query.split_whitespace().next().unwrap_or("QUERY").to_ascii_uppercase();
+    let span = tracing::info_span!(
+        target: TARGET, "db_query",
+        otel.name = %format!("{operation} {system}"), otel.kind = "client",
+        otel.status_code = Empty, otel.status_description = Empty, error.type = Empty,
+        db.system.name = system, db.operation.name = operation.as_str(), db.query.text = Empty,
+        db.response.returned_rows = Empty,
+    );
+    if !span.is_disabled() && capture_content() {
+        span.record("db.query.text", query);
+    }
+    let result = run.instrument(span.clone()).await;
+    match &result {
+        Ok(value) => {
+            span.record("db.response.returned_rows", count(rows(value)));
+        }
+        Err(e) => record_error(&span, e),
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -42,6 +42,20 @@ impl FileKind {
             _ => FileKind::Text,
         }
     }
+
+    /// Its name in spans and logs: `markdown`, `html`, `pdf`, `json`, `jsonl`, `csv`, `text`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Markdown => "markdown",
+            FileKind::Html => "html",
+            FileKind::Pdf => "pdf",
+            FileKind::Json => "json",
+            FileKind::Jsonl => "jsonl",
+            FileKind::Csv => "csv",
+            FileKind::Text => "text",
+        }
+    }
 }
 
 /// Loads every file under a folder, recursively, in sorted path order (so runs are
@@ -163,10 +177,19 @@ impl DirectoryLoader {
 
 /// Loads one file with the loader its extension calls for.
 pub async fn load_file(path: &Path, ctx: &RunContext) -> Vec<Result<Document>> {
+    use tracing::Instrument as _;
+    let kind = FileKind::of(path);
+    let span = catena_core::telemetry::loader_span(ctx, kind.name(), &path.to_string_lossy());
+    let results = load_kind(path, kind, ctx).instrument(span.clone()).await;
+    catena_core::telemetry::record_loaded(&span, &results);
+    results
+}
+
+async fn load_kind(path: &Path, kind: FileKind, ctx: &RunContext) -> Vec<Result<Document>> {
     async fn all(loader: impl Loader, ctx: &RunContext) -> Vec<Result<Document>> {
         loader.load(ctx).collect().await
     }
-    match FileKind::of(path) {
+    match kind {
         FileKind::Markdown => all(MarkdownLoader::new(path), ctx).await,
         FileKind::Html => all(HtmlLoader::new(path), ctx).await,
         FileKind::Pdf => all(PdfLoader::new(path), ctx).await,

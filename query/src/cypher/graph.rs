@@ -139,6 +139,16 @@ impl Neo4jGraph {
         cypher: &str,
         params: &serde_json::Map<String, Value>,
     ) -> Result<Vec<serde_json::Map<String, Value>>> {
+        // Boxed: the chains above nest this future deeply enough to reach the compiler's type depth limit.
+        catena_core::telemetry::observe_db("neo4j", cypher, Vec::len, Box::pin(self.read_now(cypher, params)))
+            .await
+    }
+
+    async fn read_now(
+        &self,
+        cypher: &str,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<serde_json::Map<String, Value>>> {
         let mut query = neo4rs::query(cypher);
         for (key, value) in params {
             query = query.param(key, to_bolt(value)?);

@@ -270,6 +270,22 @@ impl SqlDatabase {
     }
 
     async fn fetch(&self, sql: &str, read_only: bool) -> Result<QueryResult> {
+        let system = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgresql",
+        };
+        catena_core::telemetry::observe_db(
+            system,
+            sql,
+            |r: &QueryResult| r.rows.len(),
+            Box::pin(self.fetch_now(sql, read_only)),
+        )
+        .await
+    }
+
+    async fn fetch_now(&self, sql: &str, read_only: bool) -> Result<QueryResult> {
         let limit = self.options.max_result_bytes;
         let timeout = self.options.statement_timeout;
         match &self.backend {
