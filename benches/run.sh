@@ -119,7 +119,7 @@ mcp_bench="$(cargo bench --quiet -p catena-tools --features mcp --bench mcp -- e
   cargo bench --quiet -p catena-tools --features mcp --bench mcp -- http 32 200; } | tee "$out/mcp.jsonl"
 
 echo "== tracing: the agent loop with no subscriber vs every GenAI span exported to a local Phoenix" >&2
-cargo build --quiet --release --no-default-features --features otel --example trace_overhead
+cargo build --quiet --release --no-default-features --features otel,sqlite --example trace_overhead
 phoenix_dir="$(mktemp -d)"
 PHOENIX_HOST=127.0.0.1 PHOENIX_PORT=6199 PHOENIX_GRPC_PORT=4399 PHOENIX_WORKING_DIR="$phoenix_dir" \
   PHOENIX_TELEMETRY_ENABLED=false "$data/phoenix/bin/phoenix" serve >/dev/null 2>&1 &
@@ -128,6 +128,7 @@ until curl -sf http://127.0.0.1:6199/healthz >/dev/null; do sleep 1; done
 { for round in 1 2 3; do
     "${CARGO_TARGET_DIR}/release/examples/trace_overhead" off 300
     "${CARGO_TARGET_DIR}/release/examples/trace_overhead" on 300 http://127.0.0.1:6199/v1/traces
+    "${CARGO_TARGET_DIR}/release/examples/trace_overhead" store 300
   done; } | tee "$out/trace-overhead.jsonl"
 kill "$phoenix_pid"; rm -rf "$phoenix_dir"
 

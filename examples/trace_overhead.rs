@@ -1,10 +1,11 @@
 //! What tracing costs an agent run: the agent-executor benchmark's loop (a scripted model, ten
 //! tool calls and an answer per run, so the loop itself is what is timed) with no subscriber, and
-//! with every GenAI span exported over OTLP/HTTP to a collector.
+//! with every GenAI span exported over OTLP/HTTP to a collector, or kept in a local trace store.
 //!
 //! ```text
 //! cargo run --release --example trace_overhead -- off 300
 //! cargo run --release --example trace_overhead -- on 300 http://127.0.0.1:6006/v1/traces
+//! cargo run --release --features sqlite --example trace_overhead -- store 300
 //! ```
 //!
 //! One mode per process (the subscriber is process-wide); benches/run.sh alternates them.
@@ -69,6 +70,20 @@ fn main() -> Result<()> {
         None
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // `store`: every span into a local trace store (what `catena serve --console` keeps) instead.
+    #[cfg(feature = "sqlite")]
+    let (store, _dir) = if mode == "store" {
+        let dir = tempfile::tempdir().map_err(|e| catena::core::Error::io("a temporary folder", e))?;
+        let store = rt.block_on(catena::traces::TraceStore::open(
+            dir.path().join("traces.db"),
+            catena::traces::Retention::default(),
+        ))?;
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(store.layer()))
+            .map_err(|e| catena::core::Error::invalid_input(e.to_string()))?;
+        (Some(store), Some(dir))
+    } else {
+        (None, None)
+    };
     let tools = ToolRegistry::new().with(Echo)?;
     let executors: Vec<AgentExecutor> = (0..runs)
         .map(|_| AgentExecutor::new(ToolCallingAgent::new(Arc::new(script())), tools.clone()))
@@ -86,6 +101,11 @@ fn main() -> Result<()> {
     // end makes sure every span was actually delivered.
     if let Some(telemetry) = &telemetry {
         telemetry.flush()?;
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(store) = &store {
+        rt.block_on(store.flush())?;
+        assert_eq!(store.dropped(), 0, "the store dropped spans");
     }
     let steps = runs * (CALLS + 1);
     let line = serde_json::json!({
