@@ -87,6 +87,7 @@ fn traces_on(_: &Server) -> bool {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(super) struct RunsQuery {
     status: Option<String>,
     q: Option<String>,
