@@ -221,3 +221,81 @@ async fn an_agent_runs_trace_reaches_phoenix_as_a_tree_with_tokens_tools_and_doc
     assert_eq!(first["id"], "launch.md", "{documents}");
     assert!(first["score"].as_f64().is_some_and(|s| s > 0.0), "{documents}");
 }
+
+/// `catena serve --console` with the standard OTLP variables set: the run a client makes is in
+/// the console's trace store and in Phoenix, under the same run id, with the same tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_run_is_in_the_console_and_in_phoenix_under_one_run_id() {
+    use std::io::{BufRead, BufReader};
+    let Some(phoenix) = phoenix().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--console", "--traces"])
+        .arg(dir.path().join("traces.db"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", phoenix.port))
+        // Batches every 200 ms instead of every 5 s, so the test need not wait.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("catena serve: console at "))
+        .expect("banner");
+    let console = banner.rsplit(' ').next().unwrap().to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    let _server = Phoenix { child, port: 0, _dir: tempfile::tempdir().unwrap() };
+
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{console}v1/chat/completions"))
+        .json(&serde_json::json!({"model": "chat", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say hello."}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    let run_id = header("x-catena-run-id");
+    let input_tokens: u64 = header("x-catena-usage-input-tokens").parse().unwrap();
+    assert!(input_tokens > 0);
+    assert_eq!(header("x-catena-cost-usd"), "0.000000", "the local model is free");
+
+    // The console's store: the request at the root, the model call beneath, the same tokens.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run: Value = loop {
+        let answer = client.get(format!("{console}api/runs/{run_id}")).send().await.unwrap();
+        if answer.status().is_success() {
+            break answer.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the run never reached the trace store");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["run"]["name"], "chat chat");
+    assert_eq!(run["run"]["input_tokens"].as_u64(), Some(input_tokens));
+    let llm = run["spans"].as_array().unwrap().iter().find(|s| s["kind"] == "LLM").expect("a model call");
+    assert_eq!(llm["attributes"]["gen_ai.usage.input_tokens"].as_u64(), Some(input_tokens));
+
+    // Phoenix: the same request span (found by the run id) with the model call as its child.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let spans = spans(phoenix.port).await;
+        let root = spans.iter().find(|s| s.attribute("catena.run.id") == Some(&Value::from(run_id.as_str())));
+        let child =
+            root.and_then(|root| spans.iter().find(|s| s.parent.as_deref() == Some(root.id.as_str())));
+        if let (Some(root), Some(child)) = (root, child) {
+            assert_eq!(root.name, "chat chat");
+            assert!(child.name.starts_with("chat "), "{child:?}");
+            assert_eq!(
+                child.attribute("gen_ai.usage.input_tokens").and_then(Value::as_u64),
+                Some(input_tokens)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "Phoenix did not receive the served run: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
