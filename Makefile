@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models data build demo rag test lint check-features doc bench clean
+.PHONY: help setup models data build demo console rag test lint check-features doc bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ build: setup ## build everything (debug)
 
 demo: models data ## open the agent REPL on the local model (docs search, SQL, calculator, time)
 	$(BIN)/examples/agent
+
+console: models ## serve the local agent model with the web console (chat, approvals, traces) at http://127.0.0.1:8080/
+	$(BIN)/catena serve --model agent --agent $(HOME)/.cache/catena/console-agent --console
 
 rag: models ## answer one question about this repository's docs with the RAG example (QUESTION="...")
 	$(BIN)/examples/rag "$(QUESTION)"

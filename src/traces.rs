@@ -260,7 +260,7 @@ impl TraceStore {
     }
 
     /// The layer that records catena's spans into this store (target
-    /// [`TARGET`](crate::core::telemetry::TARGET), level info and up).
+    /// [`TARGET`], level info and up).
     #[must_use]
     pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
     where

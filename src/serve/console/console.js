@@ -214,7 +214,6 @@ async function agentTurn({ path, body }) {
   reply.item.setAttribute('aria-busy', 'true');
   const steps = el('div', { class: 'steps' });
   reply.item.insertBefore(steps, reply.body);
-  let shown = 0;
   let streamed = '';
   try {
     const response = await api(`/v1/threads/${encodeURIComponent(chat.thread)}/${path}`, {
@@ -227,15 +226,15 @@ async function agentTurn({ path, body }) {
         streamed += value.text || '';
         reply.body.textContent = streamed;
       } else if (event === 'updates') {
+        // A node's update carries the steps it added (the state appends them).
         const update = value.update || {};
-        if (Array.isArray(update.steps)) {
-          for (const step of update.steps.slice(shown)) steps.append(stepView(step));
-          shown = Math.max(shown, update.steps.length);
+        if (Array.isArray(update.steps) && update.steps.length) {
+          for (const step of update.steps) steps.append(stepView(step));
           streamed = '';
           reply.body.textContent = '';
         }
       } else if (event === 'end') {
-        for (const step of (value.steps || []).slice(shown)) steps.append(stepView(step));
+        // Its `steps` are the whole run's, resumed parts included: this reply showed its own.
         reply.body.textContent = value.answer || '';
         if (value.status === 'interrupted') approvals(reply, value.interrupts || []);
         meta(reply, runId, value.usage);
