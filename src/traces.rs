@@ -487,7 +487,7 @@ async fn insert(pool: &SqlitePool, batch: &[(String, StoredSpan)]) -> std::resul
         .bind(span.start_ns)
         .bind(span.end_ns)
         .bind(i64::from(span.error))
-        .bind(Value::Object(span.attributes.clone()).to_string())
+        .bind(serde_json::to_string(&span.attributes).unwrap_or_default())
         .execute(&mut *tx)
         .await?;
         // Tokens and cost are counted on the model calls only: an agent span repeats its calls' totals.

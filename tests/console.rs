@@ -8,46 +8,28 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/console.rs"]
+mod console_server;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use browser::{Chromium, eval, painted_fraction, screenshot, wait_for};
-
-struct Served(std::process::Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use console_server::{Served, serve_console};
 
 /// `catena serve --console` on the agent model with an agent folder and an eval folder; returns
 /// the console's address.
 fn serve(dir: &std::path::Path, extra: &[&str]) -> (Served, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catena"));
+    command
         .args(["serve", "--model", "agent", "--addr", "127.0.0.1:0", "--console", "--agent"])
         .arg(dir.join("agent"))
         .arg("--traces")
         .arg(dir.join("traces.db"))
         .arg("--evals")
         .arg(dir.join("evals"))
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let banner = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|l| l.starts_with("catena serve: console at "))
-        .expect("the console's address is printed");
-    let url = banner.rsplit(' ').next().unwrap().to_owned();
-    std::thread::spawn(move || lines.for_each(drop));
-    (Served(child), url)
+        .args(extra);
+    serve_console(command)
 }
 
 /// An eval report as `catena eval rag --out` writes it, with a hostile name and content.

@@ -22,6 +22,9 @@ use catena::tools::{Calculator, RetrieverTool, ToolRegistry};
 use serde_json::Value;
 use tracing_subscriber::layer::SubscriberExt as _;
 
+#[path = "common/console.rs"]
+mod console_server;
+
 /// A Phoenix server on free loopback ports, stopped when dropped.
 struct Phoenix {
     child: Child,
@@ -226,28 +229,16 @@ async fn an_agent_runs_trace_reaches_phoenix_as_a_tree_with_tokens_tools_and_doc
 /// the console's trace store and in Phoenix, under the same run id, with the same tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_served_run_is_in_the_console_and_in_phoenix_under_one_run_id() {
-    use std::io::{BufRead, BufReader};
     let Some(phoenix) = phoenix().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catena"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catena"));
+    command
         .args(["serve", "--addr", "127.0.0.1:0", "--console", "--traces"])
         .arg(dir.path().join("traces.db"))
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", phoenix.port))
         // Batches every 200 ms instead of every 5 s, so the test need not wait.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let banner = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find(|l| l.starts_with("catena serve: console at "))
-        .expect("banner");
-    let console = banner.rsplit(' ').next().unwrap().to_owned();
-    std::thread::spawn(move || lines.for_each(drop));
-    let _server = Phoenix { child, port: 0, _dir: tempfile::tempdir().unwrap() };
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let (_server, console) = console_server::serve_console(command);
 
     let client = reqwest::Client::new();
     let response = client
