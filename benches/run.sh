@@ -136,6 +136,9 @@ echo "== console: opening a 10,000-span run in the trace explorer, headless Chro
 cargo build --quiet --release --no-default-features --features serve,sqlite --example console_load
 "${CARGO_TARGET_DIR}/release/examples/console_load" | tee "$out/console-load.txt"
 
+echo "== security: catena redteam on the local agent model, defences off vs on" >&2
+"$bin" redteam --model agent --out "$out/redteam-agent" | tee "$out/redteam-agent.txt"
+
 echo "== text-to-SQL on Chinook (local model)" >&2
 scripts/fetch-data.sh
 cargo run --quiet --example text_to_sql_eval -- "$out/text-to-sql.json"

@@ -56,6 +56,8 @@
 //!   (buffer, window, token, summary, summary-buffer, vector) and SQLite sessions.
 //! - [`eval`]: retrieval (trec_eval), text (BLEU, ROUGE, SQuAD) and RAG (Ragas) metrics, and a
 //!   runner that scores a RAG pipeline over a dataset.
+//! - [`redteam`]: catena's probes of prompt injection, leakage, exfiltration, encoding and XSS,
+//!   run with the defences of `core::security` on and off (`catena redteam`).
 //! - [`serve`] (feature `serve`): an OpenAI-compatible HTTP server for models and chains.
 //! - [`telemetry`] (feature `otel`): catena's GenAI spans exported over OTLP when the standard
 //!   `OTEL_EXPORTER_OTLP_*` variables are set; the run's tokens and cost are in
@@ -64,6 +66,7 @@
 //!   retention by age and size; what `catena serve --console` shows.
 //! - [`prelude`]: the names most programs use.
 
+pub mod redteam;
 #[cfg(feature = "serve")]
 pub mod serve;
 #[cfg(feature = "otel")]
@@ -125,6 +128,8 @@ mod documentation {
     struct RemoteAndServing;
     #[doc = include_str!("../docs/guides/retrieval.md")]
     struct Retrieval;
+    #[doc = include_str!("../docs/security.md")]
+    struct Security;
     #[doc = include_str!("../docs/guides/splitting.md")]
     struct Splitting;
     #[doc = include_str!("../docs/guides/structured-data.md")]

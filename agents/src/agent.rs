@@ -1,5 +1,6 @@
 //! The [`Agent`] trait: one decision per call, given the question and the steps so far.
 
+use catena_core::security::Guard;
 use catena_core::{Message, Result, RunContext, ToolCall, ToolSpec, Usage, async_trait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +38,10 @@ pub struct AgentState<'a> {
     pub steps: &'a [AgentStep],
     /// The tools the agent may call.
     pub tools: &'a [ToolSpec],
+    /// The defences of this decision: the agent appends [`Guard::system_prompt`]'s notes to its
+    /// system prompt and shows each tool's result through [`Guard::mark`]. The executor makes a
+    /// fresh one per decision ([`AgentExecutor::with_defences`](crate::AgentExecutor::with_defences)).
+    pub guard: &'a Guard,
 }
 
 /// One decision of an [`Agent`].

@@ -203,11 +203,13 @@ impl AgentExecutor {
         // Rewritten (summarized, redacted) for the model on every decision; the thread keeps
         // the conversation as it was.
         let conversation = self.rewrite_conversation(&run.input, &run.history, ctx).await?;
+        let guard = self.guard();
         let state = AgentState {
             input: &conversation.input,
             history: &conversation.history,
             steps: &run.steps,
             tools: &tools,
+            guard: &guard,
         };
         let config = self.config();
         let elapsed =
@@ -229,7 +231,7 @@ impl AgentExecutor {
             }
             other => other?,
         }
-        let mut planned = match self.agent().plan(state, ctx).await {
+        let mut planned = match self.decide(state, false, ctx).await {
             Err(e) if e.kind() == ErrorKind::ContextLengthExceeded => {
                 return self.stop_run(&run, state, update, StopReason::ContextLength, ctx).await;
             }
@@ -288,7 +290,14 @@ impl AgentExecutor {
         }
         if self.is_looping(&steps) {
             let tools = run.tools.clone();
-            let state = AgentState { input: &run.input, history: &run.history, steps: &steps, tools: &tools };
+            let guard = self.guard();
+            let state = AgentState {
+                input: &run.input,
+                history: &run.history,
+                steps: &steps,
+                tools: &tools,
+                guard: &guard,
+            };
             return self.stop_run(&run, state, update, StopReason::Looping, ctx).await;
         }
         Ok(update)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use catena_core::security::{Defences, Guard, LeakSite};
 use catena_core::{
     ChatModel, ChatRequest, ChatResponse, Error, ErrorKind, Event, FinishReason, Memory, Message, Result,
     Role, RunContext, Runnable, ToolCall, ToolSpec, Usage, async_trait,
@@ -132,6 +133,7 @@ pub struct AgentExecutor {
     selector: Option<Arc<ToolSelector>>,
     middleware: Vec<Arc<dyn Middleware>>,
     approval: ApprovalPolicy,
+    defences: Defences,
 }
 
 /// Which tool calls an agent graph ([`AgentExecutor::into_graph`]) pauses for a person's
@@ -179,6 +181,7 @@ impl AgentExecutor {
             selector: None,
             middleware: Vec::new(),
             approval: ApprovalPolicy::default(),
+            defences: Defences::default(),
         }
     }
 
@@ -239,6 +242,55 @@ impl AgentExecutor {
     pub fn with_approval(mut self, approval: ApprovalPolicy) -> Self {
         self.approval = approval;
         self
+    }
+
+    /// The defences around each model decision (default [`Defences::default`]): tool results
+    /// reach the model marked as data (spotlighting), the system prompt carries a canary, and a
+    /// canary or secret in a reply's text, its tool-call arguments or its streamed tokens stops
+    /// the run with [`Error::Blocked`]; links to hosts not allowed are removed from the answer.
+    /// [`Defences::off`] turns them off.
+    #[must_use]
+    pub fn with_defences(mut self, defences: Defences) -> Self {
+        self.defences = defences;
+        self
+    }
+
+    /// A guard for one model decision.
+    pub(crate) fn guard(&self) -> Guard {
+        self.defences.begin()
+    }
+
+    /// One model decision (`closing`: the answer asked for when a limit stopped the run) under
+    /// `state.guard`: streamed tokens filtered, the reply checked for leaks, the answer cleaned.
+    pub(crate) async fn decide(
+        &self,
+        state: AgentState<'_>,
+        closing: bool,
+        ctx: &RunContext,
+    ) -> Result<Plan> {
+        let (watched, tokens) = catena_core::security::filter_tokens(ctx, state.guard);
+        let planned = if closing {
+            self.agent.conclude(state, &watched).await
+        } else {
+            self.agent.plan(state, &watched).await
+        };
+        tokens.finish();
+        let mut plan = planned?;
+        let guard = state.guard;
+        guard.check(LeakSite::Answer, &plan.log)?;
+        match &mut plan.next {
+            Next::Call(calls) => {
+                for call in calls.iter() {
+                    guard.check(LeakSite::ToolArguments(call.name.clone()), &call.arguments.to_string())?;
+                }
+            }
+            Next::Finish(answer) => {
+                guard.check(LeakSite::Answer, answer)?;
+                *answer = guard.clean(answer).text;
+            }
+            Next::Invalid(_) => {}
+        }
+        Ok(plan)
     }
 
     /// Whether an agent graph pauses `call` for approval; `resumable` when the graph has a
@@ -337,13 +389,14 @@ impl AgentExecutor {
                 Err(e) if e.kind() == ErrorKind::LimitExceeded => break StopReason::Budget,
                 other => other?,
             }
-            let state = AgentState { input, history, steps: &steps, tools: &specs };
+            let guard = self.guard();
+            let state = AgentState { input, history, steps: &steps, tools: &specs, guard: &guard };
             let planned = match remaining {
-                Some(left) => match tokio::time::timeout(left, self.agent.plan(state, ctx)).await {
+                Some(left) => match tokio::time::timeout(left, self.decide(state, false, ctx)).await {
                     Ok(planned) => planned,
                     Err(_) => break StopReason::MaxTime,
                 },
-                None => self.agent.plan(state, ctx).await,
+                None => self.decide(state, false, ctx).await,
             };
             // A conversation too long for the model ends the run with its steps kept; any other
             // model failure is the caller's to handle.
@@ -396,7 +449,8 @@ impl AgentExecutor {
                 }
             }
         };
-        let state = AgentState { input, history, steps: &steps, tools: &specs };
+        let guard = self.guard();
+        let state = AgentState { input, history, steps: &steps, tools: &specs, guard: &guard };
         let (answer, _) = self.stopped_answer(stop, state, &mut usage, ctx).await?;
         self.emit_answer(&answer, ctx);
         Ok(AgentOutput { answer, steps, stop, usage, iterations })
@@ -443,11 +497,6 @@ impl AgentExecutor {
             Some(selector) => selector.select(input, &self.tools.specs(), ctx).await,
             None => Ok(self.tools.specs()),
         }
-    }
-
-    /// The agent that decides.
-    pub(crate) fn agent(&self) -> &Arc<dyn Agent> {
-        &self.agent
     }
 
     /// Reports the model's reasoning, unless it is the answer itself.
@@ -613,7 +662,7 @@ impl AgentExecutor {
             .cloned()
             .collect();
         let state = AgentState { steps: &kept, ..state };
-        match self.agent.conclude(state, ctx).await {
+        match self.decide(state, true, ctx).await {
             Ok(plan) => {
                 *usage += plan.usage;
                 match plan.next {
@@ -622,6 +671,7 @@ impl AgentExecutor {
                 }
             }
             Err(Error::Cancelled) => Err(Error::Cancelled),
+            Err(e) if e.kind() == ErrorKind::Blocked => Err(e),
             Err(e) => {
                 ctx.emit(Event::Warning { message: format!("the closing model call failed: {e}") });
                 Ok((fixed, false))

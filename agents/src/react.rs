@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use catena_core::security::Guard;
 use catena_core::{
     ChatModel, ChatRequest, FinishReason, Message, ResponseFormat, Result, RunContext, ToolCall, ToolSpec,
     async_trait,
@@ -113,10 +114,10 @@ impl ReActAgent {
     }
 
     fn request(&self, state: &AgentState<'_>, closing: bool) -> ChatRequest {
-        let mut messages = vec![Message::system(self.system_prompt(state.tools))];
+        let mut messages = vec![Message::system(state.guard.system_prompt(&self.system_prompt(state.tools)))];
         messages.extend(state.history.iter().filter(|m| m.role != catena_core::Role::System).cloned());
         let mut transcript = format!("Question: {}\n", state.input);
-        transcript.push_str(&scratchpad(state.steps));
+        transcript.push_str(&scratchpad(state.steps, state.guard));
         if closing {
             transcript.push_str(
                 "Thought: I must stop using tools now and answer from the observations above.\nFinal Answer:",
@@ -135,8 +136,9 @@ impl ReActAgent {
     }
 }
 
-/// The steps so far in the protocol's own format, ending where the model continues.
-fn scratchpad(steps: &[AgentStep]) -> String {
+/// The steps so far in the protocol's own format, ending where the model continues. What the
+/// tools returned is marked as data by `guard`.
+fn scratchpad(steps: &[AgentStep], guard: &Guard) -> String {
     let mut out = String::new();
     let mut last_turn = None;
     for step in steps {
@@ -146,7 +148,12 @@ fn scratchpad(steps: &[AgentStep]) -> String {
             out.push('\n');
             last_turn = Some(step.turn);
         }
-        let _ = writeln!(out, "Observation: {}", step.observation.trim_end());
+        let observation = step.observation.trim_end();
+        let shown = match &step.call {
+            Some(call) => guard.mark(&format!("result of {}", call.name), observation),
+            None => observation.to_owned(),
+        };
+        let _ = writeln!(out, "Observation: {shown}");
     }
     out
 }
@@ -463,7 +470,7 @@ mod tests {
             failed: true,
         }];
         assert_eq!(
-            scratchpad(&steps),
+            scratchpad(&steps, &Guard::off()),
             "Thought: add\nAction: add\nAction Input: {}\nObservation: Error: bad\n"
         );
     }

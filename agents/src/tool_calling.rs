@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use catena_core::security::Guard;
 use catena_core::{
     ChatModel, ChatRequest, Error, FinishReason, Message, Result, RunContext, ToolChoice, async_trait,
 };
@@ -87,18 +88,26 @@ impl ToolCallingAgent {
     fn messages(&self, state: &AgentState<'_>) -> Vec<Message> {
         let mut messages = Vec::with_capacity(state.history.len() + 2 + state.steps.len() * 2);
         // A system message in the history (a served conversation's) replaces the default one.
-        if !state.history.first().is_some_and(|m| m.role == catena_core::Role::System) {
-            messages.push(Message::system(self.system.clone()));
+        // Either way the guard's instructions (what its data boundaries mean, its canary) close it.
+        match state.history.split_first() {
+            Some((system, rest)) if system.role == catena_core::Role::System => {
+                messages.push(Message::system(state.guard.system_prompt(&system.content)));
+                messages.extend(rest.iter().cloned());
+            }
+            _ => {
+                messages.push(Message::system(state.guard.system_prompt(&self.system)));
+                messages.extend(state.history.iter().cloned());
+            }
         }
-        messages.extend(state.history.iter().cloned());
         messages.push(Message::user(state.input));
-        messages.extend(transcript(state.steps));
+        messages.extend(transcript(state.steps, state.guard));
         messages
     }
 }
 
-/// The steps as chat messages: each turn's assistant message with its calls, then the results.
-fn transcript(steps: &[AgentStep]) -> Vec<Message> {
+/// The steps as chat messages: each turn's assistant message with its calls, then the results
+/// (marked as data by `guard`).
+fn transcript(steps: &[AgentStep], guard: &Guard) -> Vec<Message> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(first) = steps.get(i) {
@@ -115,7 +124,8 @@ fn transcript(steps: &[AgentStep]) -> Vec<Message> {
         out.push(Message::assistant(first.log.clone()).with_tool_calls(calls));
         for step in turn {
             if let Some(call) = &step.call {
-                out.push(Message::tool(call.id.clone(), step.observation.clone()));
+                let shown = guard.mark(&format!("result of {}", call.name), &step.observation);
+                out.push(Message::tool(call.id.clone(), shown));
             }
         }
     }

@@ -20,6 +20,12 @@ use catena_core::{
 use catena_tools::{Calculator, ToolRegistry};
 use serde_json::json;
 
+/// An executor without the prompt-injection defences: these tests compare prompts exactly, and
+/// the defences (which add to them) have their own tests.
+fn plain(agent: impl catena_agents::Agent + 'static, tools: ToolRegistry) -> AgentExecutor {
+    AgentExecutor::new(agent, tools).with_defences(catena_core::security::Defences::off())
+}
+
 fn calc(i: usize) -> ToolCall {
     ToolCall {
         id: format!("c{i}"),
@@ -36,7 +42,7 @@ fn long_script() -> Vec<ScriptedReply> {
 }
 
 fn executor(model: Arc<ScriptedChatModel>, tools: ToolRegistry) -> AgentExecutor {
-    AgentExecutor::new(ToolCallingAgent::new(model), tools).with_max_iterations(10)
+    plain(ToolCallingAgent::new(model), tools).with_max_iterations(10)
 }
 
 fn calculator() -> ToolRegistry {

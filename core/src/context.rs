@@ -304,6 +304,11 @@ impl RunContext {
         self.limits
     }
 
+    /// The sink events go to, for a wrapper that filters them ([`security`](crate::security)).
+    pub(crate) fn event_sink(&self) -> Option<Arc<dyn EventSink>> {
+        self.events.clone()
+    }
+
     /// Whether anyone listens for events (producers may skip building costly events when not).
     #[must_use]
     pub fn has_event_sink(&self) -> bool {

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     /// A run reached one of its limits (super-steps, a budget, a call count); the message names
     /// the limit and what was running.
     LimitExceeded,
+    /// A defence stopped the output: a canary or a secret appeared in an answer or in a tool
+    /// call's arguments ([`security`](crate::security)). Retrying the same request is unsafe.
+    Blocked,
 }
 
 /// A lower-level error kept as the cause of an [`Error`].
@@ -133,6 +136,12 @@ pub enum Error {
         /// Which limit, what was running, and how to raise it.
         message: String,
     },
+    /// See [`ErrorKind::Blocked`].
+    #[error("blocked: {message}")]
+    Blocked {
+        /// What leaked (never the leaked text itself) and where.
+        message: String,
+    },
 }
 
 /// The three ways a model call can fail, as far as a caller's next step is concerned.
@@ -176,6 +185,7 @@ impl Error {
             Self::Cancelled => ErrorKind::Cancelled,
             Self::Interrupted { .. } => ErrorKind::Interrupted,
             Self::Limit { .. } => ErrorKind::LimitExceeded,
+            Self::Blocked { .. } => ErrorKind::Blocked,
         }
     }
 
@@ -255,7 +265,8 @@ impl Error {
             | Self::Timeout(_)
             | Self::Cancelled
             | Self::Interrupted { .. }
-            | Self::Limit { .. } => {}
+            | Self::Limit { .. }
+            | Self::Blocked { .. } => {}
         }
         self
     }

@@ -24,7 +24,7 @@
 //!
 //! ## Contents
 //! Every item is at the crate root (the modules are private: one path per item), except the test
-//! doubles in `testing` (feature `testing`) and the span helpers for component authors in
+//! doubles in `testing` (feature `testing`), the output defences in [`security`] and the span helpers for component authors in
 //! [`telemetry`] (OpenTelemetry's GenAI conventions).
 //!
 //! **Documents and messages**: [`Document`], [`ScoredDocument`], [`Metadata`], [`Filter`] (typed
@@ -62,6 +62,10 @@
 //! [`ChatCache`] and [`CachedEmbedder`] / [`EmbeddingCache`] (repeated calls answered from a
 //! cache, evaluation re-runs for free).
 //!
+//! **Security** ([`security`]): [`Defences`](security::Defences) and the per-request
+//! [`Guard`](security::Guard) — untrusted text marked as data (spotlighting), canaries and
+//! secret patterns that stop a leaking output, and answers cleaned of links to unknown hosts.
+//!
 //! **Testing** (feature `testing`): the `testing` module, a scripted chat model and a deterministic embedder.
 
 mod cache;
@@ -75,6 +79,7 @@ mod message;
 mod output;
 mod prompt;
 mod runnable;
+pub mod security;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

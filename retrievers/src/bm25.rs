@@ -398,9 +398,10 @@ impl Bm25Retriever {
 impl Retriever for Bm25Retriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, self.k)?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
         let hits: Vec<ScoredDocument> = self
             .index
-            .search(query, self.k, self.filter.as_ref())
+            .search(query, self.k, filter.as_ref())
             .into_iter()
             .filter_map(|(i, s)| {
                 self.index.documents.get(i).map(|d| ScoredDocument::new(d.clone(), s as f32))

@@ -150,7 +150,8 @@ impl Retriever for HydeRetriever {
                 *m += x / vectors.len() as f32;
             }
         }
-        let hits = self.store.search(&mean, self.k, self.filter.as_ref()).await?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
+        let hits = self.store.search(&mean, self.k, filter.as_ref()).await?;
         Ok(crate::retrieved(ctx, query, hits))
     }
 }

@@ -78,7 +78,9 @@ mod self_query;
 mod vector;
 
 pub use bm25::{Analyzer, Bm25Index, Bm25Params, Bm25Retriever, Idf};
-pub use cited::{Answer, CITED_ANSWER_PROMPT, CitedAnswer, NO_SOURCES, citation, numbered_sources};
+pub use cited::{
+    Answer, CITED_ANSWER_PROMPT, CitedAnswer, NO_SOURCES, citation, marked_sources, numbered_sources,
+};
 pub use expansion::{HYDE_PROMPT, HydeRetriever, MULTI_QUERY_PROMPT, MultiQueryRetriever};
 pub use fusion::{EnsembleRetriever, Fusion, RankBase, fuse};
 pub use index::{Cleanup, IndexReport, Indexer, document_id, index_documents, index_with_cleanup};

@@ -132,8 +132,9 @@ impl Retriever for MmrRetriever {
             return Err(Error::invalid_input(format!("MMR lambda must be in [0, 1], not {}", self.lambda)));
         }
         let vector = self.embedder.embed_one(query, ctx).await?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
         let candidates =
-            self.store.search_with_vectors(&vector, self.fetch_k.max(self.k), self.filter.as_ref()).await?;
+            self.store.search_with_vectors(&vector, self.fetch_k.max(self.k), filter.as_ref()).await?;
         let vectors: Vec<Vec<f32>> = candidates.iter().map(|(_, v)| v.clone()).collect();
         let picks = maximal_marginal_relevance(&vector, &vectors, self.k, self.lambda);
         let mut slots: Vec<Option<ScoredDocument>> = candidates.into_iter().map(|(d, _)| Some(d)).collect();

@@ -181,7 +181,8 @@ impl Retriever for ParentDocumentRetriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, self.k)?;
         let vector = self.embedder.embed_one(query, ctx).await?;
-        let children = self.store.search(&vector, self.fetch_k.max(self.k), self.filter.as_ref()).await?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
+        let children = self.store.search(&vector, self.fetch_k.max(self.k), filter.as_ref()).await?;
         let mut order: Vec<(String, f32)> = Vec::new();
         for child in children {
             let Some(parent) = child.document.metadata.get(PARENT_ID).and_then(|v| v.as_str()) else {
@@ -196,7 +197,13 @@ impl Retriever for ParentDocumentRetriever {
         }
         let ids: Vec<String> = order.iter().map(|(id, _)| id.clone()).collect();
         let parents = self.parents.get(&ids).await?;
-        let by_id: HashMap<String, Document> = parents.into_iter().map(|d| (document_id(&d), d)).collect();
+        // A parent is returned only when its own access list admits the caller too.
+        let access = catena_core::security::access_filter(ctx);
+        let by_id: HashMap<String, Document> = parents
+            .into_iter()
+            .filter(|d| access.as_ref().is_none_or(|a| a.matches_document(d)))
+            .map(|d| (document_id(&d), d))
+            .collect();
         let hits = order
             .into_iter()
             .filter_map(|(id, score)| by_id.get(&id).cloned().map(|d| ScoredDocument::new(d, score)))

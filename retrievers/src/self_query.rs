@@ -236,7 +236,9 @@ impl Retriever for SelfQueryRetriever {
         // A question that is only a filter ("documents from 2021") still needs a vector to rank by.
         let text = if structured.query.is_empty() { question } else { structured.query.as_str() };
         let vector = self.embedder.embed_one(text, ctx).await?;
-        let hits = self.store.search(&vector, self.k, structured.filter.as_ref()).await?;
+        // The model's filter narrows what the caller may read; it never widens it.
+        let filter = catena_core::security::scoped_filter(structured.filter.as_ref(), ctx);
+        let hits = self.store.search(&vector, self.k, filter.as_ref()).await?;
         Ok(crate::retrieved(ctx, question, hits))
     }
 }

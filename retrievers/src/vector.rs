@@ -49,7 +49,8 @@ impl Retriever for VectorStoreRetriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, self.k)?;
         let vector = self.embedder.embed_one(query, ctx).await?;
-        let mut hits = self.store.search(&vector, self.k, self.filter.as_ref()).await?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
+        let mut hits = self.store.search(&vector, self.k, filter.as_ref()).await?;
         if let Some(t) = self.score_threshold {
             hits.retain(|h| h.score >= t);
         }

@@ -82,6 +82,10 @@ impl From<Error> for ApiError {
             ErrorKind::LimitExceeded => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", Some("limit_exceeded"))
             }
+            // The answer leaked a canary or a secret: not the caller's fault, and not retryable.
+            ErrorKind::Blocked => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "content_filter", Some("output_blocked"))
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
         };
         Self { status, kind, message: e.to_string(), param: None, code }

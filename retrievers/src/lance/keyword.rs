@@ -41,7 +41,8 @@ impl LanceKeywordRetriever {
 #[async_trait]
 impl catena_core::Retriever for LanceKeywordRetriever {
     async fn retrieve(&self, query: &str, ctx: &RunContext) -> Result<Vec<ScoredDocument>> {
-        let hits = self.store.keyword_search(query, self.k, self.filter.as_ref()).await?;
+        let filter = catena_core::security::scoped_filter(self.filter.as_ref(), ctx);
+        let hits = self.store.keyword_search(query, self.k, filter.as_ref()).await?;
         crate::emit_retrieved(ctx, query, &hits);
         Ok(hits)
     }

@@ -219,6 +219,12 @@ pub(crate) struct IngestArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Who may read what this run ingests: users and groups, comma-separated (`*` for
+    /// everyone), kept as each chunk's `access` list. A query run `--as` a principal sees only
+    /// chunks whose list names it or one of its groups; chunks without a list are hidden from
+    /// principals (see docs/security.md).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    access: Vec<String>,
     #[command(flatten)]
     split: SplitArgs,
 }
@@ -257,6 +263,8 @@ impl Embedder for TimedEmbedder {
 /// stored, cleans up stale ones; reports progress and a summary.
 pub(crate) async fn ingest(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
+    let access =
+        if args.access.is_empty() { None } else { Some(catena::core::security::access_list(&args.access)?) };
     std::fs::create_dir_all(&args.store).map_err(|e| Error::io(&args.store, e))?;
     let model: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
     let splitter = build_splitter(&args.split, Some(model.clone())).await?;
@@ -284,7 +292,10 @@ pub(crate) async fn ingest(args: IngestArgs) -> Result<()> {
         let mut file_failed = false;
         for item in items {
             let doc = match item {
-                Ok(doc) => doc,
+                Ok(doc) => match &access {
+                    Some(list) => doc.with_metadata(catena::core::security::ACCESS_FIELD, list.clone()),
+                    None => doc,
+                },
                 Err(e) => {
                     failures.push(e.to_string());
                     file_failed = true;

@@ -10,6 +10,7 @@ mod ingest;
 mod mcp;
 mod models;
 mod query;
+mod redteam;
 mod serve;
 mod sql;
 
@@ -77,6 +78,12 @@ enum Command {
     /// Model Context Protocol: serve catena's tools to MCP clients.
     #[command(subcommand)]
     Mcp(mcp::McpCommand),
+    /// Attack a model with catena's prompt-injection, leakage, exfiltration, encoding and XSS
+    /// probes, inside catena's RAG chain and agent, with the defences on and off; prints the
+    /// attack success rate per family and writes OUT/report.html and OUT/report.json.
+    ///
+    /// Example: catena redteam --base-url http://127.0.0.1:8080/v1 --model chat --out redteam
+    Redteam(redteam::RedteamArgs),
 }
 
 fn main() -> ExitCode {
@@ -135,6 +142,7 @@ async fn run(cli: Cli, traces: Option<catena::traces::TraceStore>) -> Result<Exi
         Command::Serve(args) => serve::serve(args, traces).await,
         Command::Eval(cmd) => eval::run(cmd).await,
         Command::Mcp(cmd) => mcp::run(cmd).await,
+        Command::Redteam(args) => redteam::redteam(args).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

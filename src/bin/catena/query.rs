@@ -81,6 +81,11 @@ pub(crate) struct QueryArgs {
     /// Most tokens in the answer.
     #[arg(long, default_value_t = 400)]
     max_tokens: u32,
+    /// Search as this principal: `alice`, or `alice,hr,eng` (a user, then its groups). Only
+    /// chunks whose access list (`catena ingest --access`) names one of them, or `*`, are
+    /// returned; the condition is part of the store query.
+    #[arg(long = "as", value_delimiter = ',', value_name = "USER[,GROUP...]")]
+    principal: Vec<String>,
     /// Print the results (and answer) as JSON.
     #[arg(long)]
     json: bool,
@@ -132,7 +137,14 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
         None => retriever,
     };
 
-    let ctx = RunContext::new();
+    let mut ctx = RunContext::new();
+    if let Some((user, groups)) = args.principal.split_first() {
+        let mut principal = catena::core::security::Principal::new(user)?;
+        for group in groups {
+            principal = principal.with_group(group)?;
+        }
+        ctx = ctx.with_extension(principal);
+    }
     if !args.answer {
         let mut hits = retriever.retrieve(&args.question, &ctx).await?;
         hits.truncate(args.k);

@@ -63,6 +63,10 @@ pub(crate) struct EvalRagArgs {
     /// Call the models for every request, reading and writing no cache.
     #[arg(long)]
     no_cache: bool,
+    /// Answer without catena's prompt-injection defences (spotlighting, canary, link
+    /// cleaning), to measure what they cost in answer quality (see docs/security.md).
+    #[arg(long)]
+    no_defences: bool,
 }
 
 /// The pipeline under evaluation: hybrid retrieval, then the cited answer `catena query --answer`
@@ -128,7 +132,14 @@ pub(super) async fn eval_rag(args: EvalRagArgs) -> Result<()> {
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
     let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store).with_k(args.k));
     let retriever = Arc::new(EnsembleRetriever::new(vec![keywords, similarity]).with_k(args.k));
-    let pipeline = StoreRag(CitedAnswer::new(retriever, model).with_k(args.k).with_max_tokens(256));
+    let defences = if args.no_defences {
+        catena::core::security::Defences::off()
+    } else {
+        catena::core::security::Defences::default()
+    };
+    let pipeline = StoreRag(
+        CitedAnswer::new(retriever, model).with_k(args.k).with_max_tokens(256).with_defences(defences),
+    );
     let judge = Judge::new(judge_model).with_embedder(embedder).with_questions(2);
 
     let bar = indicatif::ProgressBar::new(dataset.len() as u64);
