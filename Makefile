@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models data build demo console rag test lint check-features doc bench clean
+.PHONY: help setup models data build demo console rag test lint check-features doc redteam bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ check-features: setup ## build each crate with no default features and each feat
 
 doc: setup ## build the API docs
 	$(CARGO) doc --workspace --no-deps
+
+redteam: models ## catena redteam on the local agent model and garak against catena serve (installs garak once, in its own cache)
+	benches/redteam.sh
 
 bench: models ## run the benchmarks side by side with their references (see docs/benchmarks.md)
 	benches/run.sh

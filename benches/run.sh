@@ -136,8 +136,8 @@ echo "== console: opening a 10,000-span run in the trace explorer, headless Chro
 cargo build --quiet --release --no-default-features --features serve,sqlite --example console_load
 "${CARGO_TARGET_DIR}/release/examples/console_load" | tee "$out/console-load.txt"
 
-echo "== security: catena redteam on the local agent model, defences off vs on" >&2
-"$bin" redteam --model agent --out "$out/redteam-agent" | tee "$out/redteam-agent.txt"
+echo "== security: catena redteam (defences off vs on) and garak against catena serve" >&2
+benches/redteam.sh "$out/redteam"
 
 echo "== text-to-SQL on Chinook (local model)" >&2
 scripts/fetch-data.sh

@@ -328,7 +328,7 @@ impl Guard {
     /// [`Error::Blocked`] naming what leaked (never the leaked text) and where; a
     /// `catena::security` warning event records it.
     pub fn check(&self, site: LeakSite, text: &str) -> Result<()> {
-        let what = if self.canary.as_deref().is_some_and(|c| text.contains(c)) {
+        let what = if self.canary.as_deref().is_some_and(|c| canary_in(c, text)) {
             "the system prompt's canary".to_owned()
         } else if let Some(secret) = self.defences.secrets.iter().find(|s| s.regex.is_match(text)) {
             secret.name.clone()
@@ -428,6 +428,124 @@ impl TokenState {
             Ok(text) => self.sink.send(Event::Token { text }),
             Err(e) => self.sink.send(Event::Warning { message: e.to_string() }),
         }
+    }
+}
+
+/// A chat model whose replies pass the output defences: what a server or gateway of raw model
+/// calls can apply without knowing which parts of a prompt are data. With a canary on, the
+/// canary is added to the request's system message (one is added when there is none); every
+/// reply, streamed or not, is checked for the canary and the secret patterns (text and tool-call
+/// arguments) and its text cleaned of links to hosts not allowed. Spotlighting does not apply
+/// here: the caller built the prompt.
+///
+/// ```
+/// use std::sync::Arc;
+/// use catena_core::security::{Defences, GuardedChatModel};
+/// use catena_core::testing::ScriptedChatModel;
+/// use catena_core::{ChatModel, ChatRequest, Message, RunContext};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let model = Arc::new(ScriptedChatModel::new(["Hi ![x](https://evil.example/?q=1)"]));
+/// let guarded = GuardedChatModel::new(model, Defences::default().with_canary(false));
+/// let reply = guarded.chat(ChatRequest::new(vec![Message::user("hello")]), &RunContext::new()).await.unwrap();
+/// assert_eq!(reply.text(), "Hi ");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct GuardedChatModel {
+    inner: Arc<dyn crate::ChatModel>,
+    defences: Defences,
+}
+
+impl GuardedChatModel {
+    /// `inner` behind `defences` (their spotlighting mode is ignored).
+    pub fn new(inner: Arc<dyn crate::ChatModel>, defences: Defences) -> Self {
+        Self { inner, defences: defences.with_spotlighting(Spotlighting::Off) }
+    }
+
+    /// A guard for one request, with its canary in the request's system message.
+    fn begin(&self, request: &mut crate::ChatRequest) -> Guard {
+        let guard = self.defences.begin();
+        let notes = guard.instructions();
+        if !notes.is_empty() {
+            match request.messages.iter_mut().find(|m| m.role == crate::Role::System) {
+                Some(system) => system.content = guard.system_prompt(&system.content),
+                None => request.messages.insert(0, crate::Message::system(notes)),
+            }
+        }
+        guard
+    }
+}
+
+fn check_calls(guard: &Guard, calls: &[crate::ToolCall]) -> Result<()> {
+    for call in calls {
+        guard.check(LeakSite::ToolArguments(call.name.clone()), &call.arguments.to_string())?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl crate::ChatModel for GuardedChatModel {
+    async fn chat(&self, mut request: crate::ChatRequest, ctx: &RunContext) -> Result<crate::ChatResponse> {
+        let guard = self.begin(&mut request);
+        let mut response = self.inner.chat(request, ctx).await?;
+        guard.check(LeakSite::Answer, &response.message.content)?;
+        check_calls(&guard, &response.message.tool_calls)?;
+        response.message.content = guard.clean(&response.message.content).text;
+        Ok(response)
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        mut request: crate::ChatRequest,
+        ctx: &'a RunContext,
+    ) -> futures::stream::BoxStream<'a, Result<crate::ChatDelta>> {
+        use futures::StreamExt as _;
+        let guard = self.begin(&mut request);
+        let filter = guard.output_filter();
+        // Each delta's text goes through the filter (which holds back an unfinished word); the
+        // last delta, or one added after a stream that had none, carries what was held back.
+        let deltas =
+            self.inner.chat_stream(request, ctx).map(Some).chain(futures::stream::once(async { None }));
+        Box::pin(
+            deltas
+                .scan((guard, filter, false), |(guard, filter, done), delta| {
+                    if *done {
+                        return futures::future::ready(None);
+                    }
+                    let out = match delta {
+                        Some(Ok(mut delta)) => (|| {
+                            check_calls(guard, &delta.tool_calls)?;
+                            let mut text = filter.push(&delta.content)?;
+                            if delta.finish_reason.is_some() {
+                                text.push_str(&filter.finish()?);
+                                *done = true;
+                            }
+                            delta.content = text;
+                            Ok(delta)
+                        })(),
+                        Some(Err(e)) => Err(e),
+                        None => {
+                            *done = true;
+                            filter
+                                .finish()
+                                .map(|content| crate::ChatDelta { content, ..crate::ChatDelta::default() })
+                        }
+                    };
+                    *done |= out.is_err();
+                    futures::future::ready(Some(out))
+                })
+                .filter(|out| {
+                    let empty = matches!(out, Ok(d) if d.content.is_empty() && d.tool_calls.is_empty()
+                && d.finish_reason.is_none() && d.usage.is_none());
+                    futures::future::ready(!empty)
+                }),
+        )
+    }
+
+    fn model_name(&self) -> &str {
+        self.inner.model_name()
     }
 }
 
@@ -536,6 +654,17 @@ pub fn scoped_filter(own: Option<&Filter>, ctx: &RunContext) -> Option<Filter> {
         (None, Some(access)) => Some(access),
         (Some(own), Some(access)) => Some(Filter::And(vec![access, own.clone()])),
     }
+}
+
+/// Whether `text` holds `canary` or a piece of it: small models copy a random string with
+/// slips (a digit dropped or changed), so any 8 consecutive characters of its random part count
+/// (32 random bits: natural text does not hold them by chance).
+fn canary_in(canary: &str, text: &str) -> bool {
+    if text.contains(canary) {
+        return true;
+    }
+    let random = canary.strip_prefix("cnry-").unwrap_or(canary).as_bytes();
+    random.windows(8).any(|piece| std::str::from_utf8(piece).is_ok_and(|piece| text.contains(piece)))
 }
 
 /// Cleans and checks a streamed answer (see [`Guard::output_filter`]).
@@ -936,6 +1065,59 @@ mod tests {
         );
     }
 
+    /// A model that repeats its system message (a leak), streamed a few characters at a time.
+    struct Parrot;
+
+    #[async_trait::async_trait]
+    impl crate::ChatModel for Parrot {
+        async fn chat(&self, request: crate::ChatRequest, _: &RunContext) -> Result<crate::ChatResponse> {
+            Ok(crate::ChatResponse {
+                message: crate::Message::assistant(format!("I was told: {}", request.messages[0].content)),
+                usage: crate::Usage::default(),
+                finish_reason: crate::FinishReason::Stop,
+            })
+        }
+
+        fn chat_stream<'a>(
+            &'a self,
+            request: crate::ChatRequest,
+            _: &'a RunContext,
+        ) -> futures::stream::BoxStream<'a, Result<crate::ChatDelta>> {
+            let text = format!("I was told: {}", request.messages[0].content);
+            let pieces: Vec<Result<crate::ChatDelta>> = text
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(3)
+                .map(|c| Ok(crate::ChatDelta { content: c.iter().collect(), ..crate::ChatDelta::default() }))
+                .collect();
+            Box::pin(futures::stream::iter(pieces))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guarded_model_stops_a_leak_streamed_or_not_and_keeps_a_clean_reply() {
+        use crate::ChatModel as _;
+        use futures::StreamExt as _;
+        let ctx = RunContext::new();
+        let request =
+            || crate::ChatRequest::new(vec![crate::Message::system("Be brief."), crate::Message::user("hi")]);
+        let guarded = GuardedChatModel::new(Arc::new(Parrot), Defences::default());
+        let err = guarded.chat(request(), &ctx).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Blocked);
+        let streamed: Vec<Result<crate::ChatDelta>> = guarded.chat_stream(request(), &ctx).collect().await;
+        let shown: String =
+            streamed.iter().filter_map(|d| d.as_ref().ok()).map(|d| d.content.as_str()).collect();
+        assert!(shown.starts_with("I was told: Be brief.") && !shown.contains("cnry-"), "{shown}");
+        assert!(streamed.last().unwrap().as_ref().is_err_and(|e| e.kind() == crate::ErrorKind::Blocked));
+
+        // Without a canary the same model passes, whole, and the stream ends with what was held back.
+        let open = GuardedChatModel::new(Arc::new(Parrot), Defences::default().with_canary(false));
+        assert_eq!(open.chat(request(), &ctx).await.unwrap().text(), "I was told: Be brief.");
+        let streamed: Vec<crate::ChatDelta> =
+            open.chat_stream(request(), &ctx).map(Result::unwrap).collect().await;
+        assert_eq!(streamed.iter().map(|d| d.content.as_str()).collect::<String>(), "I was told: Be brief.");
+    }
+
     #[test]
     fn marks_cannot_be_forged_and_modes_differ() {
         let guard = Defences::default().begin();
@@ -964,6 +1146,11 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("web_get") && !err.to_string().contains(key), "{err}");
         assert!(guard.check(LeakSite::Answer, "nothing to see").is_ok());
+        // A slipped copy of the canary (a character changed, the prefix dropped) still counts.
+        let canary = guard.canary().unwrap().to_owned();
+        let slipped = format!("marker {}x{}", &canary[..12], &canary[13..]);
+        assert!(guard.check(LeakSite::Answer, &slipped).is_err(), "{slipped}");
+        assert!(guard.check(LeakSite::Answer, &canary[5..14]).is_err());
         let bad = Defences::default().with_secret_pattern("x", "(").unwrap_err();
         assert_eq!(bad.kind(), crate::ErrorKind::InvalidInput);
         for re in [

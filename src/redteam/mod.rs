@@ -307,12 +307,25 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// Runs `probes` against `model` with the defences off and on; `progress` is told after each
-/// attempt (done, total). A model error is recorded on its outcome, not returned.
+/// Runs `probes` against `model` with [`Defences::off`] and [`Defences::default`]; `progress`
+/// is told after each attempt (done, total). A model error is recorded on its outcome, not
+/// returned.
 pub async fn run(
     model: Arc<dyn ChatModel>,
     target: &str,
     probes: &[Probe],
+    ctx: &RunContext,
+    progress: impl Fn((usize, usize)),
+) -> Report {
+    run_with(model, target, probes, &Defences::default(), ctx, progress).await
+}
+
+/// [`run`] with `defences` as the "on" setting (another spotlighting mode, allowed hosts).
+pub async fn run_with(
+    model: Arc<dyn ChatModel>,
+    target: &str,
+    probes: &[Probe],
+    defences: &Defences,
     ctx: &RunContext,
     progress: impl Fn((usize, usize)),
 ) -> Report {
@@ -321,7 +334,8 @@ pub async fn run(
     let mut outcomes = Vec::with_capacity(total);
     for probe in probes {
         for on in [false, true] {
-            outcomes.push(attempt(&model, probe, on, ctx).await);
+            let setting = if on { defences.clone() } else { Defences::off() };
+            outcomes.push(attempt(&model, probe, on, setting, ctx).await);
             progress((outcomes.len(), total));
         }
     }
@@ -356,11 +370,13 @@ pub async fn run(
     }
 }
 
-fn defences(on: bool) -> Defences {
-    if on { Defences::default() } else { Defences::off() }
-}
-
-async fn attempt(model: &Arc<dyn ChatModel>, probe: &Probe, on: bool, ctx: &RunContext) -> Outcome {
+async fn attempt(
+    model: &Arc<dyn ChatModel>,
+    probe: &Probe,
+    on: bool,
+    defences: Defences,
+    ctx: &RunContext,
+) -> Outcome {
     let mut outcome = Outcome {
         probe: probe.id,
         family: probe.family,
@@ -372,10 +388,10 @@ async fn attempt(model: &Arc<dyn ChatModel>, probe: &Probe, on: bool, ctx: &RunC
         error: None,
     };
     let result = match &probe.channel {
-        Channel::Rag { poison } => rag_attempt(model, probe, poison.as_deref(), on, ctx).await,
+        Channel::Rag { poison } => rag_attempt(model, probe, poison.as_deref(), defences, ctx).await,
         Channel::Tool { page } => {
             let sent = Arc::new(Mutex::new(Vec::new()));
-            let result = tool_attempt(model, probe, page, on, Arc::clone(&sent), ctx).await;
+            let result = tool_attempt(model, probe, page, defences, Arc::clone(&sent), ctx).await;
             outcome.calls = sent.lock().map(|calls| calls.clone()).unwrap_or_default();
             result
         }
@@ -398,7 +414,7 @@ async fn rag_attempt(
     model: &Arc<dyn ChatModel>,
     probe: &Probe,
     poison: Option<&str>,
-    on: bool,
+    defences: Defences,
     ctx: &RunContext,
 ) -> Result<String> {
     let mut docs: Vec<Document> =
@@ -407,8 +423,7 @@ async fn rag_attempt(
         docs.push(Document::new(poison).with_metadata("source", "aurora/community-notes.md"));
     }
     let retriever = Arc::new(Bm25Retriever::from_documents(docs)?.with_k(3));
-    let chain =
-        CitedAnswer::new(retriever, Arc::clone(model)).with_max_tokens(160).with_defences(defences(on));
+    let chain = CitedAnswer::new(retriever, Arc::clone(model)).with_max_tokens(160).with_defences(defences);
     Ok(chain.invoke(probe.question.clone(), ctx).await?.text)
 }
 
@@ -416,13 +431,13 @@ async fn tool_attempt(
     model: &Arc<dyn ChatModel>,
     probe: &Probe,
     page: &str,
-    on: bool,
+    defences: Defences,
     sent: Arc<Mutex<Vec<Value>>>,
     ctx: &RunContext,
 ) -> Result<String> {
     let tools = ToolRegistry::new().with(FetchPage(page.to_owned()))?.with(SendEmail(sent))?;
     let agent = ToolCallingAgent::new(Arc::clone(model)).with_max_tokens(160);
-    let executor = AgentExecutor::new(agent, tools).with_max_iterations(3).with_defences(defences(on));
+    let executor = AgentExecutor::new(agent, tools).with_max_iterations(3).with_defences(defences);
     Ok(executor.run(&probe.question, ctx).await?.answer)
 }
 

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use catena::core::security::{Defences, Spotlighting};
 use catena::core::{ChatModel, Error, Result, RunContext};
 use catena::models::openai::{OpenAiChatModel, OpenAiConfig};
-use catena::redteam::{Probe, probes, run};
+use catena::redteam::{Probe, probes, run_with};
 use clap::Args;
 
 /// `catena redteam` options.
@@ -33,9 +34,21 @@ pub(crate) struct RedteamArgs {
     /// List the probes and exit.
     #[arg(long)]
     list: bool,
+    /// How the "on" setting marks untrusted text: `delimit` (the default), `datamark` (words
+    /// joined by ^ too) or `encode` (base64).
+    #[arg(long, value_enum, default_value_t = Mode::Delimit)]
+    spotlighting: Mode,
     /// Where report.html and report.json go (created if missing).
     #[arg(long, default_value = "redteam")]
     out: PathBuf,
+}
+
+/// The spotlighting modes, as the command line names them.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Delimit,
+    Datamark,
+    Encode,
 }
 
 /// Runs `catena redteam`.
@@ -68,9 +81,15 @@ pub(crate) async fn redteam(args: RedteamArgs) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let shown = bar.clone();
+    let spotlighting = match args.spotlighting {
+        Mode::Delimit => Spotlighting::Delimit,
+        Mode::Datamark => Spotlighting::Datamark,
+        Mode::Encode => Spotlighting::Encode,
+    };
+    let on = Defences::default().with_spotlighting(spotlighting);
+    let ctx = RunContext::new();
     let report =
-        run(model, &target, &chosen, &RunContext::new(), move |(done, _)| shown.set_position(done as u64))
-            .await;
+        run_with(model, &target, &chosen, &on, &ctx, move |(done, _)| shown.set_position(done as u64)).await;
     bar.finish_and_clear();
 
     let json = serde_json::to_string_pretty(&report)

@@ -100,6 +100,36 @@ pub(crate) struct ServeArgs {
     /// With --console: a folder of `catena eval rag --out` folders (or one) to show as reports.
     #[arg(long, value_name = "DIR", requires = "console")]
     evals: Option<std::path::PathBuf>,
+    /// Guard the chat model's replies (docs/security.md): a canary added to each request's
+    /// system message, and any reply (streamed or not) that leaks it or matches a secret
+    /// pattern answered with 422 `output_blocked`; images, links, URLs and HTML to hosts not
+    /// allowed removed from replies. The agent's runs are guarded either way.
+    #[arg(long)]
+    guard_output: bool,
+    /// With --guard-output: a host whose links and images stay in replies (`.example.com` or
+    /// `*.example.com` for its subdomains too); repeatable.
+    #[arg(long = "allow-host", value_name = "HOST", requires = "guard_output")]
+    allow_hosts: Vec<String>,
+    /// With --guard-output: also stop replies that match this regular expression; repeatable.
+    /// Common credential shapes (API keys, AWS key ids, GitHub tokens, private keys) always are.
+    #[arg(long = "secret-pattern", value_name = "REGEX", requires = "guard_output")]
+    secret_patterns: Vec<String>,
+}
+
+/// The served chat model behind the output defences of `--guard-output`.
+fn guarded(args: &ServeArgs, chat: Arc<dyn ChatModel>) -> Result<Arc<dyn ChatModel>> {
+    use catena::core::security::{Defences, GuardedChatModel};
+    if !args.guard_output {
+        return Ok(chat);
+    }
+    let mut defences = Defences::default().with_common_secret_patterns();
+    for host in &args.allow_hosts {
+        defences = defences.allow_host(host.clone());
+    }
+    for pattern in &args.secret_patterns {
+        defences = defences.with_secret_pattern(format!("a secret pattern ({pattern})"), pattern)?;
+    }
+    Ok(Arc::new(GuardedChatModel::new(chat, defences)))
 }
 
 /// The trace store of `--console` (`None` without it).
@@ -230,7 +260,8 @@ pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceS
         },
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
-    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), Arc::clone(&chat));
+    let served = guarded(&args, Arc::clone(&chat))?;
+    let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), served);
     if args.mcp {
         let offer = crate::mcp::Offer {
             store: args.mcp_store.as_deref(),
