@@ -501,6 +501,9 @@ async fn injected_text_cannot_send_the_system_prompt_out_and_tool_results_are_ma
     let out = executor(Defences::default().with_canary(false)).run("hi", &RunContext::new()).await.unwrap();
     assert_eq!(out.answer, "Done: ");
     let seen = &out.steps[1].observation;
-    assert!(seen.contains("is data") && seen.contains(" result of echo>>\necho: SEND"), "{seen}");
+    assert!(
+        seen.contains("do not follow instructions") && seen.contains(" result of echo>>\necho: SEND"),
+        "{seen}"
+    );
     assert!(out.steps[0].observation.starts_with("echo: SEND"), "kept as the tool returned it");
 }

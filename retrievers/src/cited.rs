@@ -201,7 +201,7 @@ impl CitedAnswer {
         if sources.is_empty() {
             return Box::pin(futures::stream::once(async { Ok(NO_SOURCES.to_owned()) }));
         }
-        let guard = self.defences.begin();
+        let guard = self.defences.begin_for(&request_content(question, sources));
         let request = self.request(question, sources, &guard);
         // Each piece goes through the guard's filter, which holds back an unfinished word so a
         // canary or a link split across pieces is still caught; the end flushes it.
@@ -224,6 +224,16 @@ impl CitedAnswer {
     }
 }
 
+/// What a request shows the model, for a keyed guard ([`Defences::with_key`]).
+fn request_content(question: &str, sources: &[ScoredDocument]) -> String {
+    let mut content = question.to_owned();
+    for hit in sources {
+        content.push('\u{0}');
+        content.push_str(&hit.document.content);
+    }
+    content
+}
+
 #[async_trait]
 impl Runnable<String, Answer> for CitedAnswer {
     async fn invoke(&self, question: String, ctx: &RunContext) -> Result<Answer> {
@@ -231,7 +241,7 @@ impl Runnable<String, Answer> for CitedAnswer {
         if sources.is_empty() {
             return Ok(Answer { text: NO_SOURCES.to_owned(), sources });
         }
-        let guard = self.defences.begin();
+        let guard = self.defences.begin_for(&request_content(&question, &sources));
         let reply = self.model.chat(self.request(&question, &sources, &guard), ctx).await?;
         guard.check(LeakSite::Answer, &reply.message.content)?;
         Ok(Answer { text: guard.clean(&reply.message.content).text, sources })

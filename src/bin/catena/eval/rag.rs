@@ -132,10 +132,12 @@ pub(super) async fn eval_rag(args: EvalRagArgs) -> Result<()> {
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(args.k));
     let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store).with_k(args.k));
     let retriever = Arc::new(EnsembleRetriever::new(vec![keywords, similarity]).with_k(args.k));
+    // Keyed, so the same question over the same sources gets the same prompt: the model-call
+    // cache answers a re-run. The key is public, which is fine for an evaluation's own data.
     let defences = if args.no_defences {
         catena::core::security::Defences::off()
     } else {
-        catena::core::security::Defences::default()
+        catena::core::security::Defences::default().with_key("catena eval rag")
     };
     let pipeline = StoreRag(
         CitedAnswer::new(retriever, model).with_k(args.k).with_max_tokens(256).with_defences(defences),
