@@ -181,7 +181,7 @@ impl AgentExecutor {
             selector: None,
             middleware: Vec::new(),
             approval: ApprovalPolicy::default(),
-            defences: Defences::default(),
+            defences: Defences::output_only(),
         }
     }
 
@@ -244,11 +244,14 @@ impl AgentExecutor {
         self
     }
 
-    /// The defences around each model decision (default [`Defences::default`]): tool results
-    /// reach the model marked as data (spotlighting), the system prompt carries a canary, and a
-    /// canary or secret in a reply's text, its tool-call arguments or its streamed tokens stops
-    /// the run with [`Error::Blocked`]; links to hosts not allowed are removed from the answer.
-    /// [`Defences::off`] turns them off.
+    /// The defences around each model decision. The default, [`Defences::output_only`], removes
+    /// links and images to hosts not allowed from the answer and streamed tokens. With
+    /// [`Defences::default`], tool results also reach the model marked as data (spotlighting)
+    /// and the system prompt carries a canary; a canary or secret in a reply's text, its
+    /// tool-call arguments or its streamed tokens stops the run with [`Error::Blocked`] before
+    /// the call runs. Not the default here: on the 1.5B local agent model the prompt-side
+    /// defences made it refuse ordinary questions now and then (docs/security.md).
+    /// [`Defences::off`] turns everything off.
     #[must_use]
     pub fn with_defences(mut self, defences: Defences) -> Self {
         self.defences = defences;

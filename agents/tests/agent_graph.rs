@@ -172,14 +172,9 @@ async fn edits_change_the_arguments_and_rejections_reach_the_model() {
     let out = done(&graph.resume(&thread, Resume::with(&reject).unwrap(), &ctx).await.unwrap());
     assert_eq!(out.answer, "Done.");
     assert_eq!(*notes.0.lock().unwrap(), ["final"]);
-    // The model read the rejection as the call's result (marked as data, as every result is).
+    // The model read the rejection as the call's result.
     let last = model.requests().last().unwrap().messages.last().unwrap().clone();
-    assert_eq!(last.role, Role::Tool);
-    assert!(
-        last.content.contains(" result of save_note>>\nNot this one: the user declined.\n<</"),
-        "{}",
-        last.content
-    );
+    assert_eq!((last.role, last.content.as_str()), (Role::Tool, "Not this one: the user declined."));
 }
 
 #[tokio::test]

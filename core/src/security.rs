@@ -59,7 +59,7 @@ pub enum Spotlighting {
     /// Shown as it is.
     Off,
     /// Inside `<<MARKER label>>` … `<</MARKER>>`, MARKER random per request. The default: a
-    /// few tokens per piece of data and about 70 in the system prompt.
+    /// few tokens per piece of data and about 45 in the system prompt.
     #[default]
     Delimit,
     /// Delimited, with the words of the data joined by `^` (datamarking): the model sees at
@@ -125,6 +125,15 @@ impl Default for Defences {
 }
 
 impl Defences {
+    /// Only the defences that leave the prompt as it is: answers cleaned of links to hosts not
+    /// allowed, and any secret patterns added later; no spotlighting, no canary. The agents'
+    /// default: on the 1.5B local agent model the prompt-side defences made it refuse ordinary
+    /// questions now and then (docs/security.md), so they are opt-in there.
+    #[must_use]
+    pub fn output_only() -> Self {
+        Self { spotlighting: Spotlighting::Off, canary: false, ..Self::default() }
+    }
+
     /// No defence: text passes as it is (what a red-team run compares against).
     #[must_use]
     pub fn off() -> Self {
