@@ -271,13 +271,16 @@ impl AgentExecutor {
         closing: bool,
         ctx: &RunContext,
     ) -> Result<Plan> {
-        let (watched, tokens) = catena_core::security::filter_tokens(ctx, state.guard);
-        let planned = if closing {
-            self.agent.conclude(state, &watched).await
+        // Streamed tokens are filtered when the prompt carries something to catch (a canary);
+        // with the prompt untouched (`output_only`) the run's context is used as it is.
+        let planned = if state.guard.canary().is_some() {
+            let (watched, tokens) = catena_core::security::filter_tokens(ctx, state.guard);
+            let planned = self.plan_or_conclude(state, closing, &watched).await;
+            tokens.finish();
+            planned
         } else {
-            self.agent.plan(state, &watched).await
+            self.plan_or_conclude(state, closing, ctx).await
         };
-        tokens.finish();
         let mut plan = planned?;
         let guard = state.guard;
         guard.check(LeakSite::Answer, &plan.log)?;
@@ -294,6 +297,10 @@ impl AgentExecutor {
             Next::Invalid(_) => {}
         }
         Ok(plan)
+    }
+
+    async fn plan_or_conclude(&self, state: AgentState<'_>, closing: bool, ctx: &RunContext) -> Result<Plan> {
+        if closing { self.agent.conclude(state, ctx).await } else { self.agent.plan(state, ctx).await }
     }
 
     /// Whether an agent graph pauses `call` for approval; `resumable` when the graph has a
