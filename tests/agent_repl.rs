@@ -23,8 +23,14 @@ struct Run {
     ok: bool,
 }
 
+/// One REPL at a time in this binary: several 1.5B-model processes decoding at once on two cores
+/// changed the default agent's greedy reply (it refused a SQL answer in full-suite runs and
+/// answered it when run alone); issue 21 tracks why load changes a greedy decode.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs the agent with these arguments on a script of stdin lines, in `dir`, with no API key.
 fn run_agent(dir: &Path, args: &[&str], script: &str) -> Run {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut child = Command::new(agent_binary())
         .args(args)
         .env("CATENA_AGENT_DIR", dir)

@@ -245,11 +245,11 @@ impl AgentExecutor {
     }
 
     /// The defences around each model decision. The default, [`Defences::output_only`], removes
-    /// links and images to hosts not allowed from the answer and streamed tokens. With
+    /// links and images to hosts not allowed from the answer. With
     /// [`Defences::default`], tool results also reach the model marked as data (spotlighting)
     /// and the system prompt carries a canary; a canary or secret in a reply's text, its
-    /// tool-call arguments or its streamed tokens stops the run with [`Error::Blocked`] before
-    /// the call runs. Not the default here: on the 1.5B local agent model the prompt-side
+    /// tool-call arguments or its streamed tokens (filtered then) stops the run with
+    /// [`Error::Blocked`] before the call runs. Not the default here: on the 1.5B local agent model the prompt-side
     /// defences made it refuse ordinary questions now and then (docs/security.md).
     /// [`Defences::off`] turns everything off.
     #[must_use]
