@@ -410,11 +410,11 @@ impl Guard {
     }
 }
 
-/// A run context whose streamed [`Event::Token`](crate::Event::Token)s pass through `guard`'s
+/// A run context whose streamed [`Event::Token`]s pass through `guard`'s
 /// [`OutputFilter`] before they reach `ctx`'s sink (other events pass as they are): what an
 /// agent needs when its model streams tokens straight to the caller. Call
 /// [`TokenFilter::finish`] when the model call ends, to let the held-back end through. After a
-/// leak, no further token is let through and a [`Warning`](crate::Event::Warning) says why.
+/// leak, no further token is let through and an [`Event::Warning`] says why.
 #[must_use]
 pub fn filter_tokens(ctx: &RunContext, guard: &Guard) -> (RunContext, TokenFilter) {
     let Some(sink) = ctx.event_sink() else { return (ctx.clone(), TokenFilter { state: None }) };
