@@ -249,8 +249,9 @@ impl AgentExecutor {
     /// [`Defences::default`], tool results also reach the model marked as data (spotlighting)
     /// and the system prompt carries a canary; a canary or secret in a reply's text, its
     /// tool-call arguments or its streamed tokens (filtered then) stops the run with
-    /// [`Error::Blocked`] before the call runs. Not the default here: on the 1.5B local agent model the prompt-side
-    /// defences made it refuse ordinary questions now and then (docs/security.md).
+    /// [`Error::Blocked`] before the call runs. Not the default here: on the 1.5B local agent
+    /// model the prompt-side defences made it refuse ordinary questions now and then
+    /// (docs/security.md).
     /// [`Defences::off`] turns everything off.
     #[must_use]
     pub fn with_defences(mut self, defences: Defences) -> Self {
@@ -285,11 +286,7 @@ impl AgentExecutor {
         let guard = state.guard;
         guard.check(LeakSite::Answer, &plan.log)?;
         match &mut plan.next {
-            Next::Call(calls) => {
-                for call in calls.iter() {
-                    guard.check(LeakSite::ToolArguments(call.name.clone()), &call.arguments.to_string())?;
-                }
-            }
+            Next::Call(calls) => guard.check_calls(calls)?,
             Next::Finish(answer) => {
                 guard.check(LeakSite::Answer, answer)?;
                 *answer = guard.clean(answer).text;

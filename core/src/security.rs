@@ -396,6 +396,61 @@ impl Guard {
         clean_links(text, &self.defences.allowed_hosts)
     }
 
+    /// Checks the arguments of each of `calls` as [`check`](Self::check) does.
+    ///
+    /// # Errors
+    /// [`Error::Blocked`] for the first call whose arguments leak.
+    pub fn check_calls(&self, calls: &[crate::ToolCall]) -> Result<()> {
+        for call in calls {
+            self.check(LeakSite::ToolArguments(call.name.clone()), &call.arguments.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A model's streamed deltas through this guard: each delta's text through an
+    /// [`OutputFilter`], its tool calls checked; what the filter held back comes with the last
+    /// delta (or one added after a stream that had none). After an error the stream ends.
+    #[must_use]
+    pub fn filter_deltas<'a>(
+        &self,
+        deltas: futures::stream::BoxStream<'a, Result<crate::ChatDelta>>,
+    ) -> futures::stream::BoxStream<'a, Result<crate::ChatDelta>> {
+        use futures::StreamExt as _;
+        let pieces = deltas.map(Some).chain(futures::stream::once(async { None }));
+        let filtered =
+            pieces.scan((self.clone(), self.output_filter(), false), |(guard, filter, done), delta| {
+                if *done {
+                    return futures::future::ready(None);
+                }
+                let out = match delta {
+                    Some(Ok(mut delta)) => (|| {
+                        guard.check_calls(&delta.tool_calls)?;
+                        let mut text = filter.push(&delta.content)?;
+                        if delta.finish_reason.is_some() {
+                            text.push_str(&filter.finish()?);
+                            *done = true;
+                        }
+                        delta.content = text;
+                        Ok(delta)
+                    })(),
+                    Some(Err(e)) => Err(e),
+                    None => {
+                        *done = true;
+                        filter
+                            .finish()
+                            .map(|content| crate::ChatDelta { content, ..crate::ChatDelta::default() })
+                    }
+                };
+                *done |= out.is_err();
+                futures::future::ready(Some(out))
+            });
+        Box::pin(filtered.filter(|out| {
+            let empty = matches!(out, Ok(d) if d.content.is_empty() && d.tool_calls.is_empty()
+                && d.finish_reason.is_none() && d.usage.is_none());
+            futures::future::ready(!empty)
+        }))
+    }
+
     /// A filter for a streamed answer: [`OutputFilter::push`] each piece and show what it
     /// returns, then [`OutputFilter::finish`]. It holds back the last unfinished word (and an
     /// unclosed `[`), so a canary, a secret or a link split across pieces is still caught.
@@ -514,20 +569,13 @@ impl GuardedChatModel {
     }
 }
 
-fn check_calls(guard: &Guard, calls: &[crate::ToolCall]) -> Result<()> {
-    for call in calls {
-        guard.check(LeakSite::ToolArguments(call.name.clone()), &call.arguments.to_string())?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl crate::ChatModel for GuardedChatModel {
     async fn chat(&self, mut request: crate::ChatRequest, ctx: &RunContext) -> Result<crate::ChatResponse> {
         let guard = self.begin(&mut request);
         let mut response = self.inner.chat(request, ctx).await?;
         guard.check(LeakSite::Answer, &response.message.content)?;
-        check_calls(&guard, &response.message.tool_calls)?;
+        guard.check_calls(&response.message.tool_calls)?;
         response.message.content = guard.clean(&response.message.content).text;
         Ok(response)
     }
@@ -537,47 +585,8 @@ impl crate::ChatModel for GuardedChatModel {
         mut request: crate::ChatRequest,
         ctx: &'a RunContext,
     ) -> futures::stream::BoxStream<'a, Result<crate::ChatDelta>> {
-        use futures::StreamExt as _;
         let guard = self.begin(&mut request);
-        let filter = guard.output_filter();
-        // Each delta's text goes through the filter (which holds back an unfinished word); the
-        // last delta, or one added after a stream that had none, carries what was held back.
-        let deltas =
-            self.inner.chat_stream(request, ctx).map(Some).chain(futures::stream::once(async { None }));
-        Box::pin(
-            deltas
-                .scan((guard, filter, false), |(guard, filter, done), delta| {
-                    if *done {
-                        return futures::future::ready(None);
-                    }
-                    let out = match delta {
-                        Some(Ok(mut delta)) => (|| {
-                            check_calls(guard, &delta.tool_calls)?;
-                            let mut text = filter.push(&delta.content)?;
-                            if delta.finish_reason.is_some() {
-                                text.push_str(&filter.finish()?);
-                                *done = true;
-                            }
-                            delta.content = text;
-                            Ok(delta)
-                        })(),
-                        Some(Err(e)) => Err(e),
-                        None => {
-                            *done = true;
-                            filter
-                                .finish()
-                                .map(|content| crate::ChatDelta { content, ..crate::ChatDelta::default() })
-                        }
-                    };
-                    *done |= out.is_err();
-                    futures::future::ready(Some(out))
-                })
-                .filter(|out| {
-                    let empty = matches!(out, Ok(d) if d.content.is_empty() && d.tool_calls.is_empty()
-                && d.finish_reason.is_none() && d.usage.is_none());
-                    futures::future::ready(!empty)
-                }),
-        )
+        guard.filter_deltas(self.inner.chat_stream(request, ctx))
     }
 
     fn model_name(&self) -> &str {

@@ -203,24 +203,11 @@ impl CitedAnswer {
         }
         let guard = self.defences.begin_for(&request_content(question, sources));
         let request = self.request(question, sources, &guard);
-        // Each piece goes through the guard's filter, which holds back an unfinished word so a
-        // canary or a link split across pieces is still caught; the end flushes it.
+        // The guard holds back an unfinished word, so a canary or a link split across pieces is
+        // still caught; the end flushes it.
         let pieces =
-            self.model.chat_stream(request, ctx).map(Some).chain(futures::stream::once(async { None }));
-        let filtered = pieces.scan((guard.output_filter(), false), |(filter, done), piece| {
-            if *done {
-                return futures::future::ready(None);
-            }
-            let last = piece.is_none();
-            let out = match piece {
-                Some(Ok(delta)) => filter.push(&delta.content),
-                Some(Err(e)) => Err(e),
-                None => filter.finish(),
-            };
-            *done = last || out.is_err();
-            futures::future::ready(Some(out))
-        });
-        Box::pin(filtered.filter(|out| futures::future::ready(!matches!(out, Ok(text) if text.is_empty()))))
+            guard.filter_deltas(self.model.chat_stream(request, ctx)).map(|delta| delta.map(|d| d.content));
+        Box::pin(pieces.filter(|out| futures::future::ready(!matches!(out, Ok(text) if text.is_empty()))))
     }
 }
 
