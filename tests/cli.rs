@@ -46,7 +46,7 @@ fn help_lists_the_commands() {
         assert!(stdout(&out).contains("--model"), "{command:?}: {}", stdout(&out));
     }
     let out = catena(&["serve", "--help"]);
-    for flag in ["--chat-template", "llama3", "mistral", "--agent"] {
+    for flag in ["--chat-template", "llama3", "mistral", "--agent", "--temperature", "--seed"] {
         assert!(stdout(&out).contains(flag), "{flag}: {}", stdout(&out));
     }
     // A model name that is neither a default nor a file says so before anything loads.
@@ -141,6 +141,10 @@ fn bad_inputs_exit_non_zero_with_a_message_that_names_the_problem() {
     let out = catena(&["serve", "--addr", "127.0.0.1:0", "--chat-template", "/no/template.jinja"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--chat-template /no/template.jinja"), "{}", stderr(&out));
+
+    let out = catena(&["serve", "--addr", "127.0.0.1:0", "--temperature", "-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("from 0 (greedy) up"), "{}", stderr(&out));
 
     let out = catena(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage error");
@@ -394,7 +398,8 @@ fn serve_falls_back_to_the_local_model_when_the_remote_one_is_down() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         let chat = format!("{base}/v1/chat/completions");
-        let body = serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
+        // Greedy: a sampled reply may be an immediate end of text, and then empty.
+        let body = serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4, "temperature": 0});
         let reply: Value = client.post(&chat).json(&body).send().await.unwrap().json().await.unwrap();
         assert_eq!(reply["object"], "chat.completion", "{reply}");
         assert!(!reply["choices"][0]["message"]["content"].as_str().unwrap().is_empty(), "{reply}");

@@ -18,11 +18,22 @@ use browser::{Chromium, eval, painted_fraction, screenshot, wait_for};
 use console_server::{Served, serve_console};
 
 /// `catena serve --console` on the agent model with an agent folder and an eval folder; returns
-/// the console's address.
+/// the console's address. Greedy by default (`--temperature 0`): a sampled reply may be one short
+/// word, and then "it streamed" cannot be seen.
 fn serve(dir: &std::path::Path, extra: &[&str]) -> (Served, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_catena"));
     command
-        .args(["serve", "--model", "agent", "--addr", "127.0.0.1:0", "--console", "--agent"])
+        .args([
+            "serve",
+            "--model",
+            "agent",
+            "--addr",
+            "127.0.0.1:0",
+            "--temperature",
+            "0",
+            "--console",
+            "--agent",
+        ])
         .arg(dir.join("agent"))
         .arg("--traces")
         .arg(dir.join("traces.db"))
@@ -80,7 +91,7 @@ async fn a_person_chats_opens_the_trace_approves_a_tool_call_and_reads_an_eval_r
     prompt.press_key("Enter").await.unwrap();
     let mut lengths = std::collections::BTreeSet::new();
     let started = std::time::Instant::now();
-    loop {
+    let reply = loop {
         let (text, done): (String, bool) = eval(
             &page,
             "(() => { const r = [...document.querySelectorAll('.msg.assistant')].pop(); \
@@ -90,13 +101,14 @@ async fn a_person_chats_opens_the_trace_approves_a_tool_call_and_reads_an_eval_r
         lengths.insert(text.len());
         if done {
             assert!(!text.trim().is_empty(), "an empty reply");
-            break;
+            break text;
         }
         assert!(started.elapsed() < LONG, "no reply after {LONG:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
     let partial = lengths.iter().filter(|&&n| n > 0).count();
-    assert!(partial >= 3, "the reply appeared in {partial} steps, not streamed: {lengths:?}");
+    assert!(partial >= 3, "the reply appeared in {partial} steps, not streamed: {lengths:?} {reply:?}");
+    assert!(reply.to_lowercase().contains("ten"), "the greedy reply counts to ten: {reply:?}");
     let shown: String = eval(&page, "document.querySelector('.msg.user .text').textContent").await;
     assert!(shown.contains("<img src=x"), "the message is shown as text: {shown}");
 

@@ -167,6 +167,25 @@ fn scripted_server() -> Server {
 }
 
 #[tokio::test]
+async fn the_servers_default_sampling_fills_only_what_a_request_leaves_out() {
+    let model = Arc::new(ScriptedChatModel::new(["ok"; 3]));
+    let server =
+        Server::new().with_chat_model("chat", model.clone()).with_default_sampling(Some(0.0), Some(42));
+    let chat = format!("{}/v1/chat/completions", start(server).await);
+    let user = json!([{"role": "user", "content": "hi"}]);
+    for body in [
+        json!({"model": "chat", "messages": user}),
+        json!({"model": "chat", "messages": user, "temperature": 0.8}),
+        json!({"model": "chat", "messages": user, "temperature": 0.8, "seed": 7}),
+    ] {
+        let (status, reply) = post(&chat, body).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let seen: Vec<_> = model.requests().iter().map(|r| (r.sampling.temperature, r.sampling.seed)).collect();
+    assert_eq!(seen, [(Some(0.0), Some(42)), (Some(0.8), Some(42)), (Some(0.8), Some(7))]);
+}
+
+#[tokio::test]
 async fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let base = start(scripted_server()).await;
     let chat = format!("{base}/v1/chat/completions");

@@ -35,6 +35,9 @@ pub(super) async fn chat_completions(
     }
     let mut request = ChatRequest::try_from(body)?;
     request.sampling.max_tokens = Some(request.sampling.max_tokens.unwrap_or(cap));
+    let defaults = server.default_sampling;
+    request.sampling.temperature = request.sampling.temperature.or(defaults.temperature);
+    request.sampling.seed = request.sampling.seed.or(defaults.seed);
     let runnable = server
         .chat
         .get(&model)

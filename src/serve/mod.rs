@@ -75,6 +75,13 @@ impl Runnable<ChatRequest, ChatResponse> for ModelRunnable {
     }
 }
 
+/// What `Server::with_default_sampling` fills in.
+#[derive(Clone, Copy, Debug, Default)]
+struct DefaultSampling {
+    temperature: Option<f32>,
+    seed: Option<u32>,
+}
+
 /// The server: named chat runnables and embedders, and its limits.
 #[derive(Clone)]
 pub struct Server {
@@ -83,6 +90,7 @@ pub struct Server {
     api_key: Option<String>,
     max_body_bytes: usize,
     max_tokens_cap: u32,
+    default_sampling: DefaultSampling,
     agent: Option<CompiledGraph<AgentRun>>,
     #[cfg(feature = "mcp")]
     mcp: Option<crate::tools::mcp::McpToolServer>,
@@ -117,6 +125,7 @@ impl Server {
             api_key: None,
             max_body_bytes: 1 << 20,
             max_tokens_cap: 4096,
+            default_sampling: DefaultSampling::default(),
             agent: None,
             #[cfg(feature = "mcp")]
             mcp: None,
@@ -164,6 +173,16 @@ impl Server {
     #[must_use]
     pub fn with_max_tokens_cap(mut self, tokens: u32) -> Self {
         self.max_tokens_cap = tokens.max(1);
+        self
+    }
+
+    /// Sampling for chat requests that leave it to the server (`temperature`, `seed`): a request's
+    /// own values always win. Unset, the model's defaults apply (sampled, a fresh seed per
+    /// request); `temperature: Some(0.0)` makes every such request greedy and repeatable, as
+    /// llama.cpp's server `--temp 0` does.
+    #[must_use]
+    pub fn with_default_sampling(mut self, temperature: Option<f32>, seed: Option<u32>) -> Self {
+        self.default_sampling = DefaultSampling { temperature, seed };
         self
     }
 

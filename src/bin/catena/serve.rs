@@ -35,6 +35,13 @@ pub(crate) struct ServeArgs {
     /// Largest max_tokens a request may ask for (400 above); also the default.
     #[arg(long, default_value_t = 1024)]
     max_tokens: u32,
+    /// Sampling temperature for requests that set none (0 = greedy: the same request gets the
+    /// same reply). Unset: the model's default.
+    #[arg(long, value_name = "T", value_parser = non_negative_temperature)]
+    temperature: Option<f32>,
+    /// Sampling seed for requests that set none. Unset: a fresh seed per request.
+    #[arg(long, value_name = "N")]
+    seed: Option<u32>,
     /// Local chat model: tokens of context per request, prompt and reply together (default
     /// 4096, at most the model's training length). A prompt that does not fit is refused with
     /// 400 `context_length_exceeded` before any work is done, which bounds what one request costs.
@@ -298,6 +305,7 @@ pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceS
         .with_api_key(args.api_key)
         .with_max_body_bytes(args.max_body_bytes)
         .with_max_tokens_cap(args.max_tokens)
+        .with_default_sampling(args.temperature, args.seed)
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -332,4 +340,12 @@ async fn agent_graph(
         ..ExecutorConfig::default()
     };
     Ok(AgentExecutor::new(agent, tools).with_config(config).into_graph()?.with_checkpointer(Arc::new(saver)))
+}
+
+/// `--temperature`: a finite number from 0 up.
+fn non_negative_temperature(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("{text:?} is not a temperature; use a number from 0 (greedy) up, e.g. 0.7")),
+    }
 }
