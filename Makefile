@@ -17,7 +17,7 @@ QUESTION ?= How do I split documents?
 BUILD = $(CARGO) build --workspace --all-targets
 BIN = $(CARGO_TARGET_DIR)/debug
 
-.PHONY: help setup models data build demo console rag test lint check-features doc redteam bench clean
+.PHONY: help setup models data build demo console rag test lint check-features doc fuzz redteam bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ check-features: setup ## build each crate with no default features and each feat
 
 doc: setup ## build the API docs
 	$(CARGO) doc --workspace --no-deps
+
+fuzz: setup ## coverage-guided fuzzing of every parser (FUZZ_SECONDS per target, default 60); make test replays the saved inputs
+	scripts/fuzz.sh
 
 redteam: models ## catena redteam on the local agent model and garak against catena serve (installs garak once, in its own cache)
 	benches/redteam.sh

@@ -142,7 +142,7 @@ fn bad_inputs_exit_non_zero_with_a_message_that_names_the_problem() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--chat-template /no/template.jinja"), "{}", stderr(&out));
 
-    let out = catena(&["serve", "--addr", "127.0.0.1:0", "--temperature", "-1"]);
+    let out = catena(&["serve", "--addr", "127.0.0.1:0", "--temperature=-1"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("from 0 (greedy) up"), "{}", stderr(&out));
 

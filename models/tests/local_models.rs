@@ -83,8 +83,9 @@ fn converted_embeddings_match_an_independent_reference() {
 #[test]
 fn chat_streams_tokens_and_reports_usage() {
     let model = chat();
-    let req =
-        ChatRequest::new(vec![Message::user("Write one short sentence about the sea.")]).with_max_tokens(24);
+    let req = ChatRequest::new(vec![Message::user("Write one short sentence about the sea.")])
+        .with_max_tokens(24)
+        .with_temperature(0.0);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = RunContext::new().with_events(tx);
     let deltas: Vec<_> = rt().block_on(model.chat_stream(req, &ctx).collect::<Vec<_>>());
@@ -176,8 +177,9 @@ fn a_follow_up_turn_reuses_the_evaluated_prefix() {
 fn cancellation_stops_generation() {
     let model = chat();
     let ctx = RunContext::new();
-    let req =
-        ChatRequest::new(vec![Message::user("Tell me a long story about dragons.")]).with_max_tokens(400);
+    let req = ChatRequest::new(vec![Message::user("Tell me a long story about dragons.")])
+        .with_max_tokens(400)
+        .with_temperature(0.0);
     let result = rt().block_on(async {
         let mut stream = model.chat_stream(req, &ctx);
         let mut got = 0;
@@ -230,9 +232,12 @@ fn bad_inputs_are_typed_errors_and_the_model_keeps_working() {
     req.tool_choice = catena_core::ToolChoice::Tool("nope".into());
     let err = rt().block_on(model.chat(req, &ctx)).unwrap_err();
     assert!(err.to_string().contains("`nope`"), "{err}");
-    // Still serving.
-    let reply = rt()
-        .block_on(model.chat(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4), &ctx))
+    // Still serving (greedy: a sampled reply may end before its first token).
+    let reply =
+        rt().block_on(model.chat(
+            ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4).with_temperature(0.0),
+            &ctx,
+        ))
         .unwrap();
     assert!(reply.usage.completion_tokens > 0);
 }
@@ -313,9 +318,12 @@ fn tool_calls_are_grammar_constrained_and_always_well_formed() {
             other => panic!("unknown tool {other}"),
         }
     }
-    // With `auto` the model may answer instead; either way the reply parsed.
-    let req =
-        ChatRequest::new(vec![Message::user("Hello!")]).with_tools(vec![add_tool()]).with_max_tokens(64);
+    // With `auto` the model may answer instead; either way the reply parsed. Greedy: a sampled
+    // reply may end at once, and then it is neither a call nor text.
+    let req = ChatRequest::new(vec![Message::user("Hello!")])
+        .with_tools(vec![add_tool()])
+        .with_max_tokens(64)
+        .with_temperature(0.0);
     let reply = rt().block_on(model.chat(req, &RunContext::new())).unwrap();
     assert!(!reply.message.tool_calls.is_empty() || !reply.text().is_empty());
 }

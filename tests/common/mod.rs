@@ -16,7 +16,10 @@ pub(crate) async fn serve_local(api_key: Option<&str>) -> (String, Arc<dyn Embed
     let server = Server::new()
         .with_chat_model("chat", chat)
         .with_embedder("embed", embed.clone())
-        .with_api_key(api_key.map(str::to_owned));
+        .with_api_key(api_key.map(str::to_owned))
+        // Greedy unless a request says otherwise: replies asserted on must not depend on a
+        // random seed (a sampled reply can end at once, or wander until its token limit).
+        .with_default_sampling(Some(0.0), None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(server.serve(listener, std::future::pending()));
