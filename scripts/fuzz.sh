@@ -21,9 +21,12 @@ export CARGO_TARGET_DIR="$cache/fuzz-target"
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
+# An explicit --target keeps the flags off build scripts and proc macros, which run on the host
+# and are not linked with libFuzzer.
+host=$(rustc -vV | sed -n 's/^host: //p')
 echo "fuzz: building the instrumented binary (first time: several minutes)" >&2
-cargo build --release --package catena-fuzz --features libfuzzer --bin catena-fuzz --quiet
-bin="$CARGO_TARGET_DIR/release/catena-fuzz"
+cargo build --release --target "$host" --package catena-fuzz --features libfuzzer --bin catena-fuzz --quiet
+bin="$CARGO_TARGET_DIR/$host/release/catena-fuzz"
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

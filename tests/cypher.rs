@@ -352,6 +352,10 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) RETURN 'unterminated", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN n /* open", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN n ＬＩＭＩＴ 5", CypherRejectReason::Syntax),
+        // Found by fuzzing: an open bracket hid the final LIMIT, and a second one was added.
+        ("MATCH (m) RETURN count(*=~DESC LIMIT 500", CypherRejectReason::Syntax),
+        ("MATCH (n)) RETURN n", CypherRejectReason::Syntax),
+        ("MATCH (n {a: [1, 2}]) RETURN n", CypherRejectReason::Syntax),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();

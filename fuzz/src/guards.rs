@@ -5,7 +5,8 @@ use catena_query::cypher::CypherGuard;
 use catena_query::sql::{SqlDialect, SqlGuard};
 
 /// Properties: deterministic; an accepted statement is a fixed point (checking the SQL that will
-/// run gives that SQL again, reading the same tables) and its row cap holds.
+/// run gives that SQL again, reading the same tables) and its row cap holds; in the SQLite
+/// dialect, running it on a scratch database writes nothing (SQLite is the witness).
 fn sql(data: &[u8], dialect: SqlDialect) {
     let text = crate::text(data);
     let guard = SqlGuard::new(dialect).with_max_rows(50);
@@ -19,6 +20,11 @@ fn sql(data: &[u8], dialect: SqlDialect) {
             .unwrap_or_else(|r| panic!("the guard refuses its own output {:?}: {r}", accepted.sql));
         assert_eq!(again.sql, accepted.sql, "the guard's output is not a fixed point");
         assert_eq!(again.tables, accepted.tables, "the tables read changed on a second check");
+        if dialect == SqlDialect::Sqlite
+            && let Some(write) = crate::sqlite::sqlite_writes(&accepted.sql)
+        {
+            panic!("the guard accepted {:?}, which writes: {write}", accepted.sql);
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! A target checks more than "no panic": parsers are deterministic (the same input twice gives
 //! the same output), splitter chunks are substrings found at their `start_index` and cover the
 //! text, a guard's accepted query is a fixed point of the guard (checking its output again gives
-//! the same query), the Cypher guard never lets a write keyword through in clause position. Time
+//! the same query), a statement the SQL guard accepts writes nothing when SQLite runs it (a
+//! `query_only` scratch database with an update hook), the Cypher guard never lets a write
+//! keyword through in clause position. Time
 //! and memory are bounded by the engine: `scripts/fuzz.sh` runs each target with libFuzzer's
 //! `-timeout=1 -rss_limit_mb=512`.
 //!
@@ -26,6 +28,7 @@ mod guards;
 mod loaders;
 mod parsers;
 mod splitters;
+mod sqlite;
 
 /// A fuzz target: runs one input, panics when a property fails.
 pub type Target = fn(&[u8]);

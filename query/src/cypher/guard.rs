@@ -102,6 +102,7 @@ impl CypherGuard {
         if tokens.is_empty() {
             return Err(CypherRejection::new(CypherRejectReason::Empty, "there is no Cypher query"));
         }
+        check_brackets(&tokens)?;
         check_clauses(&tokens)?;
         correct_directions(&mut tokens, &self.relationships)?;
         let limit = self.cap_limit(&mut tokens)?;
@@ -150,6 +151,38 @@ impl CypherGuard {
                 format!("the final LIMIT must be a plain number (at most {})", self.max_rows),
             )),
         }
+    }
+}
+
+/// Brackets must pair up and nest: the clause structure (which RETURN is final, where its LIMIT
+/// is) is read from them, and an unbalanced query is one the server would refuse anyway. (Found
+/// by fuzzing: with `count(*` left open, the final LIMIT was not seen and a second was added.)
+fn check_brackets(tokens: &[Token]) -> Result<(), CypherRejection> {
+    let mut open: Vec<&str> = Vec::new();
+    for t in tokens.iter().filter(|t| t.kind == Kind::Punct) {
+        let closes = match t.text.as_str() {
+            "(" | "[" | "{" => {
+                open.push(&t.text);
+                continue;
+            }
+            ")" => "(",
+            "]" => "[",
+            "}" => "{",
+            _ => continue,
+        };
+        if open.pop() != Some(closes) {
+            return Err(CypherRejection::new(
+                CypherRejectReason::Syntax,
+                format!("an unmatched `{}`; check the query's brackets", t.text),
+            ));
+        }
+    }
+    match open.last() {
+        Some(bracket) => Err(CypherRejection::new(
+            CypherRejectReason::Syntax,
+            format!("a `{bracket}` is never closed; check the query's brackets"),
+        )),
+        None => Ok(()),
     }
 }
 
