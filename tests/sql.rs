@@ -274,6 +274,25 @@ async fn guard_accepts_and_runs_every_read_only_query() {
     assert_eq!(text.rows[0][0], json!("DROP TABLE Album; --"));
 }
 
+#[test]
+fn what_the_guard_lets_run_reads_back_as_itself() {
+    // Found by fuzzing: sqlparser misreads runs of escaped quotes in a quoted name, so its
+    // rendering of the checked statement read back as another name; such statements are refused.
+    for (dialect, sql) in [
+        (SqlDialect::Postgres, r#"SELECT pegr_"""""""""""#),
+        (SqlDialect::Sqlite, "SELECT a, ```````x` FROM t"),
+    ] {
+        let refused = SqlGuard::new(dialect).check(sql).unwrap_err();
+        assert_eq!(refused.reason, RejectReason::Syntax, "{sql}: {refused}");
+        assert!(refused.message.contains("read back"), "{refused}");
+    }
+    for dialect in [SqlDialect::Sqlite, SqlDialect::Postgres] {
+        let guard = SqlGuard::new(dialect);
+        let first = guard.check(r#"SELECT "Title" AS "the title" FROM Album WHERE Title = 'It''s'"#).unwrap();
+        assert_eq!(guard.check(&first.sql).unwrap().sql, first.sql);
+    }
+}
+
 #[tokio::test]
 async fn schema_introspection_matches_chinook() {
     let Some(_) = fixture() else { return };

@@ -20,9 +20,9 @@ fn settings<const N: usize>(data: &[u8]) -> ([u8; N], String) {
 /// The recursive splitter with any sizes, keep-separator mode, stripping, and (when the flag is
 /// set) separators of the input's own choosing: its first line, split at `|`.
 ///
-/// Properties: every chunk is a non-empty substring of the text, found at its `start_index`;
-/// when the separators are kept, the chunks cover every non-whitespace character; the same input
-/// splits the same way twice.
+/// Properties: every chunk is non-empty; with the separators kept, every chunk is a substring of
+/// the text found at its `start_index`, and the chunks cover every non-whitespace character; the
+/// same input splits the same way twice.
 pub(crate) fn recursive(data: &[u8]) {
     let ([size, overlap, flags], mut text) = settings::<3>(data);
     let chunk_size = 1 + usize::from(size);
@@ -62,6 +62,11 @@ pub(crate) fn recursive(data: &[u8]) {
     let mut all_found = true;
     for chunk in &chunks {
         assert!(!chunk.content.is_empty(), "an empty chunk");
+        if keep == KeepSeparator::None {
+            // Dropped separators are put back once between pieces, as LangChain does, so runs
+            // of a separator collapse ("a  b" split at " " merges to "a b"): not a substring.
+            continue;
+        }
         let start =
             chunk.metadata.get("start_index").and_then(serde_json::Value::as_i64).expect("start_index");
         let Ok(start) = usize::try_from(start) else {
@@ -92,8 +97,9 @@ pub(crate) fn recursive(data: &[u8]) {
 }
 
 /// The markdown header splitter on the usual three levels, each line kept or sections merged,
-/// headers stripped or kept. Properties: deterministic; every line of every section is a line of
-/// the text (stripped of surrounding whitespace, as the splitter strips it).
+/// headers stripped or kept. Properties: deterministic; the letters and digits of every line of
+/// every section appear in that order in the text (the splitter strips lines and, as LangChain
+/// does, drops characters that are not printable, so lines are compared on what is left).
 pub(crate) fn markdown(data: &[u8]) {
     let ([flags], text) = settings::<1>(data);
     let splitter = MarkdownHeaderSplitter::new([("#", "h1"), ("##", "h2"), ("###", "h3")])
@@ -101,14 +107,11 @@ pub(crate) fn markdown(data: &[u8]) {
         .with_strip_headers(flags & 2 == 0);
     let sections = splitter.split_sections(&text);
     assert_eq!(sections, splitter.split_sections(&text), "the same markdown split differently twice");
-    let lines: std::collections::HashSet<&str> = text.lines().map(str::trim).collect();
+    let letters = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).collect::<String>();
+    let all = letters(&text);
     for (content, _) in &sections {
         for line in content.lines() {
-            let line = line.trim();
-            assert!(
-                line.is_empty() || lines.contains(line) || text.contains(line),
-                "section line {line:?} is not in the text"
-            );
+            assert!(all.contains(&letters(line)), "section line {line:?} is not in the text");
         }
     }
 }
