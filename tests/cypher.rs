@@ -356,6 +356,7 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (m) RETURN count(*=~DESC LIMIT 500", CypherRejectReason::Syntax),
         ("MATCH (n)) RETURN n", CypherRejectReason::Syntax),
         ("MATCH (n {a: [1, 2}]) RETURN n", CypherRejectReason::Syntax),
+        ("LOAD\"CSV FROM \"fi AS r RETURN r", CypherRejectReason::Write),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();
