@@ -357,6 +357,11 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n)) RETURN n", CypherRejectReason::Syntax),
         ("MATCH (n {a: [1, 2}]) RETURN n", CypherRejectReason::Syntax),
         ("LOAD\"CSV FROM \"fi AS r RETURN r", CypherRejectReason::Write),
+        // Found by fuzzing: Neo4j reads `1create` as 1 then CREATE, which the guard took for one
+        // number.
+        ("MATCH (n) WITH n, 1create (m:Pwned) RETURN n", CypherRejectReason::Syntax),
+        ("MATCH (n) RETURN n, 0x1Fdelete", CypherRejectReason::Syntax),
+        ("MATCH (n) RETURN {merge: 1},\u{0}4create", CypherRejectReason::Syntax),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();
@@ -376,6 +381,10 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) // comment with DELETE\nRETURN count(n)", "MATCH (n) RETURN count(n) LIMIT 50"),
         ("MATCH (n) WITH n LIMIT 1000 RETURN n", "MATCH (n) WITH n LIMIT 1000 RETURN n LIMIT 50"),
         ("CALL { MATCH (n) RETURN n } RETURN n", "CALL { MATCH (n) RETURN n } RETURN n LIMIT 50"),
+        (
+            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17",
+            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17 LIMIT 50",
+        ),
     ];
     for (query, expected) in accepted {
         assert_eq!(guard.check(query).unwrap_or_else(|e| panic!("{query}: {e}")).query, expected);

@@ -166,6 +166,15 @@ pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
             {
                 i += 1;
             }
+            let number: String = chars.get(start..i).map(|s| s.iter().collect()).unwrap_or_default();
+            // Cypher's lexer ends a number where the letters begin, so `4create` is the number 4
+            // and the clause CREATE: `WITH n, 1create (m)` writes. Only well-formed numbers pass
+            // (found by fuzzing).
+            if !well_formed_number(&number) {
+                return Err(syntax(format!(
+                    "{number:?} is a number run into a word; put a space between them"
+                )));
+            }
             Kind::Number
         } else if c == '$' {
             i += 1;
@@ -176,7 +185,7 @@ pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
         } else {
             let two: String = chars.get(i..i + 2).map(|s| s.iter().collect()).unwrap_or_default();
             i += if ["<>", "<=", ">=", "=~", "..", "+="].contains(&two.as_str()) { 2 } else { 1 };
-            if !c.is_ascii() {
+            if !c.is_ascii() || c.is_ascii_control() {
                 return Err(syntax(format!(
                     "the character {c:?} is not valid in Cypher outside strings and names"
                 )));
@@ -188,6 +197,27 @@ pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
         space = false;
     }
     Ok(tokens)
+}
+
+/// A decimal (`42`, `1_000`, `3.14`, `6.02e23`, `1e` before a signed exponent), hexadecimal
+/// (`0x1F`) or octal (`0o17`) number, as the lexer cut it (it stops before `+` and `-`).
+fn well_formed_number(text: &str) -> bool {
+    let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c == '_' || c.is_digit(radix));
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        return digits(hex, 16);
+    }
+    if let Some(octal) = text.strip_prefix("0o") {
+        return digits(octal, 8);
+    }
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (text.get(..at).unwrap_or_default(), text.get(at + 1..)),
+        None => (text, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => digits(whole, 10) && digits(fraction, 10),
+        None => digits(mantissa, 10),
+    };
+    mantissa_ok && exponent.is_none_or(|e| e.is_empty() || digits(e, 10))
 }
 
 /// Renders tokens back to a query, one space where the original had any whitespace or comment.
