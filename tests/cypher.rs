@@ -362,6 +362,7 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) WITH n, 1create (m:Pwned) RETURN n", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN n, 0x1Fdelete", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN {merge: 1},\u{0}4create", CypherRejectReason::Syntax),
+        ("MATCH (n) WITH n, $0create (m:Pwned) RETURN n", CypherRejectReason::Syntax),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();
@@ -382,8 +383,8 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) WITH n LIMIT 1000 RETURN n", "MATCH (n) WITH n LIMIT 1000 RETURN n LIMIT 50"),
         ("CALL { MATCH (n) RETURN n } RETURN n", "CALL { MATCH (n) RETURN n } RETURN n LIMIT 50"),
         (
-            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17",
-            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17 LIMIT 50",
+            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17, $0, $name2",
+            "RETURN 42, 1_000, 3.14, 6.02e23, 1e-5, 2E+3, 0x1F, 0o17, $0, $name2 LIMIT 50",
         ),
     ];
     for (query, expected) in accepted {
