@@ -363,6 +363,8 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) RETURN n, 0x1Fdelete", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN {merge: 1},\u{0}4create", CypherRejectReason::Syntax),
         ("MATCH (n) WITH n, $0create (m:Pwned) RETURN n", CypherRejectReason::Syntax),
+        ("MATCH (n) WITH n, $¾MERGE (m:Pwned) RETURN n", CypherRejectReason::Syntax),
+        ("MATCH (n) RETURN $", CypherRejectReason::Syntax),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();

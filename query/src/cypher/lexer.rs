@@ -178,12 +178,17 @@ pub(crate) fn tokenize(query: &str) -> Result<Vec<Token>, CypherRejection> {
             Kind::Number
         } else if c == '$' {
             i += 1;
-            while at(i).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            // ASCII names, as for words: `$¾MERGE` was one parameter to a Unicode-alphanumeric
+            // reading (found by fuzzing).
+            while at(i).is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
                 i += 1;
             }
             // `$0` is a numbered parameter, and Neo4j ends it where the digits end: `$0create` is
             // `$0` then CREATE (found by fuzzing). Named parameters start with a letter.
             let name: String = chars.get(start + 1..i).map(|s| s.iter().collect()).unwrap_or_default();
+            if name.is_empty() {
+                return Err(syntax("`$` must be followed by a parameter name (`$name` or `$0`)"));
+            }
             if name.starts_with(|d: char| d.is_ascii_digit()) && !name.chars().all(|d| d.is_ascii_digit()) {
                 return Err(syntax(format!(
                     "${name} is a numbered parameter run into a word; put a space between them"
