@@ -365,6 +365,7 @@ fn the_reader_refuses_writes_admin_and_stacked_statements() {
         ("MATCH (n) WITH n, $0create (m:Pwned) RETURN n", CypherRejectReason::Syntax),
         ("MATCH (n) WITH n, $¾MERGE (m:Pwned) RETURN n", CypherRejectReason::Syntax),
         ("MATCH (n) RETURN $", CypherRejectReason::Syntax),
+        ("MATCH (n) RETURN n CALL", CypherRejectReason::Syntax),
     ];
     for (query, reason) in refused {
         let err = guard.check(query).unwrap_err();

@@ -246,8 +246,16 @@ fn check_call(tokens: &[Token], at: usize) -> Result<(), CypherRejection> {
         i += 1;
     }
     if name.is_empty() {
-        // `CALL {` opens a subquery, whose clauses the main loop checks token by token.
-        return Ok(());
+        // `CALL {` opens a subquery, whose clauses the main loop checks token by token. A CALL
+        // with neither (found by fuzzing: a trailing `CALL` took the added LIMIT as its
+        // procedure's name) is refused.
+        if tokens.get(i).is_some_and(|t| t.is_punct("{")) {
+            return Ok(());
+        }
+        return Err(CypherRejection::new(
+            CypherRejectReason::Syntax,
+            "CALL must name a procedure (`CALL db.labels()`) or open a subquery (`CALL { ... }`)",
+        ));
     }
     if READ_PROCEDURES.contains(&name.to_lowercase().as_str()) {
         Ok(())
