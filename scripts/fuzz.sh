@@ -40,7 +40,8 @@ for target in "${targets[@]}"; do
   artifacts="fuzz/artifacts/$target"
   mkdir -p "$work" "$artifacts"
   log="$cache/fuzz/$target.log"
-  # -fork=0: one process; a crash ends the run and is reported, and the next target starts.
+  # One process per target (no -fork): a crash ends that target's run, is reported, and the
+  # next target starts.
   CATENA_FUZZ_TARGET="$target" "$bin" "$work" "fuzz/corpus/$target" \
     -max_total_time="$seconds" -runs="$runs" -timeout=1 -rss_limit_mb=512 -max_len=65536 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || true

@@ -24,7 +24,14 @@ async fn start(server: Server) -> String {
 async fn local_server() -> String {
     let chat: Arc<dyn ChatModel> = Arc::new(LlamaChatModel::load_default().await.unwrap());
     let embed: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await.unwrap());
-    start(Server::new().with_chat_model("chat", chat).with_embedder("embed", embed)).await
+    // Greedy unless a request says otherwise: a sampled required tool call once wandered inside
+    // its string argument until max_tokens (issue 21), and what is asserted must not depend on
+    // a random seed.
+    let server = Server::new()
+        .with_chat_model("chat", chat)
+        .with_embedder("embed", embed)
+        .with_default_sampling(Some(0.0), None);
+    start(server).await
 }
 
 fn client() -> reqwest::Client {

@@ -3,12 +3,13 @@
 //!
 //! A target checks more than "no panic": parsers are deterministic (the same input twice gives
 //! the same output), splitter chunks are substrings found at their `start_index` and cover the
-//! text, a guard's accepted query is a fixed point of the guard (checking its output again gives
-//! the same query), a statement the SQL guard accepts writes nothing when SQLite runs it (a
-//! `query_only` scratch database with an update hook), the Cypher guard never lets a write
-//! keyword through in clause position. Time
-//! and memory are bounded by the engine: `scripts/fuzz.sh` runs each target with libFuzzer's
-//! `-timeout=1 -rss_limit_mb=512`.
+//! text (where LangChain's semantics promise it), a guard's accepted query is a fixed point of
+//! the guard (checking its output again gives the same query), a statement the SQL guard accepts
+//! writes nothing when SQLite runs it (a `query_only` scratch database with an update hook), the
+//! Cypher guard never lets a write keyword through in clause position. Time and memory are
+//! bounded by the engine: `scripts/fuzz.sh` runs each target with libFuzzer's `-timeout=1
+//! -rss_limit_mb=512`. What each target checks, and what fuzzing found, is in
+//! docs/reliability.md.
 //!
 //! - [`TARGETS`]: every target by name; [`target`] finds one.
 //! - `make fuzz` (`scripts/fuzz.sh`): builds the `catena-fuzz` binary with sanitizer coverage

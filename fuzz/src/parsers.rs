@@ -7,7 +7,7 @@ use catena_agents::{Next, Pii, find_pii, parse_react};
 use catena_core::{ChatRequest, ToolSpec};
 use catena_models::wire::{ChatCompletionRequest, EmbeddingsRequest};
 
-/// Properties: deterministic; every judged document of an accepted file has a line in it.
+/// Properties: deterministic; every judged query and document of an accepted file is in it.
 pub(crate) fn qrels(data: &[u8]) {
     let text = crate::text(data);
     let first = catena_eval::trec::read_qrels(&text);
@@ -22,7 +22,7 @@ pub(crate) fn qrels(data: &[u8]) {
     }
 }
 
-/// Properties: deterministic; a run's ranking per query is sorted by score, best first.
+/// Properties: deterministic (NaN scores included).
 pub(crate) fn run(data: &[u8]) {
     let text = crate::text(data);
     let first = catena_eval::trec::read_run(&text);
