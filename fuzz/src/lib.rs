@@ -65,6 +65,16 @@ pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
 }
 
+/// The one tokio runtime of the process, shared by every target that calls async code: building
+/// one per input would dominate the time of each run. Current-thread, so a run stays on the
+/// thread the engine measures.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+    })
+}
+
 /// The input as text: fuzzers write bytes, most parsers read `&str`.
 fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()

@@ -6,13 +6,7 @@ use std::sync::OnceLock;
 
 use catena_core::{Document, RunContext};
 
-/// One runtime per process: building one per input would dominate the time of each run.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
-    })
-}
+use crate::runtime;
 
 /// This process's scratch file for `extension` (one folder per process, so parallel fuzzing
 /// jobs do not share files).

@@ -142,9 +142,7 @@ pub(crate) fn token(data: &[u8]) {
 /// The semantic splitter's sentence splitting and grouping, with a deterministic embedder.
 /// Properties: deterministic; every chunk's words come from the text.
 pub(crate) fn semantic(data: &[u8]) {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let runtime =
-        RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().expect("a runtime"));
+    let runtime = crate::runtime();
     let ([buffer], text) = settings::<1>(data);
     let embedder = Arc::new(catena_core::testing::DeterministicEmbedder::new(8));
     let splitter =

@@ -33,7 +33,6 @@ PRAGMA query_only = ON;
 const STEP_BUDGET: u32 = 1_000;
 
 struct Witness {
-    runtime: tokio::runtime::Runtime,
     connection: Mutex<Option<SqliteConnection>>,
     changes: Arc<Mutex<Vec<String>>>,
     steps: Arc<AtomicU32>,
@@ -42,7 +41,7 @@ struct Witness {
 fn witness() -> &'static Witness {
     static WITNESS: OnceLock<Witness> = OnceLock::new();
     WITNESS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let runtime = crate::runtime();
         let changes = Arc::new(Mutex::new(Vec::new()));
         let steps = Arc::new(AtomicU32::new(0));
         let connection = runtime.block_on(async {
@@ -61,7 +60,7 @@ fn witness() -> &'static Witness {
             drop(handle);
             connection
         });
-        Witness { runtime, connection: Mutex::new(Some(connection)), changes, steps }
+        Witness { connection: Mutex::new(Some(connection)), changes, steps }
     })
 }
 
@@ -70,8 +69,8 @@ pub(crate) fn sqlite_writes(sql: &str) -> Option<String> {
     let witness = witness();
     witness.steps.store(0, Ordering::Relaxed);
     let mut connection = witness.connection.lock().ok()?.take()?;
-    let result =
-        witness.runtime.block_on(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut connection));
+    let result = crate::runtime()
+        .block_on(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut connection));
     if let Ok(mut slot) = witness.connection.lock() {
         *slot = Some(connection);
     }
