@@ -151,6 +151,9 @@ echo "== graphs: per-step overhead and checkpoint bytes, catena vs LangGraph (tr
   "$venv/bin/python" benches/reference/langgraph_bench.py 200; } | tee "$out/graph.jsonl"
 echo "== graphs: SIGKILL at every point of a five-node run, resumed, 50 runs" >&2
 CATENA_GRAPH_CRASH_RUNS=50 cargo test --quiet -p catena-agents --features sqlite --test graph_crash
+echo "== crash safety: catena ingest, the cache file and the sessions file killed with SIGKILL (50 runs each); full disks" >&2
+CATENA_CRASH_RUNS=50 cargo test --quiet --workspace --test crash -- --nocapture --test-threads 1 2>&1 \
+  | grep -E '^(CATENA_CRASH_SEED|uninterrupted|run [0-9]|disk of|64 KiB|skipped)' | tee "$out/crash.txt"
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
 

@@ -262,6 +262,28 @@ impl Embedder for TimedEmbedder {
 /// Loads, splits, embeds (default local model) and stores in LanceDB; skips chunks already
 /// stored, cleans up stale ones; reports progress and a summary.
 pub(crate) async fn ingest(args: IngestArgs) -> Result<()> {
+    let store = args.store.clone();
+    ingest_into_store(args).await.map_err(|e| explain_full_disk(e, &store))
+}
+
+/// A full disk is the one store failure a user fixes outside catena, and the one whose message
+/// (an I/O error deep in LanceDB) says least about what happens next: say it.
+fn explain_full_disk(error: Error, store: &Path) -> Error {
+    if !error.to_string().contains("No space left on device") {
+        return error;
+    }
+    let message = match &error {
+        Error::Store { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Error::store(format!(
+        "{message}\nThe disk holding {} is full. The chunks written before it filled are kept and \
+         readable; free some space and run the same `catena ingest` again: it adds only what is missing.",
+        store.display()
+    ))
+}
+
+async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
     let access =
         if args.access.is_empty() { None } else { Some(catena::core::security::access_list(&args.access)?) };
