@@ -1,6 +1,7 @@
 //! The LanceDB vector store: the table, its indexes and searches (codec, filters and keyword search in submodules).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::{DataType, Field};
@@ -203,16 +204,42 @@ impl LanceDbStore {
         let names =
             store.connection.table_names().execute().await.map_err(lance_error("cannot list tables"))?;
         if names.contains(&store.collection) {
-            let table = store
-                .connection
-                .open_table(&store.collection)
-                .execute()
-                .await
-                .map_err(lance_error("cannot open the table"))?;
-            let state = inspect(table, &store.collection).await?;
-            *store.table.write().await = Some(state);
+            match store.connection.open_table(&store.collection).execute().await {
+                Ok(table) => {
+                    let state = inspect(table, &store.collection).await?;
+                    *store.table.write().await = Some(state);
+                }
+                Err(lancedb::Error::TableNotFound { .. }) if store.never_committed() => {
+                    // A process killed while creating the table leaves its folder with data
+                    // files but no version: nothing in it was ever readable, and while it stays
+                    // every later open fails. Remove it; the next write creates the table anew.
+                    tracing::warn!(
+                        uri = %store.uri, collection = %store.collection,
+                        "removing a table whose creation was interrupted before its first commit"
+                    );
+                    store
+                        .connection
+                        .drop_table(&store.collection, &[])
+                        .await
+                        .map_err(lance_error("cannot remove the unfinished table"))?;
+                }
+                Err(e) => return Err(lance_error("cannot open the table")(e)),
+            }
         }
         Ok(store)
+    }
+
+    /// Whether the collection's folder (local databases only) holds no committed version: a
+    /// table whose creation was interrupted.
+    fn never_committed(&self) -> bool {
+        if self.uri.contains("://") {
+            return false;
+        }
+        let versions = Path::new(&self.uri).join(format!("{}.lance", self.collection)).join("_versions");
+        match std::fs::read_dir(&versions) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 
     /// Opens an existing collection; unlike [`connect`](Self::connect), a missing one is an error
