@@ -229,6 +229,9 @@ async fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             "response_format.type",
         ),
         (json!({"model": "chat", "messages": user, "n": 3}), 400, "only n = 1"),
+        (json!({"model": "chat", "messages": user, "temperature": -3}), 400, "temperature -3 is outside"),
+        (json!({"model": "chat", "messages": user, "temperature": 2.5}), 400, "outside 0..=2"),
+        (json!({"model": "chat", "messages": user, "top_p": 1.5}), 400, "top_p 1.5 is outside"),
         (json!({"model": "gpt-9", "messages": user}), 404, "does not exist"),
     ];
     for (body, status, needle) in cases {

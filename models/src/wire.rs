@@ -464,6 +464,13 @@ impl TryFrom<ChatCompletionRequest> for ChatRequest {
             // messages have no such fields.
             messages.push(message);
         }
+        // OpenAI's ranges: a value outside them is a mistake to report, not one to clamp.
+        if let Some(t) = body.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+            return Err(WireError::new(format!("temperature {t} is outside 0..=2")).at("temperature"));
+        }
+        if let Some(p) = body.top_p.filter(|p| !(0.0..=1.0).contains(p)) {
+            return Err(WireError::new(format!("top_p {p} is outside 0..=1")).at("top_p"));
+        }
         let mut request = ChatRequest::new(messages);
         request.sampling.max_tokens = max_tokens;
         request.sampling.temperature = body.temperature;

@@ -29,7 +29,9 @@
 //!
 //! Safety limits: request bodies over `max_body_bytes` (default 1 MiB) get 413, `max_tokens` over
 //! `max_tokens_cap` (default 4096) gets 400, and a server bound beyond loopback refuses to start
-//! without an API key (`Authorization: Bearer ...`, compared in constant time).
+//! without an API key (`Authorization: Bearer ...`, compared in constant time). Slow and greedy
+//! clients are bounded by [`ConnectionLimits`]: 10 s to send the headers (slowloris), 30 s for the
+//! body (408), 64 KiB of headers (431), 1,024 connections at once.
 
 mod auth;
 mod chat;
@@ -37,9 +39,11 @@ mod console;
 mod embeddings;
 mod error;
 mod threads;
+mod transport;
+
+pub use self::transport::ConnectionLimits;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -90,6 +94,7 @@ pub struct Server {
     api_key: Option<String>,
     max_body_bytes: usize,
     max_tokens_cap: u32,
+    limits: ConnectionLimits,
     default_sampling: DefaultSampling,
     agent: Option<CompiledGraph<AgentRun>>,
     #[cfg(feature = "mcp")]
@@ -125,6 +130,7 @@ impl Server {
             api_key: None,
             max_body_bytes: 1 << 20,
             max_tokens_cap: 4096,
+            limits: ConnectionLimits::default(),
             default_sampling: DefaultSampling::default(),
             agent: None,
             #[cfg(feature = "mcp")]
@@ -166,6 +172,16 @@ impl Server {
     #[must_use]
     pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request, how many connections are served at once
+    /// and how large a request head may be ([`ConnectionLimits`]; the defaults suit most uses).
+    /// The body-read timeout also applies to [`router`](Self::router) embedded in another server;
+    /// the others are the connection loop's, so they apply to [`serve`](Self::serve).
+    #[must_use]
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -232,6 +248,7 @@ impl Server {
     /// The routes, for embedding into an application's own axum server.
     pub fn router(self) -> Router {
         let limit = self.max_body_bytes;
+        let body_timeout = self.limits.body_read_timeout;
         let state = Arc::new(self);
         let v1 = Router::new()
             .route("/v1/chat/completions", post(chat::chat_completions))
@@ -276,6 +293,10 @@ impl Server {
                 )
             })
             .layer(DefaultBodyLimit::max(limit))
+            .layer(middleware::from_fn_with_state(
+                transport::BodyLimits { max_bytes: limit, timeout: body_timeout },
+                transport::read_body_within,
+            ))
             .layer(middleware::from_fn(auth::access_log))
             .with_state(state)
     }
@@ -294,10 +315,9 @@ impl Server {
             )));
         }
         tracing::info!(%addr, chat = ?self.chat.keys().collect::<Vec<_>>(), "catena serve listening");
-        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| Error::io(addr.to_string(), e))
+        let limits = self.limits;
+        transport::serve(listener, self.router(), limits, shutdown).await;
+        Ok(())
     }
 }
 

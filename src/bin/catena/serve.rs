@@ -35,6 +35,16 @@ pub(crate) struct ServeArgs {
     /// Largest max_tokens a request may ask for (400 above); also the default.
     #[arg(long, default_value_t = 1024)]
     max_tokens: u32,
+    /// Seconds a client has to send a request's headers (and to start, once connected): slower
+    /// clients are disconnected, the defence against slowloris.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = positive_seconds)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers are in (408 after).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    body_timeout: f64,
+    /// Connections served at once; more wait in the listen queue.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
     /// Sampling temperature for requests that set none (0 = greedy: the same request gets the
     /// same reply). Unset: the model's default.
     #[arg(long, value_name = "T", value_parser = non_negative_temperature)]
@@ -305,6 +315,12 @@ pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceS
         .with_api_key(args.api_key)
         .with_max_body_bytes(args.max_body_bytes)
         .with_max_tokens_cap(args.max_tokens)
+        .with_connection_limits(catena::serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs_f64(args.header_timeout),
+            body_read_timeout: std::time::Duration::from_secs_f64(args.body_timeout),
+            max_connections: args.max_connections,
+            ..catena::serve::ConnectionLimits::default()
+        })
         .with_default_sampling(args.temperature, args.seed)
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
@@ -347,5 +363,15 @@ fn non_negative_temperature(text: &str) -> Result<f32, String> {
     match text.parse::<f32>() {
         Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
         _ => Err(format!("{text:?} is not a temperature; use a number from 0 (greedy) up, e.g. 0.7")),
+    }
+}
+
+/// A duration in seconds: positive and finite (what `Duration::from_secs_f64` accepts).
+fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+        Ok(seconds)
+    } else {
+        Err(format!("{text} seconds: give a positive number, e.g. 10 or 0.5"))
     }
 }
