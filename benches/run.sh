@@ -154,6 +154,9 @@ CATENA_GRAPH_CRASH_RUNS=50 cargo test --quiet -p catena-agents --features sqlite
 echo "== crash safety: catena ingest, the cache file and the sessions file killed with SIGKILL (50 runs each); full disks" >&2
 CATENA_CRASH_RUNS=50 cargo test --quiet --workspace --test crash -- --nocapture --test-threads 1 2>&1 \
   | grep -E '^(CATENA_CRASH_SEED|uninterrupted|run [0-9]|disk of|64 KiB|skipped)' | tee "$out/crash.txt"
+echo "== catena serve soak: 64 streaming clients for 10 min with slowloris, oversized and 10,000 malformed requests" >&2
+CATENA_SOAK_SECONDS=600 CATENA_SOAK_CLIENTS=64 CATENA_SOAK_MALFORMED=10000 \
+  cargo test --quiet --workspace --test serve_soak -- --nocapture 2>&1 | grep '^soak' | tee "$out/serve-soak.txt"
 echo "== agents: local-model step latency with and without prefix reuse" >&2
 cargo run --quiet --example agent_step_bench -- "$out/agent-steps.json"
 
