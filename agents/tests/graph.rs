@@ -332,6 +332,39 @@ async fn an_edit_while_paused_is_what_the_run_continues_with() {
 }
 
 #[tokio::test]
+async fn a_store_whose_ids_or_steps_are_at_the_end_of_their_range_is_an_error_not_a_panic() {
+    // Found by fuzzing (fuzz/corpus/graph_checkpoints/extreme-ids.json, step-at-max.json): the
+    // next id and step were `+ 1`, which overflowed (a panic in debug builds, ids reused in
+    // release ones) on a damaged or hand-edited store.
+    let effects = Arc::new(AtomicUsize::new(0));
+    let (thread, ctx) = (Thread::new("t"), RunContext::new());
+    let paused = memory();
+    let graph = approval_graph(effects.clone()).compile().unwrap().with_checkpointer(paused.clone());
+    graph.invoke(&thread, WorkUpdate::default().topic("draft"), &ctx).await.unwrap();
+    let mut checkpoints = paused.checkpoints("t").await.unwrap();
+    let last = checkpoints.pop().unwrap();
+    let pending = paused.pending("t", last.id).await.unwrap();
+    for (id, step) in [(u64::MAX, last.step), (last.id, i64::MAX)] {
+        // The same paused thread, its last checkpoint damaged.
+        let damaged = memory();
+        for checkpoint in &checkpoints {
+            damaged.put("t", checkpoint).await.unwrap();
+        }
+        let mut last = last.clone();
+        (last.id, last.step) = (id, step);
+        damaged.put("t", &last).await.unwrap();
+        for write in &pending {
+            damaged.put_pending("t", id, write).await.unwrap();
+        }
+        let graph = approval_graph(effects.clone()).compile().unwrap().with_checkpointer(damaged);
+        let error = graph.resume(&thread, Resume::with(&true).unwrap(), &ctx).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Store, "{error}");
+        assert!(error.to_string().contains("at the end of its range"), "{error}");
+    }
+    assert_eq!(effects.load(Ordering::SeqCst), 0, "nothing ran past the damage");
+}
+
+#[tokio::test]
 async fn a_new_thread_can_be_seeded_and_an_abandoned_run_makes_way_for_a_new_one() {
     let effects = Arc::new(AtomicUsize::new(0));
     let graph = approval_graph(Arc::clone(&effects)).compile().unwrap().with_checkpointer(memory());

@@ -25,6 +25,7 @@
 // A fuzz target reports a broken property by panicking: that is what the engine detects.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod graphs;
 mod guards;
 mod loaders;
 mod parsers;
@@ -57,6 +58,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("serve_embeddings_body", parsers::embeddings_body),
     ("react_reply", parsers::react_reply),
     ("pii_text", parsers::pii),
+    ("graph_checkpoints", graphs::checkpoints),
 ];
 
 /// The target called `name`.

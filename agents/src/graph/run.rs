@@ -504,7 +504,7 @@ impl<S: GraphState> CompiledGraph<S> {
             None => Vec::new(),
         };
         let checkpoint = Checkpoint {
-            id: next_id(&all),
+            id: next_id(&all)?,
             parent: head.map(|h| h.id),
             step: head.map_or(-1, |h| h.step),
             source: Source::Update,
@@ -538,7 +538,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let all = saver.checkpoints(&thread.id).await?;
         let Some(head) = head_of(thread, &all)?.filter(|h| !h.next.is_empty()) else { return Ok(None) };
         let checkpoint = Checkpoint {
-            id: next_id(&all),
+            id: next_id(&all)?,
             parent: Some(head.id),
             step: head.step,
             source: Source::Update,
@@ -725,7 +725,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let tid = thread.id.as_str();
         let all = saver.checkpoints(tid).await?;
         let head = head_of(thread, &all)?;
-        let mut ids = next_id(&all);
+        let mut ids = next_id(&all)?;
         let first_new = ids;
         let mut state = match head {
             Some(h) => self.fold(tid, &all, h.id)?,
@@ -758,14 +758,14 @@ impl<S: GraphState> CompiledGraph<S> {
                 let checkpoint = Checkpoint {
                     id: ids,
                     parent: head.map(|h| h.id),
-                    step: head.map_or(-1, |h| h.step + 1),
+                    step: head.map_or(Ok(-1), |h| following_step(h.step))?,
                     source: Source::Input,
                     writes: vec![write],
                     next: self.route(&[START], &state)?,
                     base: None,
                     created_at_ms: now_ms(),
                 };
-                ids += 1;
+                ids = following_id(ids)?;
                 saver.put(tid, &checkpoint).await?;
                 values(&checkpoint, &state);
                 checkpoint
@@ -842,7 +842,7 @@ impl<S: GraphState> CompiledGraph<S> {
                         base: None,
                         created_at_ms: now_ms(),
                     };
-                    ids += 1;
+                    ids = following_id(ids)?;
                     saver.put(tid, &fork).await?;
                     for write in done
                         .values()
@@ -885,7 +885,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 )));
             }
             ctx.check_cancelled()?;
-            let step = at.step + 1;
+            let step = following_step(at.step)?;
             let mut running: FuturesUnordered<_> = at
                 .next
                 .iter()
@@ -954,7 +954,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 base: None,
                 created_at_ms: now_ms(),
             };
-            ids += 1;
+            ids = following_id(ids)?;
             saver.put(tid, &checkpoint).await?;
             values(&checkpoint, &state);
             done.clear();
@@ -1066,8 +1066,24 @@ fn head_of<'a>(thread: &Thread, all: &'a [Checkpoint]) -> Result<Option<&'a Chec
     }
 }
 
-fn next_id(all: &[Checkpoint]) -> u64 {
-    all.iter().map(|c| c.id + 1).max().unwrap_or(0)
+/// The id after every checkpoint in `all`.
+fn next_id(all: &[Checkpoint]) -> Result<u64> {
+    all.iter().map(|c| c.id).max().map_or(Ok(0), following_id)
+}
+
+/// The id after `id`. Only a damaged or hand-edited store holds ids or steps at the top of their
+/// range: an error, where wrapping around would reuse ids.
+fn following_id(id: u64) -> Result<u64> {
+    id.checked_add(1).ok_or_else(|| at_the_end("id"))
+}
+
+/// The step after `step` (see [`following_id`]).
+fn following_step(step: i64) -> Result<i64> {
+    step.checked_add(1).ok_or_else(|| at_the_end("step"))
+}
+
+fn at_the_end(what: &str) -> Error {
+    Error::store(format!("a checkpoint {what} is at the end of its range: the checkpoint store is damaged"))
 }
 
 async fn interrupts_at(saver: &dyn Checkpointer, thread: &str, at: u64) -> Result<Vec<Interrupt>> {
