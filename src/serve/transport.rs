@@ -27,9 +27,9 @@ use super::error::ApiError;
 /// 30 s to send its body, 1,024 connections at once, 64 KiB of headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Time a client has to send a request's headers, from its first byte (and, on a kept-alive
-    /// connection, from the end of the previous response). Past it the connection is closed:
-    /// the slowloris defence.
+    /// Time a client has to send a request's headers, from their first byte (on a kept-alive
+    /// connection, from the end of the previous response); a new connection also has this long
+    /// to send its first byte. Past it the connection is closed: the slowloris defence.
     pub header_read_timeout: Duration,
     /// Time a client has to send a request's whole body once its headers are in; past it the
     /// request gets 408 and the connection is closed.
