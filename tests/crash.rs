@@ -124,20 +124,31 @@ async fn an_ingest_killed_at_any_moment_and_run_again_leaves_the_store_an_uninte
 
     let runs = runs();
     let mut random = Random(seed());
-    let mut interrupted = 0;
+    let mut retried = 0;
     for run in 0..runs {
         // Stratified: run i is killed somewhere in the i-th slice of the ingest's duration, so
         // a few runs still spread over model loading, embedding, writing and indexing. The
         // window is half as long again as the reference took: on a loaded machine a run takes
-        // longer, and a window cut short would never reach the indexing at the end.
-        let at = whole.mul_f64(1.5 * (run as f64 + random.unit()) / runs as f64);
+        // longer, and a window cut short would never reach the indexing at the end. How long an
+        // ingest takes varies with the load on the machine (the reference may have run slowly),
+        // so a kill that lands after the ingest ended is tried again at half the time, on a
+        // fresh store: every run interrupts one.
+        let mut at = whole.mul_f64(1.5 * (run as f64 + random.unit()) / runs as f64);
         let store = dir.path().join(format!("killed-{run}"));
-        let mut child = ingest_command(&corpus, &store).spawn().unwrap();
-        std::thread::sleep(at);
-        let finished_first = child.try_wait().unwrap().is_some();
-        interrupted += usize::from(!finished_first);
-        child.kill().ok();
-        child.wait().unwrap();
+        loop {
+            let _ = std::fs::remove_dir_all(&store);
+            let mut child = ingest_command(&corpus, &store).spawn().unwrap();
+            std::thread::sleep(at);
+            let finished_first = child.try_wait().unwrap().is_some();
+            child.kill().ok();
+            child.wait().unwrap();
+            if !finished_first {
+                break;
+            }
+            retried += 1;
+            assert!(retried < 10 * runs, "the ingests keep finishing before {at:?}");
+            at /= 2;
+        }
         let left = match stored(&store).await {
             Ok(s) => format!("{} rows", s.rows),
             Err(e) => format!("unreadable ({e})"),
@@ -154,14 +165,12 @@ async fn an_ingest_killed_at_any_moment_and_run_again_leaves_the_store_an_uninte
         assert_eq!(got, expected, "run {run}: killed at {:.2} s with {left} written", at.as_secs_f64());
         assert_eq!(answers(&store, &embedder).await, expected_answers, "run {run}: searches differ");
         eprintln!(
-            "run {run}: killed at {:.2} s{}, {left} left; re-run: {}",
+            "run {run}: killed at {:.2} s, {left} left; re-run: {}",
             at.as_secs_f64(),
-            if finished_first { " (after it had finished)" } else { "" },
             String::from_utf8_lossy(&out.stdout).trim()
         );
     }
-    // A kill that lands after the ingest ended tests nothing: most must interrupt it.
-    assert!(interrupted * 2 >= runs, "only {interrupted} of {runs} kills interrupted an ingest");
+    eprintln!("{retried} kills landed after the ingest had finished and were tried again earlier");
 }
 
 /// Runs this test binary's `child` test (an ignored one: a writer that loops until killed) with

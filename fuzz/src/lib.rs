@@ -59,6 +59,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("react_reply", parsers::react_reply),
     ("pii_text", parsers::pii),
     ("graph_checkpoints", graphs::checkpoints),
+    ("mcp_tool_result", parsers::mcp_tool_result),
 ];
 
 /// The target called `name`.

@@ -105,3 +105,17 @@ pub(crate) fn pii(data: &[u8]) {
         end = m.range.end;
     }
 }
+
+/// A remote MCP server's tool result (`CallToolResult` JSON), read as catena's MCP client reads
+/// it and sent back out as catena's MCP server sends it. Properties: deterministic; a result
+/// relayed through catena reads back as the same output (text for the model and artifact).
+pub(crate) fn mcp_tool_result(data: &[u8]) {
+    let Some((read, sent)) = catena_tools::mcp::relay_tool_result(data) else { return };
+    let again = catena_tools::mcp::relay_tool_result(data).map(|(r, s)| (format!("{r:?}"), s));
+    assert_eq!(again, Some((format!("{read:?}"), sent.clone())), "the same result read twice differently");
+    if let Ok(output) = read {
+        let relayed = catena_tools::mcp::relay_tool_result(sent.to_string().as_bytes())
+            .expect("what catena sends is a CallToolResult");
+        assert_eq!(relayed.0.ok(), Some(output), "a result relayed through catena changed: {sent}");
+    }
+}

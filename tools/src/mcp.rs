@@ -560,6 +560,19 @@ impl McpClient {
     }
 }
 
+/// For `catena-fuzz`: a remote server's `tools/call` result (its JSON) read as [`McpTool`]
+/// reads it, and that output as [`McpToolServer`] would send it back out (`Null` when the read
+/// failed). `None` when the bytes are not a `CallToolResult`. catena promises that a result
+/// passes through it unchanged; the fuzz target checks it on arbitrary results.
+#[doc(hidden)]
+#[must_use]
+pub fn relay_tool_result(json: &[u8]) -> Option<(Result<ToolOutput>, Value)> {
+    let result: CallToolResult = serde_json::from_slice(json).ok()?;
+    let read = output("relayed", result);
+    let sent = read.as_ref().map_or(Value::Null, |out| crate::mcp_server::content::to_result(out.clone()));
+    Some((read, sent))
+}
+
 /// A tool result as catena's (see [`tool_output`] for the shape), `isError` as the tool's error.
 fn output(name: &str, result: CallToolResult) -> Result<ToolOutput> {
     let blocks = result.content.iter().filter_map(|block| serde_json::to_value(block).ok()).collect();
