@@ -18,33 +18,22 @@ use std::time::Instant;
 use catena::core::{Embedder, RunContext, VectorStore};
 use catena::models::LlamaEmbedder;
 use catena::retrievers::LanceDbStore;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// How many killed runs each test makes.
 fn runs() -> usize {
     std::env::var("CATENA_CRASH_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(4)
 }
 
-/// A small deterministic generator (splitmix64), so a failing run can be repeated from its seed.
-struct Random(u64);
-
-impl Random {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// The seed: `CATENA_CRASH_SEED`, or the clock (printed, so a failure can be replayed).
-fn seed() -> u64 {
+/// The kill moments' generator, seeded by `CATENA_CRASH_SEED` or the clock (the seed is
+/// printed, so a failure can be replayed).
+fn random() -> StdRng {
     let seed = std::env::var("CATENA_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_secs())
     });
     eprintln!("CATENA_CRASH_SEED={seed}");
-    seed
+    StdRng::seed_from_u64(seed)
 }
 
 /// What a store holds: every row's id and content, and how many rows there are (more rows
@@ -123,7 +112,7 @@ async fn an_ingest_killed_at_any_moment_and_run_again_leaves_the_store_an_uninte
     eprintln!("uninterrupted ingest: {} chunks in {:.2} s", expected.rows, whole.as_secs_f64());
 
     let runs = runs();
-    let mut random = Random(seed());
+    let mut random = random();
     let mut retried = 0;
     for run in 0..runs {
         // Stratified: run i is killed somewhere in the i-th slice of the ingest's duration, so
@@ -133,7 +122,7 @@ async fn an_ingest_killed_at_any_moment_and_run_again_leaves_the_store_an_uninte
         // ingest takes varies with the load on the machine (the reference may have run slowly),
         // so a kill that lands after the ingest ended is tried again at half the time, on a
         // fresh store: every run interrupts one.
-        let mut at = whole.mul_f64(1.5 * (run as f64 + random.unit()) / runs as f64);
+        let mut at = whole.mul_f64(1.5 * (run as f64 + random.random::<f64>()) / runs as f64);
         let store = dir.path().join(format!("killed-{run}"));
         loop {
             let _ = std::fs::remove_dir_all(&store);
@@ -214,10 +203,10 @@ async fn a_cache_file_killed_while_written_keeps_every_whole_entry_and_takes_mor
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("embeddings.jsonl");
     let runs = runs().max(2);
-    let mut random = Random(seed());
+    let mut random = random();
     let mut interrupted = 0;
     for run in 0..runs {
-        let after = std::time::Duration::from_millis(100 + (random.unit() * 400.0) as u64);
+        let after = std::time::Duration::from_millis(100 + (random.random::<f64>() * 400.0) as u64);
         let env = [
             ("CATENA_CRASH_FILE", file.display().to_string()),
             ("CATENA_CRASH_START", (run as u64 * 1_000_000).to_string()),
@@ -277,10 +266,10 @@ async fn a_sessions_file_killed_while_saving_resumes_at_the_last_whole_turn() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sessions.db");
     let runs = runs().max(2);
-    let mut random = Random(seed());
+    let mut random = random();
     let mut turns = 0;
     for run in 0..runs {
-        let after = std::time::Duration::from_millis(150 + (random.unit() * 400.0) as u64);
+        let after = std::time::Duration::from_millis(150 + (random.random::<f64>() * 400.0) as u64);
         let env = [("CATENA_CRASH_FILE", file.display().to_string())];
         assert!(
             kill_child("child_saves_a_session_until_killed", &env, after),

@@ -281,6 +281,7 @@ fn explain_full_disk(error: Error, store: &Path) -> Error {
          readable; free some space and run the same `catena ingest` again: it adds only what is missing.",
         store.display()
     ))
+    .with_source(error)
 }
 
 async fn ingest_into_store(args: IngestArgs) -> Result<()> {
