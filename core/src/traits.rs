@@ -139,6 +139,23 @@ pub trait VectorStore: Send + Sync {
     /// similarities (higher is closer); the store documents their scale.
     async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>>;
 
+    /// [`search`](VectorStore::search) for many queries at once: one result list per query, in
+    /// the order asked. The default searches them one by one; a store that can answer a batch
+    /// in one pass overrides it (the in-memory store reads its vectors once per batch instead of
+    /// once per query). An error in any query fails the whole batch.
+    async fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Vec<ScoredDocument>>> {
+        let mut results = Vec::with_capacity(queries.len());
+        for query in queries {
+            results.push(self.search(query, k, filter).await?);
+        }
+        Ok(results)
+    }
+
     /// Deletes these ids; returns how many existed.
     async fn delete(&self, ids: &[String]) -> Result<usize>;
 

@@ -92,11 +92,31 @@ async fn memory(n: usize, d: usize, q: usize, dir: &Path) {
     }
     let secs = start.elapsed().as_secs_f64();
     std::fs::write(dir.join("catena-top10.json"), serde_json::to_string(&ids).unwrap()).unwrap();
+    let threads = rayon::current_num_threads();
     println!(
         "{}",
-        serde_json::json!({"bench": "memory-exact", "impl": "catena", "n": n, "d": d, "queries": q,
-                           "qps": q as f64 / secs, "threads": rayon::current_num_threads()})
+        serde_json::json!({"bench": "memory-exact", "impl": "catena", "mode": "single", "n": n, "d": d,
+                           "queries": q, "qps": q as f64 / secs, "threads": threads})
     );
+    // The same queries in batches: one pass over the vectors per batch.
+    for batch in [64, 1000] {
+        let start = Instant::now();
+        let mut same = 0;
+        for (chunk, expected) in queries.chunks(batch).zip(ids.chunks(batch)) {
+            let found = store.search_batch(chunk, 10, None).await.unwrap();
+            for (hits, single) in found.into_iter().zip(expected) {
+                let got: Vec<String> = hits.into_iter().map(|h| h.document.id.unwrap()).collect();
+                same += usize::from(&got == single);
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({"bench": "memory-exact", "impl": "catena", "mode": "batch", "batch": batch,
+                               "n": n, "d": d, "queries": q, "qps": q as f64 / secs, "threads": threads,
+                               "same_top10_as_single": same})
+        );
+    }
 }
 
 async fn lance(n: usize, d: usize, q: usize) {

@@ -74,6 +74,7 @@ mod memory;
 mod mmr;
 mod parent;
 mod rerank;
+mod scan;
 mod self_query;
 mod vector;
 

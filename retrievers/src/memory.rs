@@ -5,11 +5,11 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use catena_core::{Document, Embedded, Error, Filter, Result, ScoredDocument, VectorStore};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::index::document_id;
+use crate::scan::{self, Scoring};
 
 /// How closeness is measured, and how it becomes a score (higher is closer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -24,9 +24,6 @@ pub enum Distance {
     /// vectors, the usual case).
     L2,
 }
-
-/// Above this many rows a search scans in parallel (below it, threads cost more than they save).
-const PARALLEL_ROWS: usize = 32_768;
 
 /// Keeps documents and their vectors in memory and finds neighbours by an exact scan, which is
 /// right up to a few hundred thousand chunks (see docs/benchmarks.md for queries per second).
@@ -55,32 +52,12 @@ impl Rows {
         self.vectors.get(row * d..(row + 1) * d).unwrap_or_default()
     }
 
-    fn score_vector(&self, query: &[f32], v: &[f32]) -> f32 {
+    fn scoring(&self) -> Scoring {
         match self.distance {
-            Distance::Cosine | Distance::Dot => dot(v, query),
-            Distance::L2 => {
-                let d2: f32 = v.iter().zip(query).map(|(a, b)| (a - b) * (a - b)).sum();
-                1.0 - d2.sqrt() / std::f32::consts::SQRT_2
-            }
+            Distance::Cosine | Distance::Dot => Scoring::Dot,
+            Distance::L2 => Scoring::L2,
         }
     }
-}
-
-/// A dot product over 32 lanes in fixed-size arrays, which the compiler unrolls into SIMD (two
-/// AVX-512 or four AVX2 accumulators, enough independent sums to keep the FMA units busy).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 32;
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        if let (Ok(x), Ok(y)) = (<&[f32; LANES]>::try_from(x), <&[f32; LANES]>::try_from(y)) {
-            for ((s, p), q) in acc.iter_mut().zip(x).zip(y) {
-                *s += p * q;
-            }
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn unit(v: &[f32]) -> Vec<f32> {
@@ -168,44 +145,11 @@ impl InMemoryVectorStore {
     }
 
     /// Rows matching `filter`, scored against `query`, best `k` first (ties: storage order).
-    ///
-    /// Rows are scanned in blocks; each block keeps only its own best `k`, so a query never
-    /// materialises a score per row, and blocks run on all cores when the store is large.
     fn top_k(rows: &Rows, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(f32, usize)> {
-        const BLOCK: usize = 4096;
-        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        let best_of_block = |block: usize| -> Vec<(f32, usize)> {
-            let end = ((block + 1) * BLOCK).min(rows.documents.len());
-            let start = block * BLOCK;
-            let d = rows.dimensions.max(1);
-            let vectors = rows.vectors.get(start * d..end * d).unwrap_or_default();
-            let mut scored: Vec<(f32, usize)> = vectors
-                .chunks_exact(d)
-                .enumerate()
-                .map(|(j, v)| (start + j, v))
-                .filter(|&(i, _)| {
-                    filter.is_none_or(|f| rows.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
-                })
-                .map(|(i, v)| (rows.score_vector(query, v), i))
-                .collect();
-            if scored.len() > k {
-                scored.select_nth_unstable_by(k - 1, order);
-                scored.truncate(k);
-            }
-            scored
+        let keep = |i: usize| {
+            filter.is_none_or(|f| rows.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
         };
-        let blocks = rows.documents.len().div_ceil(BLOCK);
-        let mut best: Vec<(f32, usize)> = if rows.documents.len() >= PARALLEL_ROWS {
-            (0..blocks).into_par_iter().flat_map_iter(best_of_block).collect()
-        } else {
-            (0..blocks).flat_map(best_of_block).collect()
-        };
-        if best.len() > k && k > 0 {
-            best.select_nth_unstable_by(k - 1, order);
-            best.truncate(k);
-        }
-        best.sort_by(order);
-        best
+        scan::top_k(&rows.vectors, rows.dimensions, query, k, rows.scoring(), &keep)
     }
 
     async fn checked_query(
@@ -216,17 +160,24 @@ impl InMemoryVectorStore {
         if k == 0 {
             return Err(Error::invalid_input("k must be at least 1"));
         }
-        check_finite(query)?;
         let rows = self.rows.read().await;
+        let q = Self::prepared(&rows, query).map_err(Error::invalid_input)?;
+        Ok((rows, q))
+    }
+
+    /// The query as the scan takes it (unit length under cosine), or why it cannot be asked.
+    fn prepared(rows: &Rows, query: &[f32]) -> std::result::Result<Vec<f32>, String> {
+        if !query.iter().all(|x| x.is_finite()) {
+            return Err("the query vector contains NaN or infinity".to_owned());
+        }
         if rows.dimensions != 0 && rows.dimensions != query.len() {
-            return Err(Error::invalid_input(format!(
+            return Err(format!(
                 "the query vector has {} dimensions but the store holds {}-dimensional vectors (was the embedder changed?)",
                 query.len(),
                 rows.dimensions
-            )));
+            ));
         }
-        let q = if rows.distance == Distance::Cosine { unit(query) } else { query.to_vec() };
-        Ok((rows, q))
+        Ok(if rows.distance == Distance::Cosine { unit(query) } else { query.to_vec() })
     }
 }
 
@@ -318,6 +269,45 @@ impl VectorStore for InMemoryVectorStore {
         Ok(Self::top_k(&rows, &q, k, filter)
             .into_iter()
             .filter_map(|(s, i)| rows.documents.get(i).map(|d| ScoredDocument::new(d.clone(), s)))
+            .collect())
+    }
+
+    /// One pass over the stored vectors for the whole batch: blocks of vectors are multiplied
+    /// by all queries while they are in cache (see docs/benchmarks.md for queries per second).
+    async fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Vec<ScoredDocument>>> {
+        if k == 0 {
+            return Err(Error::invalid_input("k must be at least 1"));
+        }
+        let rows = self.rows.read().await;
+        let mut flat = Vec::with_capacity(queries.len() * rows.dimensions);
+        for (i, query) in queries.iter().enumerate() {
+            let q = Self::prepared(&rows, query)
+                .map_err(|why| Error::invalid_input(format!("query {} of the batch: {why}", i + 1)))?;
+            flat.extend_from_slice(&q);
+        }
+        if rows.documents.is_empty() {
+            return Ok(vec![Vec::new(); queries.len()]);
+        }
+        let keep = |i: usize| {
+            filter.is_none_or(|f| rows.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
+        };
+        let found = if queries.len() == 1 {
+            vec![scan::top_k(&rows.vectors, rows.dimensions, &flat, k, rows.scoring(), &keep)]
+        } else {
+            scan::top_k_batch(&rows.vectors, rows.dimensions, &flat, k, rows.scoring(), &keep)
+        };
+        Ok(found
+            .into_iter()
+            .map(|best| {
+                best.into_iter()
+                    .filter_map(|(s, i)| rows.documents.get(i).map(|d| ScoredDocument::new(d.clone(), s)))
+                    .collect()
+            })
             .collect())
     }
 
@@ -458,6 +448,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_answers_as_its_queries_one_by_one() {
+        for distance in [Distance::Cosine, Distance::Dot, Distance::L2] {
+            let s = InMemoryVectorStore::with_distance(distance);
+            let records = (0..500)
+                .map(|i| {
+                    let v = (0..24).map(|j| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.4).collect();
+                    rec(&format!("doc {i}"), v)
+                })
+                .collect();
+            s.upsert(records).await.unwrap();
+            let queries: Vec<Vec<f32>> = (0..9)
+                .map(|q| (0..24).map(|j| ((q * 13 + j * 7) % 41) as f32 / 41.0 - 0.5).collect())
+                .collect();
+            let filter = Filter::gte("len", 6);
+            for f in [None, Some(&filter)] {
+                let batch = s.search_batch(&queries, 7, f).await.unwrap();
+                assert_eq!(batch.len(), queries.len());
+                for (q, got) in queries.iter().zip(&batch) {
+                    let one = s.search(q, 7, f).await.unwrap();
+                    assert_eq!(got.len(), one.len());
+                    for (a, b) in got.iter().zip(&one) {
+                        assert_eq!(a.document.id, b.document.id, "{distance:?}");
+                        assert!((a.score - b.score).abs() < 1e-5);
+                    }
+                }
+            }
+        }
+        let s = InMemoryVectorStore::new();
+        assert_eq!(
+            s.search_batch(&[vec![1.0], vec![1.0, 2.0]], 3, None).await.unwrap(),
+            vec![vec![], vec![]]
+        );
+        s.upsert(vec![rec("a", vec![1.0, 0.0])]).await.unwrap();
+        let err = s.search_batch(&[vec![1.0, 0.0], vec![1.0]], 3, None).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("query 2 of the batch"), "{err}");
+        assert!(s.search_batch(&[vec![f32::NAN, 0.0]], 3, None).await.is_err());
+        assert!(s.search_batch(&[vec![1.0, 0.0]], 0, None).await.is_err());
+        assert!(s.search_batch(&[], 3, None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn bad_vectors_change_nothing() {
         let s = InMemoryVectorStore::new();
         s.upsert(vec![rec("a", vec![1.0, 0.0])]).await.unwrap();
@@ -467,13 +499,5 @@ mod tests {
         assert!(s.upsert(vec![rec("n", vec![f32::NAN, 0.0])]).await.is_err());
         assert!(s.search(&[1.0, 0.0, 0.0], 1, None).await.is_err());
         assert_eq!(s.search(&[1.0, 0.0], 0, None).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    }
-
-    #[test]
-    fn dot_matches_naive() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
     }
 }
