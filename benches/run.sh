@@ -38,11 +38,15 @@ for part in pdf html; do
   cargo bench --quiet -p catena-loaders --bench loading -- "$part" | tee -a "$out/loading.jsonl"
 done
 
-echo "== retrieval: in-memory exact top-10 vs numpy, 100k x 384 (same vectors)" >&2
-vecs="$(mktemp -d)"
-cargo bench --quiet -p catena-retrievers --bench retrieval -- memory 100000 384 1000 "$vecs" | tee "$out/retrieval-memory.jsonl"
-"$venv/bin/python" benches/reference/numpy_exact_bench.py "$vecs" 100000 384 | tee -a "$out/retrieval-memory.jsonl"
-rm -rf "$vecs"
+echo "== retrieval: in-memory exact top-10 vs numpy, single and batched, 100k and 1M x 384 (same vectors)" >&2
+: > "$out/retrieval-memory.jsonl"
+for rows_queries in 100000:1000 1000000:200; do
+  vecs="$(mktemp -d)"
+  cargo bench --quiet -p catena-retrievers --bench retrieval -- memory "${rows_queries%:*}" 384 "${rows_queries#*:}" "$vecs" \
+    | tee -a "$out/retrieval-memory.jsonl"
+  "$venv/bin/python" benches/reference/numpy_exact_bench.py "$vecs" "${rows_queries%:*}" 384 | tee -a "$out/retrieval-memory.jsonl"
+  rm -rf "$vecs"
+done
 echo "== retrieval: LanceDB ANN recall and latency, catena vs lancedb direct (100k, 1M x 384)" >&2
 : > "$out/retrieval-lancedb.jsonl"
 for n in 100000 1000000; do
@@ -84,6 +88,11 @@ mkdir -p "$corpus/slice"
 ls "$corpus/all" | head -20 | while read -r f; do cp "$corpus/all/$f" "$corpus/slice/"; done
 "$release" ingest "$corpus/slice" --store "$corpus/store" --json | tee "$out/ingest-full.jsonl"
 rm -rf "$corpus"
+
+if [ -f "$cranfield/corpus.jsonl" ]; then
+  echo "== catena query --queries: 225 Cranfield questions in one process vs one process each" >&2
+  benches/query_batch.sh "$release" "$cranfield" "$out/query-batch.jsonl"
+fi
 
 echo "== catena serve: HTTP streaming overhead and 32-client load" >&2
 # Release build without LanceDB/SQL (not needed here; keeps this build to minutes).

@@ -320,6 +320,31 @@ pub fn read_qrels(text: &str) -> Result<Qrels, TrecFileError> {
     Ok(qrels)
 }
 
+/// One query's ranked documents as TREC run lines (`query Q0 document rank score tag`), ranks
+/// from 1 in the order given, ready for [`read_run`] and trec_eval. Fields are separated by
+/// spaces, so an id or tag that is empty or holds whitespace is refused (naming it) rather than
+/// written as a line that reads back differently.
+pub fn format_run(query: &str, ranked: &[(String, f64)], tag: &str) -> Result<String, String> {
+    let field = |what: &str, value: &str| {
+        if value.is_empty() || value.contains(char::is_whitespace) {
+            Err(format!("the {what} {value:?} is empty or has whitespace, which a TREC run cannot hold"))
+        } else {
+            Ok(())
+        }
+    };
+    field("query id", query)?;
+    field("run tag", tag)?;
+    let mut out = String::new();
+    for (rank, (document, score)) in ranked.iter().enumerate() {
+        field("document id", document)?;
+        if !score.is_finite() {
+            return Err(format!("document {document} has the score {score}, which a run cannot rank"));
+        }
+        out.push_str(&format!("{query} Q0 {document} {} {score} {tag}\n", rank + 1));
+    }
+    Ok(out)
+}
+
 /// Reads a run in TREC format (`query Q0 document rank score tag`). The rank column is ignored (the
 /// score orders the run, as in trec_eval); a document listed twice for one query is an error, as
 /// trec_eval refuses such runs.
@@ -414,6 +439,20 @@ pub fn format_trec(evaluation: &Evaluation, measures: &[Measure], per_query: boo
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn written_runs_read_back_and_bad_fields_are_refused() {
+        let ranked = vec![("d3".to_owned(), 0.9), ("d1".to_owned(), 0.25), ("d2".to_owned(), -1.5e-3)];
+        let text = format_run("q7", &ranked, "catena").unwrap();
+        assert_eq!(text.lines().next(), Some("q7 Q0 d3 1 0.9 catena"));
+        let run = read_run(&text).unwrap();
+        assert_eq!(run["q7"], ranked);
+        assert!(format_run("q 7", &ranked, "t").unwrap_err().contains("query id"));
+        assert!(format_run("q", &[("a b".to_owned(), 1.0)], "t").unwrap_err().contains("document id"));
+        assert!(format_run("q", &[("a".to_owned(), f64::NAN)], "t").is_err());
+        assert!(format_run("q", &ranked, "").is_err());
+        assert_eq!(format_run("q", &[], "t").unwrap(), "");
+    }
 
     fn qrels(items: &[(&str, &str, i64)]) -> Qrels {
         let mut q = Qrels::new();
