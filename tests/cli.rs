@@ -246,6 +246,67 @@ fn ingest_embeds_stores_and_summarises_failures() {
     assert!(stderr(&zero).contains("at least 1"), "{}", stderr(&zero));
     let empty = catena(&["query", "--store", s, "  "]);
     assert!(stderr(&empty).contains("empty"), "{}", stderr(&empty));
+
+    // --queries: a question set in one process, as a TREC run that ranks what one-by-one
+    // queries rank, documents named by file with --run-doc, readable by `catena eval retrieval`.
+    let questions = dir.path().join("questions.jsonl");
+    let asked = [("q1", "how long do borrows live?"), ("q2", "what is a crate?"), ("q3", "ownership")];
+    let lines: Vec<String> =
+        asked.iter().map(|(id, q)| serde_json::json!({"_id": id, "text": q}).to_string()).collect();
+    std::fs::write(&questions, lines.join("\n")).unwrap();
+    let run = dir.path().join("run.txt");
+    let (questions_arg, run_arg) = (questions.to_str().unwrap(), run.to_str().unwrap());
+    let batch = catena(&[
+        "query",
+        "--store",
+        s,
+        "-r",
+        "similarity",
+        "-k",
+        "2",
+        "--queries",
+        questions_arg,
+        "--run",
+        run_arg,
+    ]);
+    assert!(batch.status.success(), "{}", stderr(&batch));
+    assert!(stderr(&batch).contains("3 questions"), "{}", stderr(&batch));
+    let written = std::fs::read_to_string(&run).unwrap();
+    for (id, question) in asked {
+        let one = query_json(&["--retriever", "similarity", question]);
+        let expected: Vec<&str> =
+            one["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let ranked: Vec<&str> = written
+            .lines()
+            .filter(|l| l.starts_with(&format!("{id} ")))
+            .map(|l| l.split(' ').nth(2).unwrap())
+            .collect();
+        // Questions in flight together may be embedded in one batch, which moves scores by float
+        // rounding: the best result must agree, the rest as a set.
+        assert_eq!(ranked.first(), expected.first(), "{id}: {written}");
+        let (mut ranked, mut expected) = (ranked, expected);
+        ranked.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(ranked, expected, "{id}: {written}");
+    }
+    let qrels = dir.path().join("qrels.txt");
+    std::fs::write(&qrels, "q1 0 x 1\n").unwrap();
+    let by_file =
+        catena(&["query", "--store", s, "-r", "bm25", "--queries", questions_arg, "--run-doc", "source"]);
+    assert!(by_file.status.success(), "{}", stderr(&by_file));
+    let q1: Vec<String> =
+        stdout(&by_file).lines().filter(|l| l.starts_with("q1 ")).map(str::to_owned).collect();
+    assert!(q1.first().is_some_and(|l| l.starts_with("q1 Q0 ") && l.contains("b.html")), "{q1:?}");
+    assert!(q1.iter().all(|l| l.split(' ').count() == 6 && l.ends_with(" catena")), "{q1:?}");
+    let scored = catena(&["eval", "retrieval", "--qrels", qrels.to_str().unwrap(), "--run", run_arg]);
+    assert!(scored.status.success(), "{}", stderr(&scored));
+    std::fs::write(&questions, "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": \"q1\", \"text\": \"b\"}\n")
+        .unwrap();
+    let twice = catena(&["query", "--store", s, "--queries", questions_arg]);
+    assert!(!twice.status.success());
+    assert!(stderr(&twice).contains("line 2") && stderr(&twice).contains("twice"), "{}", stderr(&twice));
+    let both = catena(&["query", "--store", s, "--queries", questions_arg, "a question too"]);
+    assert!(!both.status.success(), "a question and --queries together are refused");
 }
 
 #[test]
