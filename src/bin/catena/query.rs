@@ -67,7 +67,8 @@ pub(crate) struct QueryArgs {
     #[arg(long, value_name = "OUT", requires = "queries")]
     run: Option<PathBuf>,
     /// Name documents in the run by this metadata field (e.g. `source`, or a field ingested from
-    /// JSON) instead of by chunk id; a document's best chunk gives its rank and score.
+    /// JSON) instead of by chunk id; a document's best chunk gives its rank and score (three
+    /// times -k chunks are retrieved to find -k documents).
     #[arg(long, value_name = "FIELD", requires = "queries")]
     run_doc: Option<String>,
     /// The tag (last column) of the run's lines.
@@ -125,7 +126,9 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
     let model = || chat.clone().ok_or_else(|| Error::invalid_input("this retriever needs the chat model"));
 
     // Rerankers look at a wider candidate list than they return.
-    let fetch = if args.rerank == RerankKind::None { args.k } else { (args.k * 3).max(10) };
+    let fetch = if args.rerank == RerankKind::None { args.k } else { args.k.saturating_mul(3).max(10) };
+    // A run by document keeps each document's best chunk: look at more chunks than documents.
+    let fetch = if args.run_doc.is_some() { fetch.max(args.k.saturating_mul(3)) } else { fetch };
     let similarity: Arc<dyn Retriever> =
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(fetch));
     let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store.clone()).with_k(fetch));
