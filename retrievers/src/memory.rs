@@ -52,6 +52,11 @@ impl Rows {
         self.vectors.get(row * d..(row + 1) * d).unwrap_or_default()
     }
 
+    /// Whether row `i` passes `filter` (every row passes no filter).
+    fn matches(&self, filter: Option<&Filter>, i: usize) -> bool {
+        filter.is_none_or(|f| self.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
+    }
+
     fn scoring(&self) -> Scoring {
         match self.distance {
             Distance::Cosine | Distance::Dot => Scoring::Dot,
@@ -146,10 +151,7 @@ impl InMemoryVectorStore {
 
     /// Rows matching `filter`, scored against `query`, best `k` first (ties: storage order).
     fn top_k(rows: &Rows, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(f32, usize)> {
-        let keep = |i: usize| {
-            filter.is_none_or(|f| rows.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
-        };
-        scan::top_k(&rows.vectors, rows.dimensions, query, k, rows.scoring(), &keep)
+        scan::top_k(&rows.vectors, rows.dimensions, query, k, rows.scoring(), &|i| rows.matches(filter, i))
     }
 
     async fn checked_query(
@@ -293,12 +295,10 @@ impl VectorStore for InMemoryVectorStore {
         if rows.documents.is_empty() {
             return Ok(vec![Vec::new(); queries.len()]);
         }
-        let keep = |i: usize| {
-            filter.is_none_or(|f| rows.documents.get(i).is_some_and(|doc| f.matches_document(doc)))
-        };
         let found = if queries.len() == 1 {
-            vec![scan::top_k(&rows.vectors, rows.dimensions, &flat, k, rows.scoring(), &keep)]
+            vec![Self::top_k(&rows, &flat, k, filter)]
         } else {
+            let keep = |i: usize| rows.matches(filter, i);
             scan::top_k_batch(&rows.vectors, rows.dimensions, &flat, k, rows.scoring(), &keep)
         };
         Ok(found

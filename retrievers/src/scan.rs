@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 /// Above this many rows a scan runs on all cores (below it, threads cost more than they save).
-pub(crate) const PARALLEL_ROWS: usize = 32_768;
+const PARALLEL_ROWS: usize = 32_768;
 
 /// Rows per block of a single-query scan: enough work per task to hide the scheduling.
 const BLOCK_ROWS: usize = 4096;
@@ -237,7 +237,8 @@ pub(crate) fn top_k_batch(
 /// `tile[r * n + j] = dot(block row r, query j)` for an `m × d` block and `n` queries.
 fn multiply(block: &[f32], queries: &[f32], m: usize, d: usize, n: usize, tile: &mut [f32]) {
     let fits = block.len() >= m * d && queries.len() >= n * d && tile.len() >= m * n;
-    let (Ok(rsa), Ok(rsc), Ok(csb)) = (isize::try_from(d), isize::try_from(n), isize::try_from(d)) else {
+    // Row stride of the block and column stride of the queries are both `d`.
+    let (Ok(stride), Ok(rsc)) = (isize::try_from(d), isize::try_from(n)) else {
         return;
     };
     if !fits || m == 0 || n == 0 {
@@ -254,11 +255,11 @@ fn multiply(block: &[f32], queries: &[f32], m: usize, d: usize, n: usize, tile: 
             n,
             1.0,
             block.as_ptr(),
-            rsa,
+            stride,
             1,
             queries.as_ptr(),
             1,
-            csb,
+            stride,
             0.0,
             tile.as_mut_ptr(),
             rsc,
