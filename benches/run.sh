@@ -17,6 +17,13 @@ for part in chat-catena chat-bare embed reuse concurrency; do
   echo "== catena/bare: $part" >&2
   cargo bench --quiet -p catena-models --bench llama -- "$part" | tee "$out/llama-$part.jsonl"
 done
+# Speculative decoding: what a batch of n tokens costs, whether logits depend on the batch, and
+# greedy generation with and without prompt lookup (each in its own process; the texts are in the
+# results to compare byte for byte).
+for part in batch-cost invariance speculation-off speculation-on; do
+  echo "== speculation: $part" >&2
+  cargo bench --quiet -p catena-models --bench llama -- "$part" chat | tee "$out/llama-$part.jsonl"
+done
 for part in chat embed; do
   echo "== llama-cpp-python: $part" >&2
   "$venv/bin/python" benches/reference/llama_cpp_python_bench.py "$part" "$chat_gguf" "$embed_gguf" \

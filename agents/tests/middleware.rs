@@ -101,6 +101,7 @@ async fn a_money_budget_prices_prompt_cached_and_completion_tokens() {
         prompt_tokens: 1_000_000,
         cached_prompt_tokens: 400_000,
         completion_tokens: 100_000,
+        ..catena_core::Usage::default()
     };
     assert!((price.cost(&usage) - (1.2 + 0.2 + 0.8)).abs() < 1e-9);
     // Any positive spend exhausts a zero budget after the first call.

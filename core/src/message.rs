@@ -254,6 +254,13 @@ pub struct Usage {
     pub cached_prompt_tokens: u32,
     /// Tokens generated.
     pub completion_tokens: u32,
+    /// Tokens guessed by speculative decoding and checked by the model (0 without speculation).
+    #[serde(default)]
+    pub draft_tokens: u32,
+    /// Of those, guesses the model confirmed: each saved one forward pass. Their share of
+    /// `draft_tokens` is the acceptance rate.
+    #[serde(default)]
+    pub accepted_draft_tokens: u32,
 }
 
 /// Sums the counts of several calls (saturating), as a run's total.
@@ -262,6 +269,8 @@ impl std::ops::AddAssign for Usage {
         self.prompt_tokens = self.prompt_tokens.saturating_add(more.prompt_tokens);
         self.cached_prompt_tokens = self.cached_prompt_tokens.saturating_add(more.cached_prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(more.completion_tokens);
+        self.draft_tokens = self.draft_tokens.saturating_add(more.draft_tokens);
+        self.accepted_draft_tokens = self.accepted_draft_tokens.saturating_add(more.accepted_draft_tokens);
     }
 }
 

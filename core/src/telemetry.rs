@@ -542,7 +542,8 @@ mod tests {
     use super::*;
 
     fn deltas() -> Vec<Result<ChatDelta>> {
-        let usage = Usage { prompt_tokens: 12, cached_prompt_tokens: 4, completion_tokens: 3 };
+        let usage =
+            Usage { prompt_tokens: 12, cached_prompt_tokens: 4, completion_tokens: 3, ..Usage::default() };
         vec![
             Ok(ChatDelta { content: "Hel".into(), ..ChatDelta::default() }),
             Ok(ChatDelta { content: "lo".into(), ..ChatDelta::default() }),
@@ -593,7 +594,7 @@ mod tests {
         let answered = observe_chat(&child, "openai", "gpt-4o", &request, async {
             Ok(ChatResponse {
                 message: Message::assistant("ok"),
-                usage: Usage { prompt_tokens: 5, cached_prompt_tokens: 0, completion_tokens: 1 },
+                usage: Usage { prompt_tokens: 5, completion_tokens: 1, ..Usage::default() },
                 finish_reason: FinishReason::Stop,
             })
         })

@@ -82,6 +82,7 @@ fn usage(request: &ChatRequest, reply: &str) -> Usage {
         prompt_tokens: request.messages.iter().map(|m| count(&m.content)).sum(),
         cached_prompt_tokens: 0,
         completion_tokens: count(reply),
+        ..Usage::default()
     }
 }
 

@@ -248,7 +248,12 @@ mod tests {
     use super::*;
 
     fn usage(prompt: u32, cached: u32, completion: u32) -> Usage {
-        Usage { prompt_tokens: prompt, cached_prompt_tokens: cached, completion_tokens: completion }
+        Usage {
+            prompt_tokens: prompt,
+            cached_prompt_tokens: cached,
+            completion_tokens: completion,
+            ..Usage::default()
+        }
     }
 
     #[test]

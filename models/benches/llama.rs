@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! cargo bench -p catena-models --bench llama -- chat-catena|chat-bare|chat|embed|reuse|concurrency
+//! cargo bench -p catena-models --bench llama -- batch-cost|speculation-off|speculation-on [MODEL]
 //! ```
+//!
+//! `MODEL` (for the last three) is a default's name (`chat`, `agent`) or a GGUF path.
 //!
 //! Each part prints JSON lines (one per measurement) that docs/benchmarks.md is written from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
@@ -13,7 +16,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use catena_core::{ChatModel, ChatRequest, Embedder, Message, RunContext};
-use catena_models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, files};
+use catena_models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, Speculation, files};
 use futures::StreamExt;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -44,7 +47,14 @@ fn main() {
         "embed" => rt.block_on(embed()),
         "reuse" => rt.block_on(reuse()),
         "concurrency" => rt.block_on(concurrency()),
-        other => panic!("unknown part {other}: chat, chat-catena, chat-bare, embed, reuse, concurrency"),
+        "batch-cost" => batch_cost(&model_arg(&args)),
+        "invariance" => invariance(&model_arg(&args)),
+        "speculation-off" => rt.block_on(speculation(&model_arg(&args), Speculation::Off)),
+        "speculation-on" => rt.block_on(speculation(&model_arg(&args), Speculation::PROMPT_LOOKUP)),
+        other => panic!(
+            "unknown part {other}: chat, chat-catena, chat-bare, embed, reuse, concurrency, batch-cost, \
+             speculation-off, speculation-on"
+        ),
     }
     println!("{}", json!({"part": part, "peak_rss_mb": peak_rss_mb()}));
 }
@@ -374,5 +384,276 @@ async fn concurrency() {
                    "tok_s": f64::from(tokens) / secs, "first_token_s": first, "done_s": done})
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The model named after the part (`chat` by default).
+fn model_arg(args: &[String]) -> String {
+    args.iter().skip(1).filter(|a| !a.starts_with("--")).nth(1).cloned().unwrap_or_else(|| "chat".into())
+}
+
+/// What verifying a guess costs: seconds per decode of a batch of n tokens of one sequence (all
+/// with logits), after a 443-token prompt, against one token. Speculation with n - 1 guesses pays
+/// when more than (cost(n) / cost(1)) - 1 of them are confirmed on average.
+fn batch_cost(reference: &str) {
+    let path = files::resolve(reference).unwrap();
+    let backend = catena_models::llama_backend().unwrap();
+    let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(N_CTX))
+        .with_n_batch(N_BATCH)
+        .with_n_ubatch(N_BATCH)
+        .with_n_threads(THREADS as i32)
+        .with_n_threads_batch(THREADS as i32);
+    let mut ctx = model.new_context(backend, params).unwrap();
+    let tokens = model.vocab().tokenize(chatml(&long_prompt(0)).as_bytes(), false, true);
+    let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
+    for (i, &t) in tokens.iter().enumerate() {
+        batch.add(t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
+    }
+    ctx.decode(&mut batch).unwrap();
+    let p = tokens.len();
+    let mut one = 0.0;
+    for n in [1usize, 2, 3, 4, 6, 9, 12, 17] {
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            batch.clear();
+            for i in 0..n {
+                batch.add(tokens[(i * 7) % p], (p + i) as i32, &[0], true).unwrap();
+            }
+            let start = Instant::now();
+            ctx.decode(&mut batch).unwrap();
+            times.push(start.elapsed().as_secs_f64());
+            ctx.clear_kv_cache_seq(Some(0), Some(p as u32), None).unwrap();
+        }
+        let t = median(times);
+        if n == 1 {
+            one = t;
+        }
+        println!(
+            "{}",
+            json!({"summary": "batch-cost", "model": reference, "tokens": n, "ms": t * 1e3, "vs_one": t / one})
+        );
+    }
+}
+
+/// Paragraphs of this repository's docs (the corpus of the docs dataset's questions).
+fn doc_paragraphs() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut files: Vec<_> = walk(&dir);
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let name = f.strip_prefix(&dir).unwrap().display().to_string();
+        for para in text.split("\n\n") {
+            let para = para.trim();
+            if para.len() > 200 && !para.starts_with('|') && !para.starts_with("```") {
+                out.push((name.clone(), para.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "md") && !path.ends_with("benchmarks.md") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn words(s: &str) -> std::collections::HashSet<String> {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3).map(str::to_lowercase).collect()
+}
+
+/// The three prompt sets of the speculation benchmark, each a list of requests.
+fn speculation_prompts() -> Vec<(&'static str, Vec<ChatRequest>)> {
+    // (a) Cited answers: the docs dataset's questions, each with its three docs paragraphs
+    // sharing the most words with it, in the prompt `catena eval rag` gives (CitedAnswer's).
+    let paragraphs = doc_paragraphs();
+    let questions = include_str!("../../benches/data/docs_qa.jsonl");
+    let rag = questions
+        .lines()
+        .take(6)
+        .map(|line| {
+            let q = serde_json::from_str::<serde_json::Value>(line).unwrap()["question"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let qw = words(&q);
+            let mut ranked: Vec<_> =
+                paragraphs.iter().map(|(f, p)| (words(p).intersection(&qw).count(), f, p)).collect();
+            ranked.sort_by_key(|r| std::cmp::Reverse(r.0));
+            let sources: Vec<String> = ranked
+                .iter()
+                .take(3)
+                .enumerate()
+                .map(|(i, (_, f, p))| format!("[{}] ({f})\n{p}", i + 1))
+                .collect();
+            ChatRequest::new(vec![
+                Message::system(format!(
+                    "Answer the question using only the numbered sources below. Cite the sources you use as \
+                     [1], [2]. If they do not contain the answer, say that you do not know.\n\n{}",
+                    sources.join("\n\n")
+                )),
+                Message::user(q),
+            ])
+        })
+        .collect();
+    // (b) Agent observations: a tool result the agent is asked to report on.
+    let observations = paragraphs
+        .iter()
+        .step_by(paragraphs.len() / 4)
+        .take(4)
+        .map(|(f, p)| {
+            ChatRequest::new(vec![
+                Message::system("You are an agent. Report what your tools return, accurately."),
+                Message::user(format!("Read {f} and tell me what its section says.")),
+                Message::assistant(format!("I called read_file(\"{f}\"). Observation:\n{p}")),
+                Message::user("Summarise the observation for me, quoting its key sentences."),
+            ])
+        })
+        .collect();
+    // (c) Code edits that repeat their input.
+    let source = include_str!("../../examples/custom_tool.rs");
+    let snippet: String =
+        source.lines().filter(|l| !l.starts_with("//")).take(45).collect::<Vec<_>>().join("\n");
+    let code = [
+        "Rename every `ctx` to `run`",
+        "Add a doc comment to every function",
+        "Replace `anyhow` with `Box<dyn Error>`",
+    ]
+    .iter()
+    .map(|task| {
+        ChatRequest::new(vec![Message::user(format!(
+            "{task} in this Rust file and print the whole edited file:\n\n```rust\n{snippet}\n```"
+        ))])
+    })
+    .collect();
+    vec![("cited-answers", rag), ("agent-observations", observations), ("code-edit", code)]
+}
+
+/// Greedy generation over the speculation prompt sets with one setting; each prompt's text is
+/// printed so the runs with and without speculation can be compared byte for byte.
+async fn speculation(reference: &str, speculation: Speculation) {
+    let path = files::resolve(reference).unwrap();
+    let options = LlamaOptions { n_ctx: Some(4096), speculation, ..options() };
+    let model = LlamaChatModel::load(&path, options).await.unwrap();
+    let label = if speculation == Speculation::Off { "off" } else { "on" };
+    // Warm-up: the first decode pays one-off allocations.
+    let _ = model
+        .chat(greedy(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4)), &RunContext::new())
+        .await;
+    // `CATENA_BENCH_SETS=code-edit,...` runs some sets only (the 1.5B model takes minutes a set).
+    let only = std::env::var("CATENA_BENCH_SETS").unwrap_or_default();
+    for (set, requests) in speculation_prompts() {
+        if !only.is_empty() && !only.split(',').any(|s| s == set) {
+            continue;
+        }
+        // Generation time: from the first token to the last (prompt processing is the same work
+        // with or without speculation).
+        let (mut tokens, mut secs, mut drafted, mut accepted) = (0u32, 0.0, 0u32, 0u32);
+        for (i, req) in requests.into_iter().enumerate() {
+            let ctx = RunContext::new();
+            let start = Instant::now();
+            let mut stream = model.chat_stream(greedy(req.with_max_tokens(192)), &ctx);
+            let (mut first, mut text, mut usage) = (None, String::new(), None);
+            while let Some(delta) = stream.next().await {
+                let d = delta.unwrap();
+                if first.is_none() && !d.content.is_empty() {
+                    first = Some(start.elapsed().as_secs_f64());
+                }
+                text.push_str(&d.content);
+                usage = d.usage.or(usage);
+            }
+            let total = start.elapsed().as_secs_f64();
+            let u = usage.unwrap();
+            let generating = total - first.unwrap_or(total);
+            tokens += u.completion_tokens.saturating_sub(1);
+            secs += generating;
+            drafted += u.draft_tokens;
+            accepted += u.accepted_draft_tokens;
+            println!(
+                "{}",
+                json!({"set": set, "prompt": i, "speculation": label, "model": reference, "prompt_tokens": u.prompt_tokens,
+                       "tokens": u.completion_tokens, "generation_s": generating, "total_s": total, "drafted": u.draft_tokens,
+                       "accepted": u.accepted_draft_tokens, "text": text})
+            );
+        }
+        println!(
+            "{}",
+            json!({"summary": "speculation", "set": set, "speculation": label, "model": reference, "tokens": tokens,
+                   "generation_s": secs, "tok_s": f64::from(tokens) / secs, "drafted": drafted, "accepted": accepted,
+                   "acceptance": if drafted > 0 { f64::from(accepted) / f64::from(drafted) } else { 0.0 }})
+        );
+    }
+}
+
+/// Whether a position's logits depend on the batch they are computed in: the same 12 tokens
+/// decoded one per call, then all in one call, after the same prompt.
+fn invariance(reference: &str) {
+    let path = files::resolve(reference).unwrap();
+    let backend = catena_models::llama_backend().unwrap();
+    let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
+    for fa in
+        [llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED]
+    {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(N_CTX))
+            .with_n_batch(N_BATCH)
+            .with_n_ubatch(N_BATCH)
+            .with_flash_attention_policy(fa)
+            .with_n_threads(THREADS as i32)
+            .with_n_threads_batch(THREADS as i32);
+        let mut ctx = model.new_context(backend, params).unwrap();
+        let tokens = model.vocab().tokenize(chatml(&long_prompt(0)).as_bytes(), false, true);
+        let (prompt, tail) = tokens.split_at(tokens.len() - 12);
+        let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
+        for (i, &t) in prompt.iter().enumerate() {
+            batch.add(t, i as i32, &[0], false).unwrap();
+        }
+        ctx.decode(&mut batch).unwrap();
+        let p = prompt.len();
+        let mut single = Vec::new();
+        for (i, &t) in tail.iter().enumerate() {
+            batch.clear();
+            batch.add(t, (p + i) as i32, &[0], true).unwrap();
+            ctx.decode(&mut batch).unwrap();
+            single.push(ctx.get_logits_ith(0).to_vec());
+        }
+        ctx.clear_kv_cache_seq(Some(0), Some(p as u32), None).unwrap();
+        for split in [12usize, 4, 2] {
+            let mut worst = 0f32;
+            let mut argmax_same = true;
+            let mut at = 0;
+            for chunk in tail.chunks(12 / (12 / split).max(1)).take(12) {
+                batch.clear();
+                for (j, &t) in chunk.iter().enumerate() {
+                    batch.add(t, (p + at + j) as i32, &[0], true).unwrap();
+                }
+                ctx.decode(&mut batch).unwrap();
+                for j in 0..chunk.len() {
+                    let l = ctx.get_logits_ith(j as i32);
+                    let s = &single[at + j];
+                    worst = worst.max(l.iter().zip(s).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+                    let am = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+                    argmax_same &= am(l) == am(s);
+                }
+                at += chunk.len();
+            }
+            ctx.clear_kv_cache_seq(Some(0), Some(p as u32), None).unwrap();
+            println!(
+                "{}",
+                json!({"summary": "invariance", "model": reference, "flash_attention": fa, "batch": split,
+                                  "max_abs_logit_diff": worst, "argmax_same": argmax_same})
+            );
+        }
     }
 }

@@ -49,6 +49,6 @@ pub mod wire;
 
 #[cfg(feature = "llama")]
 pub use llama::{
-    KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer, Perplexity, ToolFormat,
-    backend as llama_backend, perplexity,
+    KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer, Perplexity, Speculation,
+    ToolFormat, backend as llama_backend, perplexity,
 };

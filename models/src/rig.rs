@@ -200,6 +200,7 @@ fn catena_usage(usage: &rc::Usage) -> Usage {
         prompt_tokens: n(usage.input_tokens),
         completion_tokens: n(usage.output_tokens),
         cached_prompt_tokens: n(usage.cached_input_tokens),
+        ..Usage::default()
     }
 }
 

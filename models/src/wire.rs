@@ -610,6 +610,19 @@ pub struct WireUsage {
     pub total_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// `usage.completion_tokens_details`: how speculative decoding's guesses fared, under the names
+/// OpenAI uses for its predicted outputs (a guess of the reply checked by the model).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompletionTokensDetails {
+    /// Guessed tokens the model confirmed.
+    pub accepted_prediction_tokens: u32,
+    /// Guessed tokens the model did not confirm.
+    pub rejected_prediction_tokens: u32,
 }
 
 /// `usage.prompt_tokens_details`.
@@ -627,6 +640,11 @@ impl From<Usage> for WireUsage {
             completion_tokens: u.completion_tokens,
             total_tokens: u.prompt_tokens + u.completion_tokens,
             prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: u.cached_prompt_tokens }),
+            // Only a reply that speculated has these: other servers' replies stay as they were.
+            completion_tokens_details: (u.draft_tokens > 0).then(|| CompletionTokensDetails {
+                accepted_prediction_tokens: u.accepted_draft_tokens,
+                rejected_prediction_tokens: u.draft_tokens.saturating_sub(u.accepted_draft_tokens),
+            }),
         }
     }
 }
@@ -637,6 +655,10 @@ impl From<WireUsage> for Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             cached_prompt_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            draft_tokens: u
+                .completion_tokens_details
+                .map_or(0, |d| d.accepted_prediction_tokens.saturating_add(d.rejected_prediction_tokens)),
+            accepted_draft_tokens: u.completion_tokens_details.map_or(0, |d| d.accepted_prediction_tokens),
         }
     }
 }
@@ -1167,13 +1189,21 @@ mod tests {
                 name: "time".into(),
                 arguments: json!({}),
             }]),
-            usage: Usage { prompt_tokens: 12, cached_prompt_tokens: 8, completion_tokens: 3 },
+            usage: Usage {
+                prompt_tokens: 12,
+                cached_prompt_tokens: 8,
+                completion_tokens: 3,
+                draft_tokens: 5,
+                accepted_draft_tokens: 2,
+            },
             finish_reason: FinishReason::ToolCalls,
         };
         let wire = ChatCompletion::new("id".into(), 1, "m".into(), &response);
         let json = serde_json::to_value(&wire).unwrap();
         assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
         assert_eq!(json["usage"]["total_tokens"], 15);
+        assert_eq!(json["usage"]["completion_tokens_details"]["accepted_prediction_tokens"], 2);
+        assert_eq!(json["usage"]["completion_tokens_details"]["rejected_prediction_tokens"], 3);
         assert_eq!(json["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(json["choices"][0]["logprobs"], Value::Null);
         let back = ChatResponse::try_from(serde_json::from_value::<ChatCompletion>(json).unwrap()).unwrap();
@@ -1214,7 +1244,7 @@ mod tests {
             "id",
             1,
             "m",
-            Usage { prompt_tokens: 2, cached_prompt_tokens: 1, completion_tokens: 3 },
+            Usage { prompt_tokens: 2, cached_prompt_tokens: 1, completion_tokens: 3, ..Usage::default() },
         );
         let json = serde_json::to_value(&usage).unwrap();
         assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], 1);

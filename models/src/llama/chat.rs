@@ -205,6 +205,5 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
     if ready.send(Ok(Loaded { name, n_ctx: seq_ctx, tool_format })).is_err() {
         return;
     }
-    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options.reuse_prefix, tool_format)
-        .run(&mut ctx, jobs);
+    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options, tool_format).run(&mut ctx, jobs);
 }

@@ -10,6 +10,7 @@ mod decode;
 mod embed;
 mod perplexity;
 mod scheduler;
+mod speculate;
 mod template;
 mod tokenizer;
 mod tools;
@@ -22,6 +23,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 pub use chat::LlamaChatModel;
 pub use embed::LlamaEmbedder;
 pub use perplexity::{Perplexity, perplexity};
+pub(crate) use speculate::Drafter;
 pub use tokenizer::LlamaTokenizer;
 pub use tools::ToolFormat;
 
@@ -63,6 +65,58 @@ pub struct LlamaOptions {
     /// `tokenizer.chat_template`). For GGUFs whose template is missing or broken, or to give a
     /// model another tool syntax; the tool format is then detected from this template.
     pub chat_template: Option<String>,
+    /// Speculative decoding (default off); see [`Speculation`].
+    pub speculation: Speculation,
+}
+
+/// Speculative decoding: guess the next tokens cheaply, then let the model check all the guesses
+/// in one batched forward pass instead of one pass per token.
+///
+/// Every token is still chosen by the request's own sampler from the model's logits at its
+/// position, and a guess counts only when it equals that choice; the first mismatch ends the
+/// guess, and the KV cells of the guesses after it are removed. So the reply is drawn from the
+/// model's own distribution (the guesses are deterministic, so "sample, then compare" is the
+/// standard acceptance rule), one random draw per emitted token as without speculation, and
+/// grammars, stop strings and penalties see only accepted tokens.
+/// [`Usage::draft_tokens`](catena_core::Usage::draft_tokens) and
+/// [`Usage::accepted_draft_tokens`](catena_core::Usage::accepted_draft_tokens) report how well it
+/// guessed.
+///
+/// Two costs decide where it pays, both measured in docs/benchmarks.md:
+/// - Checking a guess is not free: on a 2-core CPU a batch of `n` tokens costs nearly `n` times
+///   one token (about 0.6-0.8 of a forward pass per extra token), so only long runs of right
+///   guesses (replies that quote their context) gain; on a GPU or a many-core CPU a short batch
+///   costs about what one token does. Guesses therefore start at one token and double only while
+///   they are confirmed whole.
+/// - llama.cpp computes a batch of several tokens with other kernels than a single token
+///   (tinyBLAS, flash-attention tiles), with logits that differ in the last bits. A greedy reply
+///   is a greedy reply of the model under those kernels, and can part from the one-token-at-a-time
+///   reply where two tokens nearly tie.
+///
+/// Off by default; [`Speculation::PROMPT_LOOKUP`] turns it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Speculation {
+    /// One token per forward pass.
+    #[default]
+    Off,
+    /// Prompt lookup: when the last `ngram_max` (down to `ngram_min`) tokens of the prompt and
+    /// reply so far occurred earlier, guess that what followed them then follows again, up to
+    /// `max_draft` tokens. Costs no second model, and pays where replies copy from their context.
+    PromptLookup {
+        /// Shortest n-gram that may start a guess (at least 1).
+        ngram_min: u32,
+        /// Longest n-gram tried first.
+        ngram_max: u32,
+        /// Most tokens guessed at once.
+        max_draft: u32,
+    },
+}
+
+impl Speculation {
+    /// Prompt lookup with the settings catena measured: n-grams of 3 down to 2 tokens, up to 8
+    /// tokens guessed.
+    pub const PROMPT_LOOKUP: Self = Self::PromptLookup { ngram_min: 2, ngram_max: 3, max_draft: 8 };
 }
 
 /// Number formats for the KV cache; see [`LlamaOptions::kv_cache`].
@@ -94,6 +148,7 @@ impl Default for LlamaOptions {
             kv_cache: KvCache::F16,
             tool_format: None,
             chat_template: None,
+            speculation: Speculation::default(),
         }
     }
 }

@@ -9,6 +9,13 @@
 //! Each slot keeps the tokens it has evaluated. A new request that continues a slot's
 //! conversation (an agent's next step, a chat's next turn) goes to that slot and evaluates only
 //! what is new; any other request takes the least recently used free slot.
+//!
+//! With speculative decoding (see [`Speculation`](super::Speculation)), a generating request puts
+//! a guess of its next tokens into the batch after its pending token, with logits at every
+//! position. Sampling then walks the guess: the request's own sampler picks the token at each
+//! position, and while the pick equals the guess the next position's logits are already there.
+//! At the first mismatch the pick becomes the pending token and the KV cells of the rest of the
+//! guess are removed, so the sequence holds exactly the reply's tokens.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
@@ -22,6 +29,7 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::Drafter;
 use super::decode::{TextAssembler, build_sampler, format_grammar, sample};
 use super::template::ChatTemplate;
 use super::tools::{self, NativeReply, ToolFormat, ToolPlan};
@@ -49,6 +57,8 @@ pub(crate) struct Scheduler<'m> {
     reuse_prefix: bool,
     /// How this model writes tool calls.
     tool_format: ToolFormat,
+    /// Where speculative guesses come from (or none).
+    drafter: Drafter,
 }
 
 /// A free slot is chosen for a prompt when the prompt continues it: it keeps at least this share
@@ -79,13 +89,32 @@ struct Active {
     max_new: usize,
     /// A sampled token still to be fed.
     next: Option<LlamaToken>,
-    /// Where this request's logits are in the batch just decoded.
+    /// Where this request's logits are in the batch just decoded: its pending token's, followed
+    /// by one for each token of `draft`.
     logits_at: Option<i32>,
+    /// The prompt and every token generated so far (the pending one included): what guesses
+    /// are looked up in.
+    history: Vec<LlamaToken>,
+    /// The guessed tokens fed after the pending token in the batch just decoded.
+    draft: Vec<LlamaToken>,
+    /// Tokens guessed, and guesses confirmed, over the request.
+    drafted: usize,
+    accepted: usize,
+    /// Most tokens the next guess may have: doubles while guesses are confirmed whole, falls to
+    /// what was confirmed when one is not (none for one step after a guess fails outright).
+    /// A wrong guess costs nearly a forward pass per token on a CPU, so guesses stay short until
+    /// the reply shows it is copying.
+    draft_cap: usize,
 }
 
-enum Step {
-    Continue,
+/// What sampling one position gave a request.
+enum Emit {
+    /// A token to continue with.
+    Next(LlamaToken),
+    /// The reply is complete.
     Done(FinishReason),
+    /// The request failed; its error was sent.
+    Failed,
 }
 
 /// How a reply's text becomes deltas.
@@ -105,9 +134,16 @@ impl<'m> Scheduler<'m> {
         n_seq: u32,
         n_batch: u32,
         seq_ctx: u32,
-        reuse_prefix: bool,
+        options: &super::LlamaOptions,
         tool_format: ToolFormat,
     ) -> Self {
+        // Recurrent state cannot be rolled back to an earlier position, so a rejected guess could
+        // not be undone: no speculation for those models.
+        let drafter = if model.is_recurrent() || model.is_hybrid() {
+            Drafter::new(super::Speculation::Off)
+        } else {
+            Drafter::new(options.speculation)
+        };
         let slots = (0..n_seq.max(1))
             .map(|s| Slot {
                 seq: i32::try_from(s).unwrap_or(0),
@@ -125,8 +161,9 @@ impl<'m> Scheduler<'m> {
             seq_ctx: usize::try_from(seq_ctx).unwrap_or(2048),
             calls: 0,
             clock: 0,
-            reuse_prefix,
+            reuse_prefix: options.reuse_prefix,
             tool_format,
+            drafter,
         }
     }
 
@@ -255,6 +292,11 @@ impl<'m> Scheduler<'m> {
         Ok(Active {
             deltas,
             cancel,
+            history: tokens.clone(),
+            draft: Vec::new(),
+            drafted: 0,
+            accepted: 0,
+            draft_cap: 1,
             prompt: tokens,
             fed: 0,
             reused: 0,
@@ -289,10 +331,15 @@ impl<'m> Scheduler<'m> {
     fn fill(&mut self, batch: &mut LlamaBatch) -> bool {
         batch.clear();
         let mut used = 0usize;
+        // Every pending token gets a place before any guess does.
+        let mut pending =
+            self.slots.iter().filter(|s| s.active.as_ref().is_some_and(|a| a.next.is_some())).count();
         for slot in &mut self.slots {
             let Some(a) = slot.active.as_mut() else { continue };
             a.logits_at = None;
+            a.draft.clear();
             if let Some(token) = a.next.take() {
+                pending = pending.saturating_sub(1);
                 let pos = i32::try_from(slot.cached.len()).unwrap_or(i32::MAX);
                 if batch.add(token, pos, &[slot.seq], true).is_err() {
                     a.next = Some(token);
@@ -301,6 +348,23 @@ impl<'m> Scheduler<'m> {
                 slot.cached.push(token);
                 a.logits_at = Some(i32::try_from(used).unwrap_or(0));
                 used += 1;
+                // A guess of n tokens can give n + 1; no more than the request may still generate.
+                let room = self.n_batch.saturating_sub(used + pending);
+                let limit =
+                    a.max_new.saturating_sub(a.generated).saturating_sub(1).min(room).min(a.draft_cap);
+                if a.draft_cap == 0 {
+                    a.draft_cap = 1;
+                }
+                for guess in self.drafter.draft(&a.history, limit) {
+                    let pos = i32::try_from(slot.cached.len()).unwrap_or(i32::MAX);
+                    if batch.add(guess, pos, &[slot.seq], true).is_err() {
+                        break;
+                    }
+                    slot.cached.push(guess);
+                    a.draft.push(guess);
+                    used += 1;
+                }
+                a.drafted += a.draft.len();
             }
         }
         for slot in &mut self.slots {
@@ -343,68 +407,110 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Samples every request whose logits are ready: its pending token's position, then, while
+    /// the picks confirm its guess, the guess's positions; then removes the KV cells of what the
+    /// picks did not confirm.
     fn sample_all(&mut self, ctx: &mut LlamaContext<'_>) {
-        let vocab = self.model.vocab();
         for slot in &mut self.slots {
             let Some(a) = slot.active.as_mut() else { continue };
             let Some(at) = a.logits_at.take() else { continue };
-            let step = if a.generated >= a.max_new {
-                Step::Done(FinishReason::Length)
-            } else {
-                let token = match sample(&mut a.sampler, ctx, at) {
-                    Ok(token) => token,
-                    Err(e) => {
-                        let _ = a.deltas.send(Err(e));
-                        slot.active = None;
-                        continue;
+            let mut confirmed = 0usize;
+            let outcome = loop {
+                let offset = i32::try_from(confirmed).unwrap_or(0);
+                match emit(a, self.model, ctx, at + offset, &mut self.calls) {
+                    Emit::Next(token) if a.draft.get(confirmed) == Some(&token) => {
+                        // The guess was right: its position's logits came with this decode.
+                        confirmed += 1;
+                        a.accepted += 1;
                     }
-                };
-                if vocab.is_eog(token) {
-                    Step::Done(FinishReason::Stop)
-                } else {
-                    a.generated += 1;
-                    let (piece, stopped) = a.text.push(&vocab.token_to_piece(token, false, None));
-                    let calls = &mut self.calls;
-                    let delta = match &mut a.reply {
-                        Reply::Text => Ok(ChatDelta { content: piece, ..ChatDelta::default() }),
-                        Reply::Generic(held) => {
-                            held.push_str(&piece);
-                            Ok(ChatDelta::default())
-                        }
-                        Reply::Native(reply) => {
-                            reply.push(&piece, &mut || next_call_id(calls)).map(|(content, tool_calls)| {
-                                ChatDelta { content, tool_calls, ..ChatDelta::default() }
-                            })
-                        }
-                    };
-                    let failed = delta.is_err();
-                    let worth_sending =
-                        delta.as_ref().map_or(true, |d| !d.content.is_empty() || !d.tool_calls.is_empty());
-                    if worth_sending && a.deltas.send(delta).is_err() {
-                        // Nobody listens any more: stop spending compute on it.
-                        a.cancel.cancel();
-                    }
-                    if failed {
-                        // A malformed call (a model outside its grammar): the error was sent.
-                        slot.active = None;
-                        continue;
-                    }
-                    if stopped {
-                        Step::Done(FinishReason::Stop)
-                    } else if a.generated >= a.max_new {
-                        Step::Done(FinishReason::Length)
-                    } else {
+                    Emit::Next(token) => {
                         a.next = Some(token);
-                        Step::Continue
+                        break Emit::Next(token);
                     }
+                    other => break other,
                 }
             };
-            if let Step::Done(reason) = step
+            let unconfirmed = a.draft.len() - confirmed;
+            if !a.draft.is_empty() {
+                a.draft_cap = if unconfirmed == 0 { confirmed.saturating_mul(2) } else { confirmed };
+            }
+            if matches!(outcome, Emit::Failed) {
+                slot.active = None;
+            }
+            if unconfirmed > 0 {
+                let keep = slot.cached.len() - unconfirmed;
+                let removed = ctx
+                    .clear_kv_cache_seq(u32::try_from(slot.seq).ok(), u32::try_from(keep).ok(), None)
+                    .unwrap_or(false);
+                if removed {
+                    slot.cached.truncate(keep);
+                } else {
+                    // Cannot happen for the models speculation is enabled on; if it does, the
+                    // sequence is no longer what `cached` says, so it is dropped whole.
+                    let _ = ctx.clear_kv_cache_seq(u32::try_from(slot.seq).ok(), None, None);
+                    slot.cached.clear();
+                    if let Some(a) = slot.active.take() {
+                        let _ = a.deltas.send(Err(Error::model_permanent(
+                            "llama.cpp could not remove rejected speculative tokens from the KV cache; \
+                             load the model with `Speculation::Off`",
+                        )));
+                    }
+                    continue;
+                }
+            }
+            if let Emit::Done(reason) = outcome
                 && let Some(done) = slot.active.take()
             {
                 finish(done, reason, &mut self.calls);
             }
         }
+    }
+}
+
+/// Samples the token at batch position `at` for `a` and passes it on as text or tool-call deltas.
+fn emit(a: &mut Active, model: &LlamaModel, ctx: &LlamaContext<'_>, at: i32, calls: &mut u64) -> Emit {
+    if a.generated >= a.max_new {
+        return Emit::Done(FinishReason::Length);
+    }
+    let token = match sample(&mut a.sampler, ctx, at) {
+        Ok(token) => token,
+        Err(e) => {
+            let _ = a.deltas.send(Err(e));
+            return Emit::Failed;
+        }
+    };
+    let vocab = model.vocab();
+    if vocab.is_eog(token) {
+        return Emit::Done(FinishReason::Stop);
+    }
+    a.generated += 1;
+    a.history.push(token);
+    let (piece, stopped) = a.text.push(&vocab.token_to_piece(token, false, None));
+    let delta = match &mut a.reply {
+        Reply::Text => Ok(ChatDelta { content: piece, ..ChatDelta::default() }),
+        Reply::Generic(held) => {
+            held.push_str(&piece);
+            Ok(ChatDelta::default())
+        }
+        Reply::Native(reply) => reply
+            .push(&piece, &mut || next_call_id(calls))
+            .map(|(content, tool_calls)| ChatDelta { content, tool_calls, ..ChatDelta::default() }),
+    };
+    let failed = delta.is_err();
+    let worth_sending = delta.as_ref().map_or(true, |d| !d.content.is_empty() || !d.tool_calls.is_empty());
+    if worth_sending && a.deltas.send(delta).is_err() {
+        // Nobody listens any more: stop spending compute on it.
+        a.cancel.cancel();
+    }
+    if failed {
+        // A malformed call (a model outside its grammar): the error was sent.
+        Emit::Failed
+    } else if stopped {
+        Emit::Done(FinishReason::Stop)
+    } else if a.generated >= a.max_new {
+        Emit::Done(FinishReason::Length)
+    } else {
+        Emit::Next(token)
     }
 }
 
@@ -422,6 +528,8 @@ fn finish(a: Active, reason: FinishReason, calls: &mut u64) {
         prompt_tokens: u32::try_from(a.prompt.len()).unwrap_or(u32::MAX),
         cached_prompt_tokens: u32::try_from(a.reused).unwrap_or(u32::MAX),
         completion_tokens: u32::try_from(a.generated).unwrap_or(u32::MAX),
+        draft_tokens: u32::try_from(a.drafted).unwrap_or(u32::MAX),
+        accepted_draft_tokens: u32::try_from(a.accepted).unwrap_or(u32::MAX),
     };
     let tail = a.text.finish();
     let last = |content: String, tool_calls: Vec<ToolCall>, reason: FinishReason| ChatDelta {

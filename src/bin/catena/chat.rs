@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use catena::core::{ChatModel, ChatRequest, Embedder, Error, Message, ResponseFormat, Result, RunContext};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, Speculation};
 use futures::StreamExt;
 
 use crate::model_path;
@@ -31,6 +31,10 @@ pub(crate) struct ChatArgs {
     /// Context window in tokens.
     #[arg(long)]
     ctx_size: Option<u32>,
+    /// Speculative decoding by prompt lookup: guesses from n-grams of the prompt and reply,
+    /// checked in one batched pass (pays when the reply quotes the prompt).
+    #[arg(long)]
+    speculate: bool,
 }
 
 #[derive(clap::Args)]
@@ -45,8 +49,9 @@ pub(crate) struct EmbedArgs {
 /// Runs `catena chat`.
 pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
     let path = model_path(&args.model).await?;
-    let model =
-        LlamaChatModel::load(&path, LlamaOptions { n_ctx: args.ctx_size, ..LlamaOptions::default() }).await?;
+    let speculation = if args.speculate { Speculation::PROMPT_LOOKUP } else { Speculation::Off };
+    let options = LlamaOptions { n_ctx: args.ctx_size, speculation, ..LlamaOptions::default() };
+    let model = LlamaChatModel::load(&path, options).await?;
     let format = match &args.json_schema {
         None => None,
         Some(file) => {

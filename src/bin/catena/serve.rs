@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Error, Result};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, ToolFormat};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, Speculation, ToolFormat};
 use clap::ValueEnum;
 
 use crate::model_path;
@@ -60,6 +60,11 @@ pub(crate) struct ServeArgs {
     /// Local chat model: requests decoded together (default 4); memory grows with ctx × parallel.
     #[arg(long)]
     parallel: Option<u32>,
+    /// Local chat model: speculative decoding by prompt lookup (guesses from n-grams of the
+    /// prompt and reply, checked in one batched pass). Pays when replies quote their context and
+    /// the hardware batches cheaply (a GPU); replies report accepted/rejected prediction tokens.
+    #[arg(long)]
+    speculate: bool,
     /// Local chat model: how it writes tool calls. `auto` reads the chat template (Hermes/Qwen
     /// `<tool_call>` blocks, Llama 3.x JSON calls or Mistral `[TOOL_CALLS]` when it renders them,
     /// otherwise one generic JSON object per reply); the others force one, e.g. to compare them.
@@ -222,6 +227,7 @@ async fn backend_models(
             let options = LlamaOptions {
                 n_ctx: args.ctx,
                 parallel: args.parallel,
+                speculation: if args.speculate { Speculation::PROMPT_LOOKUP } else { Speculation::Off },
                 tool_format,
                 chat_template,
                 ..LlamaOptions::default()
