@@ -12,6 +12,11 @@
 #   scripts/fuzz.sh sql_guard_sqlite cypher_guard
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The SQL guard's PostgreSQL witness runs what the guard accepts on a real server: fuzz beside a
+# throwaway one (CATENA_FUZZ_NO_PG=1 skips the witness where PostgreSQL is not installed).
+if [ -z "${CATENA_PG_URL:-}" ] && [ -z "${CATENA_FUZZ_NO_PG:-}" ]; then
+  exec scripts/with-postgres.sh "$0" "$@"
+fi
 seconds="${FUZZ_SECONDS:-60}"
 runs="${FUZZ_RUNS:-10000000}"
 cache="${CATENA_CACHE:-$HOME/.cache/catena}"

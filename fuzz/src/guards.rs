@@ -5,8 +5,9 @@ use catena_query::cypher::CypherGuard;
 use catena_query::sql::{SqlDialect, SqlGuard};
 
 /// Properties: deterministic; an accepted statement is a fixed point (checking the SQL that will
-/// run gives that SQL again, reading the same tables) and its row cap holds; in the SQLite
-/// dialect, running it on a scratch database writes nothing (SQLite is the witness).
+/// run gives that SQL again, reading the same tables) and its row cap holds; running it writes
+/// nothing, witnessed by the database itself: a `query_only` scratch SQLite database for the
+/// SQLite dialect, a read-only transaction on a real PostgreSQL server for the PostgreSQL one.
 fn sql(data: &[u8], dialect: SqlDialect) {
     let text = crate::text(data);
     let guard = SqlGuard::new(dialect).with_max_rows(50);
@@ -20,9 +21,11 @@ fn sql(data: &[u8], dialect: SqlDialect) {
             .unwrap_or_else(|r| panic!("the guard refuses its own output {:?}: {r}", accepted.sql));
         assert_eq!(again.sql, accepted.sql, "the guard's output is not a fixed point");
         assert_eq!(again.tables, accepted.tables, "the tables read changed on a second check");
-        if dialect == SqlDialect::Sqlite
-            && let Some(write) = crate::sqlite::sqlite_writes(&accepted.sql)
-        {
+        let witnessed = match dialect {
+            SqlDialect::Sqlite => crate::sqlite::sqlite_writes(&accepted.sql),
+            SqlDialect::Postgres => crate::postgres::postgres_writes(&accepted.sql),
+        };
+        if let Some(write) = witnessed {
             panic!("the guard accepted {:?}, which writes: {write}", accepted.sql);
         }
     }

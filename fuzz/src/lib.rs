@@ -5,7 +5,8 @@
 //! the same output), splitter chunks are substrings found at their `start_index` and cover the
 //! text (where LangChain's semantics promise it), a guard's accepted query is a fixed point of
 //! the guard (checking its output again gives the same query), a statement the SQL guard accepts
-//! writes nothing when SQLite runs it (a `query_only` scratch database with an update hook), the
+//! writes nothing when the database runs it (SQLite: a `query_only` scratch database with an
+//! update hook; PostgreSQL: a read-only transaction on the server `CATENA_PG_URL` names), the
 //! Cypher guard never lets a write keyword through in clause position. Time and memory are
 //! bounded by the engine: `scripts/fuzz.sh` runs each target with libFuzzer's `-timeout=1
 //! -rss_limit_mb=512`. What each target checks, and what fuzzing found, is in
@@ -29,6 +30,7 @@ mod graphs;
 mod guards;
 mod loaders;
 mod parsers;
+mod postgres;
 mod splitters;
 mod sqlite;
 
