@@ -80,8 +80,10 @@ pub(crate) fn sqlite_writes(sql: &str) -> Option<String> {
         return Some(changes.join(", "));
     }
     match result {
+        // SQLITE_READONLY, plain or extended (its low byte): not the message, which quotes names
+        // from the statement ("no such function: xreadonly" is no write).
         Err(sqlx::Error::Database(e))
-            if e.message().contains("readonly") || e.code().as_deref() == Some("8") =>
+            if e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 8) =>
         {
             Some(format!("SQLite refused a write: {}", e.message()))
         }
