@@ -10,7 +10,8 @@ use sqlparser::ast::{
     Visitor,
 };
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
-use sqlparser::parser::Parser;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// The SQL dialect a statement is parsed and rendered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,45 +166,28 @@ pub struct SqlGuard {
     max_rows: u64,
 }
 
-/// Function names (lowercase) that administer the server, touch files or have side effects.
 /// Most levels of parentheses a statement may nest (see [`SqlGuard::check`]).
 const MAX_PAREN_DEPTH: usize = 16;
 
-/// The deepest nesting of parentheses in `sql`, outside strings, quoted names and comments (by
-/// sqlparser's own tokenizer; text it cannot tokenize counts as its plain parentheses, and the
-/// parser refuses it anyway).
-fn paren_depth(dialect: &dyn Dialect, sql: &str) -> usize {
-    use sqlparser::tokenizer::{Token, Tokenizer};
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    match Tokenizer::new(dialect, sql).tokenize() {
-        Ok(tokens) => {
-            for token in tokens {
-                match token {
-                    Token::LParen => {
-                        depth += 1;
-                        deepest = deepest.max(depth);
-                    }
-                    Token::RParen => depth = depth.saturating_sub(1),
-                    _ => {}
-                }
+/// The deepest nesting of parentheses among `tokens` (so strings, quoted names and comments,
+/// which are single tokens, do not count).
+fn paren_depth(tokens: &[TokenWithSpan]) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    for t in tokens {
+        match t.token {
+            Token::LParen => {
+                depth += 1;
+                deepest = deepest.max(depth);
             }
-        }
-        Err(_) => {
-            for c in sql.chars() {
-                match c {
-                    '(' => {
-                        depth += 1;
-                        deepest = deepest.max(depth);
-                    }
-                    ')' => depth = depth.saturating_sub(1),
-                    _ => {}
-                }
-            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
         }
     }
     deepest
 }
 
+/// Function names (lowercase) that administer the server, touch files or have side effects.
 const FORBIDDEN_FUNCTIONS: &[&str] = &[
     // PostgreSQL: settings, sequences, advisory locks, files, large objects, remote servers, sleeping.
     "set_config",
@@ -279,10 +263,19 @@ impl SqlGuard {
             return Err(Rejection::new(RejectReason::Syntax, "the statement contains a NUL byte"));
         }
         let dialect = self.dialect.parser_dialect();
+        let syntax = |e: ParserError| {
+            Rejection::new(
+                RejectReason::Syntax,
+                format!("not valid {} SQL: {e}", self.dialect.display_name()),
+            )
+        };
+        let tokens = Tokenizer::new(dialect.as_ref(), sql)
+            .tokenize_with_location()
+            .map_err(|e| syntax(ParserError::from(e)))?;
         // sqlparser tries a parenthesised subquery before an expression at every `(` and parses
         // the inside again when the first reading fails, so its time doubles with each level:
         // 40 unclosed parentheses took seconds (found by fuzzing). Real queries nest far less.
-        let depth = paren_depth(dialect.as_ref(), sql);
+        let depth = paren_depth(&tokens);
         if depth > MAX_PAREN_DEPTH {
             return Err(Rejection::new(
                 RejectReason::Syntax,
@@ -293,14 +286,9 @@ impl SqlGuard {
             ));
         }
         let mut statements = Parser::new(dialect.as_ref())
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statements())
-            .map_err(|e| {
-                Rejection::new(
-                    RejectReason::Syntax,
-                    format!("not valid {} SQL: {e}", self.dialect.display_name()),
-                )
-            })?;
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(syntax)?;
         let statement = match statements.len() {
             0 => return Err(Rejection::new(RejectReason::Empty, "there is no SQL statement")),
             1 => statements.pop(),
