@@ -108,14 +108,20 @@ impl Timing {
     }
 }
 
-/// The reference: llama-cpp-2 used directly, same parameters, greedy, no catena layers.
-fn bare_generate(backend: &LlamaBackend, model: &LlamaModel, prompt: &str, max_new: usize) -> Timing {
-    let params = LlamaContextParams::default()
+/// The bare loop's context: the benchmark's window, batch sizes and threads, llama.cpp's defaults
+/// otherwise.
+fn bare_params() -> LlamaContextParams {
+    LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(N_CTX))
         .with_n_batch(N_BATCH)
         .with_n_ubatch(N_BATCH)
         .with_n_threads(THREADS as i32)
-        .with_n_threads_batch(THREADS as i32);
+        .with_n_threads_batch(THREADS as i32)
+}
+
+/// The reference: llama-cpp-2 used directly, same parameters, greedy, no catena layers.
+fn bare_generate(backend: &LlamaBackend, model: &LlamaModel, prompt: &str, max_new: usize) -> Timing {
+    let params = bare_params();
     let mut ctx = model.new_context(backend, params).unwrap();
     let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
     let start = Instant::now();
@@ -399,12 +405,7 @@ fn batch_cost(reference: &str) {
     let path = files::resolve(reference).unwrap();
     let backend = catena_models::llama_backend().unwrap();
     let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(N_CTX))
-        .with_n_batch(N_BATCH)
-        .with_n_ubatch(N_BATCH)
-        .with_n_threads(THREADS as i32)
-        .with_n_threads_batch(THREADS as i32);
+    let params = bare_params();
     let mut ctx = model.new_context(backend, params).unwrap();
     let tokens = model.vocab().tokenize(chatml(&long_prompt(0)).as_bytes(), false, true);
     let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
@@ -605,13 +606,7 @@ fn invariance(reference: &str) {
     for fa in
         [llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED, llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED]
     {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(N_CTX))
-            .with_n_batch(N_BATCH)
-            .with_n_ubatch(N_BATCH)
-            .with_flash_attention_policy(fa)
-            .with_n_threads(THREADS as i32)
-            .with_n_threads_batch(THREADS as i32);
+        let params = bare_params().with_flash_attention_policy(fa);
         let mut ctx = model.new_context(backend, params).unwrap();
         let tokens = model.vocab().tokenize(chatml(&long_prompt(0)).as_bytes(), false, true);
         let (prompt, tail) = tokens.split_at(tokens.len() - 12);
