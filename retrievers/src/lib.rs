@@ -37,6 +37,9 @@
 //! - [`LanceDbStore`] (feature `lancedb`, on by default): an embedded LanceDB table with typed
 //!   metadata filters ([`FieldKind`]), ANN indexes ([`VectorIndex`]), full-text search
 //!   ([`LanceKeywordRetriever`]).
+//! - [`PgVectorStore`] (feature `pgvector`): a PostgreSQL table with the pgvector extension,
+//!   shared by many servers: any-field metadata filters as parameterised SQL, HNSW/IVFFlat
+//!   indexes ([`PgIndex`], [`PgVectorOptions`]), full-text search ([`PgKeywordRetriever`]).
 //! - [`index_documents`]: embeds documents in batches and upserts them, with stable ids
 //!   ([`document_id`]).
 //!
@@ -73,6 +76,8 @@ mod lance;
 mod memory;
 mod mmr;
 mod parent;
+#[cfg(feature = "pgvector")]
+mod pgvector;
 mod rerank;
 mod scan;
 mod self_query;
@@ -90,6 +95,8 @@ pub use lance::{EXACT_SEARCH_ROWS, FieldKind, LanceDbStore, LanceKeywordRetrieve
 pub use memory::{Distance, InMemoryVectorStore};
 pub use mmr::{MmrRetriever, maximal_marginal_relevance};
 pub use parent::{InMemoryParentStore, PARENT_ID, ParentDocumentRetriever, ParentStore};
+#[cfg(feature = "pgvector")]
+pub use pgvector::{PgIndex, PgKeywordRetriever, PgVectorOptions, PgVectorStore};
 pub use rerank::{
     EmbeddingsFilter, LlmExtractor, LlmFilter, LlmListwiseReranker, LlmRelevanceReranker, RedundancyFilter,
     RerankerChain, RerankingRetriever,

@@ -97,7 +97,9 @@ pub(super) fn filter_sql(filter: &Filter, fields: &[(String, FieldKind)]) -> Res
             if kind != FieldKind::String {
                 return Err(Error::invalid_input(format!("`like` needs a text field; `{f}` is not one")));
             }
-            format!("({c} LIKE {})", quote(pattern))
+            // LanceDB's LIKE treats backslash as an escape; catena's LIKE has no escape
+            // character, so a backslash in the pattern is doubled to stand for itself.
+            format!("({c} LIKE {})", quote(&pattern.replace('\\', "\\\\")))
         }
         Filter::And(all) if all.is_empty() => "true".into(),
         Filter::Or(any) if any.is_empty() => "false".into(),
@@ -113,7 +115,9 @@ pub(super) fn filter_sql(filter: &Filter, fields: &[(String, FieldKind)]) -> Res
                 any.iter().map(|f| filter_sql(f, fields)).collect::<Result<Vec<_>>>()?.join(" OR ")
             )
         }
-        Filter::Not(inner) => format!("(NOT {})", filter_sql(inner, fields)?),
+        // A missing field makes a comparison NULL, and NOT NULL is NULL (no match); catena's
+        // filters are two-valued (missing never matches, so its negation does): IS NOT TRUE.
+        Filter::Not(inner) => format!("({} IS NOT TRUE)", filter_sql(inner, fields)?),
     })
 }
 

@@ -132,6 +132,10 @@ pub struct LanceDbStore {
     ef: usize,
 }
 
+/// How long a table folder without a committed version must sit unchanged to count as the
+/// remains of a killed creation: a live creation commits an empty table within milliseconds.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// HNSW candidate-list size at query time: LanceDB's default (1.5 k) loses recall on real data.
 const DEFAULT_EF: usize = 64;
 
@@ -210,18 +214,21 @@ impl LanceDbStore {
                     *store.table.write().await = Some(state);
                 }
                 Err(lancedb::Error::TableNotFound { .. }) if store.never_committed() => {
-                    // A process killed while creating the table leaves its folder with data
-                    // files but no version: nothing in it was ever readable, and while it stays
-                    // every later open fails. Remove it; the next write creates the table anew.
-                    tracing::warn!(
-                        uri = %store.uri, collection = %store.collection,
-                        "removing a table whose creation was interrupted before its first commit"
-                    );
-                    store
-                        .connection
-                        .drop_table(&store.collection, &[])
-                        .await
-                        .map_err(lance_error("cannot remove the unfinished table"))?;
+                    // A folder with data files but no version is a creation in progress (another
+                    // handle's first write: leave it alone, the table is absent for now) or one
+                    // a killed process left behind, which makes every later create fail: remove
+                    // that kind once nothing in it has changed for a while.
+                    if store.untouched_for(ABANDONED_AFTER) {
+                        tracing::warn!(
+                            uri = %store.uri, collection = %store.collection,
+                            "removing a table whose creation was interrupted before its first commit"
+                        );
+                        store
+                            .connection
+                            .drop_table(&store.collection, &[])
+                            .await
+                            .map_err(lance_error("cannot remove the unfinished table"))?;
+                    }
                 }
                 Err(e) => return Err(lance_error("cannot open the table")(e)),
             }
@@ -229,8 +236,27 @@ impl LanceDbStore {
         Ok(store)
     }
 
+    /// Whether nothing in the collection's folder (local databases only) changed for `age`.
+    fn untouched_for(&self, age: std::time::Duration) -> bool {
+        fn newest(dir: &Path, depth: usize) -> Option<std::time::SystemTime> {
+            let mut latest = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+            for entry in std::fs::read_dir(dir).ok()?.flatten() {
+                let path = entry.path();
+                let modified = if depth > 0 && path.is_dir() {
+                    newest(&path, depth - 1)
+                } else {
+                    entry.metadata().and_then(|m| m.modified()).ok()
+                };
+                latest = latest.max(modified);
+            }
+            latest
+        }
+        let folder = Path::new(&self.uri).join(format!("{}.lance", self.collection));
+        newest(&folder, 2).and_then(|t| t.elapsed().ok()).is_some_and(|elapsed| elapsed >= age)
+    }
+
     /// Whether the collection's folder (local databases only) holds no committed version: a
-    /// table whose creation was interrupted.
+    /// table whose creation is in progress or was interrupted.
     fn never_committed(&self) -> bool {
         if self.uri.contains("://") {
             return false;
@@ -491,6 +517,49 @@ impl LanceDbStore {
         Ok(hits)
     }
 
+    /// Creates the table, empty: a commit of the schema alone, so the window in which the
+    /// folder exists without a version (what a kill leaves behind, and what a concurrent writer
+    /// sees) is milliseconds. When another handle, maybe in another process, creates it first
+    /// (concurrent writers, sharded ingestion), its table is used; a folder without a version
+    /// that stays unchanged is the remains of a killed creation, removed and created anew.
+    async fn create_table(&self, dimensions: usize, fields: Vec<(String, FieldKind)>) -> Result<TableState> {
+        let schema = codec::schema_for(dimensions, &fields)?;
+        let mut last_error = None;
+        for _ in 0..100 {
+            match self.connection.create_empty_table(&self.collection, schema.clone()).execute().await {
+                Ok(table) => return Ok(TableState { table, dimensions, fields }),
+                Err(e) => last_error = Some(e),
+            }
+            if let Ok(table) = self.connection.open_table(&self.collection).execute().await {
+                tracing::debug!(collection = %self.collection, "the table was created concurrently; writing into it");
+                let state = inspect(table, &self.collection).await?;
+                if state.dimensions != dimensions {
+                    return Err(Error::invalid_input(format!(
+                        "a vector has {dimensions} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
+                        self.collection, state.dimensions
+                    )));
+                }
+                return Ok(state);
+            }
+            if self.never_committed() && self.untouched_for(ABANDONED_AFTER) {
+                tracing::warn!(
+                    uri = %self.uri, collection = %self.collection,
+                    "removing a table whose creation was interrupted before its first commit"
+                );
+                self.connection
+                    .drop_table(&self.collection, &[])
+                    .await
+                    .map_err(lance_error("cannot remove the unfinished table"))?;
+                continue;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(match last_error {
+            Some(e) => lance_error("cannot create the table")(e),
+            None => Error::store("cannot create the table"),
+        })
+    }
+
     fn fields_for(&self, records: &[Embedded]) -> Vec<(String, FieldKind)> {
         if !self.declared.is_empty() {
             return self.declared.clone();
@@ -559,6 +628,17 @@ fn score(distance: Distance, d: f32) -> f32 {
     }
 }
 
+/// Inserts the rows, replacing those with the same ids (LanceDB's merge-insert on `id`).
+async fn merge(state: &TableState, records: &[Embedded], ids: &[String]) -> Result<()> {
+    let batch = batch_for(records, ids, state.dimensions, &state.fields)?;
+    let schema = batch.schema();
+    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+    let mut merge = state.table.merge_insert(&["id"]);
+    merge.when_matched_update_all(None).when_not_matched_insert_all();
+    merge.execute(Box::new(reader)).await.map_err(lance_error("cannot write the batch"))?;
+    Ok(())
+}
+
 async fn inspect(table: lancedb::Table, name: &str) -> Result<TableState> {
     let schema = table.schema().await.map_err(lance_error("cannot read the table schema"))?;
     let not_ours = |what: &str| {
@@ -624,24 +704,12 @@ impl VectorStore for LanceDbStore {
         let kept_ids: Vec<String> = unique.iter().filter_map(|&i| ids.get(i).cloned()).collect();
 
         match guard.as_ref() {
-            Some(state) => {
-                let batch = batch_for(&kept_records, &kept_ids, dims, &state.fields)?;
-                let schema = batch.schema();
-                let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-                let mut merge = state.table.merge_insert(&["id"]);
-                merge.when_matched_update_all(None).when_not_matched_insert_all();
-                merge.execute(Box::new(reader)).await.map_err(lance_error("cannot write the batch"))?;
-            }
+            Some(state) => merge(state, &kept_records, &kept_ids).await?,
             None => {
                 let fields = self.fields_for(&kept_records);
-                let batch = batch_for(&kept_records, &kept_ids, dims, &fields)?;
-                let table = self
-                    .connection
-                    .create_table(&self.collection, batch)
-                    .execute()
-                    .await
-                    .map_err(lance_error("cannot create the table"))?;
-                *guard = Some(TableState { table, dimensions: dims, fields });
+                let state = self.create_table(dims, fields).await?;
+                merge(&state, &kept_records, &kept_ids).await?;
+                *guard = Some(state);
             }
         }
         Ok(ids)
