@@ -69,6 +69,9 @@ pub struct PgVectorOptions {
     pub ef_search: u32,
     /// IVFFlat lists probed per query (default 10; pgvector's own default is 1).
     pub probes: u32,
+    /// Longest wait for a connection, new or from the pool (default 5 s): a server that is down
+    /// is reported after this long.
+    pub connect_timeout: Duration,
     /// The text search configuration of the keyword column (default `english`), used when the
     /// collection is created; an existing collection keeps its own.
     pub text_search: String,
@@ -82,6 +85,7 @@ impl Default for PgVectorOptions {
             statement_timeout: Duration::from_secs(30),
             ef_search: 100,
             probes: 10,
+            connect_timeout: Duration::from_secs(5),
             text_search: "english".into(),
         }
     }
@@ -120,6 +124,13 @@ impl PgVectorOptions {
     #[must_use]
     pub fn with_probes(mut self, probes: u32) -> Self {
         self.probes = probes;
+        self
+    }
+
+    /// Longest wait for a connection.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -281,7 +292,7 @@ impl PgVectorStore {
             ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.statement_timeout.max(Duration::from_secs(5)))
+            .acquire_timeout(options.connect_timeout)
             .connect_with(connect)
             .await
             .map_err(|e| {
@@ -507,6 +518,11 @@ impl PgVectorStore {
             .await
             .map_err(self.err("cannot build the vector index"))?;
         tx.commit().await.map_err(self.err("cannot commit the index"))?;
+        // Fresh statistics, or the planner may still cost the index out after a bulk load.
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {}", self.table)))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("cannot analyze the table"))?;
         Ok(())
     }
 
