@@ -20,6 +20,74 @@ pub fn document_id(document: &Document) -> String {
     hex::encode(h.finalize().get(..16).unwrap_or_default())
 }
 
+/// One worker's part of a sharded ingestion: `N` workers, on as many machines, each take the
+/// sources this says they own and fill one shared store (PostgreSQL with pgvector, LanceDB on
+/// object storage). Ownership is a hash of the source's name, so every worker computes the same
+/// partition without talking to the others, and since [`document_id`]s depend only on a chunk's
+/// source and text, the workers together write exactly what one process would.
+///
+/// ```
+/// use catena_retrievers::Shard;
+///
+/// let shards: Vec<Shard> = (1..=3).map(|k| format!("{k}/3").parse().unwrap()).collect();
+/// let sources = ["docs/a.md", "docs/b.md", "docs/c.md", "docs/d.md"];
+/// for source in sources {
+///     // Every source belongs to exactly one shard.
+///     assert_eq!(shards.iter().filter(|s| s.owns(source)).count(), 1);
+/// }
+/// ```
+///
+/// Cleanup under sharding: incremental cleanup is per source, so each worker's is right for its
+/// own sources. A full cleanup needs every source at once: run it (with no shard) after the
+/// workers finish; it embeds nothing already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based index of this worker.
+    index: u32,
+    /// Number of workers.
+    count: u32,
+}
+
+impl Shard {
+    /// Worker `k` (1-based, as `--shard K/N` writes it) of `n`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] unless `1 <= k <= n`.
+    pub fn new(k: u32, n: u32) -> Result<Self> {
+        if n == 0 || k == 0 || k > n {
+            return Err(Error::invalid_input(format!(
+                "shard {k}/{n}: write K/N with 1 <= K <= N (worker K of N), e.g. 1/4"
+            )));
+        }
+        Ok(Self { index: k - 1, count: n })
+    }
+
+    /// Whether this worker owns `source` (a file path as the workers all name it).
+    #[must_use]
+    pub fn owns(&self, source: &str) -> bool {
+        let digest = Sha256::digest(source.as_bytes());
+        let mut head = [0u8; 8];
+        head.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        u64::from_be_bytes(head) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid_input(format!("shard {s:?}: write K/N (worker K of N), e.g. 1/4"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        Self::new(k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?)
+    }
+}
+
 /// Embeds `documents` in batches of `batch_size` and upserts them into `store`; returns their ids.
 /// Documents with no text are skipped (they cannot be embedded meaningfully); the error for an
 /// empty input list is [`Error::InvalidInput`].

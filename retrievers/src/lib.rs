@@ -64,7 +64,8 @@
 //! streamed) and [`numbered_sources`] / [`citation`], how sources are shown to a model.
 //!
 //! **Indexing**: [`Indexer`] / [`index_with_cleanup`] skip unchanged chunks and delete stale ones
-//! ([`Cleanup`]: none, incremental, full).
+//! ([`Cleanup`]: none, incremental, full); [`Shard`] splits an ingestion between workers that
+//! fill one shared store.
 
 mod bm25;
 mod cited;
@@ -89,9 +90,11 @@ pub use cited::{
 };
 pub use expansion::{HYDE_PROMPT, HydeRetriever, MULTI_QUERY_PROMPT, MultiQueryRetriever};
 pub use fusion::{EnsembleRetriever, Fusion, RankBase, fuse};
-pub use index::{Cleanup, IndexReport, Indexer, document_id, index_documents, index_with_cleanup};
+pub use index::{Cleanup, IndexReport, Indexer, Shard, document_id, index_documents, index_with_cleanup};
 #[cfg(feature = "lancedb")]
-pub use lance::{EXACT_SEARCH_ROWS, FieldKind, LanceDbStore, LanceKeywordRetriever, VectorIndex};
+pub use lance::{
+    EXACT_SEARCH_ROWS, FieldKind, LanceDbStore, LanceKeywordRetriever, READ_CONSISTENCY, VectorIndex,
+};
 pub use memory::{Distance, InMemoryVectorStore};
 pub use mmr::{MmrRetriever, maximal_marginal_relevance};
 pub use parent::{InMemoryParentStore, PARENT_ID, ParentDocumentRetriever, ParentStore};

@@ -136,6 +136,12 @@ pub struct LanceDbStore {
 /// remains of a killed creation: a live creation commits an empty table within milliseconds.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How stale a read may be: a handle checks for versions other processes committed (another
+/// `catena ingest`, a sharded ingestion's workers) when this long has passed since its last
+/// check. LanceDB's default is never, which left a long-lived reader on the version it opened.
+/// Writes are always made against the latest version.
+pub const READ_CONSISTENCY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// HNSW candidate-list size at query time: LanceDB's default (1.5 k) loses recall on real data.
 const DEFAULT_EF: usize = 64;
 
@@ -191,6 +197,7 @@ impl LanceDbStore {
             )));
         }
         let connection = lancedb::connect(&uri)
+            .read_consistency_interval(READ_CONSISTENCY)
             .execute()
             .await
             .map_err(lance_error("cannot open the LanceDB database"))?;
@@ -332,8 +339,21 @@ impl LanceDbStore {
         self.table.read().await.as_ref().map(|s| s.table.clone())
     }
 
-    async fn state(&self) -> Option<TableState> {
-        self.table.read().await.clone()
+    /// The table, looked for again while it is absent: another handle (another process: a
+    /// sharded ingestion's workers) may have created it since this one connected.
+    async fn state(&self) -> Result<Option<TableState>> {
+        if let Some(known) = self.table.read().await.clone() {
+            return Ok(Some(known));
+        }
+        let mut guard = self.table.write().await;
+        if guard.is_none() {
+            match self.connection.open_table(&self.collection).execute().await {
+                Ok(table) => *guard = Some(inspect(table, &self.collection).await?),
+                Err(lancedb::Error::TableNotFound { .. }) => {}
+                Err(e) => return Err(lance_error("cannot open the table")(e)),
+            }
+        }
+        Ok(guard.clone())
     }
 
     /// Builds an approximate-nearest-neighbour index on the vectors. With [`VectorIndex::Auto`]
@@ -346,7 +366,7 @@ impl LanceDbStore {
     pub async fn create_index(&self, index: VectorIndex) -> Result<bool> {
         use lancedb::index::Index;
         use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
-        let state = self.state().await.ok_or_else(|| Error::store("cannot index an empty collection"))?;
+        let state = self.state().await?.ok_or_else(|| Error::store("cannot index an empty collection"))?;
         let rows = state.table.count_rows(None).await.map_err(lance_error("cannot count rows"))?;
         let distance = lance_distance(self.distance);
         let partitions = || ((rows as f64).sqrt() as u32).clamp(1, 4096);
@@ -391,7 +411,7 @@ impl LanceDbStore {
     /// [`Error::Store`] when the table does not exist or LanceDB fails.
     pub async fn create_fts_index(&self) -> Result<()> {
         use lancedb::index::{Index, scalar::FtsIndexBuilder};
-        let state = self.state().await.ok_or_else(|| Error::store("cannot index an empty collection"))?;
+        let state = self.state().await?.ok_or_else(|| Error::store("cannot index an empty collection"))?;
         state
             .table
             .create_index(&["content"], Index::FTS(FtsIndexBuilder::default()))
@@ -416,7 +436,7 @@ impl LanceDbStore {
     ) -> Result<Vec<ScoredDocument>> {
         use lancedb::index::scalar::FullTextSearchQuery;
         crate::check_query(query, k)?;
-        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.state().await? else { return Ok(Vec::new()) };
         let mut q = state.table.query().full_text_search(FullTextSearchQuery::new(query.to_owned())).limit(k);
         if let Some(f) = filter {
             q = q.only_if(filter_sql(f, &state.fields)?);
@@ -443,7 +463,7 @@ impl LanceDbStore {
     /// # Errors
     /// [`Error::Store`] when LanceDB fails.
     pub async fn optimize(&self) -> Result<()> {
-        if let Some(state) = self.state().await {
+        if let Some(state) = self.state().await? {
             state
                 .table
                 .optimize(lancedb::table::OptimizeAction::All)
@@ -466,7 +486,7 @@ impl LanceDbStore {
         if query.iter().any(|x| !x.is_finite()) {
             return Err(Error::invalid_input("the query vector contains NaN or infinity"));
         }
-        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.state().await? else { return Ok(Vec::new()) };
         if query.len() != state.dimensions {
             return Err(Error::invalid_input(format!(
                 "the query vector has {} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
@@ -729,7 +749,7 @@ impl VectorStore for LanceDbStore {
     }
 
     async fn delete(&self, ids: &[String]) -> Result<usize> {
-        let Some(state) = self.state().await else { return Ok(0) };
+        let Some(state) = self.state().await? else { return Ok(0) };
         if ids.is_empty() {
             return Ok(0);
         }
@@ -746,14 +766,14 @@ impl VectorStore for LanceDbStore {
     }
 
     async fn count(&self) -> Result<usize> {
-        match self.state().await {
+        match self.state().await? {
             Some(state) => state.table.count_rows(None).await.map_err(lance_error("cannot count rows")),
             None => Ok(0),
         }
     }
 
     async fn get(&self, ids: &[String]) -> Result<Vec<Document>> {
-        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.state().await? else { return Ok(Vec::new()) };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -779,7 +799,7 @@ impl VectorStore for LanceDbStore {
     }
 
     async fn documents(&self, filter: Option<&Filter>) -> Result<Vec<Document>> {
-        let Some(state) = self.state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.state().await? else { return Ok(Vec::new()) };
         let mut q = state.table.query();
         if let Some(f) = filter {
             q = q.only_if(filter_sql(f, &state.fields)?);

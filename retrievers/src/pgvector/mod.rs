@@ -314,7 +314,7 @@ impl PgVectorStore {
     /// [`Error::Store`] when the collection does not exist, plus those of `connect`.
     pub async fn open(url: &str, collection: impl Into<String>) -> Result<Self> {
         let store = Self::connect(url, collection).await?;
-        if store.state.read().await.is_none() {
+        if store.collection_state().await?.is_none() {
             return Err(Error::store(format!(
                 "there is no collection {:?} in this database: ingest documents first",
                 store.collection
@@ -477,8 +477,17 @@ impl PgVectorStore {
         Ok(())
     }
 
-    async fn collection_state(&self) -> Option<Collection> {
-        self.state.read().await.clone()
+    /// The collection, looked up again while it is absent: another handle (another process:
+    /// a sharded ingestion's workers) may have created it since this one connected.
+    async fn collection_state(&self) -> Result<Option<Collection>> {
+        if let Some(known) = self.state.read().await.clone() {
+            return Ok(Some(known));
+        }
+        let mut guard = self.state.write().await;
+        if guard.is_none() {
+            *guard = self.migrate(None).await?;
+        }
+        Ok(guard.clone())
     }
 
     /// Builds an approximate-nearest-neighbour index for the store's distance (replacing one
@@ -488,7 +497,7 @@ impl PgVectorStore {
     /// [`Error::Store`] when the collection does not exist or PostgreSQL fails (an index build
     /// on a large table can need a longer statement timeout).
     pub async fn create_index(&self, index: PgIndex) -> Result<()> {
-        if self.collection_state().await.is_none() {
+        if self.collection_state().await?.is_none() {
             return Err(Error::store("cannot index an empty collection"));
         }
         let ops = match self.options.distance {
@@ -524,6 +533,18 @@ impl PgVectorStore {
             .await
             .map_err(self.err("cannot analyze the table"))?;
         Ok(())
+    }
+
+    /// Whether the collection has the vector index [`create_index`](Self::create_index) builds.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when PostgreSQL fails.
+    pub async fn has_index(&self) -> Result<bool> {
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("\"{}_embedding\"", self.collection))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("cannot look the index up"))
     }
 
     /// Drops the collection's table and record (nothing happens when it does not exist).
@@ -565,7 +586,7 @@ impl PgVectorStore {
         filter: Option<&Filter>,
     ) -> Result<Vec<ScoredDocument>> {
         crate::check_query(query, k)?;
-        let Some(state) = self.collection_state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.collection_state().await? else { return Ok(Vec::new()) };
         // The query's lexemes (stemmed by the collection's configuration) OR-ed together; each
         // lexeme is quoted as a tsquery literal, so the query text is never parsed as operators.
         let mut sql = QueryBuilder::<Postgres>::new(
@@ -602,7 +623,7 @@ impl PgVectorStore {
         if query.iter().any(|x| !x.is_finite()) {
             return Err(Error::invalid_input("the query vector contains NaN or infinity"));
         }
-        let Some(state) = self.collection_state().await else { return Ok(Vec::new()) };
+        let Some(state) = self.collection_state().await? else { return Ok(Vec::new()) };
         if query.len() != state.dimensions {
             return Err(Error::invalid_input(format!(
                 "the query vector has {} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
@@ -682,7 +703,7 @@ impl VectorStore for PgVectorStore {
             .iter()
             .map(|r| r.document.id.clone().unwrap_or_else(|| document_id(&r.document)))
             .collect();
-        let dims = match self.collection_state().await {
+        let dims = match self.collection_state().await? {
             Some(state) => state.dimensions,
             None => {
                 // Create the collection (or find the one another process just created) with
@@ -760,7 +781,7 @@ impl VectorStore for PgVectorStore {
     }
 
     async fn delete(&self, ids: &[String]) -> Result<usize> {
-        if ids.is_empty() || self.collection_state().await.is_none() {
+        if ids.is_empty() || self.collection_state().await?.is_none() {
             return Ok(0);
         }
         let done = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {} WHERE id = ANY($1)", self.table)))
@@ -772,7 +793,7 @@ impl VectorStore for PgVectorStore {
     }
 
     async fn count(&self) -> Result<usize> {
-        if self.collection_state().await.is_none() {
+        if self.collection_state().await?.is_none() {
             return Ok(0);
         }
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {}", self.table)))
@@ -783,7 +804,7 @@ impl VectorStore for PgVectorStore {
     }
 
     async fn get(&self, ids: &[String]) -> Result<Vec<Document>> {
-        if ids.is_empty() || self.collection_state().await.is_none() {
+        if ids.is_empty() || self.collection_state().await?.is_none() {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -805,7 +826,7 @@ impl VectorStore for PgVectorStore {
     }
 
     async fn documents(&self, filter: Option<&Filter>) -> Result<Vec<Document>> {
-        if self.collection_state().await.is_none() {
+        if self.collection_state().await?.is_none() {
             return Ok(Vec::new());
         }
         let mut sql = QueryBuilder::<Postgres>::new("SELECT id, content, metadata FROM ");

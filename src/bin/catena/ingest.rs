@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catena::core::{Document, Embedder, Error, Event, Loader, Result, RunContext, Splitter, VectorStore};
+use catena::core::{Document, Embedder, Error, Event, Loader, Result, RunContext, Splitter};
 use catena::loaders::{DirectoryLoader, load_file};
 use catena::models::{LlamaEmbedder, LlamaTokenizer};
-use catena::retrievers::VectorIndex;
-use catena::retrievers::{Cleanup, Indexer, LanceDbStore};
+use catena::retrievers::{Cleanup, Indexer, Shard};
 use catena::splitters::{
     KeepSeparator, Language, MarkdownHeaderSplitter, RecursiveCharacterSplitter, SemanticSplitter,
     TiktokenTokenizer, TokenSplitter,
@@ -202,9 +201,11 @@ pub(crate) struct IngestArgs {
     /// Files and folders to ingest.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// The store: a LanceDB database folder (created if missing).
+    /// The store: a LanceDB database folder (created if missing) or object-store URI, or a
+    /// PostgreSQL database with pgvector (`postgres://user:password@host/db`), which many
+    /// machines can share.
     #[arg(long)]
-    store: PathBuf,
+    store: String,
     /// The table (collection) inside the store.
     #[arg(long, default_value = "chunks")]
     collection: String,
@@ -225,6 +226,14 @@ pub(crate) struct IngestArgs {
     /// principals (see docs/security.md).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     access: Vec<String>,
+    /// Ingest only this worker's share of the files: worker K of N (1-based, e.g. `2/4`). N
+    /// workers on N machines, given the same paths and one shared store (a `postgres://` URL,
+    /// LanceDB on object storage), together write exactly what one run writes. Files are
+    /// assigned by a hash of their path. Index building and `--cleanup full` need every file:
+    /// after the workers, run the same command once without `--shard` (it embeds nothing
+    /// already stored).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
     #[command(flatten)]
     split: SplitArgs,
 }
@@ -259,16 +268,16 @@ impl Embedder for TimedEmbedder {
     }
 }
 
-/// Loads, splits, embeds (default local model) and stores in LanceDB; skips chunks already
-/// stored, cleans up stale ones; reports progress and a summary.
+/// Loads, splits, embeds (default local model) and stores; skips chunks already stored, cleans
+/// up stale ones; reports progress and a summary.
 pub(crate) async fn ingest(args: IngestArgs) -> Result<()> {
-    let store = args.store.clone();
+    let store = crate::store::shown(&args.store);
     ingest_into_store(args).await.map_err(|e| explain_full_disk(e, &store))
 }
 
 /// A full disk is the one store failure a user fixes outside catena, and the one whose message
 /// (an I/O error deep in LanceDB) says least about what happens next: say it.
-fn explain_full_disk(error: Error, store: &Path) -> Error {
+fn explain_full_disk(error: Error, store: &str) -> Error {
     if !error.to_string().contains("No space left on device") {
         return error;
     }
@@ -277,26 +286,33 @@ fn explain_full_disk(error: Error, store: &Path) -> Error {
         other => other.to_string(),
     };
     Error::store(format!(
-        "{message}\nThe disk holding {} is full. The chunks written before it filled are kept and \
-         readable; free some space and run the same `catena ingest` again: it adds only what is missing.",
-        store.display()
+        "{message}\nThe disk holding {store} is full. The chunks written before it filled are kept and \
+         readable; free some space and run the same `catena ingest` again: it adds only what is missing."
     ))
     .with_source(error)
 }
 
 async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     let started = Instant::now();
+    if args.shard.is_some() && args.cleanup == Cleanup::Full {
+        return Err(Error::invalid_input(
+            "--cleanup full needs every file, and a shard sees only its own: run the shards with \
+             --cleanup incremental, then the same command once without --shard and with --cleanup full",
+        ));
+    }
     let access =
         if args.access.is_empty() { None } else { Some(catena::core::security::access_list(&args.access)?) };
-    std::fs::create_dir_all(&args.store).map_err(|e| Error::io(&args.store, e))?;
     let model: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
     let splitter = build_splitter(&args.split, Some(model.clone())).await?;
     let embedder = TimedEmbedder { inner: model, spent: std::sync::Mutex::new(Duration::ZERO) };
-    let uri = args.store.to_string_lossy().into_owned();
-    let store = LanceDbStore::connect(uri, &args.collection).await?;
-    let mut indexer = Indexer::new(&embedder, &store, args.cleanup);
+    let opened = crate::store::Store::connect(&args.store, &args.collection).await?;
+    let store = opened.vectors();
+    let mut indexer = Indexer::new(&embedder, store.as_ref(), args.cleanup);
 
-    let files: Vec<PathBuf> = collect_files(&args.paths);
+    let mut files: Vec<PathBuf> = collect_files(&args.paths);
+    if let Some(shard) = args.shard {
+        files.retain(|file| shard.owns(&file.to_string_lossy()));
+    }
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files  {msg}")
@@ -360,9 +376,9 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     // Keyword search (hybrid retrieval) needs the full-text index; an ANN index pays off only
     // for large collections (create_index decides).
     let stored = store.count().await?;
-    if stored > 0 {
-        store.create_fts_index().await?;
-        store.create_index(VectorIndex::Auto).await?;
+    // A shard builds no index: the others are still writing. The run without --shard does.
+    if stored > 0 && args.shard.is_none() {
+        opened.build_indexes().await?;
     }
     t.index += clock.elapsed();
     bar.finish_and_clear();
@@ -378,7 +394,8 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
         "chunks_per_second": rate,
         "stages": {"load": t.load.as_secs_f64(), "split": t.split.as_secs_f64(),
                    "embed": embed.as_secs_f64(), "write": write.as_secs_f64()},
-        "store": args.store, "collection": args.collection,
+        "store": crate::store::shown(&args.store), "collection": args.collection,
+        "shard": args.shard.map(|s| s.to_string()),
     });
     if args.json {
         println!("{summary}");
@@ -401,11 +418,16 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
         for f in &failures {
             eprintln!("  failed: {f}");
         }
+        let shown = crate::store::shown(&args.store);
+        if let Some(shard) = args.shard {
+            eprintln!(
+                "shard {shard} done. When every shard has finished, run the same command once without \
+                 --shard: it builds the indexes (and with --cleanup full removes files that are gone)."
+            );
+        }
         eprintln!(
-            "store: {} (collection {:?}); ask it with `catena query --store {} \"...\"`",
-            args.store.display(),
-            args.collection,
-            args.store.display()
+            "store: {shown} (collection {:?}); ask it with `catena query --store {shown} \"...\"`",
+            args.collection
         );
     }
     Ok(())

@@ -13,6 +13,7 @@ mod query;
 mod redteam;
 mod serve;
 mod sql;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

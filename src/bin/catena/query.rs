@@ -9,11 +9,10 @@ use catena::core::{
     ChatModel, Embedder, Error, Reranker, Result, Retriever, RunContext, Runnable, ScoredDocument,
 };
 use catena::models::LlamaEmbedder;
-use catena::retrievers::LanceKeywordRetriever;
 use catena::retrievers::{CitedAnswer, citation};
 use catena::retrievers::{
-    EmbeddingsFilter, EnsembleRetriever, HydeRetriever, LanceDbStore, LlmListwiseReranker,
-    LlmRelevanceReranker, MmrRetriever, MultiQueryRetriever, RerankingRetriever, VectorStoreRetriever,
+    EmbeddingsFilter, EnsembleRetriever, HydeRetriever, LlmListwiseReranker, LlmRelevanceReranker,
+    MmrRetriever, MultiQueryRetriever, RerankingRetriever, VectorStoreRetriever,
 };
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
@@ -25,7 +24,7 @@ pub(crate) enum RetrieverKind {
     Similarity,
     /// Maximal marginal relevance: relevant and varied.
     Mmr,
-    /// Keywords (BM25 over LanceDB's full-text index).
+    /// Keywords (LanceDB's BM25 full-text index, or PostgreSQL's full-text search).
     Bm25,
     /// BM25 and similarity fused by reciprocal rank.
     Hybrid,
@@ -74,9 +73,9 @@ pub(crate) struct QueryArgs {
     /// The tag (last column) of the run's lines.
     #[arg(long, default_value = "catena", requires = "queries")]
     run_tag: String,
-    /// The store folder written by `catena ingest`.
+    /// The store written by `catena ingest`: a LanceDB folder or URI, or a `postgres://` URL.
     #[arg(long)]
-    store: PathBuf,
+    store: String,
     /// The collection inside the store.
     #[arg(long, default_value = "chunks")]
     collection: String,
@@ -115,8 +114,8 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
     if args.k == 0 {
         return Err(Error::invalid_input("-k must be at least 1"));
     }
-    let uri = args.store.to_string_lossy().into_owned();
-    let store = Arc::new(LanceDbStore::open(uri, &args.collection).await?);
+    let opened = crate::store::Store::open(&args.store, &args.collection).await?;
+    let store = opened.vectors();
     let embedder: Arc<dyn Embedder> = Arc::new(LlamaEmbedder::load_default().await?);
     let needs_chat = args.answer
         || matches!(args.retriever, RetrieverKind::Hyde | RetrieverKind::MultiQuery | RetrieverKind::Fusion)
@@ -131,7 +130,7 @@ pub(crate) async fn query(args: QueryArgs) -> Result<()> {
     let fetch = if args.run_doc.is_some() { fetch.max(args.k.saturating_mul(3)) } else { fetch };
     let similarity: Arc<dyn Retriever> =
         Arc::new(VectorStoreRetriever::new(store.clone(), embedder.clone()).with_k(fetch));
-    let keywords: Arc<dyn Retriever> = Arc::new(LanceKeywordRetriever::new(store.clone()).with_k(fetch));
+    let keywords = opened.keywords(fetch);
     let hybrid: Arc<dyn Retriever> =
         Arc::new(EnsembleRetriever::new(vec![keywords.clone(), similarity.clone()]).with_k(fetch));
     let retriever: Arc<dyn Retriever> = match args.retriever {
