@@ -78,6 +78,7 @@ mod limits;
 mod message;
 mod output;
 mod prompt;
+mod replicas;
 mod runnable;
 pub mod security;
 pub mod telemetry;
@@ -131,6 +132,7 @@ pub use message::{
 };
 pub use output::{JsonOutputParser, ModelSchema, StrOutputParser, model_schema, structured, structured_with};
 pub use prompt::{ChatPromptTemplate, FewShotPromptTemplate, PromptTemplate};
+pub use replicas::{EjectionPolicy, HealthProbe, Replica, ReplicaSet, ReplicaStatus};
 pub use runnable::{
     Assign, BoxRunnable, Fallbacks, FnRunnable, Map, Parallel, Passthrough, Pipe, Retry, RetryPolicy,
     Runnable, RunnableExt, Timeout, from_fn,

@@ -279,6 +279,16 @@ impl OpenAiChatModel {
     pub fn new(config: OpenAiConfig) -> Result<Self> {
         Ok(Self { remote: Remote::new(&config)?, model: config.model, base_url: config.base_url })
     }
+
+    /// Whether the server answers, with `GET /models` (which every OpenAI-compatible server
+    /// has, and which costs it nothing): a health check. Any well-formed JSON reply passes.
+    ///
+    /// # Errors
+    /// The request's error, classified as for a chat request (a refused connection is
+    /// transient, a wrong API key permanent).
+    pub async fn check(&self) -> Result<()> {
+        self.remote.client.models().list_byot::<serde_json::Value>().await.map(|_| ()).map_err(map_error)
+    }
 }
 
 #[async_trait]

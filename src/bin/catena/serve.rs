@@ -79,6 +79,26 @@ pub(crate) struct ServeArgs {
     /// from CATENA_EMBED_MODEL (optional), server from OPENAI_BASE_URL / OPENAI_API_KEY.
     #[arg(long, value_enum, default_value_t = Backend::Local)]
     backend: Backend,
+    /// Serve as a gateway over replicas of one model instead of loading any: each URL an
+    /// OpenAI-compatible server (`http://host:8080/v1`: more `catena serve` processes, vLLM,
+    /// TGI, llama.cpp's server); repeatable. Requests go to the replica with the fewest in
+    /// flight; a failed one (refused connection, 5xx, timeout) is retried on another, streams
+    /// before their first token; failing replicas leave the rotation and health checks bring
+    /// them back. This server's own API key, limits and access log apply as usual.
+    #[arg(long = "upstream", value_name = "URL", conflicts_with_all = ["backend", "fallback"])]
+    upstreams: Vec<String>,
+    /// With --upstream: the chat model's name on the replicas.
+    #[arg(long, value_name = "NAME", default_value = "chat", requires = "upstreams")]
+    upstream_chat_model: String,
+    /// With --upstream: the embedding model's name on the replicas (empty: serve no embeddings).
+    #[arg(long, value_name = "NAME", default_value = "embed", requires = "upstreams")]
+    upstream_embed_model: String,
+    /// With --upstream: the API key the replicas want.
+    #[arg(long, env = "CATENA_UPSTREAM_API_KEY", hide_env_values = true, requires = "upstreams")]
+    upstream_api_key: Option<String>,
+    /// With --upstream: seconds between health checks of every replica.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = positive_seconds)]
+    health_interval: f64,
     /// Answer chat requests with this backend when the main one fails (e.g. `--backend openai
     /// --fallback local` keeps serving offline). Streams switch only before their first token.
     /// Embeddings never fall back: another model's vectors would not match an index.
@@ -255,6 +275,66 @@ async fn backend_models(
     })
 }
 
+/// `--upstream`: one chat model and (unless `--upstream-embed-model ""`) one embedder over the
+/// replicas, with their health checks running.
+async fn upstream_models(args: &ServeArgs) -> Result<(Arc<dyn ChatModel>, Option<Arc<dyn Embedder>>)> {
+    use catena::core::{CallLimits, Replica, ReplicaSet, RetryPolicy};
+    use catena::models::openai::{OpenAiChatModel, OpenAiConfig, OpenAiEmbedder};
+    let config = |url: &str, model: &str| {
+        let mut config = OpenAiConfig::new(model).with_base_url(url.trim_end_matches('/')).with_limits(
+            // One attempt per replica: failing over to another replica is the retry.
+            CallLimits::default()
+                .with_timeout(std::time::Duration::from_secs(300))
+                .with_retry(RetryPolicy::attempts(1)),
+        );
+        config.connect_timeout = std::time::Duration::from_secs(2);
+        if let Some(key) = &args.upstream_api_key {
+            config = config.with_api_key(key.clone());
+        }
+        config
+    };
+    // The embedding size, from the first replica that answers (the others are then not asked).
+    let mut dimensions = None;
+    if !args.upstream_embed_model.is_empty() {
+        for url in &args.upstreams {
+            match OpenAiEmbedder::connect(config(url, &args.upstream_embed_model)).await {
+                Ok(embedder) => {
+                    dimensions = Some(embedder.dimensions());
+                    break;
+                }
+                Err(e) => eprintln!("catena serve: upstream {url} did not answer an embedding request: {e}"),
+            }
+        }
+        if dimensions.is_none() {
+            return Err(Error::model_transient(
+                "no upstream answered an embedding request: start the replicas first, or pass \
+                 --upstream-embed-model \"\" to serve chat only",
+            ));
+        }
+    }
+    let mut replicas = Vec::new();
+    for url in &args.upstreams {
+        let chat = Arc::new(OpenAiChatModel::new(config(url, &args.upstream_chat_model))?);
+        let probe_model = Arc::clone(&chat);
+        let mut replica = Replica::new(url.clone()).with_chat(chat).with_probe(Arc::new(move || {
+            let model = Arc::clone(&probe_model);
+            Box::pin(async move { model.check().await })
+        }));
+        if let Some(dims) = dimensions {
+            replica = replica.with_embedder(Arc::new(OpenAiEmbedder::with_dimensions(
+                config(url, &args.upstream_embed_model),
+                dims,
+            )?));
+        }
+        replicas.push(replica);
+    }
+    let set = ReplicaSet::new(replicas)?;
+    tokio::spawn(set.health_checks(std::time::Duration::from_secs_f64(args.health_interval)));
+    let embed: Option<Arc<dyn Embedder>> =
+        if dimensions.is_some() { Some(Arc::new(set.clone())) } else { None };
+    Ok((Arc::new(set), embed))
+}
+
 /// Runs `catena serve`.
 pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceStore>) -> Result<()> {
     use catena::core::FallbackChatModel;
@@ -263,7 +343,11 @@ pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceS
             "--fallback names the same backend as --backend; pick the other one",
         ));
     }
-    let (mut chat, embed) = backend_models(&args, args.backend, true).await?;
+    let (mut chat, embed) = if args.upstreams.is_empty() {
+        backend_models(&args, args.backend, true).await?
+    } else {
+        upstream_models(&args).await?
+    };
     if let Some(fallback) = args.fallback {
         let (second, _) = backend_models(&args, fallback, false).await?;
         chat = Arc::new(FallbackChatModel::new(chat, vec![second]));
@@ -283,6 +367,13 @@ pub(crate) async fn serve(args: ServeArgs, traces: Option<catena::traces::TraceS
         },
         if args.api_key.is_some() { ", API key required" } else { "" }
     );
+    if !args.upstreams.is_empty() {
+        eprintln!(
+            "catena serve: a gateway over {} replicas: {}",
+            args.upstreams.len(),
+            args.upstreams.join(", ")
+        );
+    }
     let served = guarded(&args, Arc::clone(&chat))?;
     let mut server = catena::serve::Server::new().with_chat_model(args.chat_name.clone(), served);
     if args.mcp {
