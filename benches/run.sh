@@ -59,6 +59,13 @@ echo "== retrieval: LanceDB ANN recall and latency, catena vs lancedb direct (10
 for n in 100000 1000000; do
   cargo bench --quiet -p catena-retrievers --bench retrieval -- lance "$n" 384 500 | tee -a "$out/retrieval-lancedb.jsonl"
 done
+echo "== retrieval: pgvector HNSW recall and latency, catena vs the same SQL (the lance part's 100k x 384 vectors)" >&2
+scripts/fetch-data.sh
+CATENA_PG_VECTOR=1 scripts/with-postgres.sh cargo bench --quiet -p catena-retrievers --features pgvector --bench retrieval -- \
+  pgvector 100000 384 500 | tee "$out/retrieval-pgvector.jsonl"
+echo "== ingest: sharded into pgvector by 1, 2, 4 workers (deterministic embedder, 20k chunks)" >&2
+CATENA_PG_VECTOR=1 scripts/with-postgres.sh cargo bench --quiet -p catena-retrievers --features pgvector --bench retrieval -- \
+  shards 20000 | tee "$out/ingest-sharded.jsonl"
 cranfield="${CATENA_CRANFIELD_DIR:-../shared/data/cranfield}"
 if [ -f "$cranfield/corpus.jsonl" ]; then
   echo "== retrieval: BM25 vs rank_bm25 on Cranfield (whitespace tokens, rank_bm25 mode)" >&2
@@ -105,6 +112,9 @@ echo "== catena serve: HTTP streaming overhead and 32-client load" >&2
 # Release build without LanceDB/SQL (not needed here; keeps this build to minutes).
 cargo build --quiet --release --no-default-features --features llama,serve,openai --example serve_bench
 "${CARGO_TARGET_DIR}/release/examples/serve_bench" "$out/serve.json"
+echo "== serving: what the gateway (catena serve --upstream) adds per request" >&2
+cargo build --quiet --release --no-default-features --features llama,serve,openai --example gateway_bench
+"${CARGO_TARGET_DIR}/release/examples/gateway_bench" "$out/gateway.json"
 
 echo "== MCP: a call's round trip, catena's client vs the Python SDK's on the same servers; HTTP under 32 clients" >&2
 scripts/fetch-data.sh

@@ -130,6 +130,8 @@ mod documentation {
     struct Retrieval;
     #[doc = include_str!("../docs/security.md")]
     struct Security;
+    #[doc = include_str!("../docs/deployment.md")]
+    struct Deployment;
     #[doc = include_str!("../docs/guides/splitting.md")]
     struct Splitting;
     #[doc = include_str!("../docs/guides/structured-data.md")]

@@ -129,23 +129,9 @@ fn assert_same(
     }
 }
 
-async fn pg_url(name: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("CATENA_PG_URL") else {
-        assert!(
-            std::env::var_os("CATENA_REQUIRE_DATA").is_none(),
-            "CATENA_PG_URL is not set; run the tests through scripts/with-postgres.sh"
-        );
-        eprintln!("CATENA_PG_URL not set (scripts/with-postgres.sh): the pgvector half is skipped");
-        return None;
-    };
-    let server = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&server)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&server).await.unwrap();
-    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
-}
+#[path = "../retrievers/tests/support/postgres.rs"]
+mod support;
+use support::fresh_database as pg_url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_shards_write_what_one_process_writes() {

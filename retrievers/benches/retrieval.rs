@@ -7,6 +7,12 @@
 //!   search, p50/p99 latency through catena and through lancedb directly, and their ratio.
 //! - `bm25 CORPUS.jsonl QUERIES.jsonl OUT.json`: index build and query latency of BM25 in
 //!   rank_bm25 mode; writes each query's top-10 ids for comparison with rank_bm25.
+//! - `pgvector N D Q` (feature `pgvector`, `CATENA_PG_URL` from scripts/with-postgres.sh): the
+//!   same vectors and queries as `lance` in PostgreSQL: load and HNSW build time, recall@10
+//!   against exact search at several `ef_search`, p50/p99 latency through catena and of the same
+//!   SQL sent directly, and their ratio.
+//! - `shards N` (same server): sharded ingestion of N chunks with a deterministic embedder by 1,
+//!   2 and 4 concurrent workers, each with its own connection pool: chunks/s and the speed-up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
 
 use std::io::Write;
@@ -55,6 +61,70 @@ fn clustered(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Latencies of one store queried through catena and directly, query by query.
+struct Alternated {
+    /// Through catena, sorted, in ms.
+    catena_ms: Vec<f64>,
+    /// The same query sent directly, sorted, in ms.
+    direct_ms: Vec<f64>,
+    /// How many of catena's top-10 hits are in the exact top 10.
+    found: usize,
+}
+
+/// Runs each query through catena (`search`, which returns ids; the copy of the query it takes
+/// is made before the clock starts) and directly (`direct`), in
+/// alternating order: the second run of a query finds its index pages cached, so a fixed order
+/// would favour one side. The first query is run once beforehand to warm the index.
+async fn alternate<S, SF, D, DF>(
+    queries: &[Vec<f32>],
+    exact: &[Vec<String>],
+    search: S,
+    direct: D,
+) -> Alternated
+where
+    S: Fn(Vec<f32>) -> SF,
+    SF: std::future::Future<Output = Vec<String>>,
+    D: Fn(&[f32]) -> DF,
+    DF: std::future::Future<Output = ()>,
+{
+    let _ = search(queries[0].clone()).await;
+    let timed_direct = |v: &[f32]| {
+        let run = direct(v);
+        async move {
+            let t = Instant::now();
+            run.await;
+            t.elapsed().as_secs_f64() * 1e3
+        }
+    };
+    let mut out = Alternated { catena_ms: Vec::new(), direct_ms: Vec::new(), found: 0 };
+    for (i, (v, truth)) in queries.iter().zip(exact).enumerate() {
+        if i % 2 == 1 {
+            out.direct_ms.push(timed_direct(v).await);
+        }
+        let owned = v.clone();
+        let t = Instant::now();
+        let ids = search(owned).await;
+        out.catena_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        out.found += ids.iter().filter(|id| truth.contains(id)).count();
+        if i % 2 == 0 {
+            out.direct_ms.push(timed_direct(v).await);
+        }
+    }
+    out.catena_ms.sort_by(f64::total_cmp);
+    out.direct_ms.sort_by(f64::total_cmp);
+    out
+}
+
+/// [`top10`] of a query the future owns.
+async fn top10_owned(store: &dyn VectorStore, v: Vec<f32>) -> Vec<String> {
+    top10(store, &v).await
+}
+
+/// The ids of a store's top 10 for `v`.
+async fn top10(store: &dyn VectorStore, v: &[f32]) -> Vec<String> {
+    store.search(v, 10, None).await.unwrap().into_iter().map(|h| h.document.id.unwrap()).collect()
 }
 
 fn write_f32(path: &Path, rows: &[Vec<f32>]) {
@@ -148,56 +218,32 @@ async fn lance(n: usize, d: usize, q: usize) {
     // Ground truth: exact search before any index exists.
     let mut exact: Vec<Vec<String>> = Vec::with_capacity(q);
     for v in &queries {
-        exact.push(
-            store.search(v, 10, None).await.unwrap().into_iter().map(|h| h.document.id.unwrap()).collect(),
-        );
+        exact.push(top10(&store, v).await);
     }
     let start = Instant::now();
     store.create_index(VectorIndex::Auto).await.unwrap();
     let index_s = start.elapsed().as_secs_f64();
     let table = store.table().await.unwrap();
 
-    let mut catena_ms = Vec::with_capacity(q);
-    let mut direct_ms = Vec::with_capacity(q);
-    let mut found = 0usize;
-    // Warm the index cache once; then each query runs through both paths, in alternating order
-    // (the second run of a query finds its partitions cached, so a fixed order would favour one).
-    let _ = store.search(&queries[0], 10, None).await.unwrap();
-    for (i, (v, truth)) in queries.iter().zip(&exact).enumerate() {
-        let direct = || async {
-            let t = Instant::now();
-            let batches: Vec<arrow_array::RecordBatch> = table
-                .query()
-                .nearest_to(v.as_slice())
-                .unwrap()
-                .distance_type(lancedb::DistanceType::Cosine)
-                .ef(100)
-                .nprobes((partitions / 20).max(20))
-                .unwrap()
-                .refine_factor(10)
-                .limit(10)
-                .execute()
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
+    let direct = |v: &[f32]| {
+        let query = table
+            .query()
+            .nearest_to(v)
+            .unwrap()
+            .distance_type(lancedb::DistanceType::Cosine)
+            .ef(100)
+            .nprobes((partitions / 20).max(20))
+            .unwrap()
+            .refine_factor(10)
+            .limit(10);
+        async move {
+            let batches: Vec<arrow_array::RecordBatch> =
+                query.execute().await.unwrap().try_collect().await.unwrap();
             assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
-            t.elapsed().as_secs_f64() * 1e3
-        };
-        if i % 2 == 1 {
-            direct_ms.push(direct().await);
         }
-        let t = Instant::now();
-        let hits = store.search(v, 10, None).await.unwrap();
-        catena_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        found += hits.iter().filter(|h| truth.contains(h.document.id.as_ref().unwrap())).count();
-        if i % 2 == 0 {
-            direct_ms.push(direct().await);
-        }
-    }
-    catena_ms.sort_by(f64::total_cmp);
-    direct_ms.sort_by(f64::total_cmp);
+    };
+    let Alternated { catena_ms, direct_ms, found } =
+        alternate(&queries, &exact, |v| top10_owned(&store, v), direct).await;
     let (c50, d50) = (percentile(&catena_ms, 0.5), percentile(&direct_ms, 0.5));
     println!(
         "{}",
@@ -263,6 +309,161 @@ fn main() {
         }
         Some("lance") => rt.block_on(lance(num(1).unwrap(), num(2).unwrap(), num(3).unwrap())),
         Some("bm25") => bm25(Path::new(&args[1]), Path::new(&args[2]), Path::new(&args[3])),
-        _ => eprintln!("usage: retrieval memory N D Q DIR | lance N D Q | bm25 CORPUS QUERIES OUT"),
+        #[cfg(feature = "pgvector")]
+        Some("pgvector") => rt.block_on(pg::pgvector(num(1).unwrap(), num(2).unwrap(), num(3).unwrap())),
+        #[cfg(feature = "pgvector")]
+        Some("shards") => rt.block_on(pg::shards(num(1).unwrap())),
+        _ => eprintln!(
+            "usage: retrieval memory N D Q DIR | lance N D Q | bm25 CORPUS QUERIES OUT | pgvector N D Q | shards N"
+        ),
+    }
+}
+
+#[cfg(feature = "pgvector")]
+#[path = "../tests/support/postgres.rs"]
+mod support;
+
+#[cfg(feature = "pgvector")]
+mod pg {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use catena_core::{Document, Embedded, RunContext, VectorStore};
+    use catena_retrievers::{Cleanup, Indexer, PgIndex, PgVectorOptions, PgVectorStore, Shard};
+
+    use super::{Alternated, alternate, clustered, percentile, top10, top10_owned};
+
+    /// A fresh database in the server of `scripts/with-postgres.sh` (a benchmark needs one).
+    async fn database(name: &str) -> String {
+        super::support::fresh_database(name)
+            .await
+            .expect("run under scripts/with-postgres.sh (CATENA_PG_URL)")
+    }
+
+    pub(super) async fn pgvector(n: usize, d: usize, q: usize) {
+        // The very vectors and queries of the `lance` part (same seed), so the rows compare.
+        let mut vectors = clustered(n + q, d, 1);
+        let queries = vectors.split_off(n);
+        let url = database("catena_bench_pgvector").await;
+        let store =
+            PgVectorStore::connect_with(&url, "bench", PgVectorOptions::default().with_max_connections(2))
+                .await
+                .unwrap();
+        let start = Instant::now();
+        for (chunk_i, chunk) in vectors.chunks(5_000).enumerate() {
+            let records = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Embedded {
+                    document: Document::new(String::new()).with_id((chunk_i * 5_000 + i).to_string()),
+                    vector: v.clone(),
+                })
+                .collect();
+            store.upsert(records).await.unwrap();
+        }
+        let load_s = start.elapsed().as_secs_f64();
+        let mut exact: Vec<Vec<String>> = Vec::with_capacity(q);
+        for v in &queries {
+            exact.push(top10(&store, v).await);
+        }
+        let start = Instant::now();
+        store.create_index(PgIndex::HNSW).await.unwrap();
+        let index_s = start.elapsed().as_secs_f64();
+        let (index_mb, table_mb): (f64, f64) = sqlx::query_as(
+            "SELECT pg_relation_size('\"bench_embedding\"')::float8 / 1048576, \
+             pg_total_relation_size('\"bench\"')::float8 / 1048576",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        // The SQL catena sends, sent directly on the store's own pool (same connection settings).
+        let sql = "SELECT id, content, metadata, embedding <=> $1 AS distance FROM \"bench\" \
+                   ORDER BY embedding <=> $1 LIMIT $2";
+        for ef in [40u32, 100, 200] {
+            let store = PgVectorStore::connect_with(
+                &url,
+                "bench",
+                PgVectorOptions::default().with_max_connections(1).with_ef_search(ef),
+            )
+            .await
+            .unwrap();
+            let direct = |v: &[f32]| {
+                let query = sqlx::query(sql).bind(pgvector::Vector::from(v.to_vec())).bind(10_i64);
+                let pool = store.pool().clone();
+                async move {
+                    assert_eq!(query.fetch_all(&pool).await.unwrap().len(), 10);
+                }
+            };
+            let Alternated { catena_ms, direct_ms, found } =
+                alternate(&queries, &exact, |v| top10_owned(&store, v), direct).await;
+            let (c50, d50) = (percentile(&catena_ms, 0.5), percentile(&direct_ms, 0.5));
+            println!(
+                "{}",
+                serde_json::json!({"bench": "pgvector-hnsw", "n": n, "d": d, "queries": q, "load_s": load_s,
+                    "index_s": index_s, "index_mb": index_mb, "table_mb": table_mb, "ef_search": ef, "recall_at_10": found as f64 / (10 * q) as f64,
+                    "catena_p50_ms": c50, "catena_p99_ms": percentile(&catena_ms, 0.99),
+                    "sql_p50_ms": d50, "sql_p99_ms": percentile(&direct_ms, 0.99), "overhead_p50": c50 / d50})
+            );
+        }
+    }
+
+    pub(super) async fn shards(n: usize) {
+        let embedder = catena_core::testing::DeterministicEmbedder::new(384);
+        let docs: Vec<Document> = (0..n)
+            .map(|i| {
+                Document::new(format!(
+                    "chunk {i}: some words about topic {} and detail {}",
+                    i % 97,
+                    i * 31 % 1013
+                ))
+                .with_metadata("source", format!("docs/file-{}.md", i % 500))
+            })
+            .collect();
+        let url = database("catena_bench_shards").await;
+        let mut base = None;
+        for workers in [1u32, 2, 4] {
+            let collection = format!("shards{workers}");
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for k in 1..=workers {
+                let shard = Shard::new(k, workers).unwrap();
+                let mine: Vec<Document> =
+                    docs.iter().filter(|d| shard.owns(d.source().unwrap_or(""))).cloned().collect();
+                let (url, collection, embedder) = (url.clone(), collection.clone(), embedder);
+                tasks.push(tokio::spawn(async move {
+                    let store = Arc::new(
+                        PgVectorStore::connect_with(
+                            &url,
+                            collection,
+                            PgVectorOptions::default().with_max_connections(2),
+                        )
+                        .await
+                        .unwrap(),
+                    );
+                    let mut indexer = Indexer::new(&embedder, store.as_ref(), Cleanup::Incremental);
+                    let ctx = RunContext::new();
+                    for batch in mine.chunks(256) {
+                        indexer.add(batch.to_vec(), &ctx).await.unwrap();
+                    }
+                    indexer.finish().await.unwrap()
+                }));
+            }
+            let mut added = 0;
+            for task in tasks {
+                added += task.await.unwrap().added;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let store = PgVectorStore::open(&url, collection).await.unwrap();
+            assert_eq!(store.count().await.unwrap(), n, "every chunk once");
+            assert_eq!(added, n);
+            let rate = n as f64 / secs;
+            let speedup = rate / *base.get_or_insert(rate);
+            println!(
+                "{}",
+                serde_json::json!({"bench": "sharded-ingest", "store": "pgvector", "chunks": n, "workers": workers,
+                    "seconds": secs, "chunks_per_s": rate, "speedup": speedup,
+                    "cores": std::thread::available_parallelism().map_or(1, usize::from)})
+            );
+        }
     }
 }

@@ -15,25 +15,9 @@ use catena_retrievers::{
     VectorStoreRetriever,
 };
 
-/// A database of its own (dropped and created anew), or `None` when the tests run without a
-/// server and do not require one.
-async fn database(name: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("CATENA_PG_URL") else {
-        assert!(
-            std::env::var_os("CATENA_REQUIRE_DATA").is_none(),
-            "CATENA_PG_URL is not set; run the tests through scripts/with-postgres.sh"
-        );
-        eprintln!("CATENA_PG_URL not set (scripts/with-postgres.sh): pgvector tests skipped");
-        return None;
-    };
-    let server = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&server)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&server).await.unwrap();
-    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
-}
+#[path = "support/postgres.rs"]
+mod support;
+use support::fresh_database as database;
 
 /// Clustered vectors: 20 centres, points scattered around them (what embeddings look like).
 fn clustered(n: usize, dims: usize) -> Vec<Embedded> {

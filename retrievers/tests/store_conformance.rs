@@ -115,6 +115,10 @@ impl Backend for LanceBackend {
     }
 }
 
+#[cfg(feature = "pgvector")]
+#[path = "support/postgres.rs"]
+mod support;
+
 /// A database of its own in the server `scripts/with-postgres.sh` started.
 #[cfg(feature = "pgvector")]
 struct PgBackend {
@@ -124,24 +128,7 @@ struct PgBackend {
 #[cfg(feature = "pgvector")]
 impl PgBackend {
     async fn new(database: &str) -> Option<Self> {
-        let Ok(admin) = std::env::var("CATENA_PG_URL") else {
-            assert!(
-                std::env::var_os("CATENA_REQUIRE_DATA").is_none(),
-                "CATENA_PG_URL is not set; run the tests through scripts/with-postgres.sh"
-            );
-            eprintln!("CATENA_PG_URL not set (scripts/with-postgres.sh): pgvector store skipped");
-            return None;
-        };
-        let server = sqlx::PgPool::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
-            .execute(&server)
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&server)
-            .await
-            .unwrap();
-        Some(Self { url: format!("{}/{database}", admin.rsplit_once('/').unwrap().0) })
+        Some(Self { url: support::fresh_database(database).await? })
     }
 }
 
