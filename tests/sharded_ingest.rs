@@ -52,23 +52,18 @@ fn write_corpus(dir: &Path) {
     }
 }
 
+/// `catena ingest` of `corpus` into `store` as every run here makes it (JSON summary, small chunks).
+fn ingest_args<'a>(corpus: &'a str, store: &'a str, cleanup: &'a str) -> [&'a str; 9] {
+    ["ingest", corpus, "--store", store, "--json", "--chunk-size", "200", "--cleanup", cleanup]
+}
+
 /// Ingests `corpus` into `store` with four concurrent `--shard k/4` workers, then the final pass.
 fn sharded(corpus: &str, store: &str, cleanup: &str, expected_files: u64) -> Value {
     // All four at once: spawned first, waited for after.
     let children: Vec<_> = (1..=4)
         .map(|k| {
             Command::new(env!("CARGO_BIN_EXE_catena"))
-                .args([
-                    "ingest",
-                    corpus,
-                    "--store",
-                    store,
-                    "--json",
-                    "--chunk-size",
-                    "200",
-                    "--cleanup",
-                    "incremental",
-                ])
+                .args(ingest_args(corpus, store, "incremental"))
                 .args(["--shard", &format!("{k}/4")])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -81,17 +76,7 @@ fn sharded(corpus: &str, store: &str, cleanup: &str, expected_files: u64) -> Val
         files += summary(&child.wait_with_output().unwrap())["files"].as_u64().unwrap();
     }
     assert_eq!(files, expected_files, "every file went to exactly one shard");
-    summary(&catena(&[
-        "ingest",
-        corpus,
-        "--store",
-        store,
-        "--json",
-        "--chunk-size",
-        "200",
-        "--cleanup",
-        cleanup,
-    ]))
+    summary(&catena(&ingest_args(corpus, store, cleanup)))
 }
 
 /// Every chunk in the store: id -> (content, metadata, vector).
@@ -142,15 +127,8 @@ async fn four_shards_write_what_one_process_writes() {
     let corpus_arg = corpus.to_str().unwrap();
 
     let single = dir.path().join("single");
-    let one = summary(&catena(&[
-        "ingest",
-        corpus_arg,
-        "--store",
-        single.to_str().unwrap(),
-        "--json",
-        "--chunk-size",
-        "200",
-    ]));
+    let single_arg = single.to_str().unwrap();
+    let one = summary(&catena(&ingest_args(corpus_arg, single_arg, "incremental")));
     let total = one["stored"].as_u64().unwrap();
     assert!(total >= 24, "several chunks per file: {one}");
     let reference = contents(&LanceDbStore::open(single.to_string_lossy(), "chunks").await.unwrap()).await;
@@ -185,17 +163,7 @@ async fn four_shards_write_what_one_process_writes() {
     std::fs::write(corpus.join("traits.md"), "# traits\n\nTraits were rewritten: one short paragraph now.")
         .unwrap();
     std::fs::remove_file(corpus.join("macros.md")).unwrap();
-    let one = summary(&catena(&[
-        "ingest",
-        corpus_arg,
-        "--store",
-        single.to_str().unwrap(),
-        "--json",
-        "--chunk-size",
-        "200",
-        "--cleanup",
-        "full",
-    ]));
+    let one = summary(&catena(&ingest_args(corpus_arg, single_arg, "full")));
     assert!(one["deleted"].as_u64().unwrap() >= 3, "{one}");
     let reference = contents(&LanceDbStore::open(single.to_string_lossy(), "chunks").await.unwrap()).await;
     // The handles opened before stay open, as an application's would: LanceDB's see what other

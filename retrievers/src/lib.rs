@@ -151,6 +151,52 @@ pub(crate) fn emit_retrieved(
     }
 }
 
+/// The checks a vector store makes on a search before any I/O: k of at least 1, a finite query.
+#[cfg(any(feature = "lancedb", feature = "pgvector"))]
+pub(crate) fn check_vector_query(query: &[f32], k: usize) -> catena_core::Result<()> {
+    if k == 0 {
+        return Err(catena_core::Error::invalid_input("k must be at least 1"));
+    }
+    if query.iter().any(|x| !x.is_finite()) {
+        return Err(catena_core::Error::invalid_input("the query vector contains NaN or infinity"));
+    }
+    Ok(())
+}
+
+/// A vector (`what`: "the query vector", "a vector") against the size collection `collection`
+/// holds: a mismatch almost always means the embedder changed, and the message says so.
+#[cfg(any(feature = "lancedb", feature = "pgvector"))]
+pub(crate) fn check_dimensions(
+    what: &str,
+    len: usize,
+    dimensions: usize,
+    collection: &str,
+) -> catena_core::Result<()> {
+    if len != dimensions {
+        return Err(catena_core::Error::invalid_input(format!(
+            "{what} has {len} dimensions but collection {collection:?} holds {dimensions}-dimensional vectors (was the embedder changed?)"
+        )));
+    }
+    Ok(())
+}
+
+/// A vector to be stored: not empty, of the collection's size, finite.
+#[cfg(any(feature = "lancedb", feature = "pgvector"))]
+pub(crate) fn check_stored_vector(
+    vector: &[f32],
+    dimensions: usize,
+    collection: &str,
+) -> catena_core::Result<()> {
+    if vector.is_empty() {
+        return Err(catena_core::Error::invalid_input("cannot store an empty vector"));
+    }
+    check_dimensions("a vector", vector.len(), dimensions, collection)?;
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err(catena_core::Error::invalid_input("a vector contains NaN or infinity"));
+    }
+    Ok(())
+}
+
 /// The checks every retriever makes before doing work: a query with text, and k of at least 1.
 pub(crate) fn check_query(query: &str, k: usize) -> catena_core::Result<()> {
     if query.trim().is_empty() {

@@ -480,21 +480,9 @@ impl LanceDbStore {
         filter: Option<&Filter>,
         with_vectors: bool,
     ) -> Result<Vec<(ScoredDocument, Vec<f32>)>> {
-        if k == 0 {
-            return Err(Error::invalid_input("k must be at least 1"));
-        }
-        if query.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid_input("the query vector contains NaN or infinity"));
-        }
+        crate::check_vector_query(query, k)?;
         let Some(state) = self.state().await? else { return Ok(Vec::new()) };
-        if query.len() != state.dimensions {
-            return Err(Error::invalid_input(format!(
-                "the query vector has {} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
-                query.len(),
-                self.collection,
-                state.dimensions
-            )));
-        }
+        crate::check_dimensions("the query vector", query.len(), state.dimensions, &self.collection)?;
         let mut q = state
             .table
             .query()
@@ -553,12 +541,7 @@ impl LanceDbStore {
             if let Ok(table) = self.connection.open_table(&self.collection).execute().await {
                 tracing::debug!(collection = %self.collection, "the table was created concurrently; writing into it");
                 let state = inspect(table, &self.collection).await?;
-                if state.dimensions != dimensions {
-                    return Err(Error::invalid_input(format!(
-                        "a vector has {dimensions} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
-                        self.collection, state.dimensions
-                    )));
-                }
+                crate::check_dimensions("a vector", dimensions, state.dimensions, &self.collection)?;
                 return Ok(state);
             }
             if self.never_committed() && self.untouched_for(ABANDONED_AFTER) {
@@ -694,19 +677,7 @@ impl VectorStore for LanceDbStore {
         let dims =
             guard.as_ref().map_or_else(|| records.first().map_or(0, |r| r.vector.len()), |s| s.dimensions);
         for r in &records {
-            if r.vector.is_empty() {
-                return Err(Error::invalid_input("cannot store an empty vector"));
-            }
-            if r.vector.len() != dims {
-                return Err(Error::invalid_input(format!(
-                    "a vector has {} dimensions but collection {:?} holds {dims}-dimensional vectors (was the embedder changed?)",
-                    r.vector.len(),
-                    self.collection
-                )));
-            }
-            if r.vector.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid_input("a vector contains NaN or infinity"));
-            }
+            crate::check_stored_vector(&r.vector, dims, &self.collection)?;
         }
         // Later duplicates of an id win, as sequential upserts would; LanceDB's merge needs
         // unique keys in one batch.

@@ -631,21 +631,9 @@ impl PgVectorStore {
         filter: Option<&Filter>,
         with_vectors: bool,
     ) -> Result<Vec<(ScoredDocument, Vec<f32>)>> {
-        if k == 0 {
-            return Err(Error::invalid_input("k must be at least 1"));
-        }
-        if query.iter().any(|x| !x.is_finite()) {
-            return Err(Error::invalid_input("the query vector contains NaN or infinity"));
-        }
+        crate::check_vector_query(query, k)?;
         let Some(state) = self.collection_state().await? else { return Ok(Vec::new()) };
-        if query.len() != state.dimensions {
-            return Err(Error::invalid_input(format!(
-                "the query vector has {} dimensions but collection {:?} holds {}-dimensional vectors (was the embedder changed?)",
-                query.len(),
-                self.collection,
-                state.dimensions
-            )));
-        }
+        crate::check_dimensions("the query vector", query.len(), state.dimensions, &self.collection)?;
         let op = match self.options.distance {
             Distance::Cosine => "<=>",
             Distance::Dot => "<#>",
@@ -731,19 +719,7 @@ impl VectorStore for PgVectorStore {
             }
         };
         for (r, id) in records.iter().zip(&ids) {
-            if r.vector.is_empty() {
-                return Err(Error::invalid_input("cannot store an empty vector"));
-            }
-            if r.vector.len() != dims {
-                return Err(Error::invalid_input(format!(
-                    "a vector has {} dimensions but collection {:?} holds {dims}-dimensional vectors (was the embedder changed?)",
-                    r.vector.len(),
-                    self.collection
-                )));
-            }
-            if r.vector.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid_input("a vector contains NaN or infinity"));
-            }
+            crate::check_stored_vector(&r.vector, dims, &self.collection)?;
             check_no_nul(id, &r.document)?;
         }
         // Later duplicates of an id win, as sequential upserts would (one INSERT ... ON CONFLICT
