@@ -532,17 +532,21 @@ impl LanceDbStore {
     /// that stays unchanged is the remains of a killed creation, removed and created anew.
     async fn create_table(&self, dimensions: usize, fields: Vec<(String, FieldKind)>) -> Result<TableState> {
         let schema = codec::schema_for(dimensions, &fields)?;
+        // LanceDB commits a creation as an overwrite, which two racing creators can both commit:
+        // the second would erase rows the first had written since. Local creators take turns
+        // through a lock file and each looks for the table first, so only one ever creates it.
+        let _turn = self.creation_lock().await;
         let mut last_error = None;
         for _ in 0..100 {
-            match self.connection.create_empty_table(&self.collection, schema.clone()).execute().await {
-                Ok(table) => return Ok(TableState { table, dimensions, fields }),
-                Err(e) => last_error = Some(e),
-            }
             if let Ok(table) = self.connection.open_table(&self.collection).execute().await {
                 tracing::debug!(collection = %self.collection, "the table was created concurrently; writing into it");
                 let state = inspect(table, &self.collection).await?;
                 crate::check_dimensions("a vector", dimensions, state.dimensions, &self.collection)?;
                 return Ok(state);
+            }
+            match self.connection.create_empty_table(&self.collection, schema.clone()).execute().await {
+                Ok(table) => return Ok(TableState { table, dimensions, fields }),
+                Err(e) => last_error = Some(e),
             }
             if self.never_committed() && self.untouched_for(ABANDONED_AFTER) {
                 tracing::warn!(
@@ -561,6 +565,35 @@ impl LanceDbStore {
             Some(e) => lance_error("cannot create the table")(e),
             None => Error::store("cannot create the table"),
         })
+    }
+
+    /// Waits for this collection's creation lock (local databases only; `None` elsewhere, or
+    /// when the folder cannot hold one): a file created exclusively beside the table and removed
+    /// when the guard drops. A lock left by a killed process is taken over after 5 s.
+    async fn creation_lock(&self) -> Option<CreationLock> {
+        if self.uri.contains("://") {
+            return None;
+        }
+        let path = Path::new(&self.uri).join(format!(".{}.creating", self.collection));
+        for _ in 0..400 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(_) => return Some(CreationLock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age >= std::time::Duration::from_secs(5));
+                    if stale {
+                        let _ = std::fs::remove_file(&path);
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     fn fields_for(&self, records: &[Embedded]) -> Vec<(String, FieldKind)> {
@@ -628,6 +661,15 @@ fn score(distance: Distance, d: f32) -> f32 {
         Distance::Dot => 1.0 - d,
         // LanceDB's L2 distance is squared.
         Distance::L2 => 1.0 - d.max(0.0).sqrt() / std::f32::consts::SQRT_2,
+    }
+}
+
+/// Held while creating a table; removes its lock file when dropped.
+struct CreationLock(std::path::PathBuf);
+
+impl Drop for CreationLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
