@@ -15,6 +15,9 @@
 #   pymcp/                     a virtual environment with the Python MCP SDK (every package pinned
 #                              in scripts/mcp/requirements.txt): a second client of catena's
 #                              MCP server, and the reference in the MCP benchmarks
+#   moto/                      a virtual environment with moto's S3 server (pinned in
+#                              scripts/moto/requirements.txt): the loopback S3-compatible store
+#                              the LanceDB-on-S3 tests run against
 #   phoenix/                   a virtual environment with Arize Phoenix (pinned in
 #                              scripts/phoenix/requirements.txt): the OpenTelemetry backend the
 #                              trace export is tested against
@@ -177,5 +180,7 @@ pinned_venv() {
 }
 # Arize Phoenix (about 850 MB): the OpenTelemetry backend the trace export is tested against.
 pinned_venv "$DATA/phoenix" phoenix/requirements.txt "Arize Phoenix"
+# moto's S3 server (about 140 MB): LanceDB on object storage is tested against it on loopback.
+pinned_venv "$DATA/moto" moto/requirements.txt "moto's S3 server"
 # The Python MCP SDK: a second client of catena's MCP server, and the benchmarks' reference.
 pinned_venv "$DATA/pymcp" mcp/requirements.txt "the Python MCP SDK"

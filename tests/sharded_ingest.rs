@@ -1,6 +1,6 @@
 //! `catena ingest --shard K/N`: four worker processes filling one shared store write exactly what
-//! one process writes (same ids, same chunks, same vectors, nothing twice), into LanceDB and into
-//! PostgreSQL with pgvector, and a changed corpus re-ingested by shards plus the final pass leaves
+//! one process writes (same ids, same chunks, same vectors, nothing twice), into LanceDB in a
+//! folder, LanceDB on S3 (moto's S3 server on loopback) and PostgreSQL with pgvector, and a changed corpus re-ingested by shards plus the final pass leaves
 //! what one process's run leaves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
@@ -13,8 +13,17 @@ use catena::core::VectorStore;
 use catena::retrievers::{LanceDbStore, PgVectorStore};
 use serde_json::Value;
 
+/// The environment every `catena` process here gets: what points it at the S3 server, if any.
+static ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catena"));
+    command.envs(ENV.get().into_iter().flatten().map(|(k, v)| (k, v)));
+    command
+}
+
 fn catena(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_catena")).args(args).output().unwrap()
+    command().args(args).output().unwrap()
 }
 
 fn summary(out: &Output) -> Value {
@@ -62,7 +71,7 @@ fn sharded(corpus: &str, store: &str, cleanup: &str, expected_files: u64) -> Val
     // All four at once: spawned first, waited for after.
     let children: Vec<_> = (1..=4)
         .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_catena"))
+            command()
                 .args(ingest_args(corpus, store, "incremental"))
                 .args(["--shard", &format!("{k}/4")])
                 .stdout(std::process::Stdio::piped())
@@ -118,6 +127,10 @@ fn assert_same(
 mod support;
 use support::fresh_database as pg_url;
 
+#[cfg(feature = "s3")]
+#[path = "../retrievers/tests/support/s3.rs"]
+mod s3;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_shards_write_what_one_process_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +150,16 @@ async fn four_shards_write_what_one_process_writes() {
     let lance = dir.path().join("sharded").to_string_lossy().into_owned();
     if let Some(url) = pg_url("catena_sharded_ingest").await {
         targets.push((url.clone(), Arc::new(PgVectorStore::connect(&url, "chunks").await.unwrap())));
+    }
+    #[cfg(feature = "s3")]
+    let _s3 = s3::S3Server::start("catena-sharded").inspect(|server| {
+        ENV.set(server.env()).unwrap();
+    });
+    #[cfg(feature = "s3")]
+    if let Some(server) = &_s3 {
+        let uri = server.uri("sharded");
+        let store = LanceDbStore::connect_with(&uri, "chunks", server.options()).await.unwrap();
+        targets.push((uri, Arc::new(store)));
     }
     let mut all: Vec<String> = vec![lance.clone()];
     all.extend(targets.iter().map(|(url, _)| url.clone()));

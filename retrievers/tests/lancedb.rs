@@ -2,7 +2,7 @@
 //! distance, every filter operator), persists, rejects bad input without writing, survives
 //! hostile metadata values, and reports a corrupt or missing table as a typed error.
 #![cfg(feature = "lancedb")]
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 use catena_core::{Document, Embedded, ErrorKind, Filter, VectorStore};
 use catena_retrievers::{Distance, InMemoryVectorStore, LanceDbStore};
@@ -229,4 +229,83 @@ async fn a_table_whose_creation_was_interrupted_is_removed_and_created_anew() {
     drop(store);
     let store = LanceDbStore::open(uri, "t").await.unwrap();
     assert_eq!(store.count().await.unwrap(), 7);
+}
+
+#[cfg(feature = "s3")]
+#[path = "support/s3.rs"]
+mod s3;
+
+/// On S3 (moto on loopback): both index kinds build in the bucket, searches through them and
+/// keyword searches give the same answers from a second connection, and deletes are seen there.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_indexes_build_and_a_second_connection_sees_the_same_table() {
+    let Some(server) = s3::S3Server::start("catena-lance") else { return };
+    let uri = server.uri("indexes");
+    let s = LanceDbStore::connect_with(&uri, "t", server.options()).await.unwrap();
+    s.upsert(records(600)).await.unwrap();
+    assert!(
+        s.create_index(VectorIndex::IvfHnswSq { partitions: 2, m: 16, ef_construction: 100 }).await.unwrap()
+    );
+    s.create_fts_index().await.unwrap();
+    let query = [0.3, 0.9, 0.1, 1.0];
+    let filter = Filter::eq("lang", "it's");
+    let hits = ids(&s.search(&query, 10, Some(&filter)).await.unwrap());
+    assert_eq!(hits.len(), 10);
+    let keyword = s.keyword_search("rust", 5, None).await.unwrap();
+    assert_eq!(keyword.len(), 5);
+
+    let other = LanceDbStore::connect_with(&uri, "t", server.options()).await.unwrap();
+    assert_eq!(other.count().await.unwrap(), 600);
+    assert_eq!(ids(&other.search(&query, 10, Some(&filter)).await.unwrap()), hits);
+    assert_eq!(
+        other
+            .keyword_search("rust", 5, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| &h.document.id)
+            .collect::<Vec<_>>(),
+        keyword.iter().map(|h| &h.document.id).collect::<Vec<_>>()
+    );
+    s.delete(&["d0".into(), "d2".into()]).await.unwrap();
+    tokio::time::sleep(catena_retrievers::READ_CONSISTENCY + std::time::Duration::from_millis(200)).await;
+    assert_eq!(other.count().await.unwrap(), 598);
+}
+
+/// A bucket that does not exist, credentials the server refuses and a server that does not
+/// answer are store errors that say which, not hangs or panics.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_missing_bucket_refused_credentials_or_a_down_server_are_store_errors() {
+    let Some(server) = s3::S3Server::start("catena-errors") else { return };
+    let started = std::time::Instant::now();
+    let err = match LanceDbStore::connect_with("s3://no-such-bucket/x", "t", server.options()).await {
+        Ok(s) => s.upsert(records(2)).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(err.to_string().contains("bucket does not exist"), "{err}");
+    eprintln!("missing bucket: {err} ({:?})", started.elapsed());
+
+    let refusing = s3::S3Server::start_refusing_credentials("catena-denied").unwrap();
+    let err = match LanceDbStore::connect_with(refusing.uri("x"), "t", refusing.options()).await {
+        Ok(s) => s.upsert(records(2)).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(err.to_string().contains("access denied"), "{err}");
+    eprintln!("unknown credentials: {err}");
+
+    let endpoint = server.endpoint.clone();
+    drop(server);
+    let down = s3::options_for(&endpoint);
+    let started = std::time::Instant::now();
+    let err = match LanceDbStore::connect_with("s3://catena-errors/x", "t", down).await {
+        Ok(s) => s.upsert(records(2)).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Store, "{err}");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    eprintln!("down server: {err} ({:?})", started.elapsed());
 }

@@ -1,7 +1,8 @@
 //! One conformance suite for every [`VectorStore`]: the same checks, against the same reference
 //! (the filter's own `matches_document` and scores computed here in f64), for each store. A new
 //! store is tested by adding one line at the top: a [`Backend`] that opens handles on named
-//! collections.
+//! collections. The stores: in memory, LanceDB in a folder, LanceDB on S3 (moto's S3 server on
+//! loopback), pgvector (the PostgreSQL of scripts/with-postgres.sh).
 //!
 //! Checked: empty collections, idempotent upserts (duplicates in a batch: the last wins), gets
 //! in the order asked, deletes, every filter operator with hostile values (quotes, SQL, LIKE
@@ -33,6 +34,14 @@ async fn in_memory_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lancedb_store_conforms() {
     conformance(&LanceBackend::new()).await;
+}
+
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lancedb_on_s3_store_conforms() {
+    if let Some(server) = s3::S3Server::start("catena-conformance") {
+        conformance(&LanceBackend::on_s3(server)).await;
+    }
 }
 
 #[cfg(feature = "pgvector")]
@@ -90,15 +99,35 @@ impl Backend for MemoryBackend {
     }
 }
 
+/// LanceDB in a local folder, or under a prefix of an S3 bucket.
 #[cfg(feature = "lancedb")]
 struct LanceBackend {
-    dir: tempfile::TempDir,
+    uri: String,
+    options: Vec<(String, String)>,
+    _place: LancePlace,
+}
+
+#[cfg(feature = "lancedb")]
+enum LancePlace {
+    Folder(#[allow(dead_code)] tempfile::TempDir),
+    #[cfg(feature = "s3")]
+    Bucket(#[allow(dead_code)] s3::S3Server),
 }
 
 #[cfg(feature = "lancedb")]
 impl LanceBackend {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            uri: dir.path().to_string_lossy().into_owned(),
+            options: Vec::new(),
+            _place: LancePlace::Folder(dir),
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn on_s3(server: s3::S3Server) -> Self {
+        Self { uri: server.uri("conformance"), options: server.options(), _place: LancePlace::Bucket(server) }
     }
 }
 
@@ -106,14 +135,18 @@ impl LanceBackend {
 #[async_trait]
 impl Backend for LanceBackend {
     async fn open(&self, name: &str, distance: Distance) -> Arc<dyn VectorStore> {
-        let uri = self.dir.path().to_string_lossy().into_owned();
-        Arc::new(catena_retrievers::LanceDbStore::connect(uri, name).await.unwrap().with_distance(distance))
+        let store = catena_retrievers::LanceDbStore::connect_with(&self.uri, name, self.options.clone());
+        Arc::new(store.await.unwrap().with_distance(distance))
     }
 
     async fn close(&self, _name: &str, store: Arc<dyn VectorStore>) {
         drop(store);
     }
 }
+
+#[cfg(feature = "s3")]
+#[path = "support/s3.rs"]
+mod s3;
 
 #[cfg(feature = "pgvector")]
 #[path = "support/postgres.rs"]

@@ -171,6 +171,33 @@ fn lance_error(context: &str) -> impl Fn(lancedb::Error) -> Error + '_ {
     }
 }
 
+/// A database that cannot be opened or listed: always a [`Error::Store`] (LanceDB reports a
+/// missing bucket as invalid input, but the caller's arguments are fine; the location is not),
+/// with what to check for the usual object-store causes. The full error is the source.
+fn unreachable_location(uri: &str, e: lancedb::Error) -> Error {
+    let detail = e.to_string();
+    let hint = if detail.contains("NoSuchBucket") {
+        "the bucket does not exist: create it first".to_owned()
+    } else if ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403 Forbidden"]
+        .iter()
+        .any(|m| detail.contains(m))
+    {
+        "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the \
+         AWS profile) and the bucket's policy"
+            .to_owned()
+    } else if ["error sending request", "Connection refused", "dns error", "timed out"]
+        .iter()
+        .any(|m| detail.contains(m))
+    {
+        "the object store did not answer: check the endpoint (AWS_ENDPOINT_URL or the \
+         `aws_endpoint` option) and the network"
+            .to_owned()
+    } else {
+        detail
+    };
+    Error::store(format!("cannot open the LanceDB database at {uri}: {hint}")).with_source(e)
+}
+
 fn plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -187,6 +214,37 @@ impl LanceDbStore {
     /// [`Error::Store`] when the database cannot be opened or the table exists but is not a
     /// catena table (missing columns) or is corrupt.
     pub async fn connect(uri: impl Into<String>, collection: impl Into<String>) -> Result<Self> {
+        Self::connect_with(uri, collection, std::iter::empty::<(String, String)>()).await
+    }
+
+    /// [`connect`](Self::connect) with LanceDB storage options: for an object store, its
+    /// endpoint, credentials and region (`aws_endpoint`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_region`, `allow_http`, ...). Options not given are read
+    /// from the standard environment variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_REGION`, `AWS_ALLOW_HTTP`, ...), then the AWS credential chain.
+    ///
+    /// ```no_run
+    /// use catena_retrievers::LanceDbStore;
+    ///
+    /// # async fn demo() -> catena_core::Result<()> {
+    /// // MinIO, or any S3-compatible server (needs the `s3` feature).
+    /// let store = LanceDbStore::connect_with(
+    ///     "s3://rag/catena",
+    ///     "docs",
+    ///     [("aws_endpoint", "http://127.0.0.1:9000"), ("allow_http", "true")],
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); an `s3://` URI in a build without the `s3` feature is an
+    /// [`Error::InvalidInput`] that says so.
+    pub async fn connect_with(
+        uri: impl Into<String>,
+        collection: impl Into<String>,
+        storage_options: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
+    ) -> Result<Self> {
         let uri = uri.into();
         let collection = collection.into();
         if collection.is_empty()
@@ -196,11 +254,19 @@ impl LanceDbStore {
                 "collection name {collection:?} must be non-empty and use only letters, digits, '_', '-' and '.'"
             )));
         }
+        if (uri.starts_with("s3://") || uri.starts_with("s3+ddb://")) && !cfg!(feature = "s3") {
+            return Err(Error::invalid_input(format!(
+                "{uri} is on S3, and this build has no S3 support: enable catena's `s3` feature"
+            )));
+        }
+        let options: Vec<(String, String)> =
+            storage_options.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         let connection = lancedb::connect(&uri)
+            .storage_options(options)
             .read_consistency_interval(READ_CONSISTENCY)
             .execute()
             .await
-            .map_err(lance_error("cannot open the LanceDB database"))?;
+            .map_err(|e| unreachable_location(&uri, e))?;
         let store = Self {
             uri,
             collection,
@@ -212,8 +278,12 @@ impl LanceDbStore {
             refine_factor: None,
             ef: DEFAULT_EF,
         };
-        let names =
-            store.connection.table_names().execute().await.map_err(lance_error("cannot list tables"))?;
+        let names = store
+            .connection
+            .table_names()
+            .execute()
+            .await
+            .map_err(|e| unreachable_location(&store.uri, e))?;
         if names.contains(&store.collection) {
             match store.connection.open_table(&store.collection).execute().await {
                 Ok(table) => {
