@@ -123,6 +123,8 @@ const RESERVED: [&str; 4] = ["id", "content", "metadata", "vector"];
 pub struct LanceDbStore {
     uri: String,
     collection: String,
+    /// The storage options the connection was made with; the creation lock uses them too.
+    storage_options: HashMap<String, String>,
     connection: lancedb::Connection,
     distance: Distance,
     declared: Vec<(String, FieldKind)>,
@@ -259,10 +261,10 @@ impl LanceDbStore {
                 "{uri} is on S3, and this build has no S3 support: enable catena's `s3` feature"
             )));
         }
-        let options: Vec<(String, String)> =
+        let storage_options: HashMap<String, String> =
             storage_options.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         let connection = lancedb::connect(&uri)
-            .storage_options(options)
+            .storage_options(storage_options.clone())
             .read_consistency_interval(READ_CONSISTENCY)
             .execute()
             .await
@@ -270,6 +272,7 @@ impl LanceDbStore {
         let store = Self {
             uri,
             collection,
+            storage_options,
             connection,
             distance: Distance::Cosine,
             declared: Vec::new(),
@@ -601,11 +604,25 @@ impl LanceDbStore {
     /// (concurrent writers, sharded ingestion), its table is used; a folder without a version
     /// that stays unchanged is the remains of a killed creation, removed and created anew.
     async fn create_table(&self, dimensions: usize, fields: Vec<(String, FieldKind)>) -> Result<TableState> {
+        // LanceDB commits a creation as an overwrite, and one whose check for an existing table
+        // passed commits it on top of a table another creator made meanwhile (erasing rows
+        // written since, or failing their writers with "incompatible with concurrent
+        // Overwrite"; seen with four processes on S3). Creators take turns through a lock
+        // object, and each looks for the table first, so only one ever creates it.
+        let turn = self.creation_lock().await;
+        let created = self.create_table_in_turn(dimensions, fields).await;
+        if let Some(turn) = turn {
+            turn.release().await;
+        }
+        created
+    }
+
+    async fn create_table_in_turn(
+        &self,
+        dimensions: usize,
+        fields: Vec<(String, FieldKind)>,
+    ) -> Result<TableState> {
         let schema = codec::schema_for(dimensions, &fields)?;
-        // LanceDB commits a creation as an overwrite, which two racing creators can both commit:
-        // the second would erase rows the first had written since. Local creators take turns
-        // through a lock file and each looks for the table first, so only one ever creates it.
-        let _turn = self.creation_lock().await;
         let mut last_error = None;
         for _ in 0..100 {
             if let Ok(table) = self.connection.open_table(&self.collection).execute().await {
@@ -637,32 +654,61 @@ impl LanceDbStore {
         })
     }
 
-    /// Waits for this collection's creation lock (local databases only; `None` elsewhere, or
-    /// when the folder cannot hold one): a file created exclusively beside the table and removed
-    /// when the guard drops. A lock left by a killed process is taken over after 5 s.
+    /// Waits for this collection's creation lock: an object `.<collection>.creating` beside the
+    /// table, written only if absent (a create-only write, which local folders and object
+    /// stores with conditional writes honour) and deleted by [`CreationLock::release`]. A lock
+    /// left by a killed process is taken over once it is [`STALE_LOCK`] old. `None` when the
+    /// location cannot hold one or the wait runs out: the creation then goes ahead unserialised,
+    /// as LanceDB alone would.
     async fn creation_lock(&self) -> Option<CreationLock> {
-        if self.uri.contains("://") {
-            return None;
-        }
-        let path = Path::new(&self.uri).join(format!(".{}.creating", self.collection));
-        for _ in 0..400 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(_) => return Some(CreationLock(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age >= std::time::Duration::from_secs(5));
+        use object_store::{ObjectStore as _, ObjectStoreExt as _, PutMode, PutPayload};
+
+        let params = lance_io::object_store::ObjectStoreParams {
+            storage_options_accessor: Some(std::sync::Arc::new(
+                lance_io::object_store::StorageOptionsAccessor::with_static_options(
+                    self.storage_options.clone(),
+                ),
+            )),
+            ..Default::default()
+        };
+        let registry = std::sync::Arc::new(lance_io::object_store::ObjectStoreRegistry::default());
+        let (store, base) = match lance_io::object_store::ObjectStore::from_uri_and_params(
+            registry, &self.uri, &params,
+        )
+        .await
+        {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(uri = %self.uri, error = %e, "no creation lock: the location cannot be opened");
+                return None;
+            }
+        };
+        let path = base.join(format!(".{}.creating", self.collection).as_str());
+        let deadline = std::time::Instant::now() + STALE_LOCK * 3;
+        while std::time::Instant::now() < deadline {
+            let claim = PutPayload::from_static(b"catena: creating this table");
+            match store.inner.put_opts(&path, claim, PutMode::Create.into()).await {
+                Ok(_) => return Some(CreationLock { store, path }),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    let stale = store.inner.head(&path).await.ok().is_some_and(|meta| {
+                        std::time::SystemTime::from(meta.last_modified)
+                            .elapsed()
+                            .is_ok_and(|age| age >= STALE_LOCK)
+                    });
                     if stale {
-                        let _ = std::fs::remove_file(&path);
+                        tracing::warn!(uri = %self.uri, collection = %self.collection, "taking over a stale creation lock");
+                        let _ = store.inner.delete(&path).await;
                     } else {
                         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
                     }
                 }
-                Err(_) => return None,
+                Err(e) => {
+                    tracing::warn!(uri = %self.uri, error = %e, "no creation lock: the location refused it");
+                    return None;
+                }
             }
         }
+        tracing::warn!(uri = %self.uri, collection = %self.collection, "creating the table without the lock: it stayed taken");
         None
     }
 
@@ -734,12 +780,23 @@ fn score(distance: Distance, d: f32) -> f32 {
     }
 }
 
-/// Held while creating a table; removes its lock file when dropped.
-struct CreationLock(std::path::PathBuf);
+/// How old a creation lock must be to count as left by a killed process: a live creation holds
+/// it for milliseconds (a second on a slow object store). Clocks of the machine and an object
+/// store may differ by a few seconds; this leaves room for that.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl Drop for CreationLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+/// Held while creating a table, until [`release`](Self::release)d.
+struct CreationLock {
+    store: std::sync::Arc<lance_io::object_store::ObjectStore>,
+    path: object_store::path::Path,
+}
+
+impl CreationLock {
+    async fn release(self) {
+        use object_store::ObjectStoreExt as _;
+        if let Err(e) = self.store.inner.delete(&self.path).await {
+            tracing::warn!(lock = %self.path, error = %e, "could not remove the creation lock; it goes stale in 5 s");
+        }
     }
 }
 
