@@ -238,11 +238,14 @@ pub(crate) struct IngestArgs {
     split: SplitArgs,
 }
 
+/// What loading and splitting produced besides the chunks: counts, failures, their times.
 #[derive(Default)]
-struct Timings {
+struct Produced {
+    files_ok: usize,
+    bytes: u64,
+    failures: Vec<String>,
     load: Duration,
     split: Duration,
-    index: Duration,
 }
 
 /// An embedder that adds up the time spent in it, so the summary can split indexing time into
@@ -319,59 +322,82 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let ctx = warnings_to_stderr(Some(bar.clone()));
-    let (mut ok, mut chunks_total, mut bytes) = (0usize, 0usize, 0u64);
-    let mut failures: Vec<String> = Vec::new();
-    let mut t = Timings::default();
-    let mut pending: Vec<Document> = Vec::new();
 
-    for path in &files {
-        let clock = Instant::now();
-        let items = load_file(path, &ctx).await;
-        t.load += clock.elapsed();
-        let mut file_failed = false;
-        for item in items {
-            let doc = match item {
-                Ok(doc) => match &access {
-                    Some(list) => doc.with_metadata(catena::core::security::ACCESS_FIELD, list.clone()),
-                    None => doc,
-                },
-                Err(e) => {
-                    failures.push(e.to_string());
-                    file_failed = true;
-                    continue;
-                }
-            };
-            bytes += doc.content.len() as u64;
+    // Two stages that overlap: loading and splitting fill batches of chunks (across files) into
+    // a bounded channel while the indexer embeds and writes the batch before. The embedder runs
+    // on its own threads, so the files are read and split while it works; the channel's bound
+    // (two batches) keeps memory flat however large the corpus.
+    let (batches, mut ready) = tokio::sync::mpsc::channel::<Vec<Document>>(2);
+    let produce = async {
+        let batches = batches;
+        let mut made = Produced::default();
+        let mut pending: Vec<Document> = Vec::new();
+        for path in &files {
             let clock = Instant::now();
-            let chunks = splitter.split(&[doc], &ctx).await;
-            t.split += clock.elapsed();
-            match chunks {
-                Ok(chunks) => pending.extend(chunks.into_iter().filter(|c| !c.content.trim().is_empty())),
-                Err(e) => {
-                    failures.push(format!("{}: {e}", path.display()));
-                    file_failed = true;
+            let items = load_file(path, &ctx).await;
+            made.load += clock.elapsed();
+            let mut file_failed = false;
+            for item in items {
+                let doc = match item {
+                    Ok(doc) => match &access {
+                        Some(list) => doc.with_metadata(catena::core::security::ACCESS_FIELD, list.clone()),
+                        None => doc,
+                    },
+                    Err(e) => {
+                        made.failures.push(e.to_string());
+                        file_failed = true;
+                        continue;
+                    }
+                };
+                made.bytes += doc.content.len() as u64;
+                let clock = Instant::now();
+                let chunks = splitter.split(&[doc], &ctx).await;
+                made.split += clock.elapsed();
+                match chunks {
+                    Ok(chunks) => pending.extend(chunks.into_iter().filter(|c| !c.content.trim().is_empty())),
+                    Err(e) => {
+                        made.failures.push(format!("{}: {e}", path.display()));
+                        file_failed = true;
+                    }
+                }
+                while pending.len() >= args.batch_size {
+                    let batch: Vec<Document> = pending.drain(..args.batch_size).collect();
+                    if batches.send(batch).await.is_err() {
+                        // The indexer stopped on an error, which the join reports.
+                        return made;
+                    }
                 }
             }
-            while pending.len() >= args.batch_size {
-                let batch: Vec<Document> = pending.drain(..args.batch_size).collect();
-                chunks_total += batch.len();
-                let clock = Instant::now();
-                indexer.add(batch, &ctx).await?;
-                t.index += clock.elapsed();
+            if !file_failed {
+                made.files_ok += 1;
             }
+            bar.inc(1);
         }
-        if !file_failed {
-            ok += 1;
+        if !pending.is_empty() {
+            let _ = batches.send(pending).await;
         }
-        bar.inc(1);
-        let rate = chunks_total as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{chunks_total} chunks  {rate:.0} chunks/s"));
-    }
+        made
+    };
+    let index = async {
+        let (mut chunks, mut spent) = (0usize, Duration::ZERO);
+        while let Some(batch) = ready.recv().await {
+            chunks += batch.len();
+            let clock = Instant::now();
+            indexer.add(batch, &ctx).await?;
+            spent += clock.elapsed();
+            let rate = chunks as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{chunks} chunks  {rate:.0} chunks/s"));
+        }
+        Ok::<_, Error>((chunks, spent))
+    };
+    let pipeline_started = Instant::now();
+    let (made, indexed) = futures::join!(produce, index);
+    let (chunks_total, mut index_time) = indexed?;
+    let pipeline = pipeline_started.elapsed();
+    let Produced { files_ok: ok, bytes, failures, load, split } = made;
+    // What running the stages side by side saved: their times added up, less the time they took.
+    let overlap_saved = (load + split + index_time).saturating_sub(pipeline);
     let clock = Instant::now();
-    if !pending.is_empty() {
-        chunks_total += pending.len();
-        indexer.add(std::mem::take(&mut pending), &ctx).await?;
-    }
     let report = indexer.finish().await?;
     // Keyword search (hybrid retrieval) needs the full-text index; an ANN index pays off only
     // for large collections (create_index decides).
@@ -380,11 +406,11 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     if stored > 0 && args.shard.is_none() {
         opened.build_indexes().await?;
     }
-    t.index += clock.elapsed();
+    index_time += clock.elapsed();
     bar.finish_and_clear();
 
     let embed = embedder.spent.lock().map(|d| *d).unwrap_or_default();
-    let write = t.index.saturating_sub(embed);
+    let write = index_time.saturating_sub(embed);
     let elapsed = started.elapsed().as_secs_f64();
     let rate = chunks_total as f64 / elapsed.max(1e-9);
     let summary = serde_json::json!({
@@ -392,8 +418,9 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
         "chunks": chunks_total, "added": report.added, "skipped": report.skipped, "deleted": report.deleted,
         "stored": stored, "bytes": bytes, "seconds": elapsed,
         "chunks_per_second": rate,
-        "stages": {"load": t.load.as_secs_f64(), "split": t.split.as_secs_f64(),
-                   "embed": embed.as_secs_f64(), "write": write.as_secs_f64()},
+        "stages": {"load": load.as_secs_f64(), "split": split.as_secs_f64(),
+                   "embed": embed.as_secs_f64(), "write": write.as_secs_f64(),
+                   "overlap_saved": overlap_saved.as_secs_f64()},
         "store": crate::store::shown(&args.store), "collection": args.collection,
         "shard": args.shard.map(|s| s.to_string()),
     });
@@ -402,7 +429,7 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     } else {
         eprintln!(
             "ingested {} of {} files into {} chunks in {elapsed:.1} s ({:.0} chunks/s): {} added, {} unchanged, {} deleted; \
-             load {:.1} s, split {:.1} s, embed {:.1} s, write {:.1} s",
+             load {:.1} s, split {:.1} s, embed {:.1} s, write {:.1} s (overlapping: {:.1} s saved)",
             ok,
             files.len(),
             chunks_total,
@@ -410,10 +437,11 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
             report.added,
             report.skipped,
             report.deleted,
-            t.load.as_secs_f64(),
-            t.split.as_secs_f64(),
+            load.as_secs_f64(),
+            split.as_secs_f64(),
             embed.as_secs_f64(),
-            write.as_secs_f64()
+            write.as_secs_f64(),
+            overlap_saved.as_secs_f64()
         );
         for f in &failures {
             eprintln!("  failed: {f}");
