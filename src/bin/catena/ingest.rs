@@ -327,7 +327,7 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
     // a bounded channel while the indexer embeds and writes the batch before. The embedder runs
     // on its own threads, so the files are read and split while it works; the channel's bound
     // (two batches) keeps memory flat however large the corpus.
-    let (batches, mut ready) = tokio::sync::mpsc::channel::<Vec<Document>>(2);
+    let (batches, ready) = tokio::sync::mpsc::channel::<Vec<Document>>(2);
     let produce = async {
         let batches = batches;
         let mut made = Produced::default();
@@ -379,6 +379,9 @@ async fn ingest_into_store(args: IngestArgs) -> Result<()> {
         made
     };
     let index = async {
+        // Owned here, so an indexer error drops the receiver and the loader's next send fails
+        // (it would wait on a full channel forever otherwise).
+        let mut ready = ready;
         let (mut chunks, mut spent) = (0usize, Duration::ZERO);
         while let Some(batch) = ready.recv().await {
             chunks += batch.len();
