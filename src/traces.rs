@@ -694,7 +694,17 @@ mod tests {
 
     use super::*;
 
+    /// A dispatcher that lives as long as the test process. While only one dispatcher is alive,
+    /// tracing-core decides whether a callsite is enabled from the default dispatcher *of the
+    /// thread that first reaches it*: a parallel test that runs a shared callsite (a database
+    /// query, a load) on a thread without a subscriber would then switch it off for everyone, and
+    /// a test here would miss spans (it did, once, in CI). With two alive, every callsite asks
+    /// all of them.
+    static SECOND_DISPATCHER: std::sync::LazyLock<tracing::Dispatch> =
+        std::sync::LazyLock::new(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+
     async fn store_in(dir: &Path, retention: Retention) -> (TraceStore, tracing::Dispatch) {
+        std::sync::LazyLock::force(&SECOND_DISPATCHER);
         let store = TraceStore::open(dir.join("traces.db"), retention).await.unwrap();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(store.layer()));
         (store, dispatch)
@@ -881,6 +891,20 @@ mod tests {
             selects[1].error
                 && selects[1].attributes["error.message"].as_str().unwrap().contains("no_such_table")
         );
+    }
+
+    #[tokio::test]
+    async fn a_span_first_reached_on_a_thread_without_a_subscriber_is_still_stored() {
+        fn shared_callsite(run_id: &str) {
+            drop(tracing::info_span!(target: TARGET, "shared", catena.run.id = run_id).entered());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (store, dispatch) = store_in(dir.path(), Retention::default()).await;
+        // What a parallel test does: it reaches the callsite first, with no subscriber.
+        std::thread::spawn(|| shared_callsite("elsewhere")).join().unwrap();
+        tracing::dispatcher::with_default(&dispatch, || shared_callsite("here"));
+        store.flush().await.unwrap();
+        assert!(store.run("here").await.unwrap().is_some());
     }
 
     #[tokio::test]
