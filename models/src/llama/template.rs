@@ -25,6 +25,15 @@ pub(crate) struct ChatTemplate {
 
 const NAME: &str = "chat";
 
+/// The work one rendering may do, in minijinja's fuel: about one unit per instruction and per 64
+/// bytes of data the template creates, so it bounds both time and memory. Templates come from
+/// model files, which anyone can publish: one that loops for ever, or doubles a string until the
+/// machine runs out of memory, stops with an error after ~64 MB or a million instructions (well
+/// under a second) and the prompt falls back to llama.cpp's built-in template. Real templates
+/// spend a few dozen units per message, plus one per 64 bytes of prompt: a 128k-token
+/// conversation needs a few tens of thousands.
+pub(crate) const TEMPLATE_FUEL: u64 = 1_000_000;
+
 impl ChatTemplate {
     /// Compiles `source` (the GGUF's `tokenizer.chat_template`), if any. A template minijinja
     /// cannot parse is logged and left to the fallbacks.
@@ -33,6 +42,7 @@ impl ChatTemplate {
             let mut env = minijinja::Environment::new();
             minijinja_contrib::add_to_environment(&mut env);
             env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            env.set_fuel(Some(TEMPLATE_FUEL));
             env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
                 Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
             });
@@ -78,14 +88,24 @@ impl ChatTemplate {
     /// knows the model's tool syntax): `None`, with a warning, when there is no template or it
     /// fails on these tools.
     pub(crate) fn render_native(&self, messages: &[Message], tools: &[ToolSpec]) -> Option<String> {
-        let env = self.env.as_ref()?;
-        match self.render_jinja(env, messages, tools) {
+        match self.render_own(messages, tools)? {
             Ok(prompt) => Some(prompt),
             Err(e) => {
                 tracing::warn!(error = %e, "the chat template failed to render tools; using the generic tool format");
                 None
             }
         }
+    }
+
+    /// Renders with the model's own template, its error included: `None` when the model has no
+    /// template or it does not compile.
+    pub(crate) fn render_own(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> Option<Result<String, minijinja::Error>> {
+        let env = self.env.as_ref()?;
+        Some(self.render_jinja(env, messages, tools))
     }
 
     /// The template's source, when the model has one.
@@ -172,5 +192,34 @@ mod tests {
             p,
             "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    fn jinja(source: &str, messages: &[Message]) -> Result<String, minijinja::Error> {
+        let template = ChatTemplate::new(Some(source.into()), String::new(), String::new());
+        let env = template.env.as_ref().expect("the template compiles");
+        template.render_jinja(env, messages, &[])
+    }
+
+    #[test]
+    fn a_template_that_loops_for_ever_or_floods_memory_runs_out_of_fuel() {
+        let endless =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}";
+        let doubling = "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}";
+        let repeated = "{{ 'x' * 10000000000 }}";
+        for source in [endless, doubling, repeated] {
+            let e = jinja(source, &[Message::user("hi")]).expect_err(source);
+            assert_eq!(e.kind(), minijinja::ErrorKind::OutOfFuel, "{source}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_long_conversation_renders_within_the_fuel() {
+        // 2,000 messages of 1 KB: a 2 MB prompt, far past any context window this crate runs.
+        let chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}\
+                      {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let messages: Vec<Message> =
+            (0..2000).map(|i| Message::user(format!("{i:04}{}", "x".repeat(1020)))).collect();
+        let prompt = jinja(chatml, &messages).expect("rendered");
+        assert_eq!(prompt.matches("<|im_start|>user").count(), 2000);
     }
 }
