@@ -29,6 +29,7 @@
 mod graphs;
 mod guards;
 mod loaders;
+mod models;
 mod parsers;
 mod postgres;
 mod splitters;
@@ -62,6 +63,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pii_text", parsers::pii),
     ("graph_checkpoints", graphs::checkpoints),
     ("mcp_tool_result", parsers::mcp_tool_result),
+    ("chat_template", models::chat_template),
+    ("tool_call_reply", models::tool_call_reply),
+    ("tool_grammar", models::tool_grammar_from_schema),
 ];
 
 /// The target called `name`.

@@ -52,7 +52,7 @@ pub(crate) fn embeddings_body(data: &[u8]) {
 }
 
 /// The tools a ReAct reply may call: one with arguments, one without.
-fn tools() -> &'static [ToolSpec] {
+pub(crate) fn tools() -> &'static [ToolSpec] {
     static TOOLS: OnceLock<Vec<ToolSpec>> = OnceLock::new();
     TOOLS.get_or_init(|| {
         vec![

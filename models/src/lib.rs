@@ -48,6 +48,9 @@ pub mod rig;
 pub mod wire;
 
 #[cfg(feature = "llama")]
+#[doc(hidden)]
+pub use llama::fuzzing;
+#[cfg(feature = "llama")]
 pub use llama::{
     KvCache, LlamaChatModel, LlamaEmbedder, LlamaOptions, LlamaTokenizer, Perplexity, Speculation,
     ToolFormat, backend as llama_backend, perplexity,

@@ -8,6 +8,8 @@
 mod chat;
 mod decode;
 mod embed;
+#[doc(hidden)]
+pub mod fuzzing;
 mod perplexity;
 mod scheduler;
 mod speculate;

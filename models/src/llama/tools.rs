@@ -553,15 +553,28 @@ enum Opening {
     Text,
 }
 
+/// How many backticks `text` starts with. A Markdown fence is a run of three or more, and the
+/// whole run opens it: reading a fixed three would make what is read depend on where a streamed
+/// piece happened to cut a longer run.
+fn backticks(text: &str) -> usize {
+    text.len() - text.trim_start_matches('`').len()
+}
+
 fn opening(text: &str) -> Opening {
     let start = text.trim_start();
-    if start.is_empty() || (start.len() < 3 && "```".starts_with(start)) {
+    let ticks = backticks(start);
+    // Nothing yet, or backticks that may still become (or lengthen) a fence.
+    if start.len() == ticks {
         return Opening::Undecided;
     }
-    let rest = match start.strip_prefix("```") {
-        Some(after) if after.len() < 4 && "json".starts_with(after) => return Opening::Undecided,
-        Some(after) => after.strip_prefix("json").unwrap_or(after).trim_start(),
-        None => start,
+    let rest = match start.get(ticks..) {
+        Some(after) if ticks >= 3 => {
+            if after.len() < 4 && "json".starts_with(after) {
+                return Opening::Undecided;
+            }
+            after.strip_prefix("json").unwrap_or(after).trim_start()
+        }
+        _ => start,
     };
     let rest = match rest.strip_prefix('[').map(str::trim_start) {
         Some("") => return Opening::Undecided,
@@ -651,19 +664,21 @@ impl NativeReply {
                     break;
                 }
             }
-            if let Some(after) = trimmed.strip_prefix("```") {
+            let ticks = backticks(trimmed);
+            if let Some(after) = trimmed.get(ticks..).filter(|_| ticks >= 3) {
                 if after.len() < 4 && "json".starts_with(after) && !after.contains('\n') {
                     break;
                 }
                 let lang = if after.starts_with("json") { 4 } else { 0 };
-                consumed += skipped + 3 + lang;
+                consumed += skipped + ticks + lang;
                 continue;
             }
             if let Some(punctuation) = trimmed.chars().next().filter(|c| "[,];".contains(*c)) {
                 consumed += skipped + punctuation.len_utf8();
                 continue;
             }
-            if trimmed.is_empty() || (trimmed.len() < 3 && "```".starts_with(trimmed)) {
+            // Nothing, or one or two backticks that may still become a fence.
+            if trimmed.len() == ticks {
                 break;
             }
             if !trimmed.starts_with('{') && self.calls + calls.len() > 0 {
@@ -745,7 +760,12 @@ fn find_call(text: &str, format: ToolFormat) -> Found {
     let marker = format.marker();
     let marked = text.find(marker);
     let mut maybe = text.len();
-    for (at, _) in text.match_indices("```") {
+    // Where each run of three or more backticks starts.
+    let fences = text
+        .match_indices("```")
+        .map(|(at, _)| at)
+        .filter(|at| !text.get(..*at).is_some_and(|before| before.ends_with('`')));
+    for at in fences {
         if marked.is_some_and(|t| t < at) {
             break;
         }
@@ -1114,6 +1134,27 @@ mod tests {
         }
         assert_eq!(calls.len(), 1);
         assert_eq!(fenced.finish().unwrap(), "");
+        // A fence of more than three backticks opens where its run starts: cut anywhere inside
+        // the run, the reply reads as it does whole (fuzzing found a cut that turned a call into
+        // a parse error: the reader took the last three backticks of a run for the fence).
+        let reply = "Now:\n\n`````json\n{\"name\": \"a\", \"arguments\": {}}\n`````\n\n```` ``\n{\"name\"";
+        let read = |pieces: &[&str]| {
+            let mut reader = NativeReply::new(ToolFormat::Hermes);
+            let (mut shown, mut names) = (String::new(), Vec::new());
+            for piece in pieces {
+                let (t, c) = reader.push(piece, &mut || "id".to_owned())?;
+                shown.push_str(&t);
+                names.extend(c.into_iter().map(|c| c.name));
+            }
+            Ok::<_, Error>((shown, names, reader.finish().map_err(|e| e.to_string())))
+        };
+        let whole = read(&[reply]).unwrap();
+        // (What follows the call is prose to this reader: a run of four, then two backticks.)
+        assert_eq!((whole.0.as_str(), whole.1.as_slice()), ("Now:``\n{\"name\"", &["a".to_owned()][..]));
+        for cut in 1..reply.len() {
+            let (head, tail) = reply.split_at(cut);
+            assert_eq!(read(&[head, tail]).unwrap(), whole, "cut at {cut}");
+        }
         // Prose, then a call in a fence: the prose is the text, the fenced call a call.
         let mut mixed = NativeReply::new(ToolFormat::Hermes);
         let (mut shown, mut calls) = (String::new(), Vec::new());
