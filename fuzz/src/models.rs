@@ -8,7 +8,8 @@
 use catena_core::{ChatRequest, Message, ToolCall, ToolChoice};
 use catena_models::ToolFormat;
 use catena_models::fuzzing::{
-    detect_tool_format, read_generic_reply, read_native_reply, render_chat_template, tool_grammar,
+    detect_tool_format, read_generic_reply, read_native_reply, render_chat_template, streamed_generic_answer,
+    tool_grammar,
 };
 
 const FORMATS: [ToolFormat; 4] =
@@ -70,13 +71,13 @@ pub(crate) fn tool_call_reply(data: &[u8]) {
         assert_eq!(whole, streamed, "streaming in pieces of {} changed the reply", *step % 16 + 1);
     }
 
-    let (parsed, _) = read_generic_reply(&reply);
-    assert_eq!(parsed, read_generic_reply(&reply).0, "the same generic reply read differently twice");
+    let parsed = read_generic_reply(&reply);
+    assert_eq!(parsed, read_generic_reply(&reply), "the same generic reply read differently twice");
     if let Ok((answer, calls)) = &parsed
         && calls.is_empty()
     {
         for (at, _) in reply.char_indices() {
-            if let Some(shown) = read_generic_reply(&reply[..at]).1 {
+            if let Some(shown) = streamed_generic_answer(&reply[..at]) {
                 assert!(
                     answer.starts_with(&shown),
                     "shown {shown:?} while streaming, then answered {answer:?}"

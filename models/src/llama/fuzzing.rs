@@ -52,10 +52,19 @@ pub fn read_native_reply(format: ToolFormat, pieces: &[&str]) -> ReadReply {
     Ok((text, calls))
 }
 
-/// A generic-format reply: read whole (the answer or the call), and as the streamed answer's
-/// text so far.
-pub fn read_generic_reply(text: &str) -> (ReadReply, Option<String>) {
-    (tools::parse_reply(text, "call_0").map_err(|e| e.to_string()), tools::partial_response(text))
+/// A generic-format reply read whole: the answer, or the call (id `call_0`).
+///
+/// # Errors
+/// A reply that is neither an answer nor a call.
+pub fn read_generic_reply(text: &str) -> ReadReply {
+    tools::parse_reply(text, "call_0").map_err(|e| e.to_string())
+}
+
+/// What a generic-format reply generated up to `text` shows while it streams: the answer's text
+/// so far, or `None` while it may still become a call.
+#[must_use]
+pub fn streamed_generic_answer(text: &str) -> Option<String> {
+    tools::partial_response(text)
 }
 
 /// What a request with tools becomes for a model writing `format`: the GBNF grammar its replies
