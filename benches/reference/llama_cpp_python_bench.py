@@ -3,7 +3,11 @@ LlamaCppEmbeddings wrap), with the parameters of models/benches/llama.rs: 2 thre
 n_batch 512, greedy, repeat penalty off, the same prompt text and the same model files.
 
 Usage: python llama_cpp_python_bench.py chat|embed CHAT_GGUF EMBED_GGUF
-Prints JSON lines like the Rust side.
+       python llama_cpp_python_bench.py speculation-off|speculation-on GGUF PROMPTS.jsonl
+Prints JSON lines like the Rust side. The speculation parts replay the conversations
+`cargo bench -p catena-models --bench llama -- speculation-prompts` prints, greedy, at most 192
+tokens, n_ctx 4096, without and with `LlamaPromptLookupDecoding` (its defaults: n-grams up to 2
+tokens, 10 tokens guessed); tokens/s is generation only (first token to last), as on the Rust side.
 """
 import json
 import resource
@@ -11,6 +15,7 @@ import sys
 import time
 
 from llama_cpp import Llama
+from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
 THREADS, N_CTX, N_BATCH, GEN_TOKENS, RUNS = 2, 2048, 512, 128, 5
 
@@ -73,8 +78,48 @@ def embed(path):
     print(json.dumps({"summary": "embed", "impl": "llama-cpp-python", "chunks_s": median(rates)}))
 
 
+def speculation(path, prompts, on):
+    label = "on" if on else "off"
+    llm = Llama(model_path=path, n_ctx=4096, n_batch=N_BATCH, n_ubatch=N_BATCH, n_threads=THREADS,
+                n_threads_batch=THREADS, verbose=False,
+                # Verifying a guess reads the logits of every guessed position.
+                logits_all=on, draft_model=LlamaPromptLookupDecoding() if on else None)
+    # Warm-up, as the Rust side: the first decode pays one-off allocations.
+    llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0.0)
+    sets = {}
+    for line in open(prompts):
+        p = json.loads(line)
+        sets.setdefault(p["set"], []).append(p)
+    for name, items in sets.items():
+        tokens, secs = 0, 0.0
+        for p in items:
+            llm.reset()
+            start = time.perf_counter()
+            first, text = None, ""
+            for chunk in llm.create_chat_completion(p["messages"], max_tokens=192, temperature=0.0, top_k=1,
+                                                    repeat_penalty=1.0, stream=True):
+                piece = chunk["choices"][0]["delta"].get("content") or ""
+                if first is None and piece:
+                    first = time.perf_counter() - start
+                text += piece
+            total = time.perf_counter() - start
+            n = len(llm.tokenize(text.encode(), add_bos=False, special=True))
+            generating = total - (first if first is not None else total)
+            tokens += max(n - 1, 0)
+            secs += generating
+            print(json.dumps({"set": name, "prompt": p["prompt"], "speculation": label, "impl": "llama-cpp-python",
+                              "tokens": n, "generation_s": generating, "total_s": total, "text": text}))
+        print(json.dumps({"summary": "speculation", "set": name, "speculation": label, "impl": "llama-cpp-python",
+                          "tokens": tokens, "generation_s": secs, "tok_s": tokens / secs if secs else 0.0}))
+
+
 if __name__ == "__main__":
-    part, chat_path, embed_path = sys.argv[1], sys.argv[2], sys.argv[3]
-    chat(chat_path) if part == "chat" else embed(embed_path)
+    part = sys.argv[1]
+    if part.startswith("speculation-"):
+        speculation(sys.argv[2], sys.argv[3], part == "speculation-on")
+    elif part == "chat":
+        chat(sys.argv[2])
+    else:
+        embed(sys.argv[3])
     print(json.dumps({"part": part, "impl": "llama-cpp-python",
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -5,7 +5,12 @@
 //! ```text
 //! cargo bench -p catena-models --bench llama -- chat-catena|chat-bare|chat|embed|reuse|concurrency
 //! cargo bench -p catena-models --bench llama -- batch-cost|speculation-off|speculation-on [MODEL]
+//! cargo bench -p catena-models --bench llama -- speculation-prompts > prompts.jsonl
 //! ```
+//!
+//! `speculation-prompts` prints the speculation sets' conversations for
+//! benches/reference/llama_cpp_python_bench.py, which replays them with and without
+//! llama-cpp-python's prompt-lookup decoding.
 //!
 //! `MODEL` (for the last three) is a default's name (`chat`, `agent`) or a GGUF path.
 //!
@@ -51,9 +56,19 @@ fn main() {
         "invariance" => invariance(&model_arg(&args)),
         "speculation-off" => rt.block_on(speculation(&model_arg(&args), Speculation::Off)),
         "speculation-on" => rt.block_on(speculation(&model_arg(&args), Speculation::PROMPT_LOOKUP)),
+        "speculation-prompts" => {
+            for (set, requests) in speculation_prompts() {
+                for (i, req) in requests.iter().enumerate() {
+                    let messages: Vec<_> =
+                        req.messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+                    println!("{}", json!({"set": set, "prompt": i, "messages": messages}));
+                }
+            }
+            return;
+        }
         other => panic!(
             "unknown part {other}: chat, chat-catena, chat-bare, embed, reuse, concurrency, batch-cost, \
-             speculation-off, speculation-on"
+             speculation-off, speculation-on, speculation-prompts"
         ),
     }
     println!("{}", json!({"part": part, "peak_rss_mb": peak_rss_mb()}));
