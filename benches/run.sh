@@ -24,6 +24,13 @@ for part in batch-cost invariance speculation-off speculation-on; do
   echo "== speculation: $part" >&2
   cargo bench --quiet -p catena-models --bench llama -- "$part" chat | tee "$out/llama-$part.jsonl"
 done
+# The same conversations through llama-cpp-python, without and with its prompt-lookup decoding.
+cargo bench --quiet -p catena-models --bench llama -- speculation-prompts > "$out/speculation-prompts.jsonl"
+for part in speculation-off speculation-on; do
+  echo "== llama-cpp-python: $part" >&2
+  "$venv/bin/python" benches/reference/llama_cpp_python_bench.py "$part" "$chat_gguf" "$out/speculation-prompts.jsonl" \
+    | tee "$out/llama-cpp-python-$part.jsonl"
+done
 for part in chat embed; do
   echo "== llama-cpp-python: $part" >&2
   "$venv/bin/python" benches/reference/llama_cpp_python_bench.py "$part" "$chat_gguf" "$embed_gguf" \
@@ -97,10 +104,10 @@ chunks = sum(1 for _ in open(os.path.join(d, "chunks.jsonl")))
 print(json.dumps({"impl": "catena", "stage": "load+split", "mb": size / 1e6, "files": len(os.listdir(os.path.join(d, "all"))),
                   "chunks": chunks, "seconds": end - start, "chunks_s": chunks / (end - start), "mb_s": size / 1e6 / (end - start)}))
 PY
-# The full pipeline (load, split, embed with the default MiniLM, write) on a 1 MB slice of it (20 files).
-mkdir -p "$corpus/slice"
-ls "$corpus/all" | head -20 | while read -r f; do cp "$corpus/all/$f" "$corpus/slice/"; done
-"$release" ingest "$corpus/slice" --store "$corpus/store" --json | tee "$out/ingest-full.jsonl"
+# The full pipeline (load, split, embed with the default MiniLM, write) on a slice of every file
+# type, catena against LangChain, alternated twice.
+echo "== ingest: catena vs LangChain (loaders, splitter, LlamaCppEmbeddings, LanceDB)" >&2
+benches/ingest_race.sh "$release" "$corpus/all" "$venv" "$out/ingest-race.jsonl"
 rm -rf "$corpus"
 
 if [ -f "$cranfield/corpus.jsonl" ]; then
