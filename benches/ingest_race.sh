@@ -19,13 +19,15 @@ for f in "$corpus"/*; do
   if [ -n "$n" ] && [ "$n" -lt "$files" ]; then cp "$f" "$work/slice/"; fi
 done
 echo "slice: $(ls "$work/slice" | wc -l) files, $(du -sh "$work/slice" | cut -f1)" >&2
+# A summary line (stdin) marked with its side and round, appended to OUT.
+tag() {
+  python3 -c 'import json,sys; r=json.load(sys.stdin); r["impl"]=sys.argv[1]; r["round"]=int(sys.argv[2]); print(json.dumps(r))' "$1" "$2" \
+    | tee -a "$out"
+}
 : > "$out"
 for round in $(seq "$rounds"); do
   rm -rf "$work/catena-store" "$work/langchain-store"
-  "$catena" ingest "$work/slice" --store "$work/catena-store" --json \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); r["impl"]="catena"; r["round"]=int(sys.argv[1]); print(json.dumps(r))' "$round" \
-    | tee -a "$out"
+  "$catena" ingest "$work/slice" --store "$work/catena-store" --json | tag catena "$round"
   "$venv/bin/python" benches/reference/langchain_ingest_bench.py "$work/slice" "$embed_gguf" "$work/langchain-store" "$(nproc)" \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); r["round"]=int(sys.argv[1]); print(json.dumps(r))' "$round" \
-    | tee -a "$out"
+    | tag langchain "$round"
 done

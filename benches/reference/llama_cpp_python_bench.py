@@ -7,7 +7,8 @@ Usage: python llama_cpp_python_bench.py chat|embed CHAT_GGUF EMBED_GGUF
 Prints JSON lines like the Rust side. The speculation parts replay the conversations
 `cargo bench -p catena-models --bench llama -- speculation-prompts` prints, greedy, at most 192
 tokens, n_ctx 4096, without and with `LlamaPromptLookupDecoding` (its defaults: n-grams up to 2
-tokens, 10 tokens guessed); tokens/s is generation only (first token to last), as on the Rust side.
+tokens, 10 tokens guessed); tokens/s is generation only (first token to last), as on the Rust side,
+with a reply's tokens counted by tokenizing its text again (the stream does not report usage).
 """
 import json
 import resource
