@@ -24,6 +24,12 @@ for part in batch-cost invariance speculation-off speculation-on; do
   echo "== speculation: $part" >&2
   cargo bench --quiet -p catena-models --bench llama -- "$part" chat | tee "$out/llama-$part.jsonl"
 done
+# Draft-model drafting: Qwen2.5-Coder 1.5B (`agent`) drafted by 0.5B (`agent-small`), against the
+# 1.5B alone, same sets.
+for part in speculation-off speculation-draft; do
+  echo "== speculation: $part agent" >&2
+  cargo bench --quiet -p catena-models --bench llama -- "$part" agent agent-small | tee "$out/llama-$part-agent.jsonl"
+done
 # The same conversations through llama-cpp-python, without and with its prompt-lookup decoding.
 cargo bench --quiet -p catena-models --bench llama -- speculation-prompts > "$out/speculation-prompts.jsonl"
 for part in speculation-off speculation-on; do

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p catena-models --bench llama -- chat-catena|chat-bare|chat|embed|reuse|concurrency
 //! cargo bench -p catena-models --bench llama -- batch-cost|speculation-off|speculation-on [MODEL]
+//! cargo bench -p catena-models --bench llama -- speculation-draft [MODEL [DRAFT]]
 //! cargo bench -p catena-models --bench llama -- speculation-prompts > prompts.jsonl
 //! ```
 //!
@@ -12,7 +13,8 @@
 //! benches/reference/llama_cpp_python_bench.py, which replays them with and without
 //! llama-cpp-python's prompt-lookup decoding.
 //!
-//! `MODEL` (for the last three) is a default's name (`chat`, `agent`) or a GGUF path.
+//! `MODEL` is a default's name (`chat`, `agent`) or a GGUF path; `DRAFT` likewise (default
+//! `agent-small`, the draft model for `agent`).
 //!
 //! Each part prints JSON lines (one per measurement) that docs/benchmarks.md is written from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
@@ -56,6 +58,11 @@ fn main() {
         "invariance" => invariance(&model_arg(&args)),
         "speculation-off" => rt.block_on(speculation(&model_arg(&args), Speculation::Off)),
         "speculation-on" => rt.block_on(speculation(&model_arg(&args), Speculation::PROMPT_LOOKUP)),
+        "speculation-draft" => {
+            let draft = args.iter().skip(1).filter(|a| !a.starts_with("--")).nth(2).cloned();
+            let draft = files::resolve(draft.as_deref().unwrap_or("agent-small")).unwrap();
+            rt.block_on(speculation(&model_arg(&args), Speculation::draft_model(draft)));
+        }
         "speculation-prompts" => {
             for (set, requests) in speculation_prompts() {
                 for (i, req) in requests.iter().enumerate() {
@@ -68,7 +75,7 @@ fn main() {
         }
         other => panic!(
             "unknown part {other}: chat, chat-catena, chat-bare, embed, reuse, concurrency, batch-cost, \
-             speculation-off, speculation-on, speculation-prompts"
+             speculation-off, speculation-on, speculation-draft, speculation-prompts"
         ),
     }
     println!("{}", json!({"part": part, "peak_rss_mb": peak_rss_mb()}));
@@ -560,9 +567,13 @@ fn speculation_prompts() -> Vec<(&'static str, Vec<ChatRequest>)> {
 /// printed so the runs with and without speculation can be compared byte for byte.
 async fn speculation(reference: &str, speculation: Speculation) {
     let path = files::resolve(reference).unwrap();
+    let label = match &speculation {
+        Speculation::Off => "off",
+        Speculation::DraftModel { .. } => "draft",
+        _ => "on",
+    };
     let options = LlamaOptions { n_ctx: Some(4096), speculation, ..options() };
     let model = LlamaChatModel::load(&path, options).await.unwrap();
-    let label = if speculation == Speculation::Off { "off" } else { "on" };
     // Warm-up: the first decode pays one-off allocations.
     let _ = model
         .chat(greedy(ChatRequest::new(vec![Message::user("Hi")]).with_max_tokens(4)), &RunContext::new())

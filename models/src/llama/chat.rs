@@ -12,9 +12,12 @@ use llama_cpp_2::token::LlamaToken;
 use tokio_util::sync::CancellationToken;
 
 use super::scheduler::{Job, Scheduler};
+use super::speculate::{Drafter, Shape};
 use super::template::ChatTemplate;
 use super::tools::ToolFormat;
-use super::{Jobs, LlamaOptions, Ready, load_model, new_context, off_runtime, or_report, spawn_worker};
+use super::{
+    Jobs, LlamaOptions, Ready, Speculation, load_model, new_context, off_runtime, or_report, spawn_worker,
+};
 
 /// Requests decoded together by default.
 const DEFAULT_PARALLEL: u32 = 4;
@@ -202,8 +205,19 @@ fn worker(path: &Path, options: &LlamaOptions, ready: &Ready<Loaded>, jobs: &std
         template_overridden = options.chat_template.is_some(),
         "tool-call format"
     );
+    let draft_model = match &options.speculation {
+        Speculation::DraftModel { path, .. } => {
+            let Some(draft) = or_report(ready, load_model(path, options)) else { return };
+            Some(draft)
+        }
+        _ => None,
+    };
+    let shape = Shape { n_seq, seq_ctx, n_batch };
+    let Some(drafter) = or_report(ready, Drafter::new(&model, draft_model.as_ref(), options, &shape)) else {
+        return;
+    };
     if ready.send(Ok(Loaded { name, n_ctx: seq_ctx, tool_format })).is_err() {
         return;
     }
-    Scheduler::new(&model, &template, n_seq, n_batch, seq_ctx, options, tool_format).run(&mut ctx, jobs);
+    Scheduler::new(&model, &template, &shape, options, tool_format, drafter).run(&mut ctx, jobs);
 }

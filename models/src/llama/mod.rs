@@ -25,7 +25,6 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 pub use chat::LlamaChatModel;
 pub use embed::LlamaEmbedder;
 pub use perplexity::{Perplexity, perplexity};
-pub(crate) use speculate::Drafter;
 pub use tokenizer::LlamaTokenizer;
 pub use tools::ToolFormat;
 
@@ -96,8 +95,8 @@ pub struct LlamaOptions {
 ///   the one-token-at-a-time reply where two tokens nearly tie. Built with `GGML_LLAMAFILE=OFF`
 ///   and run with flash attention off, the logits of both paths were bit-identical.
 ///
-/// Off by default; [`Speculation::PROMPT_LOOKUP`] turns it on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Off by default; [`Speculation::PROMPT_LOOKUP`] or [`Speculation::draft_model`] turns it on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Speculation {
     /// One token per forward pass.
@@ -114,12 +113,32 @@ pub enum Speculation {
         /// Most tokens guessed at once.
         max_draft: u32,
     },
+    /// A smaller model of the same family guesses: it decodes greedily ahead of the model, one
+    /// token per (cheap) forward pass, up to `max_draft` tokens, and the model checks the guess in
+    /// one pass. Pays where the small model agrees with the large one and a forward pass of the
+    /// large one is much dearer than the small one's several (a GPU, a large model).
+    ///
+    /// The draft model must share the model's tokenizer (same kind, same token texts, same
+    /// BOS/EOS): loading refuses a pair that does not and says which token differs. It keeps its
+    /// own KV cache, one sequence per request slot, with the same reuse of evaluated prefixes.
+    DraftModel {
+        /// The draft model's GGUF file.
+        path: std::path::PathBuf,
+        /// Most tokens guessed at once.
+        max_draft: u32,
+    },
 }
 
 impl Speculation {
     /// Prompt lookup with the settings catena measured: n-grams of 3 down to 2 tokens, up to 8
     /// tokens guessed.
     pub const PROMPT_LOOKUP: Self = Self::PromptLookup { ngram_min: 2, ngram_max: 3, max_draft: 8 };
+
+    /// Drafting with the GGUF at `path`, up to 8 tokens guessed at once (guesses still start at
+    /// one token and grow only while confirmed).
+    pub fn draft_model(path: impl Into<std::path::PathBuf>) -> Self {
+        Self::DraftModel { path: path.into(), max_draft: 8 }
+    }
 }
 
 /// Number formats for the KV cache; see [`LlamaOptions::kv_cache`].

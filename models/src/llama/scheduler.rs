@@ -29,8 +29,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::Drafter;
 use super::decode::{TextAssembler, build_sampler, format_grammar, sample};
+use super::speculate::{Drafter, Shape, common_prefix};
 use super::template::ChatTemplate;
 use super::tools::{self, NativeReply, ToolFormat, ToolPlan};
 
@@ -58,7 +58,7 @@ pub(crate) struct Scheduler<'m> {
     /// How this model writes tool calls.
     tool_format: ToolFormat,
     /// Where speculative guesses come from (or none).
-    drafter: Drafter,
+    drafter: Drafter<'m>,
 }
 
 /// A free slot is chosen for a prompt when the prompt continues it: it keeps at least this share
@@ -131,20 +131,12 @@ impl<'m> Scheduler<'m> {
     pub(crate) fn new(
         model: &'m LlamaModel,
         template: &'m ChatTemplate,
-        n_seq: u32,
-        n_batch: u32,
-        seq_ctx: u32,
+        shape: &Shape,
         options: &super::LlamaOptions,
         tool_format: ToolFormat,
+        drafter: Drafter<'m>,
     ) -> Self {
-        // Recurrent state cannot be rolled back to an earlier position, so a rejected guess could
-        // not be undone: no speculation for those models.
-        let drafter = if model.is_recurrent() || model.is_hybrid() {
-            Drafter::new(super::Speculation::Off)
-        } else {
-            Drafter::new(options.speculation)
-        };
-        let slots = (0..n_seq.max(1))
+        let slots = (0..shape.n_seq.max(1))
             .map(|s| Slot {
                 seq: i32::try_from(s).unwrap_or(0),
                 cached: Vec::new(),
@@ -157,8 +149,8 @@ impl<'m> Scheduler<'m> {
             template,
             slots,
             waiting: VecDeque::new(),
-            n_batch: usize::try_from(n_batch).unwrap_or(512).max(1),
-            seq_ctx: usize::try_from(seq_ctx).unwrap_or(2048),
+            n_batch: usize::try_from(shape.n_batch).unwrap_or(512).max(1),
+            seq_ctx: usize::try_from(shape.seq_ctx).unwrap_or(2048),
             calls: 0,
             clock: 0,
             reuse_prefix: options.reuse_prefix,
@@ -355,7 +347,7 @@ impl<'m> Scheduler<'m> {
                 if a.draft_cap == 0 {
                     a.draft_cap = 1;
                 }
-                for guess in self.drafter.draft(&a.history, limit) {
+                for guess in self.drafter.draft(slot.seq, &a.history, limit) {
                     let pos = i32::try_from(slot.cached.len()).unwrap_or(i32::MAX);
                     if batch.add(guess, pos, &[slot.seq], true).is_err() {
                         break;
@@ -580,8 +572,4 @@ fn generic_finish(
     let (content, tool_calls) = tools::parse_reply(held, &next_call_id(calls))?;
     let reason = if tool_calls.is_empty() { reason } else { FinishReason::ToolCalls };
     Ok((content, tool_calls, reason))
-}
-
-fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

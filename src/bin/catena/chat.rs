@@ -4,10 +4,10 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use catena::core::{ChatModel, ChatRequest, Embedder, Error, Message, ResponseFormat, Result, RunContext};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, Speculation};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions};
 use futures::StreamExt;
 
-use crate::model_path;
+use crate::{model_path, speculation};
 
 #[derive(clap::Args)]
 pub(crate) struct ChatArgs {
@@ -35,6 +35,10 @@ pub(crate) struct ChatArgs {
     /// checked in one batched pass (pays when the reply quotes the prompt).
     #[arg(long)]
     speculate: bool,
+    /// Speculative decoding with a draft model: a smaller model of the same family (same
+    /// tokenizer) guesses ahead, e.g. `agent-small` for `agent`. A default's name or a GGUF path.
+    #[arg(long, value_name = "MODEL", conflicts_with = "speculate")]
+    draft_model: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -49,7 +53,7 @@ pub(crate) struct EmbedArgs {
 /// Runs `catena chat`.
 pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
     let path = model_path(&args.model).await?;
-    let speculation = if args.speculate { Speculation::PROMPT_LOOKUP } else { Speculation::Off };
+    let speculation = speculation(args.speculate, args.draft_model.as_deref()).await?;
     let options = LlamaOptions { n_ctx: args.ctx_size, speculation, ..LlamaOptions::default() };
     let model = LlamaChatModel::load(&path, options).await?;
     let format = match &args.json_schema {

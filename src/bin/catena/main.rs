@@ -164,6 +164,19 @@ pub(crate) async fn chat_model(reference: &str) -> Result<catena::models::LlamaC
     catena::models::LlamaChatModel::load(&path, catena::models::LlamaOptions::default()).await
 }
 
+/// The speculation `--speculate` / `--draft-model` ask for (clap keeps them apart).
+pub(crate) async fn speculation(
+    prompt_lookup: bool,
+    draft_model: Option<&str>,
+) -> Result<catena::models::Speculation> {
+    use catena::models::Speculation;
+    Ok(match draft_model {
+        Some(reference) => Speculation::draft_model(model_path(reference).await?),
+        None if prompt_lookup => Speculation::PROMPT_LOOKUP,
+        None => Speculation::Off,
+    })
+}
+
 /// A default model by name, fetched with a progress display if needed, or a GGUF path.
 pub(crate) async fn model_path(reference: &str) -> Result<PathBuf> {
     let reference = reference.to_owned();

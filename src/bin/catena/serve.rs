@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use catena::core::{ChatModel, Embedder, Error, Result};
-use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, Speculation, ToolFormat};
+use catena::models::{LlamaChatModel, LlamaEmbedder, LlamaOptions, ToolFormat};
 use clap::ValueEnum;
 
-use crate::model_path;
+use crate::{model_path, speculation};
 
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -65,6 +65,11 @@ pub(crate) struct ServeArgs {
     /// the hardware batches cheaply (a GPU); replies report accepted/rejected prediction tokens.
     #[arg(long)]
     speculate: bool,
+    /// Local chat model: speculative decoding with a draft model, a smaller model of the same
+    /// family (same tokenizer) that guesses ahead, e.g. `agent-small` for `agent`. A default's
+    /// name or a GGUF path.
+    #[arg(long, value_name = "MODEL", conflicts_with = "speculate")]
+    draft_model: Option<String>,
     /// Local chat model: how it writes tool calls. `auto` reads the chat template (Hermes/Qwen
     /// `<tool_call>` blocks, Llama 3.x JSON calls or Mistral `[TOOL_CALLS]` when it renders them,
     /// otherwise one generic JSON object per reply); the others force one, e.g. to compare them.
@@ -247,7 +252,7 @@ async fn backend_models(
             let options = LlamaOptions {
                 n_ctx: args.ctx,
                 parallel: args.parallel,
-                speculation: if args.speculate { Speculation::PROMPT_LOOKUP } else { Speculation::Off },
+                speculation: speculation(args.speculate, args.draft_model.as_deref()).await?,
                 tool_format,
                 chat_template,
                 ..LlamaOptions::default()
