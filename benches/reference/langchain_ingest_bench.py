@@ -87,11 +87,17 @@ def main():
     embedder = TimedEmbeddings(inner)
 
     t = time.perf_counter()
-    # Batches of 64 texts per add, as catena's default --batch-size embeds them.
+    # Batches of 64 texts per add, as catena's default --batch-size embeds them. LangChain's LanceDB
+    # store fixes the table's schema from its first add, and each loader writes other metadata keys
+    # (PyPDFLoader `page`, CSVLoader `row`, JSONLoader `seq_num`), so a mixed corpus fails at the
+    # first file of a second type ("field 'seq_num' does not exist in table schema"): like a user,
+    # the bench keeps the key every loader writes.
     db = LanceDB(embedding=embedder, uri=store, table_name="chunks", mode="append")
     for i in range(0, len(chunks), 64):
         batch = chunks[i : i + 64]
-        db.add_texts([c.page_content for c in batch], metadatas=[c.metadata for c in batch])
+        db.add_texts(
+            [c.page_content for c in batch], metadatas=[{"source": c.metadata.get("source", "")} for c in batch]
+        )
     index = time.perf_counter() - t
     elapsed = time.perf_counter() - started
     print(
