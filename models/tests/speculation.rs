@@ -58,6 +58,13 @@ fn pinned(text: &str, max_tokens: u32) -> ChatRequest {
         .with_temperature(0.0)
 }
 
+/// Greedy, at most `max_tokens`: asks for `PASSAGE` back word for word, a reply that copies its
+/// prompt.
+fn copy_passage(max_tokens: u32) -> ChatRequest {
+    let user = format!("Here is a passage:\n\n{PASSAGE}\n\nRepeat the passage exactly, word for word.");
+    ChatRequest::new(vec![Message::user(user)]).with_max_tokens(max_tokens).with_temperature(0.0)
+}
+
 fn ask(model: &LlamaChatModel, req: ChatRequest) -> ChatResponse {
     rt().block_on(model.chat(req, &RunContext::new())).unwrap()
 }
@@ -124,9 +131,7 @@ fn concurrent_requests_each_keep_their_own_sequence() {
 #[test]
 fn a_reply_that_copies_its_prompt_confirms_most_guesses() {
     let (_lock, off, on) = models();
-    let user = format!("Here is a passage:\n\n{PASSAGE}\n\nRepeat the passage exactly, word for word.");
-    let req =
-        || ChatRequest::new(vec![Message::user(user.as_str())]).with_max_tokens(80).with_temperature(0.0);
+    let req = || copy_passage(80);
     let (plain, spec) = (ask(&off, req()), ask(&on, req()));
     // Free text: the two replies may part at a near-tie (see the top of this file), but both copy.
     for r in [&plain, &spec] {
@@ -193,9 +198,7 @@ fn a_draft_model_guesses_and_grammar_pinned_replies_are_unchanged() {
 fn a_self_drafting_model_confirms_most_guesses_of_a_free_reply() {
     let (_lock, off, _on) = models();
     let drafted = self_drafted();
-    let user = format!("Here is a passage:\n\n{PASSAGE}\n\nRepeat the passage exactly, word for word.");
-    let req =
-        || ChatRequest::new(vec![Message::user(user.as_str())]).with_max_tokens(64).with_temperature(0.0);
+    let req = || copy_passage(64);
     let (plain, spec) = (ask(&off, req()), ask(&drafted, req()));
     for r in [&plain, &spec] {
         assert!(r.text().contains("climbed the spiral stairs"), "{:?}", r.text());
@@ -235,9 +238,7 @@ fn the_qwen_coder_pair_drafts_for_the_agent_model() {
         ..LlamaOptions::default()
     };
     let agent = LlamaChatModel::load_blocking(&files::resolve("agent").unwrap(), options).unwrap();
-    let user = format!("Here is a passage:\n\n{PASSAGE}\n\nRepeat the passage exactly, word for word.");
-    let reply =
-        ask(&agent, ChatRequest::new(vec![Message::user(user)]).with_max_tokens(32).with_temperature(0.0));
+    let reply = ask(&agent, copy_passage(32));
     assert!(reply.text().contains("lighthouse keeper climbed"), "{:?}", reply.text());
     let u = reply.usage;
     eprintln!("Qwen2.5-Coder 1.5B drafted by 0.5B: {u:?}");
